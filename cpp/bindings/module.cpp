@@ -1,0 +1,273 @@
+// The only file that knows about Python: converts and checks arguments, releases the GIL
+// around every core call, and returns numpy arrays. No defaults and no model logic here.
+// C++ exceptions map to Python ones by pybind11's rules: std::invalid_argument and
+// std::length_error -> ValueError, std::bad_alloc -> MemoryError.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rtrec/hash.hpp"
+#include "rtrec/model.hpp"
+#include "rtrec/parallel.hpp"
+
+namespace py = pybind11;
+using rtrec::IdBatch;
+using rtrec::IdKind;
+using rtrec::Model;
+
+namespace {
+
+using KeyArray = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>;
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+// One side's IDs: a uint64 array (integer IDs, already reinterpreted from int64 by Python)
+// or a list of str (hashed here with the core's stable hash; the strings are kept).
+struct Ids {
+  KeyArray array;
+  std::vector<std::string> names;
+  std::vector<uint64_t> hashed;
+  IdBatch batch;
+};
+
+Ids to_ids(const py::handle& obj, const char* side) {
+  Ids ids;
+  if (py::isinstance<py::list>(obj)) {
+    const py::list list = py::reinterpret_borrow<py::list>(obj);
+    ids.names.reserve(list.size());
+    for (const py::handle item : list) {
+      if (!PyUnicode_Check(item.ptr())) throw py::type_error(std::string(side) + ": expected a list of str");
+      ids.names.push_back(item.cast<std::string>());
+    }
+    ids.hashed.resize(ids.names.size());
+    for (size_t i = 0; i < ids.names.size(); ++i) ids.hashed[i] = rtrec::hash_string_id(ids.names[i]);
+    ids.batch = IdBatch{ids.hashed.data(), ids.names.data(), ids.names.size()};
+  } else {
+    ids.array = py::cast<KeyArray>(obj);
+    if (ids.array.ndim() != 1) throw py::value_error(std::string(side) + ": expected a 1-D array");
+    ids.batch = IdBatch{ids.array.data(), nullptr, static_cast<size_t>(ids.array.shape(0))};
+  }
+  return ids;
+}
+
+// A single ID from Python: int-like (not bool) or str.
+struct ScalarId {
+  uint64_t key;
+  std::optional<std::string> name;
+};
+
+ScalarId to_scalar_id(const py::handle& obj, const char* side) {
+  PyObject* o = obj.ptr();
+  if (PyUnicode_Check(o)) {
+    ScalarId id{0, obj.cast<std::string>()};
+    id.key = rtrec::hash_string_id(*id.name);
+    return id;
+  }
+  if (PyBool_Check(o) || PyFloat_Check(o) || !PyIndex_Check(o))
+    throw py::type_error(std::string(side) + " must be an int or a str, got " + Py_TYPE(o)->tp_name);
+  py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(o));
+  if (!index) throw py::error_already_set();
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+  if (overflow != 0) throw py::value_error(std::string(side) + " must fit in a signed 64-bit integer");
+  if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+  return ScalarId{static_cast<uint64_t>(v), std::nullopt};
+}
+
+py::object ids_of(const rtrec::EmbeddingTable& table, const uint32_t* rows, size_t n) {
+  if (table.kind() == IdKind::kString) {
+    py::list out(n);
+    for (size_t i = 0; i < n; ++i) out[i] = py::str(table.name(rows[i]));
+    return std::move(out);
+  }
+  py::array_t<int64_t> out(n);
+  int64_t* p = out.mutable_data();
+  for (size_t i = 0; i < n; ++i) p[i] = static_cast<int64_t>(table.key(rows[i]));
+  return std::move(out);
+}
+
+const char* kind_name(IdKind kind) {
+  switch (kind) {
+    case IdKind::kInt: return "int";
+    case IdKind::kString: return "str";
+    default: return "unset";
+  }
+}
+
+template <class Array>
+const typename Array::value_type* optional_data(const std::optional<Array>& a, size_t n, const char* name) {
+  if (!a) return nullptr;
+  if (a->ndim() != 1 || static_cast<size_t>(a->shape(0)) != n)
+    throw py::value_error(std::string(name) + ": expected a 1-D array with one entry per event");
+  return a->data();
+}
+
+rtrec::EventBatch make_batch(const Ids& users, const Ids& items, const std::optional<FloatArray>& labels,
+                             const std::optional<FloatArray>& weights, const std::optional<DoubleArray>& timestamps) {
+  if (users.batch.size != items.batch.size) throw py::value_error("users and items differ in length");
+  const size_t n = users.batch.size;
+  rtrec::EventBatch b;
+  b.users = users.batch;
+  b.items = items.batch;
+  b.labels = optional_data(labels, n, "labels");
+  b.weights = optional_data(weights, n, "weights");
+  b.timestamps = optional_data(timestamps, n, "timestamps");
+  b.size = n;
+  return b;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "rtrec_native native core (private; use rtrec_native.Recommender)";
+  m.attr("openmp_enabled") = rtrec::openmp_enabled();
+  m.def("default_threads", [] { return rtrec::resolve_threads(0); },
+        "Threads used when num_threads is None: OMP_NUM_THREADS if set, else all cores.");
+  m.def("hash_string_id", [](const std::string& s) { return rtrec::hash_string_id(s); });
+
+  py::class_<Model>(m, "Model")
+      .def(py::init([](uint32_t dim, const std::string& loss, const std::string& optimizer, float learning_rate,
+                       float l2, float grad_clip, float init_std, uint32_t negatives, uint64_t seed) {
+             rtrec::ModelConfig c;
+             c.dim = dim;
+             c.loss = rtrec::parse_loss(loss);
+             c.optimizer = rtrec::parse_optimizer(optimizer);
+             c.learning_rate = learning_rate;
+             c.l2 = l2;
+             c.grad_clip = grad_clip;
+             c.init_std = init_std;
+             c.negatives = negatives;
+             c.seed = seed;
+             return new Model(c);
+           }),
+           py::arg("dim"), py::arg("loss"), py::arg("optimizer"), py::arg("learning_rate"), py::arg("l2"),
+           py::arg("grad_clip"), py::arg("init_std"), py::arg("negatives"), py::arg("seed"))
+      .def(
+          "fit",
+          [](Model& model, py::handle users, py::handle items, std::optional<FloatArray> labels,
+             std::optional<FloatArray> weights, std::optional<DoubleArray> timestamps, uint32_t epochs,
+             int num_threads) {
+            const Ids u = to_ids(users, "users"), i = to_ids(items, "items");
+            const rtrec::EventBatch batch = make_batch(u, i, labels, weights, timestamps);
+            py::gil_scoped_release release;
+            model.fit(batch, epochs, num_threads);
+          },
+          py::arg("users"), py::arg("items"), py::arg("labels"), py::arg("weights"), py::arg("timestamps"),
+          py::arg("epochs"), py::arg("num_threads"))
+      .def(
+          "update",
+          [](Model& model, py::handle users, py::handle items, std::optional<FloatArray> labels,
+             std::optional<FloatArray> weights, std::optional<DoubleArray> timestamps) {
+            const Ids u = to_ids(users, "users"), i = to_ids(items, "items");
+            const rtrec::EventBatch batch = make_batch(u, i, labels, weights, timestamps);
+            py::gil_scoped_release release;
+            model.update(batch);
+          },
+          py::arg("users"), py::arg("items"), py::arg("labels"), py::arg("weights"), py::arg("timestamps"))
+      .def(
+          "update_one",
+          [](Model& model, py::handle user, py::handle item, py::handle label, double weight, py::handle timestamp) {
+            const ScalarId u = to_scalar_id(user, "user"), i = to_scalar_id(item, "item");
+            float y = 1.0f;
+            if (!label.is_none()) {
+              if (PyBool_Check(label.ptr()) || !(PyFloat_Check(label.ptr()) || PyIndex_Check(label.ptr()) ||
+                                                 PyNumber_Check(label.ptr())))
+                throw py::type_error("label must be a number or None");
+              y = static_cast<float>(label.cast<double>());
+            }
+            const float w = static_cast<float>(weight);
+            const double t = timestamp.is_none() ? 0.0 : timestamp.cast<double>();
+            rtrec::EventBatch b;
+            b.users = IdBatch{&u.key, u.name ? &*u.name : nullptr, 1};
+            b.items = IdBatch{&i.key, i.name ? &*i.name : nullptr, 1};
+            b.labels = label.is_none() ? nullptr : &y;
+            b.weights = &w;
+            b.timestamps = timestamp.is_none() ? nullptr : &t;
+            b.size = 1;
+            py::gil_scoped_release release;
+            model.update(b);
+          },
+          py::arg("user"), py::arg("item"), py::arg("label") = py::none(), py::arg("weight") = 1.0,
+          py::arg("timestamp") = py::none())
+      .def(
+          "predict",
+          [](const Model& model, py::handle users, py::handle items, int num_threads) {
+            const Ids u = to_ids(users, "users"), i = to_ids(items, "items");
+            if (u.batch.size != i.batch.size) throw py::value_error("users and items differ in length");
+            py::array_t<float> out(u.batch.size);
+            float* p = out.mutable_data();
+            {
+              py::gil_scoped_release release;
+              model.predict(u.batch, i.batch, p, num_threads);
+            }
+            return out;
+          },
+          py::arg("users"), py::arg("items"), py::arg("num_threads"))
+      .def(
+          "recommend",
+          [](const Model& model, py::handle user, uint32_t k, bool exclude_seen, int num_threads) {
+            if (k == 0) throw py::value_error("k must be >= 1");
+            const ScalarId u = to_scalar_id(user, "user");
+            const uint32_t capacity = std::min<uint32_t>(k, model.items().size());
+            std::vector<uint32_t> rows(std::max<uint32_t>(capacity, 1));
+            py::array_t<float> scores(capacity);
+            uint32_t found;
+            {
+              py::gil_scoped_release release;
+              // The catalogue may grow during the call; top-K never returns more than k
+              // and scans the rows that existed when it started, so `capacity` bounds it.
+              found = model.recommend(u.key, u.name ? &*u.name : nullptr, std::max<uint32_t>(capacity, 1),
+                                      exclude_seen, num_threads, rows.data(), scores.mutable_data());
+            }
+            found = std::min(found, capacity);
+            scores.resize({static_cast<py::ssize_t>(found)});
+            return py::make_tuple(ids_of(model.items(), rows.data(), found), scores);
+          },
+          py::arg("user"), py::arg("k"), py::arg("exclude_seen"), py::arg("num_threads"))
+      .def(
+          "recommend_batch",
+          [](const Model& model, py::handle users, uint32_t k, bool exclude_seen, int num_threads) {
+            const Ids u = to_ids(users, "users");
+            const size_t n = u.batch.size;
+            py::array_t<uint32_t> rows({n, static_cast<size_t>(k)});
+            py::array_t<float> scores({n, static_cast<size_t>(k)});
+            py::array_t<uint32_t> counts(n);
+            {
+              py::gil_scoped_release release;
+              model.recommend_batch(u.batch, k, exclude_seen, num_threads, rows.mutable_data(),
+                                    scores.mutable_data(), counts.mutable_data());
+            }
+            return py::make_tuple(rows, scores, counts);
+          },
+          py::arg("users"), py::arg("k"), py::arg("exclude_seen"), py::arg("num_threads"))
+      .def(
+          "item_ids",
+          [](const Model& model, py::array_t<uint32_t, py::array::c_style | py::array::forcecast> rows) {
+            const uint32_t n_items = model.items().size();
+            const uint32_t* r = rows.data();
+            for (py::ssize_t j = 0; j < rows.size(); ++j)
+              if (r[j] >= n_items) throw py::value_error("item row out of range");
+            return ids_of(model.items(), r, static_cast<size_t>(rows.size()));
+          },
+          py::arg("rows"))
+      .def_property_readonly("n_users", [](const Model& m) { return m.users().size(); })
+      .def_property_readonly("n_items", [](const Model& m) { return m.items().size(); })
+      .def_property_readonly("user_id_kind", [](const Model& m) { return kind_name(m.users().kind()); })
+      .def_property_readonly("item_id_kind", [](const Model& m) { return kind_name(m.items().kind()); })
+      .def("stats", [](const Model& m) {
+        const rtrec::ModelStats s = m.stats();
+        py::dict d;
+        d["n_users"] = s.n_users;
+        d["n_items"] = s.n_items;
+        d["updates"] = s.updates;
+        d["skipped_updates"] = s.skipped_updates;
+        d["seen_pairs"] = s.seen_pairs;
+        d["memory_bytes"] = s.memory_bytes;
+        d["global_bias"] = s.global_bias;
+        return d;
+      });
+}

@@ -1,0 +1,122 @@
+// Sparse, collisionless embedding table: 64-bit ID -> row {vector, bias, optimizer state,
+// update count, last-update time}. New IDs get rows on first sight; nothing is sized up front.
+//
+// Concurrency contract:
+//  * structure (index, row allocation, chunks, names) changes only under `insert_mutex_`;
+//  * lookups, row counts and row access never lock (see ConcurrentIndex / ChunkDirectory);
+//  * row *values* are read and written by many threads without locks (Hogwild by design).
+// A row is fully initialised before its count and index entry are published, so a reader
+// never sees a half-built row. Rows live in 1024-row chunks that never move.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "rtrec/chunk_directory.hpp"
+#include "rtrec/concurrent_index.hpp"
+
+namespace rtrec {
+
+enum class IdKind : int { kUnset = 0, kInt = 1, kString = 2 };
+
+struct TableOptions {
+  uint32_t dim = 32;
+  bool with_accumulators = false;  // AdaGrad keeps a per-coordinate accumulator per row
+  float init_std = 0.01f;
+  uint64_t seed = 0;
+};
+
+class EmbeddingTable {
+ public:
+  static constexpr uint32_t kChunkShift = 10;
+  static constexpr uint32_t kChunkRows = 1u << kChunkShift;
+  static constexpr uint32_t kNotFound = ConcurrentIndex::kNotFound;
+
+  explicit EmbeddingTable(const TableOptions& options);
+
+  uint32_t dim() const noexcept { return dim_; }
+  // Floats per stored vector: dim rounded up to 16 (one 64-byte cache line) and zero padded,
+  // so every SIMD loop runs whole vectors and rows never share a cache line.
+  uint32_t stride() const noexcept { return stride_; }
+  bool has_accumulators() const noexcept { return with_accumulators_; }
+
+  uint32_t size() const noexcept { return size_.load(std::memory_order_acquire); }
+  IdKind kind() const noexcept { return static_cast<IdKind>(kind_.load(std::memory_order_acquire)); }
+
+  // Lock-free. kNotFound when the key has no row.
+  uint32_t find(uint64_t key) const noexcept { return index_.find(key); }
+
+  // Returns the row for `key`, creating it if needed. `name` is the original string for
+  // string IDs (nullptr for integer IDs): it is stored so the ID can be returned, and it is
+  // compared on every string insert so that two strings with one hash are an error, not a
+  // silent merge. Throws std::invalid_argument on such a collision or on an int/str mix.
+  uint32_t find_or_insert(uint64_t key, const std::string* name);
+
+  // Throws std::invalid_argument if inserting these would mix kinds or collide; called on a
+  // whole batch before anything is inserted. `names` may be nullptr (integer IDs).
+  void check_batch(const uint64_t* keys, const std::string* names, size_t n) const;
+
+  float* vector(uint32_t row) const noexcept { return chunk(row)->vectors + offset(row) * stride_; }
+  float* accumulator(uint32_t row) const noexcept { return chunk(row)->accumulators + offset(row) * stride_; }
+  float& bias(uint32_t row) const noexcept { return chunk(row)->bias[offset(row)]; }
+  float& bias_accumulator(uint32_t row) const noexcept { return chunk(row)->bias_accumulator[offset(row)]; }
+  uint64_t key(uint32_t row) const noexcept { return chunk(row)->keys[offset(row)]; }
+  const std::string& name(uint32_t row) const noexcept { return chunk(row)->names[offset(row)]; }
+
+  // Row metadata. Counters are relaxed atomics written with load+store (no lock prefix):
+  // concurrent updates of one row may lose a count, like Hogwild loses a gradient.
+  void touch(uint32_t row, double time) const noexcept {
+    Chunk* c = chunk(row);
+    const uint32_t o = offset(row);
+    c->update_count[o].store(c->update_count[o].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    c->last_update[o].store(time, std::memory_order_relaxed);
+  }
+  uint32_t update_count(uint32_t row) const noexcept {
+    return chunk(row)->update_count[offset(row)].load(std::memory_order_relaxed);
+  }
+  double last_update(uint32_t row) const noexcept {
+    return chunk(row)->last_update[offset(row)].load(std::memory_order_relaxed);
+  }
+
+  // Contiguous block of vectors for rows [chunk_index*kChunkRows, ...): top-K scans whole chunks.
+  const float* chunk_vectors(uint32_t chunk_index) const noexcept { return directory_.get(chunk_index)->vectors; }
+  const float* chunk_biases(uint32_t chunk_index) const noexcept { return directory_.get(chunk_index)->bias; }
+
+  uint64_t memory_bytes() const noexcept;
+
+ private:
+  struct Chunk {
+    Chunk(uint32_t stride, bool with_accumulators, bool with_names);
+    ~Chunk();
+    float* vectors = nullptr;
+    float* accumulators = nullptr;
+    float* bias = nullptr;
+    float* bias_accumulator = nullptr;
+    uint64_t* keys = nullptr;
+    std::atomic<uint32_t>* update_count = nullptr;
+    std::atomic<double>* last_update = nullptr;
+    std::unique_ptr<std::string[]> names;
+  };
+
+  Chunk* chunk(uint32_t row) const noexcept { return directory_.get(row >> kChunkShift); }
+  static uint32_t offset(uint32_t row) noexcept { return row & (kChunkRows - 1); }
+  void initialise_row(Chunk* c, uint32_t o, uint64_t key) const noexcept;
+
+  const uint32_t dim_;
+  const uint32_t stride_;
+  const bool with_accumulators_;
+  const float init_std_;
+  const uint64_t seed_;
+
+  std::mutex insert_mutex_;
+  std::atomic<int> kind_{static_cast<int>(IdKind::kUnset)};
+  std::atomic<uint32_t> size_{0};
+  ConcurrentIndex index_;
+  ChunkDirectory<Chunk> directory_;
+};
+
+}  // namespace rtrec

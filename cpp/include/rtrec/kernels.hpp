@@ -1,0 +1,53 @@
+// The per-event math: score, loss gradient, optimizer step on the touched rows. Each step
+// computes every new value into scratch first and writes nothing if any is non-finite, so a
+// diverging update is skipped (and counted) instead of poisoning the model.
+#pragma once
+
+#include <cstdint>
+
+namespace rtrec {
+
+enum class Loss : int { kSquared = 0, kLogistic = 1, kBpr = 2 };
+enum class Optimizer : int { kSgd = 0, kAdagrad = 1 };
+
+// Pointers into one table row. `accumulator`/`bias_accumulator` are null under SGD.
+struct RowRef {
+  float* vector;
+  float* accumulator;
+  float* bias;
+  float* bias_accumulator;
+};
+
+struct StepConfig {
+  uint32_t stride;  // padded vector length; padding is zero and stays zero
+  float learning_rate;
+  float l2;         // applied to the rows an event touches (lazy, sparse regularisation)
+  float grad_clip;  // per-coordinate clip of the gradient, after L2
+  bool adagrad;
+};
+
+// Scratch floats a step needs per thread: new values and accumulators of up to three rows.
+inline uint32_t scratch_floats(uint32_t stride) { return 6 * stride; }
+
+float dot(const float* a, const float* b, uint32_t n) noexcept;
+
+inline float sigmoid(float x) noexcept;
+
+// Squared or logistic loss on one (user, item, label) event; `offset` is the global bias.
+// Returns false when the step was skipped because a new value would be non-finite.
+bool pointwise_step(const StepConfig& config, Loss loss, const RowRef& user, const RowRef& item, float offset,
+                    float label, float weight, float* scratch) noexcept;
+
+// BPR on (user, positive item, negative item): maximises log sigmoid(s_ui - s_uj).
+bool pairwise_step(const StepConfig& config, const RowRef& user, const RowRef& positive, const RowRef& negative,
+                   float weight, float* scratch) noexcept;
+
+// scores[r] = biases[r] + <query, vectors[r]> for r in [0, rows).
+void score_block(const float* query, const float* vectors, const float* biases, uint32_t rows, uint32_t stride,
+                 float* scores) noexcept;
+
+}  // namespace rtrec
+
+#include <cmath>
+
+inline float rtrec::sigmoid(float x) noexcept { return 1.0f / (1.0f + std::exp(-x)); }

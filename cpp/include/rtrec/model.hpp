@@ -1,0 +1,122 @@
+// The recommender model: score(u, i) = mu + b_u + b_i + <p_u, q_i>, learned online or in
+// Hogwild epochs, served by exact top-K. All methods are safe to call concurrently: training
+// threads and serving threads share one Model (see EmbeddingTable for the contract).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "rtrec/embedding_table.hpp"
+#include "rtrec/kernels.hpp"
+#include "rtrec/random.hpp"
+#include "rtrec/seen_store.hpp"
+#include "rtrec/topk.hpp"
+
+namespace rtrec {
+
+struct ModelConfig {
+  uint32_t dim = 32;
+  Loss loss = Loss::kBpr;
+  Optimizer optimizer = Optimizer::kAdagrad;
+  float learning_rate = 0.05f;
+  float l2 = 1e-4f;
+  float grad_clip = 10.0f;
+  float init_std = 0.1f;
+  uint32_t negatives = 1;
+  uint64_t seed = 0;
+};
+
+Loss parse_loss(const std::string& name);            // throws std::invalid_argument
+Optimizer parse_optimizer(const std::string& name);  // throws std::invalid_argument
+
+// IDs of one side (users or items) of a batch: `keys` always; `names` only for string IDs,
+// in which case keys[i] == hash_string_id(names[i]).
+struct IdBatch {
+  const uint64_t* keys = nullptr;
+  const std::string* names = nullptr;
+  size_t size = 0;
+};
+
+struct EventBatch {
+  IdBatch users;
+  IdBatch items;
+  const float* labels = nullptr;       // required for squared/logistic; optional for BPR
+  const float* weights = nullptr;      // optional, >= 0
+  const double* timestamps = nullptr;  // optional, seconds; else wall clock
+  size_t size = 0;
+};
+
+struct ModelStats {
+  uint64_t n_users, n_items, updates, skipped_updates, seen_pairs, memory_bytes;
+  double global_bias;
+};
+
+class Model {
+ public:
+  explicit Model(const ModelConfig& config);
+
+  const ModelConfig& config() const noexcept { return config_; }
+  const EmbeddingTable& users() const noexcept { return users_; }
+  const EmbeddingTable& items() const noexcept { return items_; }
+
+  // Hogwild epochs over the batch (shuffled each epoch), continuing from the current state.
+  void fit(const EventBatch& events, uint32_t epochs, int num_threads);
+  // The real-time path: events applied one after another, in order, on the calling thread.
+  void update(const EventBatch& events);
+
+  // Predictions in label units: rating (squared), click probability (logistic), raw
+  // preference score (BPR). Unknown IDs contribute zero vectors and biases.
+  void predict(const IdBatch& users, const IdBatch& items, float* out, int num_threads) const;
+
+  // Top-k item rows for one user key (kNotFound-safe: an unknown user ranks by item bias).
+  // Returns the number written (<= k). Scores are in predict()'s units.
+  uint32_t recommend(uint64_t user_key, const std::string* user_name, uint32_t k, bool exclude_seen, int num_threads, uint32_t* out_rows,
+                     float* out_scores) const;
+  // Many users at once, one per thread; row i of the outputs holds counts[i] results.
+  void recommend_batch(const IdBatch& users, uint32_t k, bool exclude_seen, int num_threads, uint32_t* out_rows,
+                       float* out_scores, uint32_t* counts) const;
+
+  ModelStats stats() const noexcept;
+
+ private:
+  struct Resolved {
+    uint32_t user, item;
+    float label, weight;
+  };
+
+  void validate(const EventBatch& events) const;
+  bool is_positive(float label) const noexcept;
+  double batch_time(const EventBatch& events, size_t i, double now) const noexcept;
+  void record_labels(double label_sum, double weight_sum) noexcept;
+  float offset() const noexcept { return global_bias_.load(std::memory_order_relaxed); }
+  StepConfig step_config() const noexcept;
+  RowRef user_row(uint32_t row) const noexcept;
+  RowRef item_row(uint32_t row) const noexcept;
+  // One event's gradient step(s); adds to `applied` / `skipped` (BPR: one per negative).
+  void train_one(const StepConfig& step, const Resolved& e, uint32_t n_items, SplitMix64& rng, float* scratch,
+                 uint64_t& applied, uint64_t& skipped) const noexcept;
+  Resolved resolve(const EventBatch& events, size_t i, double now);
+  float transform(float raw_score) const noexcept;
+  uint32_t recommend_row(uint32_t user_row, uint32_t k, bool exclude_seen, int threads, std::vector<float>& query,
+                         std::vector<uint32_t>& excluded, std::vector<ScoredRow>& best, uint32_t* out_rows,
+                         float* out_scores) const;
+
+  const ModelConfig config_;
+  EmbeddingTable users_;
+  EmbeddingTable items_;
+  SeenStore seen_;
+
+  // Global bias: the running weighted mean of labels (squared) or its logit (logistic); kept
+  // out of SGD so that Hogwild threads do not all write one cache line per event.
+  std::atomic<double> label_sum_{0.0};
+  std::atomic<double> weight_sum_{0.0};
+  std::atomic<float> global_bias_{0.0f};
+
+  std::atomic<uint64_t> updates_{0};
+  std::atomic<uint64_t> skipped_{0};
+  std::atomic<uint64_t> calls_{0};  // seeds each call's random streams
+};
+
+}  // namespace rtrec

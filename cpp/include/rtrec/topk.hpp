@@ -1,0 +1,28 @@
+// Exact top-K over all rows of an item table: a blocked scan, chunk by chunk, keeping a
+// bounded min-heap per thread; rows listed in `excluded` (sorted) are skipped.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "rtrec/embedding_table.hpp"
+
+namespace rtrec {
+
+struct ScoredRow {
+  float score;
+  uint32_t row;
+};
+
+// Best first; ties broken by the lower row so results are deterministic.
+inline bool better(const ScoredRow& a, const ScoredRow& b) noexcept {
+  return a.score > b.score || (a.score == b.score && a.row < b.row);
+}
+
+// Scores rows [0, n_rows) of `items` against `query` (stride floats, zero padded) plus each
+// row's bias, skipping `excluded` (ascending). Writes up to k results, best first, and
+// returns how many. `threads` > 1 splits the scan across threads.
+uint32_t top_k(const EmbeddingTable& items, uint32_t n_rows, const float* query, uint32_t k,
+               const std::vector<uint32_t>& excluded, int threads, ScoredRow* out);
+
+}  // namespace rtrec

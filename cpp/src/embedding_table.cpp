@@ -1,0 +1,162 @@
+#include "rtrec/embedding_table.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <vector>
+
+#include "rtrec/random.hpp"
+
+namespace rtrec {
+namespace {
+
+constexpr uint64_t kInitStream = 0x1417;
+
+template <class T>
+T* aligned_array(size_t n) {
+  // 64-byte alignment: each padded vector starts on its own cache line.
+  const size_t bytes = ((n * sizeof(T) + 63) / 64) * 64;
+  void* p = std::aligned_alloc(64, bytes == 0 ? 64 : bytes);
+  if (p == nullptr) throw std::bad_alloc();
+  return static_cast<T*>(p);
+}
+
+uint32_t padded(uint32_t dim) { return (dim + 15u) & ~15u; }
+
+}  // namespace
+
+EmbeddingTable::Chunk::Chunk(uint32_t stride, bool with_accumulators, bool with_names) {
+  // Rows are initialised one by one as they are allocated; only the metadata arrays need
+  // constructing here. On a throw, the destructor is not run, so free by hand.
+  try {
+    vectors = aligned_array<float>(size_t(kChunkRows) * stride);
+    bias = aligned_array<float>(kChunkRows);
+    keys = aligned_array<uint64_t>(kChunkRows);
+    if (with_accumulators) {
+      accumulators = aligned_array<float>(size_t(kChunkRows) * stride);
+      bias_accumulator = aligned_array<float>(kChunkRows);
+    }
+    update_count = new std::atomic<uint32_t>[kChunkRows];
+    last_update = new std::atomic<double>[kChunkRows];
+    if (with_names) names.reset(new std::string[kChunkRows]);
+  } catch (...) {
+    this->~Chunk();
+    throw;
+  }
+}
+
+EmbeddingTable::Chunk::~Chunk() {
+  std::free(vectors);
+  std::free(accumulators);
+  std::free(bias);
+  std::free(bias_accumulator);
+  std::free(keys);
+  delete[] update_count;
+  delete[] last_update;
+  vectors = accumulators = bias = bias_accumulator = nullptr;
+  keys = nullptr;
+  update_count = nullptr;
+  last_update = nullptr;
+}
+
+EmbeddingTable::EmbeddingTable(const TableOptions& options)
+    : dim_(options.dim),
+      stride_(padded(options.dim)),
+      with_accumulators_(options.with_accumulators),
+      init_std_(options.init_std),
+      seed_(options.seed) {
+  if (options.dim == 0) throw std::invalid_argument("dim must be >= 1");
+}
+
+void EmbeddingTable::initialise_row(Chunk* c, uint32_t o, uint64_t key) const noexcept {
+  // The initial vector depends only on (seed, key): a row gets the same start whichever
+  // thread creates it and in whatever order, which keeps multi-threaded fits comparable and
+  // single-threaded ones bit-for-bit reproducible. Uniform(-a, a) with a = std*sqrt(3).
+  SplitMix64 rng(derive_seed(seed_, kInitStream, key));
+  const float a = init_std_ * 1.7320508f;
+  float* v = c->vectors + size_t(o) * stride_;
+  for (uint32_t k = 0; k < dim_; ++k) v[k] = (2.0f * rng.uniform() - 1.0f) * a;
+  for (uint32_t k = dim_; k < stride_; ++k) v[k] = 0.0f;
+  c->bias[o] = 0.0f;
+  if (with_accumulators_) {
+    std::memset(c->accumulators + size_t(o) * stride_, 0, sizeof(float) * stride_);
+    c->bias_accumulator[o] = 0.0f;
+  }
+  c->keys[o] = key;
+  c->update_count[o].store(0, std::memory_order_relaxed);
+  c->last_update[o].store(0.0, std::memory_order_relaxed);
+}
+
+namespace {
+[[noreturn]] void throw_kind_mismatch(IdKind have) {
+  throw std::invalid_argument(have == IdKind::kInt ? "this model's IDs are integers, got strings"
+                                                   : "this model's IDs are strings, got integers");
+}
+[[noreturn]] void throw_collision(const std::string& a, const std::string& b) {
+  throw std::invalid_argument("string IDs '" + a + "' and '" + b +
+                              "' have the same 64-bit hash; rename one of them");
+}
+}  // namespace
+
+uint32_t EmbeddingTable::find_or_insert(uint64_t key, const std::string* name) {
+  const IdKind wanted = name != nullptr ? IdKind::kString : IdKind::kInt;
+  // Fast path, lock-free: the ID is known. A stored name never changes after publication.
+  uint32_t row = index_.find(key);
+  if (row != kNotFound) {
+    if (kind() != wanted) throw_kind_mismatch(kind());
+    if (name != nullptr && *name != this->name(row)) throw_collision(*name, this->name(row));
+    return row;
+  }
+  std::lock_guard<std::mutex> lock(insert_mutex_);
+  const IdKind have = kind();
+  if (have != IdKind::kUnset && have != wanted) throw_kind_mismatch(have);
+  row = index_.find(key);  // another writer may have inserted it meanwhile
+  if (row != kNotFound) {
+    if (name != nullptr && *name != this->name(row)) throw_collision(*name, this->name(row));
+    return row;
+  }
+  if (have == IdKind::kUnset) kind_.store(static_cast<int>(wanted), std::memory_order_release);
+
+  row = size_.load(std::memory_order_relaxed);
+  if (row == kNotFound) throw std::length_error("rtrec: table is full");
+  Chunk* c = directory_.ensure(row >> kChunkShift, stride_, with_accumulators_, name != nullptr);
+  initialise_row(c, offset(row), key);
+  if (name != nullptr) c->names[offset(row)] = *name;
+  // Publish: row count first (scans then see an initialised row), then the index entry.
+  size_.store(row + 1, std::memory_order_release);
+  index_.insert(key, row);
+  return row;
+}
+
+void EmbeddingTable::check_batch(const uint64_t* keys, const std::string* names, size_t n) const {
+  const IdKind wanted = names != nullptr ? IdKind::kString : IdKind::kInt;
+  const IdKind have = kind();
+  if (n > 0 && have != IdKind::kUnset && have != wanted) throw_kind_mismatch(have);
+  if (names == nullptr) return;
+  // Two distinct strings with one hash, inside the batch or against the table.
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return keys[a] < keys[b]; });
+  for (size_t j = 1; j < n; ++j) {
+    const size_t a = order[j - 1], b = order[j];
+    if (keys[a] == keys[b] && names[a] != names[b]) throw_collision(names[a], names[b]);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t row = find(keys[i]);
+    if (row != kNotFound && name(row) != names[i]) throw_collision(names[i], name(row));
+  }
+}
+
+uint64_t EmbeddingTable::memory_bytes() const noexcept {
+  const uint64_t chunks = directory_.allocated();
+  uint64_t per_row = sizeof(float) * stride_ + sizeof(float) + sizeof(uint64_t) + sizeof(std::atomic<uint32_t>) +
+                     sizeof(std::atomic<double>);
+  if (with_accumulators_) per_row += sizeof(float) * stride_ + sizeof(float);
+  if (kind() == IdKind::kString) per_row += sizeof(std::string);
+  return chunks * kChunkRows * per_row + index_.memory_bytes();
+}
+
+}  // namespace rtrec

@@ -1,0 +1,343 @@
+#include "rtrec/model.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <stdexcept>
+
+#include "rtrec/parallel.hpp"
+
+namespace rtrec {
+namespace {
+
+// Purposes of the derived random streams (see derive_seed).
+constexpr uint64_t kShuffleStream = 1;
+constexpr uint64_t kNegativeStream = 2;
+constexpr uint64_t kUpdateStream = 3;
+
+// Below this many pairs/items a parallel region costs more than it saves.
+constexpr size_t kParallelPredictMin = 16384;
+constexpr uint32_t kParallelScanMinRows = 32768;
+
+double wall_clock() {
+  using namespace std::chrono;
+  return duration<double>(system_clock::now().time_since_epoch()).count();
+}
+
+uint32_t lookup(const EmbeddingTable& table, uint64_t key, const std::string* name) noexcept {
+  const uint32_t row = table.find(key);
+  // A string whose hash matches a different stored string is not that ID.
+  if (row != EmbeddingTable::kNotFound && name != nullptr && table.name(row) != *name) return EmbeddingTable::kNotFound;
+  return row;
+}
+
+void check_kind(const EmbeddingTable& table, const IdBatch& ids, const char* side) {
+  const IdKind have = table.kind();
+  if (ids.size == 0 || have == IdKind::kUnset) return;
+  const bool strings = ids.names != nullptr;
+  if (strings != (have == IdKind::kString)) {
+    throw std::invalid_argument(std::string(side) + (have == IdKind::kString ? " IDs of this model are strings, got integers"
+                                                                              : " IDs of this model are integers, got strings"));
+  }
+}
+
+}  // namespace
+
+Loss parse_loss(const std::string& name) {
+  if (name == "squared") return Loss::kSquared;
+  if (name == "logistic") return Loss::kLogistic;
+  if (name == "bpr") return Loss::kBpr;
+  throw std::invalid_argument("loss must be 'squared', 'logistic' or 'bpr', got '" + name + "'");
+}
+
+Optimizer parse_optimizer(const std::string& name) {
+  if (name == "sgd") return Optimizer::kSgd;
+  if (name == "adagrad") return Optimizer::kAdagrad;
+  throw std::invalid_argument("optimizer must be 'sgd' or 'adagrad', got '" + name + "'");
+}
+
+Model::Model(const ModelConfig& config)
+    : config_(config),
+      users_(TableOptions{config.dim, config.optimizer == Optimizer::kAdagrad, config.init_std, config.seed}),
+      items_(TableOptions{config.dim, config.optimizer == Optimizer::kAdagrad, config.init_std,
+                          derive_seed(config.seed, 0x17e5)}) {
+  if (config.dim == 0) throw std::invalid_argument("dim must be >= 1");
+  if (!(config.learning_rate > 0.0f) || !std::isfinite(config.learning_rate))
+    throw std::invalid_argument("learning_rate must be a finite number > 0");
+  if (!(config.l2 >= 0.0f) || !std::isfinite(config.l2)) throw std::invalid_argument("l2 must be a finite number >= 0");
+  if (!(config.grad_clip > 0.0f)) throw std::invalid_argument("grad_clip must be > 0");
+  if (!(config.init_std >= 0.0f) || !std::isfinite(config.init_std))
+    throw std::invalid_argument("init_std must be a finite number >= 0");
+  if (config.loss == Loss::kBpr && config.negatives == 0) throw std::invalid_argument("negatives must be >= 1 for BPR");
+}
+
+void Model::validate(const EventBatch& e) const {
+  if (e.users.size != e.size || e.items.size != e.size) throw std::invalid_argument("users and items differ in length");
+  check_kind(users_, e.users, "user");
+  check_kind(items_, e.items, "item");
+  if (config_.loss != Loss::kBpr && e.labels == nullptr && e.size > 0)
+    throw std::invalid_argument("labels are required for the squared and logistic losses");
+  for (size_t i = 0; i < e.size; ++i) {
+    if (e.labels != nullptr) {
+      const float y = e.labels[i];
+      if (!std::isfinite(y)) throw std::invalid_argument("labels must be finite");
+      if (config_.loss == Loss::kLogistic && (y < 0.0f || y > 1.0f))
+        throw std::invalid_argument("labels must be in [0, 1] for the logistic loss");
+    }
+    if (e.weights != nullptr && !(e.weights[i] >= 0.0f && std::isfinite(e.weights[i])))
+      throw std::invalid_argument("weights must be finite and >= 0");
+    if (e.timestamps != nullptr && !std::isfinite(e.timestamps[i]))
+      throw std::invalid_argument("timestamps must be finite");
+  }
+  users_.check_batch(e.users.keys, e.users.names, e.size);
+  items_.check_batch(e.items.keys, e.items.names, e.size);
+}
+
+bool Model::is_positive(float label) const noexcept {
+  switch (config_.loss) {
+    case Loss::kSquared: return true;  // any rated item has been consumed
+    case Loss::kLogistic: return label >= 0.5f;
+    case Loss::kBpr: return label > 0.0f;
+  }
+  return false;
+}
+
+StepConfig Model::step_config() const noexcept {
+  return StepConfig{users_.stride(), config_.learning_rate, config_.l2, config_.grad_clip,
+                    config_.optimizer == Optimizer::kAdagrad};
+}
+
+RowRef Model::user_row(uint32_t row) const noexcept {
+  const bool ada = users_.has_accumulators();
+  return RowRef{users_.vector(row), ada ? users_.accumulator(row) : nullptr, &users_.bias(row),
+                ada ? &users_.bias_accumulator(row) : nullptr};
+}
+
+RowRef Model::item_row(uint32_t row) const noexcept {
+  const bool ada = items_.has_accumulators();
+  return RowRef{items_.vector(row), ada ? items_.accumulator(row) : nullptr, &items_.bias(row),
+                ada ? &items_.bias_accumulator(row) : nullptr};
+}
+
+void Model::record_labels(double label_sum, double weight_sum) noexcept {
+  if (config_.loss == Loss::kBpr || weight_sum <= 0.0) return;
+  // Plain load + store: concurrent writers may lose a contribution (a value race, never a
+  // torn or structural one), which only nudges the running mean.
+  const double sum = label_sum_.load(std::memory_order_relaxed) + label_sum;
+  const double weight = weight_sum_.load(std::memory_order_relaxed) + weight_sum;
+  label_sum_.store(sum, std::memory_order_relaxed);
+  weight_sum_.store(weight, std::memory_order_relaxed);
+  double mean = sum / weight;
+  if (config_.loss == Loss::kLogistic) {
+    mean = std::min(std::max(mean, 1e-4), 1.0 - 1e-4);
+    mean = std::log(mean / (1.0 - mean));
+  }
+  global_bias_.store(static_cast<float>(mean), std::memory_order_relaxed);
+}
+
+Model::Resolved Model::resolve(const EventBatch& e, size_t i, double now) {
+  Resolved r;
+  r.user = users_.find_or_insert(e.users.keys[i], e.users.names != nullptr ? &e.users.names[i] : nullptr);
+  r.item = items_.find_or_insert(e.items.keys[i], e.items.names != nullptr ? &e.items.names[i] : nullptr);
+  r.label = e.labels != nullptr ? e.labels[i] : 1.0f;
+  r.weight = e.weights != nullptr ? e.weights[i] : 1.0f;
+  const double t = e.timestamps != nullptr ? e.timestamps[i] : now;
+  users_.touch(r.user, t);
+  items_.touch(r.item, t);
+  if (r.weight > 0.0f && is_positive(r.label)) seen_.add(r.user, r.item);
+  return r;
+}
+
+void Model::train_one(const StepConfig& step, const Resolved& e, uint32_t n_items, SplitMix64& rng, float* scratch,
+                      uint64_t& applied, uint64_t& skipped) const noexcept {
+  if (config_.loss != Loss::kBpr) {
+    const bool ok = pointwise_step(step, config_.loss, user_row(e.user), item_row(e.item), offset(), e.label,
+                                   e.weight, scratch);
+    ++(ok ? applied : skipped);
+    return;
+  }
+  if (!(e.label > 0.0f) || n_items < 2) return;  // BPR learns only from positives, against other items
+  const RowRef user = user_row(e.user);
+  const RowRef positive = item_row(e.item);
+  for (uint32_t s = 0; s < config_.negatives; ++s) {
+    uint32_t negative = rng.below(n_items);
+    if (negative == e.item) negative = rng.below(n_items);  // one redraw; a repeat is simply skipped
+    if (negative == e.item) continue;
+    const bool ok = pairwise_step(step, user, positive, item_row(negative), e.weight, scratch);
+    ++(ok ? applied : skipped);
+  }
+}
+
+void Model::fit(const EventBatch& e, uint32_t epochs, int num_threads) {
+  if (e.size == 0) throw std::invalid_argument("fit needs at least one event");
+  if (epochs == 0) throw std::invalid_argument("epochs must be >= 1");
+  validate(e);
+  const int threads = resolve_threads(num_threads);
+  const uint64_t call = calls_.fetch_add(1, std::memory_order_relaxed);
+  const double now = wall_clock();
+  const int64_t n = static_cast<int64_t>(e.size);
+
+  // 1. IDs -> rows (new IDs get rows), metadata, seen pairs, label statistics.
+  std::vector<Resolved> events(e.size);
+  ExceptionSlot failure;
+  double label_sum = 0.0, weight_sum = 0.0;
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : label_sum, weight_sum)
+  for (int64_t i = 0; i < n; ++i) {
+    if (failure.failed()) continue;
+    failure.run([&] {
+      events[i] = resolve(e, static_cast<size_t>(i), now);
+      label_sum += double(events[i].weight) * events[i].label;
+      weight_sum += events[i].weight;
+    });
+  }
+  failure.rethrow();
+  record_labels(label_sum, weight_sum);
+
+  // 2. Hogwild epochs: every thread steps on shared rows without locks.
+  events.erase(std::remove_if(events.begin(), events.end(), [](const Resolved& r) { return !(r.weight > 0.0f); }),
+               events.end());
+  const StepConfig step = step_config();
+  const uint32_t floats = scratch_floats(step.stride);
+  std::vector<float> scratch(size_t(floats) * threads);
+  const int64_t m = static_cast<int64_t>(events.size());
+  for (uint32_t epoch = 0; epoch < epochs; ++epoch) {
+    SplitMix64 shuffle_rng(derive_seed(config_.seed, kShuffleStream, call, epoch));
+    for (int64_t i = m - 1; i > 0; --i) std::swap(events[i], events[shuffle_rng.below(uint32_t(i + 1))]);
+    const uint32_t n_items = items_.size();
+    uint64_t applied = 0, skipped = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : applied, skipped)
+    {
+      const int t = thread_index();
+      SplitMix64 rng(derive_seed(config_.seed, kNegativeStream, call * 65536 + epoch, t));
+      float* local = scratch.data() + size_t(floats) * t;
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < m; ++i) train_one(step, events[i], n_items, rng, local, applied, skipped);
+    }
+    updates_.fetch_add(applied, std::memory_order_relaxed);
+    skipped_.fetch_add(skipped, std::memory_order_relaxed);
+  }
+}
+
+void Model::update(const EventBatch& e) {
+  validate(e);
+  if (e.size == 0) return;
+  const uint64_t call = calls_.fetch_add(1, std::memory_order_relaxed);
+  SplitMix64 rng(derive_seed(config_.seed, kUpdateStream, call));
+  const double now = e.timestamps != nullptr ? 0.0 : wall_clock();
+  const StepConfig step = step_config();
+  float scratch[6 * 1024];
+  std::vector<float> heap_scratch;
+  float* buffer = scratch;
+  if (scratch_floats(step.stride) > sizeof(scratch) / sizeof(float)) {
+    heap_scratch.resize(scratch_floats(step.stride));
+    buffer = heap_scratch.data();
+  }
+  uint64_t applied = 0, skipped = 0;
+  for (size_t i = 0; i < e.size; ++i) {
+    const Resolved r = resolve(e, i, now);
+    record_labels(double(r.weight) * r.label, r.weight);
+    if (r.weight > 0.0f) train_one(step, r, items_.size(), rng, buffer, applied, skipped);
+  }
+  updates_.fetch_add(applied, std::memory_order_relaxed);
+  skipped_.fetch_add(skipped, std::memory_order_relaxed);
+}
+
+float Model::transform(float raw) const noexcept { return config_.loss == Loss::kLogistic ? sigmoid(raw) : raw; }
+
+void Model::predict(const IdBatch& u, const IdBatch& it, float* out, int num_threads) const {
+  if (u.size != it.size) throw std::invalid_argument("users and items differ in length");
+  check_kind(users_, u, "user");
+  check_kind(items_, it, "item");
+  const int64_t n = static_cast<int64_t>(u.size);
+  const int threads = u.size >= kParallelPredictMin ? resolve_threads(num_threads) : 1;
+  const float mu = offset();
+  const uint32_t stride = users_.stride();
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t ur = lookup(users_, u.keys[i], u.names != nullptr ? &u.names[i] : nullptr);
+    const uint32_t ir = lookup(items_, it.keys[i], it.names != nullptr ? &it.names[i] : nullptr);
+    float s = mu;
+    if (ur != EmbeddingTable::kNotFound) s += users_.bias(ur);
+    if (ir != EmbeddingTable::kNotFound) s += items_.bias(ir);
+    if (ur != EmbeddingTable::kNotFound && ir != EmbeddingTable::kNotFound)
+      s += dot(users_.vector(ur), items_.vector(ir), stride);
+    out[i] = transform(s);
+  }
+}
+
+uint32_t Model::recommend_row(uint32_t user, uint32_t k, bool exclude_seen, int threads, std::vector<float>& query,
+                              std::vector<uint32_t>& excluded, std::vector<ScoredRow>& best, uint32_t* out_rows,
+                              float* out_scores) const {
+  const uint32_t stride = users_.stride();
+  query.assign(stride, 0.0f);
+  excluded.clear();
+  float base = offset();
+  if (user != EmbeddingTable::kNotFound) {
+    std::copy(users_.vector(user), users_.vector(user) + stride, query.begin());
+    base += users_.bias(user);
+    if (exclude_seen) {
+      seen_.collect(user, excluded);
+      std::sort(excluded.begin(), excluded.end());
+    }
+  }
+  const uint32_t n_rows = items_.size();
+  best.resize(std::min(k, n_rows));
+  const uint32_t found = top_k(items_, n_rows, query.data(), k, excluded, threads, best.data());
+  for (uint32_t j = 0; j < found; ++j) {
+    out_rows[j] = best[j].row;
+    out_scores[j] = transform(base + best[j].score);
+  }
+  return found;
+}
+
+uint32_t Model::recommend(uint64_t user_key, const std::string* user_name, uint32_t k, bool exclude_seen,
+                          int num_threads, uint32_t* out_rows, float* out_scores) const {
+  if (k == 0) throw std::invalid_argument("k must be >= 1");
+  if (user_name != nullptr && users_.kind() == IdKind::kInt) throw std::invalid_argument("user IDs of this model are integers, got a string");
+  if (user_name == nullptr && users_.kind() == IdKind::kString) throw std::invalid_argument("user IDs of this model are strings, got an integer");
+  const uint32_t user = lookup(users_, user_key, user_name);
+  const int threads = items_.size() >= kParallelScanMinRows ? resolve_threads(num_threads) : 1;
+  std::vector<float> query;
+  std::vector<uint32_t> excluded;
+  std::vector<ScoredRow> best;
+  return recommend_row(user, k, exclude_seen, threads, query, excluded, best, out_rows, out_scores);
+}
+
+void Model::recommend_batch(const IdBatch& u, uint32_t k, bool exclude_seen, int num_threads, uint32_t* out_rows,
+                            float* out_scores, uint32_t* counts) const {
+  if (k == 0) throw std::invalid_argument("k must be >= 1");
+  check_kind(users_, u, "user");
+  const int64_t n = static_cast<int64_t>(u.size);
+  const int threads = n > 1 ? resolve_threads(num_threads) : 1;
+  ExceptionSlot failure;
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> query;
+    std::vector<uint32_t> excluded;
+    std::vector<ScoredRow> best;
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t i = 0; i < n; ++i) {
+      if (failure.failed()) continue;
+      failure.run([&] {
+        const uint32_t user = lookup(users_, u.keys[i], u.names != nullptr ? &u.names[i] : nullptr);
+        counts[i] = recommend_row(user, k, exclude_seen, 1, query, excluded, best, out_rows + size_t(i) * k,
+                                  out_scores + size_t(i) * k);
+      });
+    }
+  }
+  failure.rethrow();
+}
+
+ModelStats Model::stats() const noexcept {
+  ModelStats s;
+  s.n_users = users_.size();
+  s.n_items = items_.size();
+  s.updates = updates_.load(std::memory_order_relaxed);
+  s.skipped_updates = skipped_.load(std::memory_order_relaxed);
+  s.seen_pairs = seen_.pairs();
+  s.memory_bytes = users_.memory_bytes() + items_.memory_bytes() + seen_.memory_bytes();
+  s.global_bias = offset();
+  return s;
+}
+
+}  // namespace rtrec

@@ -1,0 +1,92 @@
+#include "rtrec/topk.hpp"
+
+#include <algorithm>
+
+#include "rtrec/kernels.hpp"
+#include "rtrec/parallel.hpp"
+
+namespace rtrec {
+namespace {
+
+// Keeps the k best rows seen so far. The heap's front is the worst kept row, so the common
+// case, a row that does not make the cut, costs one comparison.
+class BoundedHeap {
+ public:
+  explicit BoundedHeap(uint32_t k) : k_(k) { rows_.reserve(k); }
+
+  bool admits(float score, uint32_t row) const noexcept {
+    return rows_.size() < k_ || better(ScoredRow{score, row}, rows_.front());
+  }
+
+  void push(ScoredRow candidate) {
+    if (rows_.size() < k_) {
+      rows_.push_back(candidate);
+      std::push_heap(rows_.begin(), rows_.end(), better);
+    } else {
+      std::pop_heap(rows_.begin(), rows_.end(), better);
+      rows_.back() = candidate;
+      std::push_heap(rows_.begin(), rows_.end(), better);
+    }
+  }
+
+  std::vector<ScoredRow>& rows() noexcept { return rows_; }
+
+ private:
+  uint32_t k_;
+  std::vector<ScoredRow> rows_;
+};
+
+void scan_chunks(const EmbeddingTable& items, uint32_t first_chunk, uint32_t end_chunk, uint32_t n_rows,
+                 const float* query, const std::vector<uint32_t>& excluded, BoundedHeap& heap) {
+  constexpr uint32_t kRows = EmbeddingTable::kChunkRows;
+  float scores[kRows];
+  for (uint32_t c = first_chunk; c < end_chunk; ++c) {
+    const uint32_t base = c * kRows;
+    const uint32_t rows = std::min(kRows, n_rows - base);
+    score_block(query, items.chunk_vectors(c), items.chunk_biases(c), rows, items.stride(), scores);
+    for (uint32_t r = 0; r < rows; ++r) {
+      const uint32_t row = base + r;
+      if (!heap.admits(scores[r], row)) continue;  // also rejects NaN
+      if (!excluded.empty() && std::binary_search(excluded.begin(), excluded.end(), row)) continue;
+      heap.push(ScoredRow{scores[r], row});
+    }
+  }
+}
+
+}  // namespace
+
+uint32_t top_k(const EmbeddingTable& items, uint32_t n_rows, const float* query, uint32_t k,
+               const std::vector<uint32_t>& excluded, int threads, ScoredRow* out) {
+  if (n_rows == 0 || k == 0) return 0;
+  const uint32_t n_chunks = (n_rows + EmbeddingTable::kChunkRows - 1) / EmbeddingTable::kChunkRows;
+  const int workers = std::max(1, std::min<int>(threads, static_cast<int>(n_chunks)));
+  std::vector<ScoredRow> merged;
+  if (workers == 1) {
+    BoundedHeap heap(k);
+    scan_chunks(items, 0, n_chunks, n_rows, query, excluded, heap);
+    merged.swap(heap.rows());
+  } else {
+    std::vector<std::vector<ScoredRow>> partial(workers);
+    ExceptionSlot failure;
+#pragma omp parallel num_threads(workers)
+    {
+      failure.run([&] {
+        const int t = thread_index();
+        const int team = team_size();  // OpenMP may grant fewer threads than asked
+        const uint32_t begin = static_cast<uint32_t>(uint64_t(n_chunks) * t / team);
+        const uint32_t end = static_cast<uint32_t>(uint64_t(n_chunks) * (t + 1) / team);
+        BoundedHeap heap(k);
+        scan_chunks(items, begin, end, n_rows, query, excluded, heap);
+        partial[t].swap(heap.rows());
+      });
+    }
+    failure.rethrow();
+    for (auto& p : partial) merged.insert(merged.end(), p.begin(), p.end());
+  }
+  const uint32_t n = std::min<uint32_t>(k, static_cast<uint32_t>(merged.size()));
+  std::partial_sort(merged.begin(), merged.begin() + n, merged.end(), better);
+  std::copy(merged.begin(), merged.begin() + n, out);
+  return n;
+}
+
+}  // namespace rtrec

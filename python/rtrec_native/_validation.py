@@ -1,0 +1,199 @@
+"""Boundary checks: turn user input into the exact arrays the native core expects, or raise.
+
+Everything here runs before the core is called, on the whole batch, so a bad batch raises a
+ValueError/TypeError that names the argument, what was expected and what came, and the
+model is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from numbers import Integral, Real
+from typing import Any, Literal, Union
+
+import numpy as np
+
+IdKind = Literal["int", "str"]
+# What the core takes for one side of a batch: uint64 keys (int64 IDs reinterpreted) or strings.
+CoreIds = Union[np.ndarray, list]
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+
+def _describe(values: Any) -> str:
+    if isinstance(values, np.ndarray):
+        return f"an array of dtype {values.dtype} and shape {values.shape}"
+    return f"{type(values).__name__}"
+
+
+def _as_array(values: Any, name: str) -> np.ndarray:
+    """Array view of lists, tuples, pandas Series and arrays, without guessing element types."""
+    if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):  # pandas Series/Index
+        values = values.to_numpy()
+    if isinstance(values, np.ndarray):
+        arr = values
+    elif isinstance(values, (list, tuple, range)):
+        # np.asarray([1, "a"]) would silently make strings of everything: keep objects as they are.
+        arr = np.empty(len(values), dtype=object)
+        arr[:] = list(values)
+    elif isinstance(values, (str, bytes)) or np.isscalar(values):
+        raise TypeError(f"{name} must be a 1-D sequence of IDs (list, numpy array or pandas Series), got a scalar {values!r}")
+    else:
+        raise TypeError(f"{name} must be a 1-D sequence of IDs (list, numpy array or pandas Series), got {_describe(values)}")
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    return arr
+
+
+def _int_ids(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.dtype.kind == "u" and arr.size and arr.max() > _INT64_MAX:
+        raise ValueError(f"{name}: integer IDs must fit in int64, got {arr.max()}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _float_ids(arr: np.ndarray, name: str) -> np.ndarray:
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad = arr[~finite][0]
+        raise ValueError(f"{name}: float IDs must be finite whole numbers, got {bad}")
+    if (np.floor(arr) != arr).any():
+        bad = arr[np.floor(arr) != arr][0]
+        raise ValueError(f"{name}: float IDs must be whole numbers (an ID with a fraction is ambiguous), got {bad}")
+    if arr.size and (arr.min() < _INT64_MIN or arr.max() >= 2.0**63):
+        raise ValueError(f"{name}: IDs must fit in int64")
+    return arr.astype(np.int64)
+
+
+def _object_ids(arr: np.ndarray, name: str) -> tuple[IdKind, Any]:
+    kinds = set()
+    for value in arr:
+        if isinstance(value, str):
+            kinds.add("str")
+        elif isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name}: IDs must be int or str, got a bool ({value!r})")
+        elif isinstance(value, Integral):
+            kinds.add("int")
+        else:
+            raise TypeError(f"{name}: IDs must be int or str, got {type(value).__name__} ({value!r})")
+        if len(kinds) > 1:
+            raise TypeError(f"{name}: IDs in one call must be all int or all str, got a mix of both")
+    if kinds == {"str"}:
+        return "str", [str(v) for v in arr]
+    values = [int(v) for v in arr]
+    if values and (min(values) < _INT64_MIN or max(values) > _INT64_MAX):
+        raise ValueError(f"{name}: integer IDs must fit in int64")
+    return "int", np.array(values, dtype=np.int64)
+
+
+def ids(values: Any, name: str, *, allow_empty: bool = True) -> tuple[IdKind | None, CoreIds, int]:
+    """Normalise a batch of IDs. Returns (kind, core payload, length); kind is None when empty."""
+    arr = _as_array(values, name)
+    if arr.size == 0:
+        if not allow_empty:
+            raise ValueError(f"{name} is empty: at least one event is needed")
+        return None, np.empty(0, dtype=np.uint64), 0
+    kind_code = arr.dtype.kind
+    if kind_code == "b":
+        raise TypeError(f"{name}: IDs must be int or str, got a bool array")
+    if kind_code in "iu":
+        return "int", _int_ids(arr, name).view(np.uint64), arr.size
+    if kind_code == "f":
+        return "int", _float_ids(arr, name).view(np.uint64), arr.size
+    if kind_code == "U":
+        return "str", arr.tolist(), arr.size
+    if kind_code == "O":
+        kind, payload = _object_ids(arr, name)
+        if kind == "int":
+            payload = payload.view(np.uint64)
+        return kind, payload, arr.size
+    raise TypeError(f"{name}: IDs must be int or str, got {_describe(arr)}")
+
+
+def scalar_id(value: Any, name: str) -> int | str:
+    """One ID (for recommend): an int (numpy integers included) or a str."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int or a str, got a bool")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Integral):
+        v = int(value)
+        if not _INT64_MIN <= v <= _INT64_MAX:
+            raise ValueError(f"{name} must fit in int64, got {v}")
+        return v
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    raise TypeError(f"{name} must be an int or a str, got {type(value).__name__} ({value!r})")
+
+
+def check_kind(model_kind: str, kind: IdKind | None, name: str) -> None:
+    """IDs of one side keep the kind they started with: int and str never mix in one model."""
+    if kind is not None and model_kind != "unset" and model_kind != kind:
+        raise TypeError(f"{name}: this model's IDs are {model_kind}, got {kind} IDs")
+
+
+def numbers(values: Any, name: str, n: int, dtype: type, *, low: float | None = None,
+            high: float | None = None) -> np.ndarray:
+    """A 1-D array of n finite numbers (within [low, high] when given), as `dtype`."""
+    arr = values.to_numpy() if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray) else values
+    arr = np.asarray(arr)
+    if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be numeric, got {_describe(arr)}")
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must have one entry per event ({n}), got shape {arr.shape}")
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    finite = np.isfinite(out)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        raise ValueError(f"{name} must be finite (and fit in {np.dtype(dtype).name}), got {arr[i]} at position {i}")
+    if low is not None and (out < low).any():
+        i = int(np.flatnonzero(out < low)[0])
+        raise ValueError(f"{name} must be >= {low}, got {arr[i]} at position {i}")
+    if high is not None and (out > high).any():
+        i = int(np.flatnonzero(out > high)[0])
+        raise ValueError(f"{name} must be <= {high}, got {arr[i]} at position {i}")
+    return out
+
+
+def timestamps(values: Any, n: int) -> np.ndarray:
+    """Event times as float64 seconds; numpy datetime64 is converted."""
+    arr = values.to_numpy() if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray) else np.asarray(values)
+    if arr.dtype.kind == "M":
+        if np.isnat(arr).any():
+            raise ValueError("timestamps must not contain NaT")
+        arr = arr.astype("datetime64[ns]").astype(np.int64) / 1e9
+    return numbers(arr, "timestamps", n, np.float64)
+
+
+def positive_int(value: Any, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def real(value: Any, name: str, *, low: float, low_inclusive: bool) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})")
+    v = float(value)
+    ok = np.isfinite(v) and (v >= low if low_inclusive else v > low)
+    if not ok:
+        raise ValueError(f"{name} must be a finite number {'>=' if low_inclusive else '>'} {low}, got {value!r}")
+    return v
+
+
+def num_threads(value: Any) -> int:
+    """None -> 0 (the core's default: OMP_NUM_THREADS, else all cores); an int > 0 is exact."""
+    if value is None:
+        return 0
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(f"num_threads must be None (all cores) or an int >= 1, got {value!r}")
+    return int(value)
+
+
+def choice(value: Any, name: str, options: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(repr(o) for o in options)}; got {value!r}")
+    return value

@@ -1,0 +1,252 @@
+"""The public model class: a thin, validating front end over the native core."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from . import _validation as check
+
+LOSSES = ("squared", "logistic", "bpr")
+OPTIMIZERS = ("sgd", "adagrad")
+
+# The one place the defaults live.
+DEFAULTS: dict[str, Any] = {
+    "dim": 64,
+    "loss": "bpr",
+    "optimizer": "adagrad",
+    "learning_rate": 0.05,
+    "l2": 1e-4,
+    "negatives": 1,
+    "num_threads": None,
+    "seed": 0,
+    "grad_clip": 10.0,
+    "init_std": 0.1,
+}
+
+
+class Recommender:
+    """A matrix-factorisation recommender that learns from every event, in place.
+
+    score(u, i) = mu + b_u + b_i + <p_u, q_i>, where mu is the running (weighted) mean label
+    (its logit for ``loss="logistic"``; 0 for BPR) and p_u, q_i are rows of a sparse embedding
+    table that grows as new IDs appear. ``fit`` runs Hogwild epochs on all threads; ``update``
+    / ``update_one`` learn from live events one at a time and the very next
+    ``predict``/``recommend`` (in any thread) sees the change.
+
+    Args:
+        dim: embedding size (>= 1).
+        loss: ``"squared"`` (ratings; labels required), ``"logistic"`` (clicks; labels in
+            [0, 1] required) or ``"bpr"`` (implicit positives; labels optional, an event with
+            label <= 0 is not a positive; ``negatives`` items sampled uniformly from the known
+            items per positive, without checking the user's history: with a catalogue much
+            larger than one user's history such collisions are rare noise).
+        optimizer: ``"sgd"`` or ``"adagrad"`` (per coordinate).
+        learning_rate: step size (> 0).
+        l2: L2 penalty applied to the rows an event touches (>= 0).
+        negatives: sampled negatives per positive (BPR).
+        num_threads: threads for ``fit``, ``predict`` and ``recommend``; None uses the
+            OpenMP default (``OMP_NUM_THREADS`` if set, else all cores); an int >= 1 is exact.
+        seed: seeds initialisation, shuffling and negative sampling. With ``num_threads=1``
+            the same calls on the same data give bit-for-bit identical models.
+        grad_clip: per-coordinate gradient clip (> 0), a guard against exploding steps.
+        init_std: standard deviation of the initial embedding values (>= 0).
+
+    An update that would write a non-finite value is skipped and counted in
+    ``stats()["skipped_updates"]``. IDs are int64 values or strings (not both on one side).
+    All methods may be called concurrently from several Python threads: the GIL is released
+    inside the core, parameter values are shared Hogwild-style, and the table structure is
+    never raced on.
+    """
+
+    def __init__(
+        self,
+        dim: int = DEFAULTS["dim"],
+        loss: str = DEFAULTS["loss"],
+        optimizer: str = DEFAULTS["optimizer"],
+        learning_rate: float = DEFAULTS["learning_rate"],
+        l2: float = DEFAULTS["l2"],
+        negatives: int = DEFAULTS["negatives"],
+        num_threads: int | None = DEFAULTS["num_threads"],
+        seed: int = DEFAULTS["seed"],
+        grad_clip: float = DEFAULTS["grad_clip"],
+        init_std: float = DEFAULTS["init_std"],
+    ) -> None:
+        self._params = {
+            "dim": check.positive_int(dim, "dim"),
+            "loss": check.choice(loss, "loss", LOSSES),
+            "optimizer": check.choice(optimizer, "optimizer", OPTIMIZERS),
+            "learning_rate": check.real(learning_rate, "learning_rate", low=0.0, low_inclusive=False),
+            "l2": check.real(l2, "l2", low=0.0, low_inclusive=True),
+            "negatives": check.positive_int(negatives, "negatives"),
+            "num_threads": num_threads,
+            "seed": seed,
+            "grad_clip": check.real(grad_clip, "grad_clip", low=0.0, low_inclusive=False),
+            "init_std": check.real(init_std, "init_std", low=0.0, low_inclusive=True),
+        }
+        self._threads = check.num_threads(num_threads)
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+            raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
+        p = self._params
+        self._model = _core.Model(
+            dim=p["dim"], loss=p["loss"], optimizer=p["optimizer"], learning_rate=p["learning_rate"],
+            l2=p["l2"], grad_clip=p["grad_clip"], init_std=p["init_std"], negatives=p["negatives"],
+            seed=int(seed),
+        )
+
+    # ------------------------------------------------------------------ learning
+
+    def fit(self, users: Any, items: Any, labels: Any = None, weights: Any = None, epochs: int = 10,
+            timestamps: Any = None) -> Recommender:
+        """Train for ``epochs`` Hogwild passes over the events (shuffled each epoch).
+
+        Calling ``fit`` again continues from the current parameters (it is a warm start, not a
+        reset); new IDs in the new data get rows. Returns ``self``.
+
+        Args:
+            users, items: equal-length sequences of IDs (int64 or str; lists, arrays, Series).
+            labels: ratings (squared), click labels in [0, 1] (logistic), or optional for BPR.
+            weights: optional per-event importance >= 0 (a purchase may count 3, a view 0.2).
+            epochs: passes over the data (>= 1).
+            timestamps: optional event times in seconds (or datetime64), stored as each
+                row's last-update time; the wall clock is used otherwise.
+        """
+        epochs = check.positive_int(epochs, "epochs")
+        args = self._events(users, items, labels, weights, timestamps, allow_empty=False)
+        self._model.fit(*args, epochs=epochs, num_threads=self._threads)
+        return self
+
+    def update(self, users: Any, items: Any, labels: Any = None, weights: Any = None,
+               timestamps: Any = None) -> Recommender:
+        """Learn from a batch of live events, one after another in the given order, in place.
+
+        When this returns, every thread's next ``predict``/``recommend`` sees the new
+        parameters. An empty batch is a no-op. Returns ``self``.
+        """
+        args = self._events(users, items, labels, weights, timestamps, allow_empty=True)
+        self._model.update(*args)
+        return self
+
+    def update_one(self, user: int | str, item: int | str, label: float | None = None, weight: float = 1.0,
+                   timestamp: float | None = None) -> None:
+        """Learn from a single event: the per-request fast path (about a microsecond).
+
+        Same semantics as ``update([user], [item], [label], [weight])``; the arguments are
+        checked in the native layer to keep the call cheap (same errors as ``update``).
+        """
+        self._model.update_one(user, item, label, weight, timestamp)
+
+    def _events(self, users: Any, items: Any, labels: Any, weights: Any, timestamps: Any, *,
+                allow_empty: bool) -> tuple:
+        user_kind, user_ids, n = check.ids(users, "users", allow_empty=allow_empty)
+        item_kind, item_ids, n_items = check.ids(items, "items", allow_empty=allow_empty)
+        if n != n_items:
+            raise ValueError(f"users and items must have the same length, got {n} and {n_items}")
+        check.check_kind(self._model.user_id_kind, user_kind, "users")
+        check.check_kind(self._model.item_id_kind, item_kind, "items")
+        loss = self._params["loss"]
+        if labels is None:
+            if loss != "bpr" and n > 0:
+                raise ValueError(f"labels are required for loss={loss!r} (ratings for 'squared', "
+                                 "0/1 clicks for 'logistic'); got None")
+            label_arr = None
+        elif loss == "logistic":
+            label_arr = check.numbers(labels, "labels", n, np.float32, low=0.0, high=1.0)
+        else:
+            label_arr = check.numbers(labels, "labels", n, np.float32)
+        weight_arr = None if weights is None else check.numbers(weights, "weights", n, np.float32, low=0.0)
+        time_arr = None if timestamps is None else check.timestamps(timestamps, n)
+        return user_ids, item_ids, label_arr, weight_arr, time_arr
+
+    # ------------------------------------------------------------------ serving
+
+    def predict(self, users: Any, items: Any) -> np.ndarray:
+        """Scores for (user, item) pairs as float32: predicted rating (squared), click
+        probability (logistic) or preference score (BPR). Unknown IDs score with zero
+        vectors and biases (so an unknown pair gets mu)."""
+        user_kind, user_ids, n = check.ids(users, "users")
+        item_kind, item_ids, n_items = check.ids(items, "items")
+        if n != n_items:
+            raise ValueError(f"users and items must have the same length, got {n} and {n_items}")
+        check.check_kind(self._model.user_id_kind, user_kind, "users")
+        check.check_kind(self._model.item_id_kind, item_kind, "items")
+        return self._model.predict(user_ids, item_ids, num_threads=self._threads)
+
+    def recommend(self, user: int | str, k: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """The k best items for one user, best first: ``(item_ids, scores)``.
+
+        Exact over all known items. ``exclude_seen`` drops items this user has had positive
+        events with. An unknown user gets the items with the highest mu + b_i (the learned
+        item bias: popularity under BPR/logistic, average rating under squared). Fewer than k
+        results come back when the catalogue (minus excluded items) is smaller. Item IDs come
+        back as int64, or as an object array of str for string IDs.
+        """
+        user = check.scalar_id(user, "user")
+        k = check.positive_int(k, "k")
+        check.check_kind(self._model.user_id_kind, "str" if isinstance(user, str) else "int", "user")
+        found, scores = self._model.recommend(user, k, bool(exclude_seen), self._threads)
+        return self._id_array(found), scores
+
+    def recommend_batch(self, users: Any, k: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k for many users at once (one user per thread): ``(ids[n, c], scores[n, c])``
+        with c = min(k, n_items). A row with fewer than c results (items excluded) is padded
+        with score NaN and ID -2**63 (integer IDs) or None (string IDs)."""
+        k = check.positive_int(k, "k")
+        user_kind, user_ids, n = check.ids(users, "users")
+        check.check_kind(self._model.user_id_kind, user_kind, "users")
+        n_items_before = self._model.n_items
+        rows, scores, counts = self._model.recommend_batch(user_ids, k, bool(exclude_seen), self._threads)
+        cols = max(min(k, n_items_before), int(counts.max()) if n else 0)
+        rows, scores = rows[:, :cols], scores[:, :cols]
+        valid = np.arange(cols)[None, :] < counts[:, None]
+        scores = np.where(valid, scores, np.float32(np.nan)).astype(np.float32)
+        found = self._model.item_ids(rows[valid])
+        if isinstance(found, list):
+            ids = np.full((n, cols), None, dtype=object)
+            ids[valid] = np.array(found, dtype=object)
+        else:
+            ids = np.full((n, cols), np.iinfo(np.int64).min, dtype=np.int64)
+            ids[valid] = found
+        return ids, scores
+
+    @staticmethod
+    def _id_array(found: np.ndarray | list) -> np.ndarray:
+        if isinstance(found, list):
+            out = np.empty(len(found), dtype=object)
+            out[:] = found
+            return out
+        return found
+
+    # ------------------------------------------------------------------ introspection
+
+    @property
+    def n_users(self) -> int:
+        """Users with a row (seen in any event)."""
+        return self._model.n_users
+
+    @property
+    def n_items(self) -> int:
+        """Items with a row (seen in any event): the catalogue that ``recommend`` ranks."""
+        return self._model.n_items
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: n_users, n_items, updates (gradient steps applied), skipped_updates
+        (steps dropped because they would write a non-finite value), seen_pairs,
+        memory_bytes (table, index and seen-list memory), global_bias, plus the config."""
+        out = dict(self._model.stats())
+        out["dim"] = self._params["dim"]
+        out["loss"] = self._params["loss"]
+        out["optimizer"] = self._params["optimizer"]
+        out["num_threads"] = self._threads or _core.default_threads()
+        out["openmp"] = bool(_core.openmp_enabled)
+        return out
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments."""
+        return dict(self._params)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
+        return f"Recommender({args}; n_users={self.n_users}, n_items={self.n_items})"
