@@ -72,6 +72,15 @@ inline ScalarStep propose_bias(const StepConfig& c, float value, const float* ac
   return {st, grad * grad, std::isfinite(value - st) && std::isfinite(acc)};
 }
 
+// The event's own score after the proposed steps. A step whose values are finite can still
+// overflow the score (huge vectors); such a step is diverging and is skipped as well.
+inline float score_after(uint32_t n, const float* a, const float* step_a, const float* b, const float* step_b) noexcept {
+  float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+  for (uint32_t k = 0; k < n; ++k) s += (a[k] - step_a[k]) * (b[k] - step_b[k]);
+  return s;
+}
+
 inline void commit(const StepConfig& c, const RowRef& row, const float* step, const float* squared_grad,
                    const ScalarStep* bias) noexcept {
   float* v = row.vector;
@@ -124,7 +133,8 @@ RTREC_HOT bool pointwise_step(const StepConfig& c, Loss loss, const RowRef& user
   check += propose(c, q, item.accumulator, grad_q, step_q);
   const ScalarStep bu = propose_bias(c, *user.bias, user.bias_accumulator, clip(g + l2 * *user.bias, cl));
   const ScalarStep bi = propose_bias(c, *item.bias, item.bias_accumulator, clip(g + l2 * *item.bias, cl));
-  if (!(check == 0.0f) || !bu.finite || !bi.finite) return false;
+  const float s_new = score_after(n, p, step_p, q, step_q) + offset + (*user.bias - bu.step) + (*item.bias - bi.step);
+  if (!(check == 0.0f) || !bu.finite || !bi.finite || !std::isfinite(s_new)) return false;
   commit(c, user, step_p, grad_p, &bu);
   commit(c, item, step_q, grad_q, &bi);
   return true;
@@ -162,7 +172,8 @@ RTREC_HOT bool pairwise_step(const StepConfig& c, const RowRef& user, const RowR
   // BPR is invariant to the user bias, so only item biases move.
   const ScalarStep bi = propose_bias(c, *positive.bias, positive.bias_accumulator, clip(g + l2 * *positive.bias, cl));
   const ScalarStep bj = propose_bias(c, *negative.bias, negative.bias_accumulator, clip(-g + l2 * *negative.bias, cl));
-  if (!(check == 0.0f) || !bi.finite || !bj.finite) return false;
+  const float x_new = score_after(n, p, step_p, qi, step_i) - score_after(n, p, step_p, qj, step_j);
+  if (!(check == 0.0f) || !bi.finite || !bj.finite || !std::isfinite(x_new)) return false;
   commit(c, user, step_p, grad_p, nullptr);
   commit(c, positive, step_i, grad_i, &bi);
   commit(c, negative, step_j, grad_j, &bj);

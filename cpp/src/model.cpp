@@ -19,6 +19,10 @@ constexpr uint64_t kUpdateStream = 3;
 constexpr size_t kParallelPredictMin = 16384;
 constexpr uint32_t kParallelScanMinRows = 32768;
 
+// How many events ahead training prefetches rows: enough to cover a DRAM miss with a few
+// events of arithmetic, few enough that prefetched lines are still in L1/L2 when used.
+constexpr int64_t kPrefetchAhead = 8;
+
 double wall_clock() {
   using namespace std::chrono;
   return duration<double>(system_clock::now().time_since_epoch()).count();
@@ -148,7 +152,17 @@ Model::Resolved Model::resolve(const EventBatch& e, size_t i, double now) {
   return r;
 }
 
-void Model::train_one(const StepConfig& step, const Resolved& e, uint32_t n_items, SplitMix64& rng, float* scratch,
+constexpr uint32_t kNoRow = EmbeddingTable::kNotFound;
+
+void Model::draw_negatives(uint32_t positive, uint32_t n_items, SplitMix64& rng, uint32_t* out) const noexcept {
+  for (uint32_t s = 0; s < config_.negatives; ++s) {
+    uint32_t negative = n_items < 2 ? kNoRow : rng.below(n_items);
+    if (negative == positive) negative = rng.below(n_items);  // one redraw; a repeat is skipped
+    out[s] = negative == positive ? kNoRow : negative;
+  }
+}
+
+void Model::train_one(const StepConfig& step, const Resolved& e, const uint32_t* negatives, float* scratch,
                       uint64_t& applied, uint64_t& skipped) const noexcept {
   if (config_.loss != Loss::kBpr) {
     const bool ok = pointwise_step(step, config_.loss, user_row(e.user), item_row(e.item), offset(), e.label,
@@ -156,16 +170,54 @@ void Model::train_one(const StepConfig& step, const Resolved& e, uint32_t n_item
     ++(ok ? applied : skipped);
     return;
   }
-  if (!(e.label > 0.0f) || n_items < 2) return;  // BPR learns only from positives, against other items
+  if (!(e.label > 0.0f)) return;  // BPR learns only from positives
   const RowRef user = user_row(e.user);
   const RowRef positive = item_row(e.item);
   for (uint32_t s = 0; s < config_.negatives; ++s) {
-    uint32_t negative = rng.below(n_items);
-    if (negative == e.item) negative = rng.below(n_items);  // one redraw; a repeat is simply skipped
-    if (negative == e.item) continue;
-    const bool ok = pairwise_step(step, user, positive, item_row(negative), e.weight, scratch);
+    if (negatives[s] == kNoRow) continue;
+    const bool ok = pairwise_step(step, user, positive, item_row(negatives[s]), e.weight, scratch);
     ++(ok ? applied : skipped);
   }
+}
+
+void Model::train_epoch(const std::vector<Resolved>& events, uint64_t stream, int threads,
+                        std::vector<float>& scratch, std::vector<uint32_t>& negatives) {
+  // Rows are visited in random order, so the loop is bound by memory latency: each thread
+  // prefetches the rows of the event kAhead positions ahead (drawing its negatives early so
+  // that they can be prefetched too) and keeps those negatives in a ring of kAhead + 1 slots.
+  constexpr int64_t kAhead = kPrefetchAhead;
+  constexpr int64_t kSlots = kAhead + 1;
+  const StepConfig step = step_config();
+  const uint32_t floats = scratch_floats(step.stride);
+  const uint32_t n_neg = config_.loss == Loss::kBpr ? config_.negatives : 0;
+  const uint32_t n_items = items_.size();
+  const int64_t m = static_cast<int64_t>(events.size());
+  uint64_t applied = 0, skipped = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : applied, skipped)
+  {
+    const int t = thread_index();
+    const int team = team_size();
+    const int64_t begin = m * t / team, end = m * (t + 1) / team;
+    SplitMix64 rng(derive_seed(config_.seed, kNegativeStream, stream, t));
+    float* local = scratch.data() + size_t(floats) * t;
+    uint32_t* ring = negatives.data() + size_t(kSlots) * n_neg * t;
+    auto stage = [&](int64_t j) {  // draw negatives of event j and start fetching its rows
+      const Resolved& e = events[j];
+      uint32_t* neg = ring + (j % kSlots) * n_neg;
+      if (n_neg > 0) draw_negatives(e.item, n_items, rng, neg);
+      users_.prefetch(e.user);
+      items_.prefetch(e.item);
+      for (uint32_t s = 0; s < n_neg; ++s)
+        if (neg[s] != kNoRow) items_.prefetch(neg[s]);
+    };
+    for (int64_t j = begin; j < std::min(end, begin + kAhead); ++j) stage(j);
+    for (int64_t i = begin; i < end; ++i) {
+      if (i + kAhead < end) stage(i + kAhead);  // fills another slot than event i's
+      train_one(step, events[i], ring + (i % kSlots) * n_neg, local, applied, skipped);
+    }
+  }
+  updates_.fetch_add(applied, std::memory_order_relaxed);
+  skipped_.fetch_add(skipped, std::memory_order_relaxed);
 }
 
 void Model::fit(const EventBatch& e, uint32_t epochs, int num_threads) {
@@ -196,25 +248,13 @@ void Model::fit(const EventBatch& e, uint32_t epochs, int num_threads) {
   // 2. Hogwild epochs: every thread steps on shared rows without locks.
   events.erase(std::remove_if(events.begin(), events.end(), [](const Resolved& r) { return !(r.weight > 0.0f); }),
                events.end());
-  const StepConfig step = step_config();
-  const uint32_t floats = scratch_floats(step.stride);
-  std::vector<float> scratch(size_t(floats) * threads);
+  std::vector<float> scratch(size_t(scratch_floats(users_.stride())) * threads);
+  std::vector<uint32_t> negatives(size_t(kPrefetchAhead + 1) * config_.negatives * threads);
   const int64_t m = static_cast<int64_t>(events.size());
   for (uint32_t epoch = 0; epoch < epochs; ++epoch) {
     SplitMix64 shuffle_rng(derive_seed(config_.seed, kShuffleStream, call, epoch));
     for (int64_t i = m - 1; i > 0; --i) std::swap(events[i], events[shuffle_rng.below(uint32_t(i + 1))]);
-    const uint32_t n_items = items_.size();
-    uint64_t applied = 0, skipped = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : applied, skipped)
-    {
-      const int t = thread_index();
-      SplitMix64 rng(derive_seed(config_.seed, kNegativeStream, call * 65536 + epoch, t));
-      float* local = scratch.data() + size_t(floats) * t;
-#pragma omp for schedule(static)
-      for (int64_t i = 0; i < m; ++i) train_one(step, events[i], n_items, rng, local, applied, skipped);
-    }
-    updates_.fetch_add(applied, std::memory_order_relaxed);
-    skipped_.fetch_add(skipped, std::memory_order_relaxed);
+    train_epoch(events, call * 65536 + epoch, threads, scratch, negatives);
   }
 }
 
@@ -232,11 +272,14 @@ void Model::update(const EventBatch& e) {
     heap_scratch.resize(scratch_floats(step.stride));
     buffer = heap_scratch.data();
   }
+  std::vector<uint32_t> negatives(config_.negatives);
   uint64_t applied = 0, skipped = 0;
   for (size_t i = 0; i < e.size; ++i) {
     const Resolved r = resolve(e, i, now);
     record_labels(double(r.weight) * r.label, r.weight);
-    if (r.weight > 0.0f) train_one(step, r, items_.size(), rng, buffer, applied, skipped);
+    if (!(r.weight > 0.0f)) continue;
+    if (config_.loss == Loss::kBpr) draw_negatives(r.item, items_.size(), rng, negatives.data());
+    train_one(step, r, negatives.data(), buffer, applied, skipped);
   }
   updates_.fetch_add(applied, std::memory_order_relaxed);
   skipped_.fetch_add(skipped, std::memory_order_relaxed);

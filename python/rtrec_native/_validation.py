@@ -74,12 +74,16 @@ def _object_ids(arr: np.ndarray, name: str) -> tuple[IdKind, Any]:
             raise TypeError(f"{name}: IDs must be int or str, got a bool ({value!r})")
         elif isinstance(value, Integral):
             kinds.add("int")
+        elif isinstance(value, Real):
+            kinds.add("float")  # allowed when whole, like a float array
         else:
             raise TypeError(f"{name}: IDs must be int or str, got {type(value).__name__} ({value!r})")
-        if len(kinds) > 1:
+        if "str" in kinds and len(kinds) > 1:
             raise TypeError(f"{name}: IDs in one call must be all int or all str, got a mix of both")
     if kinds == {"str"}:
         return "str", [str(v) for v in arr]
+    if "float" in kinds:
+        return "int", _float_ids(np.array(arr, dtype=np.float64), name)
     values = [int(v) for v in arr]
     if values and (min(values) < _INT64_MIN or max(values) > _INT64_MAX):
         raise ValueError(f"{name}: integer IDs must fit in int64")

@@ -94,9 +94,15 @@ class Model {
   StepConfig step_config() const noexcept;
   RowRef user_row(uint32_t row) const noexcept;
   RowRef item_row(uint32_t row) const noexcept;
-  // One event's gradient step(s); adds to `applied` / `skipped` (BPR: one per negative).
-  void train_one(const StepConfig& step, const Resolved& e, uint32_t n_items, SplitMix64& rng, float* scratch,
+  // Draws the BPR negatives of one event into `out` (config_.negatives entries; kNoRow
+  // where the draw hit the positive twice).
+  void draw_negatives(uint32_t positive, uint32_t n_items, SplitMix64& rng, uint32_t* out) const noexcept;
+  // One event's gradient step(s), `negatives` drawn beforehand (BPR); adds to `applied` /
+  // `skipped` (BPR: one per negative).
+  void train_one(const StepConfig& step, const Resolved& e, const uint32_t* negatives, float* scratch,
                  uint64_t& applied, uint64_t& skipped) const noexcept;
+  void train_epoch(const std::vector<Resolved>& events, uint64_t stream, int threads, std::vector<float>& scratch,
+                   std::vector<uint32_t>& negatives);
   Resolved resolve(const EventBatch& events, size_t i, double now);
   float transform(float raw_score) const noexcept;
   uint32_t recommend_row(uint32_t user_row, uint32_t k, bool exclude_seen, int threads, std::vector<float>& query,

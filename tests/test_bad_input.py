@@ -1,0 +1,149 @@
+"""Bad input raises a clear ValueError/TypeError naming the argument, and changes nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rtrec_native as rt
+from conftest import fingerprint
+
+USERS = [1, 2, 3, 1]
+ITEMS = [10, 20, 30, 20]
+
+
+@pytest.fixture(params=["squared", "logistic", "bpr"])
+def trained(request):
+    loss = request.param
+    labels = None if loss == "bpr" else [1.0, 0.0, 1.0, 1.0]
+    rec = rt.Recommender(dim=4, loss=loss, seed=0).fit(USERS, ITEMS, labels, epochs=2)
+    return rec
+
+
+def _labels(rec, n):
+    return None if rec.get_params()["loss"] == "bpr" else [1.0] * n
+
+
+BAD_EVENTS = {
+    # name: (kwargs builder, exception, words the message must contain)
+    "length mismatch": (lambda r: dict(users=[1, 2], items=[10], labels=_labels(r, 2)), ValueError, "same length"),
+    "label length": (lambda r: dict(users=[1, 2], items=[10, 20], labels=[1.0]), ValueError, "labels"),
+    "nan label": (lambda r: dict(users=[1, 5], items=[10, 50], labels=[1.0, float("nan")]), ValueError, "labels"),
+    "inf label": (lambda r: dict(users=[1, 5], items=[10, 50], labels=[1.0, float("inf")]), ValueError, "finite"),
+    "nan weight": (lambda r: dict(users=[1, 5], items=[10, 50], labels=_labels(r, 2), weights=[1.0, float("nan")]),
+                   ValueError, "weights"),
+    "negative weight": (lambda r: dict(users=[1, 5], items=[10, 50], labels=_labels(r, 2), weights=[1.0, -0.5]),
+                        ValueError, "weights"),
+    "fractional float id": (lambda r: dict(users=[1.0, 5.5], items=[10, 50], labels=_labels(r, 2)), ValueError, "users"),
+    "nan float id": (lambda r: dict(users=[1, 5], items=np.array([10.0, np.nan]), labels=_labels(r, 2)), ValueError, "items"),
+    "mixed int and str ids": (lambda r: dict(users=[1, "x"], items=[10, 50], labels=_labels(r, 2)), TypeError, "mix"),
+    "str ids on an int model": (lambda r: dict(users=["a", "b"], items=[10, 50], labels=_labels(r, 2)), TypeError, "int"),
+    "bool ids": (lambda r: dict(users=np.array([True, False]), items=[10, 50], labels=_labels(r, 2)), TypeError, "bool"),
+    "object junk ids": (lambda r: dict(users=[1, object()], items=[10, 50], labels=_labels(r, 2)), TypeError, "users"),
+    "none id": (lambda r: dict(users=[1, None], items=[10, 50], labels=_labels(r, 2)), TypeError, "users"),
+    "2-d ids": (lambda r: dict(users=np.ones((2, 2), dtype=np.int64), items=[10, 50], labels=_labels(r, 2)), ValueError, "1-D"),
+    "scalar ids": (lambda r: dict(users=5, items=[10], labels=_labels(r, 1)), TypeError, "sequence"),
+    "string labels": (lambda r: dict(users=[1, 5], items=[10, 50], labels=["a", "b"]), TypeError, "labels"),
+    "bool labels": (lambda r: dict(users=[1, 5], items=[10, 50], labels=np.array([True, False])), TypeError, "labels"),
+    "timestamps nan": (lambda r: dict(users=[1, 5], items=[10, 50], labels=_labels(r, 2), timestamps=[1.0, np.nan]),
+                       ValueError, "timestamps"),
+}
+
+
+@pytest.mark.parametrize("method", ["fit", "update"])
+@pytest.mark.parametrize("case", list(BAD_EVENTS), ids=list(BAD_EVENTS))
+def test_bad_batches_raise_and_leave_the_model_unchanged(trained, method, case):
+    build, exc, words = BAD_EVENTS[case]
+    kwargs = build(trained)
+    before = fingerprint(trained, [1, 2, 3, 5], [10, 20, 30, 50])
+    with pytest.raises(exc, match=words):
+        getattr(trained, method)(**kwargs)
+    assert fingerprint(trained, [1, 2, 3, 5], [10, 20, 30, 50]) == before
+
+
+def test_logistic_labels_outside_0_1_are_rejected_and_change_nothing():
+    rec = rt.Recommender(dim=4, loss="logistic", seed=0).fit(USERS, ITEMS, [1, 0, 1, 1], epochs=1)
+    before = fingerprint(rec, [1, 2, 3, 7], [10, 20, 30, 70])
+    for bad in ([1.0, 2.0], [-0.1, 1.0]):
+        with pytest.raises(ValueError, match=r"labels must be (<=|>=)"):
+            rec.update([1, 7], [10, 70], bad)
+    assert fingerprint(rec, [1, 2, 3, 7], [10, 20, 30, 70]) == before
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+def test_missing_labels_for_pointwise_losses(loss):
+    rec = rt.Recommender(dim=4, loss=loss)
+    with pytest.raises(ValueError, match="labels are required"):
+        rec.fit([1], [2])
+    assert rec.n_users == 0
+
+
+def test_fit_needs_data_and_epochs():
+    rec = rt.Recommender(dim=4)
+    with pytest.raises(ValueError, match="empty"):
+        rec.fit([], [])
+    with pytest.raises(ValueError, match="epochs"):
+        rec.fit([1], [2], epochs=0)
+    assert rec.n_users == 0 and rec.n_items == 0
+
+
+@pytest.mark.parametrize("kwargs,exc,words", [
+    (dict(dim=0), ValueError, "dim"),
+    (dict(dim=2.5), TypeError, "dim"),
+    (dict(loss="hinge"), ValueError, "loss"),
+    (dict(optimizer="adam"), ValueError, "optimizer"),
+    (dict(learning_rate=0.0), ValueError, "learning_rate"),
+    (dict(learning_rate=-1.0), ValueError, "learning_rate"),
+    (dict(learning_rate=float("nan")), ValueError, "learning_rate"),
+    (dict(learning_rate="fast"), TypeError, "learning_rate"),
+    (dict(l2=-1e-3), ValueError, "l2"),
+    (dict(negatives=0), ValueError, "negatives"),
+    (dict(num_threads=0), ValueError, "num_threads"),
+    (dict(num_threads=-2), ValueError, "num_threads"),
+    (dict(num_threads=1.5), ValueError, "num_threads"),
+    (dict(num_threads=True), ValueError, "num_threads"),
+    (dict(seed=-1), ValueError, "seed"),
+    (dict(grad_clip=0.0), ValueError, "grad_clip"),
+])
+def test_bad_constructor_arguments(kwargs, exc, words):
+    with pytest.raises(exc, match=words):
+        rt.Recommender(**kwargs)
+
+
+def test_bad_recommend_arguments_change_nothing(trained):
+    before = fingerprint(trained, [1, 2, 3], [10, 20, 30])
+    for k in (0, -3):
+        with pytest.raises(ValueError, match="k must be >= 1"):
+            trained.recommend(1, k=k)
+        with pytest.raises(ValueError, match="k must be >= 1"):
+            trained.recommend_batch([1], k=k)
+    with pytest.raises(TypeError, match="k must be an int"):
+        trained.recommend(1, k=2.5)
+    with pytest.raises(TypeError, match="user"):
+        trained.recommend(True)
+    with pytest.raises(TypeError, match="user"):
+        trained.recommend(None)
+    with pytest.raises(TypeError, match="this model's IDs are int"):
+        trained.recommend("alice")
+    with pytest.raises(ValueError, match="same length"):
+        trained.predict([1, 2], [10])
+    assert fingerprint(trained, [1, 2, 3], [10, 20, 30]) == before
+
+
+@pytest.mark.parametrize("args,exc,words", [
+    (("a", 10, 1.0), TypeError, "strings, got integers|integers, got strings"),
+    ((True, 10, 1.0), TypeError, "user must be an int or a str"),
+    ((1.5, 10, 1.0), TypeError, "user must be an int or a str"),
+    ((1, None, 1.0), TypeError, "item must be an int or a str"),
+    ((1, 10, float("nan")), ValueError, "labels must be finite"),
+    ((1, 10, "x"), TypeError, "label"),
+    ((2**64, 10, 1.0), ValueError, "64-bit"),
+])
+def test_update_one_rejects_bad_events_and_changes_nothing(args, exc, words):
+    rec = rt.Recommender(dim=4, loss="squared", seed=0).fit(USERS, ITEMS, [4.0, 3.0, 2.0, 5.0], epochs=1)
+    before = fingerprint(rec, [1, 2, 3], [10, 20, 30])
+    with pytest.raises((exc, ValueError), match=words):
+        rec.update_one(*args)
+    with pytest.raises(ValueError, match="weights"):
+        rec.update_one(1, 10, 1.0, weight=-1.0)
+    assert fingerprint(rec, [1, 2, 3], [10, 20, 30]) == before
