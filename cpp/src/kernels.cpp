@@ -22,6 +22,55 @@ constexpr float kAdagradEpsilon = 1e-8f;
 
 inline float clip(float g, float c) noexcept { return std::min(std::max(g, -c), c); }
 
+// Vectors are padded to a multiple of 16 floats, so dot products run on whole 16-float
+// blocks held in a GCC/Clang vector type: the compiler lowers it to 4 SSE, 2 AVX or 1
+// AVX-512 operations per block in each clone, with no scalar tail and no need for
+// -ffast-math reassociation. The horizontal sum is a fixed tree, so results are
+// deterministic for a given build and CPU.
+// Two 8-float accumulators (16 lanes); 64-byte vector types would be passed through memory
+// on targets without AVX-512.
+typedef float Vec8 __attribute__((vector_size(32)));
+typedef float Vec4 __attribute__((vector_size(16)));
+constexpr uint32_t kLanes = 16;
+
+struct Lanes {
+  Vec8 lo = {}, hi = {};
+};
+
+inline Vec8 load8(const float* p) noexcept {
+  Vec8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline float sum_lanes(const Lanes& l) noexcept {
+  const Vec8 h = l.lo + l.hi;
+  Vec4 a, b;
+  std::memcpy(&a, &h, sizeof a);
+  std::memcpy(&b, reinterpret_cast<const char*>(&h) + sizeof a, sizeof b);
+  const Vec4 q = a + b;
+  return (q[0] + q[2]) + (q[1] + q[3]);
+}
+
+inline float dot_padded(const float* a, const float* b, uint32_t stride) noexcept {
+  Lanes acc;
+  for (uint32_t k = 0; k < stride; k += kLanes) {
+    acc.lo += load8(a + k) * load8(b + k);
+    acc.hi += load8(a + k + 8) * load8(b + k + 8);
+  }
+  return sum_lanes(acc);
+}
+
+// <a, b - c> with the same lane structure.
+inline float dot_difference(const float* a, const float* b, const float* c, uint32_t stride) noexcept {
+  Lanes acc;
+  for (uint32_t k = 0; k < stride; k += kLanes) {
+    acc.lo += load8(a + k) * (load8(b + k) - load8(c + k));
+    acc.hi += load8(a + k + 8) * (load8(b + k + 8) - load8(c + k + 8));
+  }
+  return sum_lanes(acc);
+}
+
 // Computes the step of one vector from its gradient: `step` receives the amount to subtract,
 // and under AdaGrad `grad` is overwritten with g^2 (the accumulator increment). Returns 0 when
 // every resulting value and accumulator is finite and NaN otherwise: (x - x) is NaN exactly
@@ -75,10 +124,12 @@ inline ScalarStep propose_bias(const StepConfig& c, float value, const float* ac
 // The event's own score after the proposed steps. A step whose values are finite can still
 // overflow the score (huge vectors); such a step is diverging and is skipped as well.
 inline float score_after(uint32_t n, const float* a, const float* step_a, const float* b, const float* step_b) noexcept {
-  float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-  for (uint32_t k = 0; k < n; ++k) s += (a[k] - step_a[k]) * (b[k] - step_b[k]);
-  return s;
+  Lanes acc;
+  for (uint32_t k = 0; k < n; k += kLanes) {
+    acc.lo += (load8(a + k) - load8(step_a + k)) * (load8(b + k) - load8(step_b + k));
+    acc.hi += (load8(a + k + 8) - load8(step_a + k + 8)) * (load8(b + k + 8) - load8(step_b + k + 8));
+  }
+  return sum_lanes(acc);
 }
 
 inline void commit(const StepConfig& c, const RowRef& row, const float* step, const float* squared_grad,
@@ -100,22 +151,14 @@ inline void commit(const StepConfig& c, const RowRef& row, const float* step, co
 
 }  // namespace
 
-RTREC_HOT float dot(const float* a, const float* b, uint32_t n) noexcept {
-  float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-  for (uint32_t k = 0; k < n; ++k) s += a[k] * b[k];
-  return s;
-}
+RTREC_HOT float dot(const float* a, const float* b, uint32_t stride) noexcept { return dot_padded(a, b, stride); }
 
 RTREC_HOT bool pointwise_step(const StepConfig& c, Loss loss, const RowRef& user, const RowRef& item, float offset,
                               float label, float weight, float* scratch) noexcept {
   const uint32_t n = c.stride;
   const float* p = user.vector;
   const float* q = item.vector;
-  float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-  for (uint32_t k = 0; k < n; ++k) s += p[k] * q[k];
-  s += offset + *user.bias + *item.bias;
+  const float s = dot_padded(p, q, n) + offset + *user.bias + *item.bias;
   // d loss / d score: squared 1/2 (s - y)^2 -> s - y; logistic log loss -> sigmoid(s) - y.
   const float g = weight * (loss == Loss::kLogistic ? sigmoid(s) - label : s - label);
 
@@ -146,10 +189,7 @@ RTREC_HOT bool pairwise_step(const StepConfig& c, const RowRef& user, const RowR
   const float* p = user.vector;
   const float* qi = positive.vector;
   const float* qj = negative.vector;
-  float x = 0.0f;
-#pragma omp simd reduction(+ : x)
-  for (uint32_t k = 0; k < n; ++k) x += p[k] * (qi[k] - qj[k]);
-  x += *positive.bias - *negative.bias;
+  const float x = dot_difference(p, qi, qj, n) + *positive.bias - *negative.bias;
   // d/dx of -log sigmoid(x) = -sigmoid(-x).
   const float g = -weight * sigmoid(-x);
 
@@ -182,13 +222,28 @@ RTREC_HOT bool pairwise_step(const StepConfig& c, const RowRef& user, const RowR
 
 RTREC_HOT void score_block(const float* query, const float* vectors, const float* biases, uint32_t rows,
                            uint32_t stride, float* scores) noexcept {
-  for (uint32_t r = 0; r < rows; ++r) {
+  // Four rows per pass share each load of the query block.
+  uint32_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
     const float* v = vectors + size_t(r) * stride;
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (uint32_t k = 0; k < stride; ++k) s += query[k] * v[k];
-    scores[r] = biases[r] + s;
+    Lanes a0, a1, a2, a3;
+    for (uint32_t k = 0; k < stride; k += kLanes) {
+      const Vec8 q_lo = load8(query + k), q_hi = load8(query + k + 8);
+      a0.lo += q_lo * load8(v + k);
+      a0.hi += q_hi * load8(v + k + 8);
+      a1.lo += q_lo * load8(v + stride + k);
+      a1.hi += q_hi * load8(v + stride + k + 8);
+      a2.lo += q_lo * load8(v + 2 * stride + k);
+      a2.hi += q_hi * load8(v + 2 * stride + k + 8);
+      a3.lo += q_lo * load8(v + 3 * stride + k);
+      a3.hi += q_hi * load8(v + 3 * stride + k + 8);
+    }
+    scores[r] = biases[r] + sum_lanes(a0);
+    scores[r + 1] = biases[r + 1] + sum_lanes(a1);
+    scores[r + 2] = biases[r + 2] + sum_lanes(a2);
+    scores[r + 3] = biases[r + 3] + sum_lanes(a3);
   }
+  for (; r < rows; ++r) scores[r] = biases[r] + dot_padded(query, vectors + size_t(r) * stride, stride);
 }
 
 }  // namespace rtrec

@@ -29,7 +29,8 @@ struct StepConfig {
 // Scratch floats a step needs per thread: new values and accumulators of up to three rows.
 inline uint32_t scratch_floats(uint32_t stride) { return 6 * stride; }
 
-float dot(const float* a, const float* b, uint32_t n) noexcept;
+// <a, b> over `stride` floats (a multiple of 16; padding is zero).
+float dot(const float* a, const float* b, uint32_t stride) noexcept;
 
 inline float sigmoid(float x) noexcept;
 
