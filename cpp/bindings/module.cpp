@@ -128,6 +128,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("default_threads", [] { return rtrec::resolve_threads(0); },
         "Threads used when num_threads is None: OMP_NUM_THREADS if set, else all cores.");
   m.def("hash_string_id", [](const std::string& s) { return rtrec::hash_string_id(s); });
+  py::register_exception<rtrec::SnapshotError>(m, "SnapshotError", PyExc_ValueError);
 
   py::class_<Model>(m, "Model")
       .def(py::init([](uint32_t dim, const std::string& loss, const std::string& optimizer, float learning_rate,
@@ -254,6 +255,35 @@ PYBIND11_MODULE(_core, m) {
             return ids_of(model.items(), r, static_cast<size_t>(rows.size()));
           },
           py::arg("rows"))
+      .def(
+          "save",
+          [](const Model& model, const std::string& path) {
+            py::gil_scoped_release release;
+            rtrec::save_snapshot(model, path);
+          },
+          py::arg("path"))
+      .def_static(
+          "load",
+          [](const std::string& path) {
+            py::gil_scoped_release release;
+            return rtrec::load_snapshot(path);
+          },
+          py::arg("path"))
+      .def_property_readonly("config", [](const Model& m) {
+        const rtrec::ModelConfig& c = m.config();
+        py::dict d;
+        static const char* losses[] = {"squared", "logistic", "bpr"};
+        d["dim"] = c.dim;
+        d["loss"] = losses[static_cast<int>(c.loss)];
+        d["optimizer"] = c.optimizer == rtrec::Optimizer::kSgd ? "sgd" : "adagrad";
+        d["learning_rate"] = c.learning_rate;
+        d["l2"] = c.l2;
+        d["negatives"] = c.negatives;
+        d["seed"] = c.seed;
+        d["grad_clip"] = c.grad_clip;
+        d["init_std"] = c.init_std;
+        return d;
+      })
       .def_property_readonly("n_users", [](const Model& m) { return m.users().size(); })
       .def_property_readonly("n_items", [](const Model& m) { return m.items().size(); })
       .def_property_readonly("user_id_kind", [](const Model& m) { return kind_name(m.users().kind()); })

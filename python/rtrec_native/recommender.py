@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -218,6 +219,39 @@ class Recommender:
             out[:] = found
             return out
         return found
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a snapshot of the whole model (parameters, optimizer state, metadata, IDs,
+        seen items) to ``path``, atomically: a temporary file in the same directory is
+        written, fsynced and renamed over ``path``, so a crash leaves the previous file
+        intact. Other threads may keep predicting and updating while it is written; the file
+        then holds each row as it was when copied (Hogwild-consistent), and every ID that
+        existed when the save began."""
+        self._model.save(os.fspath(path))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, num_threads: int | None = None) -> Recommender:
+        """Read a snapshot written by ``save``. The whole file is verified (magic, version,
+        checksums) before a model is built; a truncated, corrupted, wrong-version or
+        non-snapshot file raises ``rtrec_native.SnapshotError`` (a ValueError) and nothing
+        is returned. The loaded model predicts, recommends and (with one thread and the
+        same calls) keeps training exactly like the saved one."""
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no snapshot file at {path!r}")
+        model = _core.Model.load(path)
+        config = model.config
+        self = cls.__new__(cls)
+        self._model = model
+        self._threads = check.num_threads(num_threads)
+        self._params = {key: DEFAULTS[key] for key in DEFAULTS}
+        for key, value in config.items():
+            # float32 in the file: show 0.05, not 0.05000000074505806.
+            self._params[key] = float(f"{value:.7g}") if isinstance(value, float) else value
+        self._params["num_threads"] = num_threads
+        return self
 
     # ------------------------------------------------------------------ introspection
 

@@ -75,6 +75,10 @@ class EmbeddingTable {
     c->update_count[o].store(c->update_count[o].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     c->last_update[o].store(time, std::memory_order_relaxed);
   }
+  void set_metadata(uint32_t row, uint32_t update_count, double last_update) const noexcept {
+    chunk(row)->update_count[offset(row)].store(update_count, std::memory_order_relaxed);
+    chunk(row)->last_update[offset(row)].store(last_update, std::memory_order_relaxed);
+  }
   uint32_t update_count(uint32_t row) const noexcept {
     return chunk(row)->update_count[offset(row)].load(std::memory_order_relaxed);
   }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "rtrec/kernels.hpp"
 #include "rtrec/random.hpp"
 #include "rtrec/seen_store.hpp"
+#include "rtrec/snapshot.hpp"
 #include "rtrec/topk.hpp"
 
 namespace rtrec {
@@ -81,6 +83,9 @@ class Model {
   ModelStats stats() const noexcept;
 
  private:
+  friend void save_snapshot(const Model& model, const std::string& path);
+  friend std::unique_ptr<Model> load_snapshot(const std::string& path);
+
   struct Resolved {
     uint32_t user, item;
     float label, weight;

@@ -1,0 +1,35 @@
+// Versioned binary snapshots of a whole model: config, counters, every row with its
+// optimizer state and metadata, string IDs, seen lists, and checksums.
+//
+// Layout (little-endian): header {magic "RTRECSNP", version, kind, config, counters,
+// snapshot id} + checksum, then per table (users, items) {kind, rows, fixed-size row
+// records, string IDs} + checksum, then the seen lists + checksum, then a trailer
+// {"RTRECEND", checksum of everything}. No pickle, no pointers: a file is self-describing.
+//
+// Writing never stops the world: rows are read while other threads may be training, so a
+// snapshot is Hogwild-consistent (each row as some thread left it at the moment it was
+// copied; rows and IDs that existed when the save began are all there). The file is written
+// to a temporary name in the same directory, fsynced, renamed over the target and the
+// directory fsynced, so a crash at any point leaves the previous file intact.
+#pragma once
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+namespace rtrec {
+
+class Model;
+
+// A file that is not a snapshot, of another version, truncated or corrupted.
+class SnapshotError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+void save_snapshot(const Model& model, const std::string& path);
+
+// Reads and verifies the whole file before returning; never returns a half-loaded model.
+std::unique_ptr<Model> load_snapshot(const std::string& path);
+
+}  // namespace rtrec
