@@ -14,13 +14,19 @@
 #else
 #define RTREC_HOT
 #endif
+// Helpers are forced inline so that each clone compiles them for its own instruction set.
+#if defined(__GNUC__)
+#define RTREC_INLINE inline __attribute__((always_inline))
+#else
+#define RTREC_INLINE inline
+#endif
 
 namespace rtrec {
 namespace {
 
 constexpr float kAdagradEpsilon = 1e-8f;
 
-inline float clip(float g, float c) noexcept { return std::min(std::max(g, -c), c); }
+RTREC_INLINE float clip(float g, float c) noexcept { return std::min(std::max(g, -c), c); }
 
 // Vectors are padded to a multiple of 16 floats, so dot products run on whole 16-float
 // blocks held in a GCC/Clang vector type: the compiler lowers it to 4 SSE, 2 AVX or 1
@@ -31,19 +37,19 @@ inline float clip(float g, float c) noexcept { return std::min(std::max(g, -c), 
 // on targets without AVX-512.
 typedef float Vec8 __attribute__((vector_size(32)));
 typedef float Vec4 __attribute__((vector_size(16)));
-constexpr uint32_t kLanes = 16;
+constexpr size_t kLanes = 16;
 
 struct Lanes {
   Vec8 lo = {}, hi = {};
 };
 
-inline Vec8 load8(const float* p) noexcept {
+RTREC_INLINE Vec8 load8(const float* p) noexcept {
   Vec8 v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
 
-inline float sum_lanes(const Lanes& l) noexcept {
+RTREC_INLINE float sum_lanes(const Lanes& l) noexcept {
   const Vec8 h = l.lo + l.hi;
   Vec4 a, b;
   std::memcpy(&a, &h, sizeof a);
@@ -52,9 +58,9 @@ inline float sum_lanes(const Lanes& l) noexcept {
   return (q[0] + q[2]) + (q[1] + q[3]);
 }
 
-inline float dot_padded(const float* a, const float* b, uint32_t stride) noexcept {
+RTREC_INLINE float dot_padded(const float* a, const float* b, uint32_t stride) noexcept {
   Lanes acc;
-  for (uint32_t k = 0; k < stride; k += kLanes) {
+  for (size_t k = 0; k < stride; k += kLanes) {
     acc.lo += load8(a + k) * load8(b + k);
     acc.hi += load8(a + k + 8) * load8(b + k + 8);
   }
@@ -62,91 +68,184 @@ inline float dot_padded(const float* a, const float* b, uint32_t stride) noexcep
 }
 
 // <a, b - c> with the same lane structure.
-inline float dot_difference(const float* a, const float* b, const float* c, uint32_t stride) noexcept {
+RTREC_INLINE float dot_difference(const float* a, const float* b, const float* c, uint32_t stride) noexcept {
   Lanes acc;
-  for (uint32_t k = 0; k < stride; k += kLanes) {
+  for (size_t k = 0; k < stride; k += kLanes) {
     acc.lo += load8(a + k) * (load8(b + k) - load8(c + k));
     acc.hi += load8(a + k + 8) * (load8(b + k + 8) - load8(c + k + 8));
   }
   return sum_lanes(acc);
 }
 
-// Computes the step of one vector from its gradient: `step` receives the amount to subtract,
-// and under AdaGrad `grad` is overwritten with g^2 (the accumulator increment). Returns 0 when
-// every resulting value and accumulator is finite and NaN otherwise: (x - x) is NaN exactly
-// for inf/NaN, and unlike std::isfinite it vectorises.
-// The step is applied later as `v -= step` on the live row rather than by copying a whole
-// new vector over it, so a concurrent Hogwild writer of the same row loses nothing.
-inline float propose(const StepConfig& c, const float* value, const float* accumulator, float* grad,
-                     float* step) noexcept {
-  float check = 0.0f;
+// Sums 16 lane values in a fixed tree (deterministic for a given build and CPU).
+RTREC_INLINE float sum16(const float* lanes) noexcept {
+  Lanes l;
+  l.lo = load8(lanes);
+  l.hi = load8(lanes + 8);
+  return sum_lanes(l);
+}
+
+// One parameter's optimizer step from its gradient g: returns the amount to subtract and,
+// under AdaGrad, updates `acc` (the new accumulator value, not yet written to the row).
+template <bool kAdagrad>
+RTREC_INLINE float step_of(float g, float lr, float& acc) noexcept {
+  if (kAdagrad) {
+    acc += g * g;
+    return lr * g / (std::sqrt(acc) + kAdagradEpsilon);
+  }
+  return lr * g;
+}
+
+// (x - x) is 0 for finite x and NaN for inf/NaN, and unlike std::isfinite it vectorises:
+// summing it over everything a step would write flags any non-finite value.
+RTREC_INLINE float nonfinite_flag(float x) noexcept { return x - x; }
+
+// Per-event steps are computed in one fused pass over 16-float blocks into scratch (the
+// amounts to subtract and, under AdaGrad, the squared gradients), checked, and only then
+// applied as `v -= step` on the live rows. Applying deltas rather than copying whole new
+// vectors means a concurrent Hogwild writer of the same row loses nothing. `__restrict`
+// and the fixed 16-wide inner loops let the compiler emit straight SIMD code with no alias
+// checks and no scalar tails.
+template <bool kAdagrad>
+RTREC_INLINE void apply(uint32_t n, float* __restrict v, float* __restrict acc, const float* __restrict step,
+                  const float* __restrict squared) noexcept {
+  for (size_t k = 0; k < n; k += kLanes)
+    for (size_t j = 0; j < kLanes; ++j) v[k + j] -= step[k + j];
+  if (kAdagrad)
+    for (size_t k = 0; k < n; k += kLanes)
+      for (size_t j = 0; j < kLanes; ++j) acc[k + j] += squared[k + j];
+}
+
+template <bool kAdagrad>
+RTREC_INLINE void apply_bias(const RowRef& row, float step, float new_accumulator) noexcept {
+  *row.bias -= step;
+  if (kAdagrad) *row.bias_accumulator = new_accumulator;
+}
+
+template <bool kAdagrad>
+RTREC_INLINE bool pointwise_impl(const StepConfig& c, Loss loss, const RowRef& user, const RowRef& item, float offset, float label,
+                    float weight, float* __restrict scratch) noexcept {
   const uint32_t n = c.stride;
-  const float lr = c.learning_rate;
-  if (c.adagrad) {
-#pragma omp simd reduction(+ : check)
-    for (uint32_t k = 0; k < n; ++k) {
-      const float g = grad[k];
-      const float acc = accumulator[k] + g * g;
-      const float st = lr * g / (std::sqrt(acc) + kAdagradEpsilon);
-      const float v = value[k] - st;
-      step[k] = st;
-      grad[k] = g * g;
-      check += (v - v) + (acc - acc);
+  const float* __restrict p = user.vector;
+  const float* __restrict q = item.vector;
+  const float* __restrict acc_p = user.accumulator;
+  const float* __restrict acc_q = item.accumulator;
+  const float s = dot_padded(p, q, n) + offset + *user.bias + *item.bias;
+  // d loss / d score: squared 1/2 (s - y)^2 -> s - y; logistic log loss -> sigmoid(s) - y.
+  const float g = weight * (loss == Loss::kLogistic ? sigmoid(s) - label : s - label);
+  const float lr = c.learning_rate, l2 = c.l2, cl = c.grad_clip;
+
+  float* __restrict step_p = scratch;
+  float* __restrict step_q = scratch + n;
+  float* __restrict sq_p = scratch + 2 * n;
+  float* __restrict sq_q = scratch + 3 * n;
+  float flags[kLanes] = {}, s_new[kLanes] = {};
+  float block[4][kLanes];
+  for (size_t k = 0; k < n; k += kLanes) {
+    for (size_t j = 0; j < kLanes; ++j) {
+      const size_t t = k + j;
+      const float gp = clip(g * q[t] + l2 * p[t], cl);
+      const float gq = clip(g * p[t] + l2 * q[t], cl);
+      float ap = kAdagrad ? acc_p[t] : 0.0f, aq = kAdagrad ? acc_q[t] : 0.0f;
+      const float sp = step_of<kAdagrad>(gp, lr, ap), sq = step_of<kAdagrad>(gq, lr, aq);
+      block[0][j] = sp;
+      block[1][j] = sq;
+      block[2][j] = gp * gp;
+      block[3][j] = gq * gq;
+      const float np = p[t] - sp, nq = q[t] - sq;
+      flags[j] += nonfinite_flag(np) + nonfinite_flag(nq) + nonfinite_flag(ap) + nonfinite_flag(aq);
+      s_new[j] += np * nq;
     }
-  } else {
-#pragma omp simd reduction(+ : check)
-    for (uint32_t k = 0; k < n; ++k) {
-      const float st = lr * grad[k];
-      const float v = value[k] - st;
-      step[k] = st;
-      check += v - v;
+    std::memcpy(step_p + k, block[0], sizeof block[0]);
+    std::memcpy(step_q + k, block[1], sizeof block[1]);
+    if (kAdagrad) {
+      std::memcpy(sq_p + k, block[2], sizeof block[2]);
+      std::memcpy(sq_q + k, block[3], sizeof block[3]);
     }
   }
-  return check;
+  float abu = kAdagrad ? *user.bias_accumulator : 0.0f, abi = kAdagrad ? *item.bias_accumulator : 0.0f;
+  const float sbu = step_of<kAdagrad>(clip(g + l2 * *user.bias, cl), lr, abu);
+  const float sbi = step_of<kAdagrad>(clip(g + l2 * *item.bias, cl), lr, abi);
+  // The event's own score after the step: finite values can still overflow it (huge
+  // vectors); such a step is diverging and is skipped as well.
+  const float score_after = sum16(s_new) + offset + (*user.bias - sbu) + (*item.bias - sbi);
+  const float flag = sum16(flags) + nonfinite_flag(score_after) + nonfinite_flag(abu) + nonfinite_flag(abi);
+  if (!(flag == 0.0f)) return false;
+  apply<kAdagrad>(n, user.vector, user.accumulator, step_p, sq_p);
+  apply<kAdagrad>(n, item.vector, item.accumulator, step_q, sq_q);
+  apply_bias<kAdagrad>(user, sbu, abu);
+  apply_bias<kAdagrad>(item, sbi, abi);
+  return true;
 }
 
-struct ScalarStep {
-  float step;
-  float squared_grad;
-  bool finite;
-};
-
-inline ScalarStep propose_bias(const StepConfig& c, float value, const float* accumulator, float grad) noexcept {
-  float st = c.learning_rate * grad;
-  float acc = 0.0f;
-  if (c.adagrad) {
-    acc = *accumulator + grad * grad;
-    st /= std::sqrt(acc) + kAdagradEpsilon;
-  }
-  return {st, grad * grad, std::isfinite(value - st) && std::isfinite(acc)};
-}
-
-// The event's own score after the proposed steps. A step whose values are finite can still
-// overflow the score (huge vectors); such a step is diverging and is skipped as well.
-inline float score_after(uint32_t n, const float* a, const float* step_a, const float* b, const float* step_b) noexcept {
-  Lanes acc;
-  for (uint32_t k = 0; k < n; k += kLanes) {
-    acc.lo += (load8(a + k) - load8(step_a + k)) * (load8(b + k) - load8(step_b + k));
-    acc.hi += (load8(a + k + 8) - load8(step_a + k + 8)) * (load8(b + k + 8) - load8(step_b + k + 8));
-  }
-  return sum_lanes(acc);
-}
-
-inline void commit(const StepConfig& c, const RowRef& row, const float* step, const float* squared_grad,
-                   const ScalarStep* bias) noexcept {
-  float* v = row.vector;
+template <bool kAdagrad>
+RTREC_INLINE bool pairwise_impl(const StepConfig& c, const RowRef& user, const RowRef& positive, const RowRef& negative,
+                   float weight, float* __restrict scratch) noexcept {
   const uint32_t n = c.stride;
-#pragma omp simd
-  for (uint32_t k = 0; k < n; ++k) v[k] -= step[k];
-  if (c.adagrad) {
-    float* acc = row.accumulator;
-#pragma omp simd
-    for (uint32_t k = 0; k < n; ++k) acc[k] += squared_grad[k];
+  const float* __restrict p = user.vector;
+  const float* __restrict qi = positive.vector;
+  const float* __restrict qj = negative.vector;
+  const float* __restrict acc_p = user.accumulator;
+  const float* __restrict acc_i = positive.accumulator;
+  const float* __restrict acc_j = negative.accumulator;
+  const float x = dot_difference(p, qi, qj, n) + *positive.bias - *negative.bias;
+  // d/dx of -log sigmoid(x) = -sigmoid(-x).
+  const float g = -weight * sigmoid(-x);
+  const float lr = c.learning_rate, l2 = c.l2, cl = c.grad_clip;
+
+  float* __restrict step_p = scratch;
+  float* __restrict step_i = scratch + n;
+  float* __restrict step_j = scratch + 2 * n;
+  float* __restrict sq_p = scratch + 3 * n;
+  float* __restrict sq_i = scratch + 4 * n;
+  float* __restrict sq_j = scratch + 5 * n;
+  float flags[kLanes] = {}, x_new[kLanes] = {};
+  float block[6][kLanes];
+  for (size_t k = 0; k < n; k += kLanes) {
+    for (size_t j = 0; j < kLanes; ++j) {
+      const size_t t = k + j;
+      const float gp = clip(g * (qi[t] - qj[t]) + l2 * p[t], cl);
+      const float gi = clip(g * p[t] + l2 * qi[t], cl);
+      const float gj = clip(-g * p[t] + l2 * qj[t], cl);
+      float ap = kAdagrad ? acc_p[t] : 0.0f, ai = kAdagrad ? acc_i[t] : 0.0f, aj = kAdagrad ? acc_j[t] : 0.0f;
+      const float sp = step_of<kAdagrad>(gp, lr, ap);
+      const float si = step_of<kAdagrad>(gi, lr, ai);
+      const float sj = step_of<kAdagrad>(gj, lr, aj);
+      block[0][j] = sp;
+      block[1][j] = si;
+      block[2][j] = sj;
+      block[3][j] = gp * gp;
+      block[4][j] = gi * gi;
+      block[5][j] = gj * gj;
+      const float np = p[t] - sp, ni = qi[t] - si, nj = qj[t] - sj;
+      flags[j] += nonfinite_flag(np) + nonfinite_flag(ni) + nonfinite_flag(nj) + nonfinite_flag(ap) +
+                  nonfinite_flag(ai) + nonfinite_flag(aj);
+      x_new[j] += np * (ni - nj);
+    }
+    // Block results go through a local array: stores to six scratch streams inside the
+    // loop defeat GCC's vectoriser ("complicated access pattern").
+    std::memcpy(step_p + k, block[0], sizeof block[0]);
+    std::memcpy(step_i + k, block[1], sizeof block[1]);
+    std::memcpy(step_j + k, block[2], sizeof block[2]);
+    if (kAdagrad) {
+      std::memcpy(sq_p + k, block[3], sizeof block[3]);
+      std::memcpy(sq_i + k, block[4], sizeof block[4]);
+      std::memcpy(sq_j + k, block[5], sizeof block[5]);
+    }
   }
-  if (bias != nullptr) {
-    *row.bias -= bias->step;
-    if (c.adagrad) *row.bias_accumulator += bias->squared_grad;
-  }
+  // BPR is invariant to the user bias, so only item biases move.
+  float abi = kAdagrad ? *positive.bias_accumulator : 0.0f, abj = kAdagrad ? *negative.bias_accumulator : 0.0f;
+  const float sbi = step_of<kAdagrad>(clip(g + l2 * *positive.bias, cl), lr, abi);
+  const float sbj = step_of<kAdagrad>(clip(-g + l2 * *negative.bias, cl), lr, abj);
+  const float x_after = sum16(x_new) + (*positive.bias - sbi) - (*negative.bias - sbj);
+  const float flag = sum16(flags) + nonfinite_flag(x_after) + nonfinite_flag(abi) + nonfinite_flag(abj);
+  if (!(flag == 0.0f)) return false;
+  apply<kAdagrad>(n, user.vector, user.accumulator, step_p, sq_p);
+  apply<kAdagrad>(n, positive.vector, positive.accumulator, step_i, sq_i);
+  apply<kAdagrad>(n, negative.vector, negative.accumulator, step_j, sq_j);
+  apply_bias<kAdagrad>(positive, sbi, abi);
+  apply_bias<kAdagrad>(negative, sbj, abj);
+  return true;
 }
 
 }  // namespace
@@ -155,69 +254,14 @@ RTREC_HOT float dot(const float* a, const float* b, uint32_t stride) noexcept { 
 
 RTREC_HOT bool pointwise_step(const StepConfig& c, Loss loss, const RowRef& user, const RowRef& item, float offset,
                               float label, float weight, float* scratch) noexcept {
-  const uint32_t n = c.stride;
-  const float* p = user.vector;
-  const float* q = item.vector;
-  const float s = dot_padded(p, q, n) + offset + *user.bias + *item.bias;
-  // d loss / d score: squared 1/2 (s - y)^2 -> s - y; logistic log loss -> sigmoid(s) - y.
-  const float g = weight * (loss == Loss::kLogistic ? sigmoid(s) - label : s - label);
-
-  float* grad_p = scratch;
-  float* grad_q = scratch + n;
-  float* step_p = scratch + 2 * n;
-  float* step_q = scratch + 3 * n;
-  const float l2 = c.l2, cl = c.grad_clip;
-#pragma omp simd
-  for (uint32_t k = 0; k < n; ++k) {
-    grad_p[k] = clip(g * q[k] + l2 * p[k], cl);
-    grad_q[k] = clip(g * p[k] + l2 * q[k], cl);
-  }
-  float check = propose(c, p, user.accumulator, grad_p, step_p);
-  check += propose(c, q, item.accumulator, grad_q, step_q);
-  const ScalarStep bu = propose_bias(c, *user.bias, user.bias_accumulator, clip(g + l2 * *user.bias, cl));
-  const ScalarStep bi = propose_bias(c, *item.bias, item.bias_accumulator, clip(g + l2 * *item.bias, cl));
-  const float s_new = score_after(n, p, step_p, q, step_q) + offset + (*user.bias - bu.step) + (*item.bias - bi.step);
-  if (!(check == 0.0f) || !bu.finite || !bi.finite || !std::isfinite(s_new)) return false;
-  commit(c, user, step_p, grad_p, &bu);
-  commit(c, item, step_q, grad_q, &bi);
-  return true;
+  return c.adagrad ? pointwise_impl<true>(c, loss, user, item, offset, label, weight, scratch)
+                   : pointwise_impl<false>(c, loss, user, item, offset, label, weight, scratch);
 }
 
 RTREC_HOT bool pairwise_step(const StepConfig& c, const RowRef& user, const RowRef& positive, const RowRef& negative,
                              float weight, float* scratch) noexcept {
-  const uint32_t n = c.stride;
-  const float* p = user.vector;
-  const float* qi = positive.vector;
-  const float* qj = negative.vector;
-  const float x = dot_difference(p, qi, qj, n) + *positive.bias - *negative.bias;
-  // d/dx of -log sigmoid(x) = -sigmoid(-x).
-  const float g = -weight * sigmoid(-x);
-
-  float* grad_p = scratch;
-  float* grad_i = scratch + n;
-  float* grad_j = scratch + 2 * n;
-  float* step_p = scratch + 3 * n;
-  float* step_i = scratch + 4 * n;
-  float* step_j = scratch + 5 * n;
-  const float l2 = c.l2, cl = c.grad_clip;
-#pragma omp simd
-  for (uint32_t k = 0; k < n; ++k) {
-    grad_p[k] = clip(g * (qi[k] - qj[k]) + l2 * p[k], cl);
-    grad_i[k] = clip(g * p[k] + l2 * qi[k], cl);
-    grad_j[k] = clip(-g * p[k] + l2 * qj[k], cl);
-  }
-  float check = propose(c, p, user.accumulator, grad_p, step_p);
-  check += propose(c, qi, positive.accumulator, grad_i, step_i);
-  check += propose(c, qj, negative.accumulator, grad_j, step_j);
-  // BPR is invariant to the user bias, so only item biases move.
-  const ScalarStep bi = propose_bias(c, *positive.bias, positive.bias_accumulator, clip(g + l2 * *positive.bias, cl));
-  const ScalarStep bj = propose_bias(c, *negative.bias, negative.bias_accumulator, clip(-g + l2 * *negative.bias, cl));
-  const float x_new = score_after(n, p, step_p, qi, step_i) - score_after(n, p, step_p, qj, step_j);
-  if (!(check == 0.0f) || !bi.finite || !bj.finite || !std::isfinite(x_new)) return false;
-  commit(c, user, step_p, grad_p, nullptr);
-  commit(c, positive, step_i, grad_i, &bi);
-  commit(c, negative, step_j, grad_j, &bj);
-  return true;
+  return c.adagrad ? pairwise_impl<true>(c, user, positive, negative, weight, scratch)
+                   : pairwise_impl<false>(c, user, positive, negative, weight, scratch);
 }
 
 RTREC_HOT void score_block(const float* query, const float* vectors, const float* biases, uint32_t rows,
@@ -227,7 +271,7 @@ RTREC_HOT void score_block(const float* query, const float* vectors, const float
   for (; r + 4 <= rows; r += 4) {
     const float* v = vectors + size_t(r) * stride;
     Lanes a0, a1, a2, a3;
-    for (uint32_t k = 0; k < stride; k += kLanes) {
+    for (size_t k = 0; k < stride; k += kLanes) {
       const Vec8 q_lo = load8(query + k), q_hi = load8(query + k + 8);
       a0.lo += q_lo * load8(v + k);
       a0.hi += q_hi * load8(v + k + 8);
