@@ -39,8 +39,7 @@ EmbeddingTable::Chunk::Chunk(uint32_t stride, bool with_accumulators, bool with_
       accumulators = aligned_array<float>(size_t(kChunkRows) * stride);
       bias_accumulator = aligned_array<float>(kChunkRows);
     }
-    update_count = new std::atomic<uint32_t>[kChunkRows];
-    last_update = new std::atomic<double>[kChunkRows];
+    meta = new RowMeta[kChunkRows];
     if (with_names) names.reset(new std::string[kChunkRows]);
   } catch (...) {
     this->~Chunk();
@@ -54,12 +53,10 @@ EmbeddingTable::Chunk::~Chunk() {
   std::free(bias);
   std::free(bias_accumulator);
   std::free(keys);
-  delete[] update_count;
-  delete[] last_update;
+  delete[] meta;
   vectors = accumulators = bias = bias_accumulator = nullptr;
   keys = nullptr;
-  update_count = nullptr;
-  last_update = nullptr;
+  meta = nullptr;
 }
 
 EmbeddingTable::EmbeddingTable(const TableOptions& options)
@@ -86,8 +83,8 @@ void EmbeddingTable::initialise_row(Chunk* c, uint32_t o, uint64_t key) const no
     c->bias_accumulator[o] = 0.0f;
   }
   c->keys[o] = key;
-  c->update_count[o].store(0, std::memory_order_relaxed);
-  c->last_update[o].store(0.0, std::memory_order_relaxed);
+  c->meta[o].update_count.store(0, std::memory_order_relaxed);
+  c->meta[o].last_update.store(0.0, std::memory_order_relaxed);
 }
 
 namespace {
@@ -152,8 +149,7 @@ void EmbeddingTable::check_batch(const uint64_t* keys, const std::string* names,
 
 uint64_t EmbeddingTable::memory_bytes() const noexcept {
   const uint64_t chunks = directory_.allocated();
-  uint64_t per_row = sizeof(float) * stride_ + sizeof(float) + sizeof(uint64_t) + sizeof(std::atomic<uint32_t>) +
-                     sizeof(std::atomic<double>);
+  uint64_t per_row = sizeof(float) * stride_ + sizeof(float) + sizeof(uint64_t) + sizeof(RowMeta);
   if (with_accumulators_) per_row += sizeof(float) * stride_ + sizeof(float);
   if (kind() == IdKind::kString) per_row += sizeof(std::string);
   return chunks * kChunkRows * per_row + index_.memory_bytes();

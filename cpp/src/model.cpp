@@ -12,8 +12,7 @@ namespace {
 
 // Purposes of the derived random streams (see derive_seed).
 constexpr uint64_t kShuffleStream = 1;
-constexpr uint64_t kNegativeStream = 2;
-constexpr uint64_t kUpdateStream = 3;
+constexpr uint64_t kUpdateStream = 3;  // 2 was the negative-sampling stream of format 0
 
 // Below this many pairs/items a parallel region costs more than it saves.
 constexpr size_t kParallelPredictMin = 16384;
@@ -180,8 +179,37 @@ void Model::train_one(const StepConfig& step, const Resolved& e, const uint32_t*
   }
 }
 
-void Model::train_epoch(const std::vector<Resolved>& events, uint64_t stream, int threads,
-                        std::vector<float>& scratch, std::vector<uint32_t>& negatives) {
+std::vector<int64_t> Model::partition_by_item(std::vector<Resolved>& events, int parts) const {
+  // Hogwild threads that write the same rows fight over their cache lines; with skewed
+  // (Zipf) item popularity the popular items' rows are written by every thread all the time.
+  // Giving each thread a disjoint set of positive items removes that traffic: greedy
+  // longest-processing-time assignment of items (most events first) to the least loaded
+  // thread keeps the parts within a few percent of each other.
+  const uint32_t n_items = items_.size();
+  std::vector<uint32_t> count(n_items, 0);
+  for (const Resolved& r : events) ++count[r.item];
+  std::vector<uint32_t> order(n_items);
+  for (uint32_t i = 0; i < n_items; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return count[a] > count[b] || (count[a] == count[b] && a < b); });
+  std::vector<uint64_t> load(parts, 0);
+  std::vector<uint16_t> owner(n_items, 0);
+  for (uint32_t item : order) {
+    if (count[item] == 0) break;
+    const int p = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+    owner[item] = static_cast<uint16_t>(p);
+    load[p] += count[item];
+  }
+  std::vector<int64_t> bounds(parts + 1, 0);
+  for (int p = 0; p < parts; ++p) bounds[p + 1] = bounds[p] + static_cast<int64_t>(load[p]);
+  std::vector<Resolved> sorted(events.size());
+  std::vector<int64_t> next(bounds.begin(), bounds.end() - 1);
+  for (const Resolved& r : events) sorted[next[owner[r.item]]++] = r;
+  events.swap(sorted);
+  return bounds;
+}
+
+void Model::train_epoch(std::vector<Resolved>& events, const std::vector<int64_t>& bounds, uint64_t call,
+                        uint32_t epoch, std::vector<float>& scratch, std::vector<uint32_t>& negatives) {
   // Rows are visited in random order, so the loop is bound by memory latency: each thread
   // prefetches the rows of the event kAhead positions ahead (drawing its negatives early so
   // that they can be prefetched too) and keeps those negatives in a ring of kAhead + 1 slots.
@@ -191,29 +219,32 @@ void Model::train_epoch(const std::vector<Resolved>& events, uint64_t stream, in
   const uint32_t floats = scratch_floats(step.stride);
   const uint32_t n_neg = config_.loss == Loss::kBpr ? config_.negatives : 0;
   const uint32_t n_items = items_.size();
-  const int64_t m = static_cast<int64_t>(events.size());
+  const int parts = static_cast<int>(bounds.size()) - 1;
   uint64_t applied = 0, skipped = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : applied, skipped)
+#pragma omp parallel num_threads(parts) reduction(+ : applied, skipped)
   {
     const int t = thread_index();
-    const int team = team_size();
-    const int64_t begin = m * t / team, end = m * (t + 1) / team;
-    SplitMix64 rng(derive_seed(config_.seed, kNegativeStream, stream, t));
     float* local = scratch.data() + size_t(floats) * t;
     uint32_t* ring = negatives.data() + size_t(kSlots) * n_neg * t;
-    auto stage = [&](int64_t j) {  // draw negatives of event j and start fetching its rows
-      const Resolved& e = events[j];
-      uint32_t* neg = ring + (j % kSlots) * n_neg;
-      if (n_neg > 0) draw_negatives(e.item, n_items, rng, neg);
-      users_.prefetch(e.user);
-      items_.prefetch(e.item);
-      for (uint32_t s = 0; s < n_neg; ++s)
-        if (neg[s] != kNoRow) items_.prefetch(neg[s]);
-    };
-    for (int64_t j = begin; j < std::min(end, begin + kAhead); ++j) stage(j);
-    for (int64_t i = begin; i < end; ++i) {
-      if (i + kAhead < end) stage(i + kAhead);  // fills another slot than event i's
-      train_one(step, events[i], ring + (i % kSlots) * n_neg, local, applied, skipped);
+    // OpenMP may grant fewer threads than parts: then a thread takes several parts.
+    for (int part = t; part < parts; part += team_size()) {
+      const int64_t begin = bounds[part], end = bounds[part + 1];
+      SplitMix64 rng(derive_seed(config_.seed, kShuffleStream, call * 65536 + epoch, part));
+      for (int64_t i = end - 1; i > begin; --i) std::swap(events[i], events[begin + rng.below(uint32_t(i - begin + 1))]);
+      auto stage = [&](int64_t j) {  // draw negatives of event j and start fetching its rows
+        const Resolved& e = events[j];
+        uint32_t* neg = ring + (j % kSlots) * n_neg;
+        if (n_neg > 0) draw_negatives(e.item, n_items, rng, neg);
+        users_.prefetch(e.user);
+        items_.prefetch(e.item);
+        for (uint32_t s = 0; s < n_neg; ++s)
+          if (neg[s] != kNoRow) items_.prefetch(neg[s]);
+      };
+      for (int64_t j = begin; j < std::min(end, begin + kAhead); ++j) stage(j);
+      for (int64_t i = begin; i < end; ++i) {
+        if (i + kAhead < end) stage(i + kAhead);  // fills another slot than event i's
+        train_one(step, events[i], ring + (i % kSlots) * n_neg, local, applied, skipped);
+      }
     }
   }
   updates_.fetch_add(applied, std::memory_order_relaxed);
@@ -229,17 +260,48 @@ void Model::fit(const EventBatch& e, uint32_t epochs, int num_threads) {
   const double now = wall_clock();
   const int64_t n = static_cast<int64_t>(e.size);
 
-  // 1. IDs -> rows (new IDs get rows), metadata, seen pairs, label statistics.
+  // 1. IDs -> rows (new IDs get rows), then metadata, seen pairs and label statistics.
+  // Two passes so that each can prefetch what it touches kPrefetchAhead events ahead: the
+  // index slots in the first, row metadata and seen sets (whose rows it now knows) in the
+  // second. Random-order lookups are otherwise one cache miss after another.
   std::vector<Resolved> events(e.size);
   ExceptionSlot failure;
+  const std::string* user_names = e.users.names;
+  const std::string* item_names = e.items.names;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    if (failure.failed()) continue;
+    if (i + kPrefetchAhead < n) {
+      users_.prefetch_key(e.users.keys[i + kPrefetchAhead]);
+      items_.prefetch_key(e.items.keys[i + kPrefetchAhead]);
+    }
+    failure.run([&] {
+      events[i].user = users_.find_or_insert(e.users.keys[i], user_names != nullptr ? &user_names[i] : nullptr);
+      events[i].item = items_.find_or_insert(e.items.keys[i], item_names != nullptr ? &item_names[i] : nullptr);
+    });
+  }
+  failure.rethrow();
   double label_sum = 0.0, weight_sum = 0.0;
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : label_sum, weight_sum)
   for (int64_t i = 0; i < n; ++i) {
     if (failure.failed()) continue;
+    if (i + 2 * kPrefetchAhead < n) seen_.prefetch_slot(events[i + 2 * kPrefetchAhead].user);
+    if (i + kPrefetchAhead < n) {
+      const Resolved& ahead = events[i + kPrefetchAhead];
+      users_.prefetch_metadata(ahead.user);
+      items_.prefetch_metadata(ahead.item);
+      seen_.prefetch(ahead.user);
+    }
     failure.run([&] {
-      events[i] = resolve(e, static_cast<size_t>(i), now);
-      label_sum += double(events[i].weight) * events[i].label;
-      weight_sum += events[i].weight;
+      Resolved& r = events[i];
+      r.label = e.labels != nullptr ? e.labels[i] : 1.0f;
+      r.weight = e.weights != nullptr ? e.weights[i] : 1.0f;
+      const double t = e.timestamps != nullptr ? e.timestamps[i] : now;
+      users_.touch(r.user, t);
+      items_.touch(r.item, t);
+      if (r.weight > 0.0f && is_positive(r.label)) seen_.add(r.user, r.item);
+      label_sum += double(r.weight) * r.label;
+      weight_sum += r.weight;
     });
   }
   failure.rethrow();
@@ -250,12 +312,10 @@ void Model::fit(const EventBatch& e, uint32_t epochs, int num_threads) {
                events.end());
   std::vector<float> scratch(size_t(scratch_floats(users_.stride())) * threads);
   std::vector<uint32_t> negatives(size_t(kPrefetchAhead + 1) * config_.negatives * threads);
-  const int64_t m = static_cast<int64_t>(events.size());
-  for (uint32_t epoch = 0; epoch < epochs; ++epoch) {
-    SplitMix64 shuffle_rng(derive_seed(config_.seed, kShuffleStream, call, epoch));
-    for (int64_t i = m - 1; i > 0; --i) std::swap(events[i], events[shuffle_rng.below(uint32_t(i + 1))]);
-    train_epoch(events, call * 65536 + epoch, threads, scratch, negatives);
-  }
+  const int parts = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, events.size() / 1024)));
+  const std::vector<int64_t> bounds =
+      parts > 1 ? partition_by_item(events, parts) : std::vector<int64_t>{0, static_cast<int64_t>(events.size())};
+  for (uint32_t epoch = 0; epoch < epochs; ++epoch) train_epoch(events, bounds, call, epoch, scratch, negatives);
 }
 
 void Model::update(const EventBatch& e) {

@@ -70,21 +70,20 @@ class EmbeddingTable {
   // Row metadata. Counters are relaxed atomics written with load+store (no lock prefix):
   // concurrent updates of one row may lose a count, like Hogwild loses a gradient.
   void touch(uint32_t row, double time) const noexcept {
-    Chunk* c = chunk(row);
-    const uint32_t o = offset(row);
-    c->update_count[o].store(c->update_count[o].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    c->last_update[o].store(time, std::memory_order_relaxed);
+    RowMeta& m = meta(row);
+    m.update_count.store(m.update_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    m.last_update.store(time, std::memory_order_relaxed);
   }
   void set_metadata(uint32_t row, uint32_t update_count, double last_update) const noexcept {
-    chunk(row)->update_count[offset(row)].store(update_count, std::memory_order_relaxed);
-    chunk(row)->last_update[offset(row)].store(last_update, std::memory_order_relaxed);
+    meta(row).update_count.store(update_count, std::memory_order_relaxed);
+    meta(row).last_update.store(last_update, std::memory_order_relaxed);
   }
-  uint32_t update_count(uint32_t row) const noexcept {
-    return chunk(row)->update_count[offset(row)].load(std::memory_order_relaxed);
-  }
-  double last_update(uint32_t row) const noexcept {
-    return chunk(row)->last_update[offset(row)].load(std::memory_order_relaxed);
-  }
+  uint32_t update_count(uint32_t row) const noexcept { return meta(row).update_count.load(std::memory_order_relaxed); }
+  double last_update(uint32_t row) const noexcept { return meta(row).last_update.load(std::memory_order_relaxed); }
+
+  // Bulk paths (fit) look up and touch rows in random order; these hide the cache misses.
+  void prefetch_key(uint64_t key) const noexcept { index_.prefetch(key); }
+  void prefetch_metadata(uint32_t row) const noexcept { __builtin_prefetch(&meta(row), 1, 3); }
 
   // Hint that `row` will be read and written soon. Training visits rows in random order, so
   // without this every event waits on several cache misses in turn; issued a few events
@@ -109,6 +108,12 @@ class EmbeddingTable {
   uint64_t memory_bytes() const noexcept;
 
  private:
+  // Metadata of a row, together so that touching a row costs one cache miss, not two.
+  struct RowMeta {
+    std::atomic<double> last_update{0.0};
+    std::atomic<uint32_t> update_count{0};
+  };
+
   struct Chunk {
     Chunk(uint32_t stride, bool with_accumulators, bool with_names);
     ~Chunk();
@@ -117,10 +122,11 @@ class EmbeddingTable {
     float* bias = nullptr;
     float* bias_accumulator = nullptr;
     uint64_t* keys = nullptr;
-    std::atomic<uint32_t>* update_count = nullptr;
-    std::atomic<double>* last_update = nullptr;
+    RowMeta* meta = nullptr;
     std::unique_ptr<std::string[]> names;
   };
+
+  RowMeta& meta(uint32_t row) const noexcept { return chunk(row)->meta[offset(row)]; }
 
   Chunk* chunk(uint32_t row) const noexcept { return directory_.get(row >> kChunkShift); }
   static uint32_t offset(uint32_t row) noexcept { return row & (kChunkRows - 1); }

@@ -106,8 +106,12 @@ class Model {
   // `skipped` (BPR: one per negative).
   void train_one(const StepConfig& step, const Resolved& e, const uint32_t* negatives, float* scratch,
                  uint64_t& applied, uint64_t& skipped) const noexcept;
-  void train_epoch(const std::vector<Resolved>& events, uint64_t stream, int threads, std::vector<float>& scratch,
-                   std::vector<uint32_t>& negatives);
+  // Splits events into `parts` contiguous runs, each run holding whole items, balanced by
+  // event count; returns the run boundaries (parts + 1 entries).
+  std::vector<int64_t> partition_by_item(std::vector<Resolved>& events, int parts) const;
+  // One Hogwild epoch: part p of `bounds` is shuffled and trained by one thread.
+  void train_epoch(std::vector<Resolved>& events, const std::vector<int64_t>& bounds, uint64_t call, uint32_t epoch,
+                   std::vector<float>& scratch, std::vector<uint32_t>& negatives);
   Resolved resolve(const EventBatch& events, size_t i, double now);
   float transform(float raw_score) const noexcept;
   uint32_t recommend_row(uint32_t user_row, uint32_t k, bool exclude_seen, int threads, std::vector<float>& query,
