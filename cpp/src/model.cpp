@@ -368,29 +368,19 @@ void Model::predict(const IdBatch& u, const IdBatch& it, float* out, int num_thr
   }
 }
 
-uint32_t Model::recommend_row(uint32_t user, uint32_t k, bool exclude_seen, int threads, std::vector<float>& query,
-                              std::vector<uint32_t>& excluded, std::vector<ScoredRow>& best, uint32_t* out_rows,
-                              float* out_scores) const {
+float Model::prepare_query(uint32_t user, bool exclude_seen, float* query, std::vector<uint32_t>& excluded) const {
   const uint32_t stride = users_.stride();
-  query.assign(stride, 0.0f);
   excluded.clear();
-  float base = offset();
-  if (user != EmbeddingTable::kNotFound) {
-    std::copy(users_.vector(user), users_.vector(user) + stride, query.begin());
-    base += users_.bias(user);
-    if (exclude_seen) {
-      seen_.collect(user, excluded);
-      std::sort(excluded.begin(), excluded.end());
-    }
+  if (user == EmbeddingTable::kNotFound) {
+    std::fill(query, query + stride, 0.0f);
+    return offset();
   }
-  const uint32_t n_rows = items_.size();
-  best.resize(std::min(k, n_rows));
-  const uint32_t found = top_k(items_, n_rows, query.data(), k, excluded, threads, best.data());
-  for (uint32_t j = 0; j < found; ++j) {
-    out_rows[j] = best[j].row;
-    out_scores[j] = transform(base + best[j].score);
+  std::copy(users_.vector(user), users_.vector(user) + stride, query);
+  if (exclude_seen) {
+    seen_.collect(user, excluded);
+    std::sort(excluded.begin(), excluded.end());
   }
-  return found;
+  return offset() + users_.bias(user);
 }
 
 uint32_t Model::recommend(uint64_t user_key, const std::string* user_name, uint32_t k, bool exclude_seen,
@@ -399,32 +389,62 @@ uint32_t Model::recommend(uint64_t user_key, const std::string* user_name, uint3
   if (user_name != nullptr && users_.kind() == IdKind::kInt) throw std::invalid_argument("user IDs of this model are integers, got a string");
   if (user_name == nullptr && users_.kind() == IdKind::kString) throw std::invalid_argument("user IDs of this model are strings, got an integer");
   const uint32_t user = lookup(users_, user_key, user_name);
-  const int threads = items_.size() >= kParallelScanMinRows ? resolve_threads(num_threads) : 1;
-  std::vector<float> query;
+  const uint32_t n_rows = items_.size();
+  const int threads = n_rows >= kParallelScanMinRows ? resolve_threads(num_threads) : 1;
+  std::vector<float> query(users_.stride());
   std::vector<uint32_t> excluded;
-  std::vector<ScoredRow> best;
-  return recommend_row(user, k, exclude_seen, threads, query, excluded, best, out_rows, out_scores);
+  const float base = prepare_query(user, exclude_seen, query.data(), excluded);
+  std::vector<ScoredRow> best(std::min(k, n_rows));
+  const uint32_t found = top_k(items_, n_rows, query.data(), k, excluded, threads, best.data());
+  for (uint32_t j = 0; j < found; ++j) {
+    out_rows[j] = best[j].row;
+    out_scores[j] = transform(base + best[j].score);
+  }
+  return found;
 }
 
 void Model::recommend_batch(const IdBatch& u, uint32_t k, bool exclude_seen, int num_threads, uint32_t* out_rows,
                             float* out_scores, uint32_t* counts) const {
   if (k == 0) throw std::invalid_argument("k must be >= 1");
   check_kind(users_, u, "user");
+  // Users go in blocks that share each pass over the item vectors (see top_k_many); blocks
+  // are spread over threads.
+  constexpr int64_t kBlock = 16;
   const int64_t n = static_cast<int64_t>(u.size);
-  const int threads = n > 1 ? resolve_threads(num_threads) : 1;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  const int threads = blocks > 1 ? resolve_threads(num_threads) : 1;
+  const uint32_t stride = users_.stride();
+  const uint32_t n_rows = items_.size();  // one catalogue snapshot for the whole batch
   ExceptionSlot failure;
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<float> query;
-    std::vector<uint32_t> excluded;
+    std::vector<float> queries;
+    std::vector<std::vector<uint32_t>> excluded(kBlock);
     std::vector<ScoredRow> best;
-#pragma omp for schedule(dynamic, 4)
-    for (int64_t i = 0; i < n; ++i) {
+    float bases[kBlock];
+    uint32_t found[kBlock];
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < blocks; ++b) {
       if (failure.failed()) continue;
       failure.run([&] {
-        const uint32_t user = lookup(users_, u.keys[i], u.names != nullptr ? &u.names[i] : nullptr);
-        counts[i] = recommend_row(user, k, exclude_seen, 1, query, excluded, best, out_rows + size_t(i) * k,
-                                  out_scores + size_t(i) * k);
+        const int64_t first = b * kBlock;
+        const uint32_t count = static_cast<uint32_t>(std::min(kBlock, n - first));
+        queries.resize(size_t(count) * stride);
+        best.resize(size_t(count) * k);
+        for (uint32_t q = 0; q < count; ++q) {
+          const int64_t i = first + q;
+          const uint32_t user = lookup(users_, u.keys[i], u.names != nullptr ? &u.names[i] : nullptr);
+          bases[q] = prepare_query(user, exclude_seen, queries.data() + size_t(q) * stride, excluded[q]);
+        }
+        top_k_many(items_, n_rows, queries.data(), excluded.data(), count, k, best.data(), found);
+        for (uint32_t q = 0; q < count; ++q) {
+          const size_t at = size_t(first + q) * k;
+          counts[first + q] = found[q];
+          for (uint32_t j = 0; j < found[q]; ++j) {
+            out_rows[at + j] = best[size_t(q) * k + j].row;
+            out_scores[at + j] = transform(bases[q] + best[size_t(q) * k + j].score);
+          }
+        }
       });
     }
   }

@@ -36,21 +36,39 @@ class BoundedHeap {
   std::vector<ScoredRow> rows_;
 };
 
+// Scores chunks [first_chunk, end_chunk) against `count` queries, feeding heaps[q].
 void scan_chunks(const EmbeddingTable& items, uint32_t first_chunk, uint32_t end_chunk, uint32_t n_rows,
-                 const float* query, const std::vector<uint32_t>& excluded, BoundedHeap& heap) {
+                 const float* queries, const std::vector<uint32_t>* excluded, uint32_t count, BoundedHeap* heaps) {
   constexpr uint32_t kRows = EmbeddingTable::kChunkRows;
+  const uint32_t stride = items.stride();
   float scores[kRows];
   for (uint32_t c = first_chunk; c < end_chunk; ++c) {
     const uint32_t base = c * kRows;
     const uint32_t rows = std::min(kRows, n_rows - base);
-    score_block(query, items.chunk_vectors(c), items.chunk_biases(c), rows, items.stride(), scores);
-    for (uint32_t r = 0; r < rows; ++r) {
-      const uint32_t row = base + r;
-      if (!heap.admits(scores[r], row)) continue;  // also rejects NaN
-      if (!excluded.empty() && std::binary_search(excluded.begin(), excluded.end(), row)) continue;
-      heap.push(ScoredRow{scores[r], row});
+    for (uint32_t q = 0; q < count; ++q) {
+      score_block(queries + size_t(q) * stride, items.chunk_vectors(c), items.chunk_biases(c), rows, stride, scores);
+      BoundedHeap& heap = heaps[q];
+      const std::vector<uint32_t>& skip = excluded[q];
+      for (uint32_t r = 0; r < rows; ++r) {
+        const uint32_t row = base + r;
+        if (!heap.admits(scores[r], row)) continue;  // also rejects NaN
+        if (!skip.empty() && std::binary_search(skip.begin(), skip.end(), row)) continue;
+        heap.push(ScoredRow{scores[r], row});
+      }
     }
   }
+}
+
+uint32_t n_chunks_of(uint32_t n_rows) {
+  return (n_rows + EmbeddingTable::kChunkRows - 1) / EmbeddingTable::kChunkRows;
+}
+
+// Best first, at most k.
+uint32_t drain(std::vector<ScoredRow>& candidates, uint32_t k, ScoredRow* out) {
+  const uint32_t n = std::min<uint32_t>(k, static_cast<uint32_t>(candidates.size()));
+  std::partial_sort(candidates.begin(), candidates.begin() + n, candidates.end(), better);
+  std::copy(candidates.begin(), candidates.begin() + n, out);
+  return n;
 }
 
 }  // namespace
@@ -58,12 +76,12 @@ void scan_chunks(const EmbeddingTable& items, uint32_t first_chunk, uint32_t end
 uint32_t top_k(const EmbeddingTable& items, uint32_t n_rows, const float* query, uint32_t k,
                const std::vector<uint32_t>& excluded, int threads, ScoredRow* out) {
   if (n_rows == 0 || k == 0) return 0;
-  const uint32_t n_chunks = (n_rows + EmbeddingTable::kChunkRows - 1) / EmbeddingTable::kChunkRows;
+  const uint32_t n_chunks = n_chunks_of(n_rows);
   const int workers = std::max(1, std::min<int>(threads, static_cast<int>(n_chunks)));
   std::vector<ScoredRow> merged;
   if (workers == 1) {
     BoundedHeap heap(k);
-    scan_chunks(items, 0, n_chunks, n_rows, query, excluded, heap);
+    scan_chunks(items, 0, n_chunks, n_rows, query, &excluded, 1, &heap);
     merged.swap(heap.rows());
   } else {
     std::vector<std::vector<ScoredRow>> partial(workers);
@@ -76,17 +94,21 @@ uint32_t top_k(const EmbeddingTable& items, uint32_t n_rows, const float* query,
         const uint32_t begin = static_cast<uint32_t>(uint64_t(n_chunks) * t / team);
         const uint32_t end = static_cast<uint32_t>(uint64_t(n_chunks) * (t + 1) / team);
         BoundedHeap heap(k);
-        scan_chunks(items, begin, end, n_rows, query, excluded, heap);
+        scan_chunks(items, begin, end, n_rows, query, &excluded, 1, &heap);
         partial[t].swap(heap.rows());
       });
     }
     failure.rethrow();
     for (auto& p : partial) merged.insert(merged.end(), p.begin(), p.end());
   }
-  const uint32_t n = std::min<uint32_t>(k, static_cast<uint32_t>(merged.size()));
-  std::partial_sort(merged.begin(), merged.begin() + n, merged.end(), better);
-  std::copy(merged.begin(), merged.begin() + n, out);
-  return n;
+  return drain(merged, k, out);
+}
+
+void top_k_many(const EmbeddingTable& items, uint32_t n_rows, const float* queries,
+                const std::vector<uint32_t>* excluded, uint32_t count, uint32_t k, ScoredRow* out, uint32_t* found) {
+  std::vector<BoundedHeap> heaps(count, BoundedHeap(k));
+  if (n_rows > 0 && k > 0) scan_chunks(items, 0, n_chunks_of(n_rows), n_rows, queries, excluded, count, heaps.data());
+  for (uint32_t q = 0; q < count; ++q) found[q] = drain(heaps[q].rows(), k, out + size_t(q) * k);
 }
 
 }  // namespace rtrec

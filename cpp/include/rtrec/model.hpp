@@ -114,9 +114,9 @@ class Model {
                    std::vector<float>& scratch, std::vector<uint32_t>& negatives);
   Resolved resolve(const EventBatch& events, size_t i, double now);
   float transform(float raw_score) const noexcept;
-  uint32_t recommend_row(uint32_t user_row, uint32_t k, bool exclude_seen, int threads, std::vector<float>& query,
-                         std::vector<uint32_t>& excluded, std::vector<ScoredRow>& best, uint32_t* out_rows,
-                         float* out_scores) const;
+  // Fills `query` (stride floats) and the sorted `excluded` rows for a user row (kNotFound:
+  // zeros, nothing excluded); returns the constant added to every item's score.
+  float prepare_query(uint32_t user, bool exclude_seen, float* query, std::vector<uint32_t>& excluded) const;
 
   const ModelConfig config_;
   EmbeddingTable users_;

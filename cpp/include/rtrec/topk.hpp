@@ -25,4 +25,11 @@ inline bool better(const ScoredRow& a, const ScoredRow& b) noexcept {
 uint32_t top_k(const EmbeddingTable& items, uint32_t n_rows, const float* query, uint32_t k,
                const std::vector<uint32_t>& excluded, int threads, ScoredRow* out);
 
+// The same for `count` queries at once on the calling thread (queries: count x stride floats,
+// excluded: count sorted lists, out: count x k, found: count). Each chunk of item vectors is
+// read from memory once for all the queries while it sits in cache, instead of once each:
+// batch retrieval is bound by arithmetic rather than memory bandwidth.
+void top_k_many(const EmbeddingTable& items, uint32_t n_rows, const float* queries,
+                const std::vector<uint32_t>* excluded, uint32_t count, uint32_t k, ScoredRow* out, uint32_t* found);
+
 }  // namespace rtrec
