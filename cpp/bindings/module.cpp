@@ -129,6 +129,7 @@ PYBIND11_MODULE(_core, m) {
         "Threads used when num_threads is None: OMP_NUM_THREADS if set, else all cores.");
   m.def("hash_string_id", [](const std::string& s) { return rtrec::hash_string_id(s); });
   py::register_exception<rtrec::SnapshotError>(m, "SnapshotError", PyExc_ValueError);
+  py::register_exception<rtrec::DeltaOrderError>(m, "DeltaOrderError", PyExc_ValueError);
 
   py::class_<Model>(m, "Model")
       .def(py::init([](uint32_t dim, const std::string& loss, const std::string& optimizer, float learning_rate,
@@ -262,6 +263,22 @@ PYBIND11_MODULE(_core, m) {
             rtrec::save_snapshot(model, path);
           },
           py::arg("path"))
+      .def(
+          "save_delta",
+          [](const Model& model, const std::string& path) {
+            py::gil_scoped_release release;
+            rtrec::save_delta(model, path);
+          },
+          py::arg("path"))
+      .def(
+          "apply_delta",
+          [](Model& model, const std::string& path) {
+            py::gil_scoped_release release;
+            rtrec::apply_delta(model, path);
+          },
+          py::arg("path"))
+      .def_property_readonly("base_id", &Model::base_id)
+      .def_property_readonly("sequence", &Model::sequence)
       .def_static(
           "load",
           [](const std::string& path) {

@@ -85,6 +85,7 @@ void EmbeddingTable::initialise_row(Chunk* c, uint32_t o, uint64_t key) const no
   c->keys[o] = key;
   c->meta[o].update_count.store(0, std::memory_order_relaxed);
   c->meta[o].last_update.store(0.0, std::memory_order_relaxed);
+  c->meta[o].generation.store(0, std::memory_order_relaxed);
 }
 
 namespace {

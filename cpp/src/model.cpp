@@ -145,8 +145,9 @@ Model::Resolved Model::resolve(const EventBatch& e, size_t i, double now) {
   r.label = e.labels != nullptr ? e.labels[i] : 1.0f;
   r.weight = e.weights != nullptr ? e.weights[i] : 1.0f;
   const double t = e.timestamps != nullptr ? e.timestamps[i] : now;
-  users_.touch(r.user, t);
-  items_.touch(r.item, t);
+  const uint32_t g = generation();
+  users_.touch(r.user, t, g);
+  items_.touch(r.item, t, g);
   if (r.weight > 0.0f && is_positive(r.label)) seen_.add(r.user, r.item);
   return r;
 }
@@ -297,8 +298,9 @@ void Model::fit(const EventBatch& e, uint32_t epochs, int num_threads) {
       r.label = e.labels != nullptr ? e.labels[i] : 1.0f;
       r.weight = e.weights != nullptr ? e.weights[i] : 1.0f;
       const double t = e.timestamps != nullptr ? e.timestamps[i] : now;
-      users_.touch(r.user, t);
-      items_.touch(r.item, t);
+      const uint32_t g = generation();
+      users_.touch(r.user, t, g);
+      items_.touch(r.item, t, g);
       if (r.weight > 0.0f && is_positive(r.label)) seen_.add(r.user, r.item);
       label_sum += double(r.weight) * r.label;
       weight_sum += r.weight;
@@ -316,6 +318,22 @@ void Model::fit(const EventBatch& e, uint32_t epochs, int num_threads) {
   const std::vector<int64_t> bounds =
       parts > 1 ? partition_by_item(events, parts) : std::vector<int64_t>{0, static_cast<int64_t>(events.size())};
   for (uint32_t epoch = 0; epoch < epochs; ++epoch) train_epoch(events, bounds, call, epoch, scratch, negatives);
+  mark_trained(events);
+}
+
+void Model::mark_trained(const std::vector<Resolved>& events) {
+  // Epochs change rows without marking them (a store per row per step would cost a cache
+  // line each); marking afterwards puts every row this fit changed into the next delta,
+  // whatever generation a delta cut while the fit ran. BPR negatives can be any item.
+  const uint32_t g = generation();
+  for (const Resolved& r : events) {
+    users_.mark(r.user, g);
+    items_.mark(r.item, g);
+  }
+  if (config_.loss == Loss::kBpr) {
+    const uint32_t n_items = items_.size();
+    for (uint32_t i = 0; i < n_items; ++i) items_.mark(i, g);
+  }
 }
 
 void Model::update(const EventBatch& e) {
@@ -340,6 +358,14 @@ void Model::update(const EventBatch& e) {
     if (!(r.weight > 0.0f)) continue;
     if (config_.loss == Loss::kBpr) draw_negatives(r.item, items_.size(), rng, negatives.data());
     train_one(step, r, negatives.data(), buffer, applied, skipped);
+    // Marked again after the step: a delta cut between resolve() and the step must not
+    // leave this change out of the next one.
+    const uint32_t g = generation();
+    users_.mark(r.user, g);
+    items_.mark(r.item, g);
+    if (config_.loss == Loss::kBpr)
+      for (uint32_t s = 0; s < config_.negatives; ++s)
+        if (negatives[s] != kNoRow) items_.mark(negatives[s], g);
   }
   updates_.fetch_add(applied, std::memory_order_relaxed);
   skipped_.fetch_add(skipped, std::memory_order_relaxed);

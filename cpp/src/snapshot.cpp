@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <mutex>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -22,9 +24,11 @@ namespace rtrec {
 namespace {
 
 constexpr char kMagic[8] = {'R', 'T', 'R', 'E', 'C', 'S', 'N', 'P'};
+constexpr char kDeltaMagic[8] = {'R', 'T', 'R', 'E', 'C', 'D', 'L', 'T'};
 constexpr char kEndMagic[8] = {'R', 'T', 'R', 'E', 'C', 'E', 'N', 'D'};
 constexpr uint32_t kVersion = 1;
 constexpr uint32_t kFullSnapshot = 0;
+constexpr uint32_t kDelta = 1;
 constexpr uint32_t kMaxDim = 1u << 16;
 
 // Streaming 64-bit checksum over 8-byte words: the value depends only on the bytes, not on
@@ -179,13 +183,13 @@ size_t record_size(uint32_t dim, bool accumulators) {
   return 8 + 4 + 8 + 4 + 4 + size_t(dim) * 4 * (accumulators ? 2 : 1);
 }
 
-void write_table(Writer& w, const EmbeddingTable& t, uint32_t rows) {
+void write_rows(Writer& w, const EmbeddingTable& t, const std::vector<uint32_t>& rows) {
   const uint32_t dim = t.dim();
   const bool acc = t.has_accumulators();
   w.value<uint32_t>(static_cast<uint32_t>(t.kind()));
-  w.value<uint32_t>(rows);
+  w.value<uint32_t>(static_cast<uint32_t>(rows.size()));
   std::vector<char> record(record_size(dim, acc));
-  for (uint32_t r = 0; r < rows; ++r) {
+  for (uint32_t r : rows) {
     char* p = record.data();
     const uint64_t key = t.key(r);
     const uint32_t count = t.update_count(r);
@@ -202,7 +206,7 @@ void write_table(Writer& w, const EmbeddingTable& t, uint32_t rows) {
     w.bytes(record.data(), record.size());
   }
   if (t.kind() == IdKind::kString) {
-    for (uint32_t r = 0; r < rows; ++r) {
+    for (uint32_t r : rows) {
       const std::string& name = t.name(r);
       w.value<uint32_t>(static_cast<uint32_t>(name.size()));
       w.bytes(name.data(), name.size());
@@ -218,7 +222,7 @@ struct TableImage {
   std::vector<std::string> names;
 };
 
-TableImage read_table(Reader& r, uint32_t dim, bool acc, const char* name) {
+TableImage read_rows(Reader& r, uint32_t dim, bool acc, const char* name) {
   TableImage t;
   const uint32_t kind = r.value<uint32_t>();
   if (kind > static_cast<uint32_t>(IdKind::kString)) r.fail(std::string("corrupted file (bad ID kind in ") + name + ")");
@@ -239,11 +243,21 @@ TableImage read_table(Reader& r, uint32_t dim, bool acc, const char* name) {
     }
   }
   r.end_section(name);
+  if (t.rows > 0 && t.kind == IdKind::kUnset) r.fail(std::string("corrupted file (rows without ID kind in ") + name + ")");
+  for (uint32_t i = 0; i < t.names.size(); ++i) {
+    uint64_t key;
+    std::memcpy(&key, t.records.data() + size_t(i) * size, 8);
+    if (hash_string_id(t.names[i]) != key) r.fail(std::string("corrupted file (string ID hash mismatch in ") + name + ")");
+  }
   return t;
 }
 
-void restore_table(Reader& r, const TableImage& image, EmbeddingTable& t, const char* name) {
-  if (image.rows > 0 && image.kind == IdKind::kUnset) r.fail(std::string("corrupted file (rows without ID kind in ") + name + ")");
+// Writes the image's rows into the table: new IDs get rows, known ones are overwritten (a
+// delta carries absolute values, so applying one twice changes nothing). A full snapshot
+// demands that every row is new and lands at its saved index (`in_order`).
+void apply_rows(Reader& r, const TableImage& image, EmbeddingTable& t, bool in_order, const char* name) {
+  if (image.rows > 0 && t.kind() != IdKind::kUnset && t.kind() != image.kind)
+    r.fail(std::string("ID kind of the ") + name + " does not match the model");
   const uint32_t dim = t.dim();
   const bool acc = t.has_accumulators();
   const size_t size = record_size(dim, acc);
@@ -259,9 +273,8 @@ void restore_table(Reader& r, const TableImage& image, EmbeddingTable& t, const 
     std::memcpy(&bias, p, 4), p += 4;
     std::memcpy(&bias_acc, p, 4), p += 4;
     const std::string* id_name = image.kind == IdKind::kString ? &image.names[i] : nullptr;
-    if (id_name != nullptr && hash_string_id(*id_name) != key) r.fail(std::string("corrupted file (string ID hash mismatch in ") + name + ")");
     const uint32_t row = t.find_or_insert(key, id_name);
-    if (row != i) r.fail(std::string("corrupted file (duplicate ID in ") + name + ")");
+    if (in_order && row != i) r.fail(std::string("corrupted file (duplicate ID in ") + name + ")");
     std::memcpy(t.vector(row), p, size_t(dim) * 4), p += size_t(dim) * 4;
     if (acc) {
       std::memcpy(t.accumulator(row), p, size_t(dim) * 4);
@@ -270,6 +283,40 @@ void restore_table(Reader& r, const TableImage& image, EmbeddingTable& t, const 
     t.bias(row) = bias;
     t.set_metadata(row, count, last);
   }
+}
+
+// Seen sets of the listed user rows, items named by key (row numbers differ between a
+// trainer and the replicas that rebuild its tables from deltas).
+void write_seen(Writer& w, const Model& m, const SeenStore& seen, const EmbeddingTable& items,
+                const std::vector<uint32_t>& user_rows, uint32_t n_items) {
+  (void)m;
+  std::vector<uint32_t> rows;
+  std::vector<uint64_t> keys;
+  w.value<uint32_t>(static_cast<uint32_t>(user_rows.size()));
+  for (uint32_t u : user_rows) {
+    rows.clear();
+    keys.clear();
+    seen.collect(u, rows);
+    std::sort(rows.begin(), rows.end());
+    for (uint32_t i : rows)
+      if (i < n_items) keys.push_back(items.key(i));  // items created after the cut wait for the next file
+    w.value<uint32_t>(static_cast<uint32_t>(keys.size()));
+    w.bytes(keys.data(), keys.size() * sizeof(uint64_t));
+  }
+  w.end_section("seen");
+}
+
+std::vector<std::vector<uint64_t>> read_seen(Reader& r, uint32_t users) {
+  if (r.value<uint32_t>() != users) r.fail("corrupted file (seen sets do not match the users)");
+  std::vector<std::vector<uint64_t>> seen(users);
+  for (uint32_t u = 0; u < users; ++u) {
+    const uint32_t count = r.value<uint32_t>();
+    r.expect_room(count, 8, "seen");
+    seen[u].resize(count);
+    r.bytes(seen[u].data(), size_t(count) * 8);
+  }
+  r.end_section("seen");
+  return seen;
 }
 
 void fsync_directory_of(const std::string& path) {
@@ -281,50 +328,15 @@ void fsync_directory_of(const std::string& path) {
   ::close(fd);
 }
 
-}  // namespace
-
-void save_snapshot(const Model& m, const std::string& path) {
+// Writes `body` to a temporary file next to `path`, fsyncs it, renames it over `path` and
+// fsyncs the directory; on any failure the temporary is removed and `path` is untouched.
+template <class Body>
+void write_atomically(const std::string& path, Body&& body) {
   static std::atomic<uint64_t> counter{0};
   const std::string temp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
   try {
     Writer w(temp);
-    const ModelConfig& c = m.config_;
-    w.bytes(kMagic, sizeof kMagic);
-    w.value<uint32_t>(kVersion);
-    w.value<uint32_t>(kFullSnapshot);
-    w.value<uint32_t>(c.dim);
-    w.value<uint32_t>(static_cast<uint32_t>(c.loss));
-    w.value<uint32_t>(static_cast<uint32_t>(c.optimizer));
-    w.value<uint32_t>(c.negatives);
-    w.value<float>(c.learning_rate);
-    w.value<float>(c.l2);
-    w.value<float>(c.grad_clip);
-    w.value<float>(c.init_std);
-    w.value<uint64_t>(c.seed);
-    w.value<double>(m.label_sum_.load(std::memory_order_relaxed));
-    w.value<double>(m.weight_sum_.load(std::memory_order_relaxed));
-    w.value<float>(m.global_bias_.load(std::memory_order_relaxed));
-    w.value<uint64_t>(m.updates_.load(std::memory_order_relaxed));
-    w.value<uint64_t>(m.skipped_.load(std::memory_order_relaxed));
-    w.value<uint64_t>(m.calls_.load(std::memory_order_relaxed));
-    w.end_section("header");
-
-    // The rows that exist now are the snapshot; rows created while it is written are left
-    // for the next one, and so are seen pairs that name them.
-    const uint32_t users = m.users_.size();
-    const uint32_t items = m.items_.size();
-    write_table(w, m.users_, users);
-    write_table(w, m.items_, items);
-    std::vector<uint32_t> seen;
-    w.value<uint32_t>(users);
-    for (uint32_t u = 0; u < users; ++u) {
-      seen.clear();
-      m.seen_.collect(u, seen);
-      seen.erase(std::remove_if(seen.begin(), seen.end(), [&](uint32_t i) { return i >= items; }), seen.end());
-      w.value<uint32_t>(static_cast<uint32_t>(seen.size()));
-      w.bytes(seen.data(), seen.size() * sizeof(uint32_t));
-    }
-    w.end_section("seen");
+    body(w);
     w.finish();
   } catch (...) {
     std::remove(temp.c_str());
@@ -338,17 +350,82 @@ void save_snapshot(const Model& m, const std::string& path) {
   fsync_directory_of(path);
 }
 
-std::unique_ptr<Model> load_snapshot(const std::string& path) {
-  Reader r(path);
+std::vector<uint32_t> all_rows(uint32_t n) {
+  std::vector<uint32_t> rows(n);
+  for (uint32_t i = 0; i < n; ++i) rows[i] = i;
+  return rows;
+}
+
+std::vector<uint32_t> rows_since(const EmbeddingTable& t, uint32_t n, uint32_t generation) {
+  std::vector<uint32_t> rows;
+  for (uint32_t i = 0; i < n; ++i)
+    if (t.generation(i) >= generation) rows.push_back(i);
+  return rows;
+}
+
+uint64_t fresh_id() {
+  // Identity of a full snapshot: deltas name the base they extend. Wall clock, pid and a
+  // counter make collisions between two trainers practically impossible.
+  static std::atomic<uint64_t> counter{0};
+  const uint64_t now = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+                       static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+  uint64_t id = mix64(now ^ mix64(static_cast<uint64_t>(::getpid())) ^ mix64(counter.fetch_add(1) + 0x51ed));
+  return id == 0 ? 1 : id;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------- header
+
+struct SnapshotHeader {
+  uint32_t kind;
+  ModelConfig config;
+  double label_sum, weight_sum;
+  float global_bias;
+  uint64_t updates, skipped, calls;
+  uint64_t base_id, sequence;  // full: its own id and 0; delta: the base's id and its number
+};
+
+static void write_header(Writer& w, const SnapshotHeader& h) {
+  w.bytes(h.kind == kDelta ? kDeltaMagic : kMagic, sizeof kMagic);
+  w.value<uint32_t>(kVersion);
+  w.value<uint32_t>(h.kind);
+  const ModelConfig& c = h.config;
+  w.value<uint32_t>(c.dim);
+  w.value<uint32_t>(static_cast<uint32_t>(c.loss));
+  w.value<uint32_t>(static_cast<uint32_t>(c.optimizer));
+  w.value<uint32_t>(c.negatives);
+  w.value<float>(c.learning_rate);
+  w.value<float>(c.l2);
+  w.value<float>(c.grad_clip);
+  w.value<float>(c.init_std);
+  w.value<uint64_t>(c.seed);
+  w.value<double>(h.label_sum);
+  w.value<double>(h.weight_sum);
+  w.value<float>(h.global_bias);
+  w.value<uint64_t>(h.updates);
+  w.value<uint64_t>(h.skipped);
+  w.value<uint64_t>(h.calls);
+  w.value<uint64_t>(h.base_id);
+  w.value<uint64_t>(h.sequence);
+  w.end_section("header");
+}
+
+static SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   char magic[8];
   r.bytes(magic, sizeof magic);
-  if (std::memcmp(magic, kMagic, sizeof magic) != 0) r.fail("not an rtrec_native snapshot (bad magic)");
+  const bool full = std::memcmp(magic, kMagic, sizeof magic) == 0;
+  const bool delta = std::memcmp(magic, kDeltaMagic, sizeof magic) == 0;
+  if (!full && !delta) r.fail("not an rtrec_native snapshot (bad magic)");
+  if (expected_kind == kFullSnapshot && !full) r.fail("this is a delta, not a full snapshot (use apply_delta)");
+  if (expected_kind == kDelta && !delta) r.fail("this is a full snapshot, not a delta (use load)");
   const uint32_t version = r.value<uint32_t>();
   if (version != kVersion)
     r.fail("snapshot format version " + std::to_string(version) + " is not supported (this build reads version " +
            std::to_string(kVersion) + ")");
-  if (r.value<uint32_t>() != kFullSnapshot) r.fail("not a full snapshot");
-  ModelConfig c;
+  SnapshotHeader h;
+  h.kind = r.value<uint32_t>();
+  ModelConfig& c = h.config;
   c.dim = r.value<uint32_t>();
   const uint32_t loss = r.value<uint32_t>();
   const uint32_t optimizer = r.value<uint32_t>();
@@ -358,53 +435,156 @@ std::unique_ptr<Model> load_snapshot(const std::string& path) {
   c.grad_clip = r.value<float>();
   c.init_std = r.value<float>();
   c.seed = r.value<uint64_t>();
-  const double label_sum = r.value<double>();
-  const double weight_sum = r.value<double>();
-  const float global_bias = r.value<float>();
-  const uint64_t updates = r.value<uint64_t>();
-  const uint64_t skipped = r.value<uint64_t>();
-  const uint64_t calls = r.value<uint64_t>();
+  h.label_sum = r.value<double>();
+  h.weight_sum = r.value<double>();
+  h.global_bias = r.value<float>();
+  h.updates = r.value<uint64_t>();
+  h.skipped = r.value<uint64_t>();
+  h.calls = r.value<uint64_t>();
+  h.base_id = r.value<uint64_t>();
+  h.sequence = r.value<uint64_t>();
   r.end_section("header");
-  if (c.dim == 0 || c.dim > kMaxDim || loss > 2 || optimizer > 1) r.fail("corrupted file (bad config)");
+  if (h.kind != expected_kind || c.dim == 0 || c.dim > kMaxDim || loss > 2 || optimizer > 1)
+    r.fail("corrupted file (bad header)");
   c.loss = static_cast<Loss>(loss);
   c.optimizer = static_cast<Optimizer>(optimizer);
+  return h;
+}
 
-  const bool acc = c.optimizer == Optimizer::kAdagrad;
-  const TableImage users = read_table(r, c.dim, acc, "users");
-  const TableImage items = read_table(r, c.dim, acc, "items");
-  const uint32_t seen_users = r.value<uint32_t>();
-  if (seen_users != users.rows) r.fail("corrupted file (seen lists do not match the users)");
-  std::vector<std::vector<uint32_t>> seen(seen_users);
-  for (uint32_t u = 0; u < seen_users; ++u) {
-    const uint32_t count = r.value<uint32_t>();
-    r.expect_room(count, 4, "seen");
-    seen[u].resize(count);
-    r.bytes(seen[u].data(), size_t(count) * 4);
-    for (uint32_t item : seen[u])
-      if (item >= items.rows) r.fail("corrupted file (seen item out of range)");
-  }
-  r.end_section("seen");
+SnapshotHeader header_of(const Model& m, uint32_t kind, uint64_t base_id, uint64_t sequence) {
+  SnapshotHeader h;
+  h.kind = kind;
+  h.config = m.config_;
+  h.label_sum = m.label_sum_.load(std::memory_order_relaxed);
+  h.weight_sum = m.weight_sum_.load(std::memory_order_relaxed);
+  h.global_bias = m.global_bias_.load(std::memory_order_relaxed);
+  h.updates = m.updates_.load(std::memory_order_relaxed);
+  h.skipped = m.skipped_.load(std::memory_order_relaxed);
+  h.calls = m.calls_.load(std::memory_order_relaxed);
+  h.base_id = base_id;
+  h.sequence = sequence;
+  return h;
+}
+
+void restore_counters(Model& m, const SnapshotHeader& h) {
+  m.label_sum_.store(h.label_sum);
+  m.weight_sum_.store(h.weight_sum);
+  m.global_bias_.store(h.global_bias);
+  m.updates_.store(h.updates);
+  m.skipped_.store(h.skipped);
+  m.calls_.store(h.calls);
+}
+
+// ---------------------------------------------------------------------------------- full
+
+void save_snapshot(const Model& m, const std::string& path) {
+  std::lock_guard<std::mutex> lock(m.persist_mutex_);
+  // Writers mark rows with the new generation from here on, so rows that change while this
+  // file is written (and after) go into the next delta.
+  const uint32_t cut = m.generation_.fetch_add(1, std::memory_order_relaxed);
+  const uint64_t id = fresh_id();
+  // The rows that exist now are the snapshot; rows created while it is written are left
+  // for the next delta, and so are seen pairs that name them.
+  const uint32_t users = m.users_.size();
+  const uint32_t items = m.items_.size();
+  write_atomically(path, [&](Writer& w) {
+    write_header(w, header_of(m, kFullSnapshot, id, 0));
+    write_rows(w, m.users_, all_rows(users));
+    write_rows(w, m.items_, all_rows(items));
+    write_seen(w, m, m.seen_, m.items_, all_rows(users), items);
+  });
+  m.base_id_ = id;
+  m.sequence_ = 0;
+  m.last_cut_ = cut;
+}
+
+std::unique_ptr<Model> load_snapshot(const std::string& path) {
+  Reader r(path);
+  const SnapshotHeader h = read_header(r, kFullSnapshot);
+  const bool acc = h.config.optimizer == Optimizer::kAdagrad;
+  const TableImage users = read_rows(r, h.config.dim, acc, "users");
+  const TableImage items = read_rows(r, h.config.dim, acc, "items");
+  const auto seen = read_seen(r, users.rows);
   r.finish();
 
   // Everything is verified; build the model. Row order is preserved, so row indices (and
   // with them negative sampling and tie-breaking) are identical to the saved model's.
   std::unique_ptr<Model> m;
   try {
-    m = std::make_unique<Model>(c);
+    m = std::make_unique<Model>(h.config);
   } catch (const std::invalid_argument& e) {
     r.fail(std::string("corrupted file (") + e.what() + ")");
   }
-  restore_table(r, users, m->users_, "users");
-  restore_table(r, items, m->items_, "items");
-  for (uint32_t u = 0; u < seen_users; ++u)
-    for (uint32_t item : seen[u]) m->seen_.add(u, item);
-  m->label_sum_.store(label_sum);
-  m->weight_sum_.store(weight_sum);
-  m->global_bias_.store(global_bias);
-  m->updates_.store(updates);
-  m->skipped_.store(skipped);
-  m->calls_.store(calls);
+  apply_rows(r, users, m->users_, true, "users");
+  apply_rows(r, items, m->items_, true, "items");
+  for (uint32_t u = 0; u < users.rows; ++u) {
+    for (uint64_t key : seen[u]) {
+      const uint32_t item = m->items_.find(key);
+      if (item == EmbeddingTable::kNotFound) r.fail("corrupted file (seen item is not in the file)");
+      m->seen_.add(u, item);
+    }
+  }
+  restore_counters(*m, h);
+  m->base_id_ = h.base_id;
+  m->sequence_ = 0;
   return m;
+}
+
+// ---------------------------------------------------------------------------------- deltas
+
+void save_delta(const Model& m, const std::string& path) {
+  std::lock_guard<std::mutex> lock(m.persist_mutex_);
+  if (m.base_id_ == 0)
+    throw DeltaOrderError("this model has no base snapshot: save (or load) a full snapshot before the first delta");
+  const uint32_t cut = m.generation_.fetch_add(1, std::memory_order_relaxed);
+  // Rows marked since the previous cut, that cut's own generation included: a writer that
+  // read the generation just before the previous file was cut may have marked its row with
+  // it after that file scanned the row. Such rows are sent twice, which is harmless.
+  const uint32_t since = m.last_cut_;
+  const uint32_t n_users = m.users_.size();
+  const uint32_t n_items = m.items_.size();
+  const std::vector<uint32_t> users = rows_since(m.users_, n_users, since);
+  const std::vector<uint32_t> items = rows_since(m.items_, n_items, since);
+  const uint64_t sequence = m.sequence_ + 1;
+  write_atomically(path, [&](Writer& w) {
+    write_header(w, header_of(m, kDelta, m.base_id_, sequence));
+    write_rows(w, m.users_, users);
+    write_rows(w, m.items_, items);
+    write_seen(w, m, m.seen_, m.items_, users, n_items);
+  });
+  m.sequence_ = sequence;
+  m.last_cut_ = cut;
+}
+
+void apply_delta(Model& m, const std::string& path) {
+  std::lock_guard<std::mutex> lock(m.persist_mutex_);
+  Reader r(path);
+  const SnapshotHeader h = read_header(r, kDelta);
+  const bool acc = h.config.optimizer == Optimizer::kAdagrad;
+  const TableImage users = read_rows(r, h.config.dim, acc, "users");
+  const TableImage items = read_rows(r, h.config.dim, acc, "items");
+  const auto seen = read_seen(r, users.rows);
+  r.finish();
+  if (h.config.dim != m.config_.dim || h.config.optimizer != m.config_.optimizer || h.config.loss != m.config_.loss)
+    throw DeltaOrderError(path + ": this delta is for a model with another configuration");
+  if (h.base_id != m.base_id_)
+    throw DeltaOrderError(path + ": this delta extends another base snapshot than the one this model was loaded from");
+  if (h.sequence != m.sequence_ + 1)
+    throw DeltaOrderError(path + ": delta " + std::to_string(h.sequence) + " does not follow delta " +
+                          std::to_string(m.sequence_) + " (deltas must be applied in order, without gaps)");
+  apply_rows(r, users, m.users_, false, "users");
+  apply_rows(r, items, m.items_, false, "items");
+  for (uint32_t u = 0; u < users.rows; ++u) {
+    uint64_t user_key;
+    std::memcpy(&user_key, users.records.data() + size_t(u) * record_size(h.config.dim, acc), 8);
+    const uint32_t user = m.users_.find(user_key);
+    for (uint64_t key : seen[u]) {
+      const uint32_t item = m.items_.find(key);
+      if (item != EmbeddingTable::kNotFound) m.seen_.add(user, item);
+    }
+  }
+  restore_counters(m, h);
+  m.sequence_ = h.sequence;
 }
 
 }  // namespace rtrec

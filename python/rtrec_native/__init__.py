@@ -15,9 +15,9 @@ import os
 # Set before the native module loads libgomp; an explicit user setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
-from ._core import SnapshotError, openmp_enabled  # noqa: E402
+from ._core import DeltaOrderError, SnapshotError, openmp_enabled  # noqa: E402
 from .recommender import DEFAULTS, Recommender  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["DEFAULTS", "Recommender", "SnapshotError", "__version__", "openmp_enabled"]
+__all__ = ["DEFAULTS", "DeltaOrderError", "Recommender", "SnapshotError", "__version__", "openmp_enabled"]

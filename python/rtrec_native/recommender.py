@@ -231,6 +231,28 @@ class Recommender:
         existed when the save began."""
         self._model.save(os.fspath(path))
 
+    def save_delta(self, path: str | os.PathLike) -> None:
+        """Write the rows that changed since this model's last ``save``/``save_delta``
+        (values, optimizer state, metadata, seen items; new IDs included), tagged with the
+        base snapshot's identity and the next sequence number. Atomic like ``save``. Raises
+        ``DeltaOrderError`` if no full snapshot was saved or loaded first."""
+        self._model.save_delta(os.fspath(path))
+
+    def apply_delta(self, path: str | os.PathLike) -> None:
+        """Apply a delta written by the model this one was loaded from (see ``save_delta``).
+        The file is verified whole first; a delta for another base snapshot, out of order or
+        with a gap raises ``DeltaOrderError`` and changes nothing. Readers in other threads
+        keep serving while the rows are overwritten."""
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no delta file at {path!r}")
+        self._model.apply_delta(path)
+
+    @property
+    def snapshot_position(self) -> tuple[int, int]:
+        """(base snapshot id, last delta sequence number) this model saved or applied."""
+        return self._model.base_id, self._model.sequence
+
     @classmethod
     def load(cls, path: str | os.PathLike, num_threads: int | None = None) -> Recommender:
         """Read a snapshot written by ``save``. The whole file is verified (magic, version,

@@ -69,8 +69,15 @@ class EmbeddingTable {
 
   // Row metadata. Counters are relaxed atomics written with load+store (no lock prefix):
   // concurrent updates of one row may lose a count, like Hogwild loses a gradient.
-  void touch(uint32_t row, double time) const noexcept {
+  // Records that the row changes in delta generation `generation` (see Model::save_delta).
+  void mark(uint32_t row, uint32_t generation) const noexcept {
+    meta(row).generation.store(generation, std::memory_order_relaxed);
+  }
+  uint32_t generation(uint32_t row) const noexcept { return meta(row).generation.load(std::memory_order_relaxed); }
+
+  void touch(uint32_t row, double time, uint32_t generation) const noexcept {
     RowMeta& m = meta(row);
+    m.generation.store(generation, std::memory_order_relaxed);
     m.update_count.store(m.update_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     m.last_update.store(time, std::memory_order_relaxed);
   }
@@ -112,6 +119,7 @@ class EmbeddingTable {
   struct RowMeta {
     std::atomic<double> last_update{0.0};
     std::atomic<uint32_t> update_count{0};
+    std::atomic<uint32_t> generation{0};  // last delta generation in which the row changed
   };
 
   struct Chunk {

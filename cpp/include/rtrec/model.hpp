@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -85,6 +86,10 @@ class Model {
  private:
   friend void save_snapshot(const Model& model, const std::string& path);
   friend std::unique_ptr<Model> load_snapshot(const std::string& path);
+  friend void save_delta(const Model& model, const std::string& path);
+  friend void apply_delta(Model& model, const std::string& path);
+  friend SnapshotHeader header_of(const Model& m, uint32_t kind, uint64_t base_id, uint64_t sequence);
+  friend void restore_counters(Model& m, const SnapshotHeader& h);
 
   struct Resolved {
     uint32_t user, item;
@@ -113,6 +118,7 @@ class Model {
   void train_epoch(std::vector<Resolved>& events, const std::vector<int64_t>& bounds, uint64_t call, uint32_t epoch,
                    std::vector<float>& scratch, std::vector<uint32_t>& negatives);
   Resolved resolve(const EventBatch& events, size_t i, double now);
+  void mark_trained(const std::vector<Resolved>& events);
   float transform(float raw_score) const noexcept;
   // Fills `query` (stride floats) and the sorted `excluded` rows for a user row (kNotFound:
   // zeros, nothing excluded); returns the constant added to every item's score.
@@ -132,6 +138,25 @@ class Model {
   std::atomic<uint64_t> updates_{0};
   std::atomic<uint64_t> skipped_{0};
   std::atomic<uint64_t> calls_{0};  // seeds each call's random streams
+
+  // Persistence. Every change marks its rows with the current generation; a save cuts a new
+  // generation, and a delta holds the rows marked since the previous cut.
+  mutable std::atomic<uint32_t> generation_{1};  // a save (const) cuts a new generation
+  mutable std::mutex persist_mutex_;  // one save/apply at a time; guards the fields below
+  mutable uint32_t last_cut_ = 0;
+  mutable uint64_t base_id_ = 0;   // id of the full snapshot saved or loaded last
+  mutable uint64_t sequence_ = 0;  // last delta saved or applied on that base
+
+ public:
+  uint32_t generation() const noexcept { return generation_.load(std::memory_order_relaxed); }
+  uint64_t base_id() const {
+    std::lock_guard<std::mutex> lock(persist_mutex_);
+    return base_id_;
+  }
+  uint64_t sequence() const {
+    std::lock_guard<std::mutex> lock(persist_mutex_);
+    return sequence_;
+  }
 };
 
 }  // namespace rtrec

@@ -20,9 +20,17 @@
 namespace rtrec {
 
 class Model;
+struct SnapshotHeader;  // defined in snapshot.cpp
 
 // A file that is not a snapshot, of another version, truncated or corrupted.
 class SnapshotError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A delta that does not extend this model's state: another base snapshot, a gap in the
+// sequence, or another configuration.
+class DeltaOrderError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
@@ -31,5 +39,12 @@ void save_snapshot(const Model& model, const std::string& path);
 
 // Reads and verifies the whole file before returning; never returns a half-loaded model.
 std::unique_ptr<Model> load_snapshot(const std::string& path);
+
+// Incremental deltas: the rows (values, optimizer state, metadata, seen sets) that changed
+// since the last snapshot or delta this model saved, plus the base snapshot's identity and a
+// sequence number. `apply_delta` verifies the whole file, refuses a delta for another base or
+// out of order, then overwrites the listed rows (creating new IDs) while readers go on.
+void save_delta(const Model& model, const std::string& path);
+void apply_delta(Model& model, const std::string& path);
 
 }  // namespace rtrec

@@ -1,0 +1,100 @@
+"""Incremental deltas: what changed since the last save, applied in order on a copy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rtrec_native as rt
+from conftest import fingerprint
+
+
+def _pair(tmp_path, loss="bpr", optimizer="adagrad"):
+    rng = np.random.default_rng(0)
+    trainer = rt.Recommender(dim=8, loss=loss, optimizer=optimizer, num_threads=1, seed=3)
+    labels = None if loss == "bpr" else rng.integers(0, 2, 400).astype(np.float32)
+    trainer.fit(rng.integers(0, 40, 400), rng.integers(0, 60, 400), labels, epochs=2)
+    trainer.save(tmp_path / "base")
+    return trainer, rt.Recommender.load(tmp_path / "base", num_threads=1)
+
+
+USERS, ITEMS = list(range(0, 50, 3)) + [1000, 1001], list(range(60)) + [2000, 2001]
+
+
+def test_deltas_in_order_make_the_replica_equal_to_the_trainer(tmp_path, variant):
+    loss, optimizer = variant
+    trainer, replica = _pair(tmp_path, loss, optimizer)
+    rng = np.random.default_rng(1)
+    for step in range(1, 4):
+        users = np.r_[rng.integers(0, 40, 20), 1000 + step % 2]
+        items = np.r_[rng.integers(0, 60, 20), 2000 + step % 2]  # new IDs arrive through deltas
+        labels = None if loss == "bpr" else rng.integers(0, 2, 21).astype(np.float32)
+        trainer.update(users, items, labels)
+        if step == 2:
+            trainer.fit(users, items, labels, epochs=1)
+        trainer.save_delta(tmp_path / f"d{step}")
+        replica.apply_delta(tmp_path / f"d{step}")
+        assert fingerprint(replica, USERS, ITEMS) == fingerprint(trainer, USERS, ITEMS)
+    assert replica.snapshot_position == trainer.snapshot_position
+    assert replica.snapshot_position[1] == 3
+
+
+def test_a_delta_holds_only_the_rows_that_changed(tmp_path):
+    trainer, _ = _pair(tmp_path)
+    # A delta also repeats the rows of the generation just before its cut (a writer may have
+    # marked them late), so the first one after the fit repeats the fit's rows.
+    trainer.save_delta(tmp_path / "overlap")
+    trainer.save_delta(tmp_path / "empty")
+    trainer.update_one(1, 2)
+    trainer.save_delta(tmp_path / "small")
+    full = (tmp_path / "base").stat().st_size
+    assert (tmp_path / "empty").stat().st_size < 400 < full
+    assert (tmp_path / "small").stat().st_size < full / 5
+
+
+def test_gaps_reordering_and_foreign_bases_are_refused_and_change_nothing(tmp_path):
+    trainer, replica = _pair(tmp_path)
+    for n in (1, 2, 3):
+        trainer.update_one(n, n + 1)
+        trainer.save_delta(tmp_path / f"d{n}")
+    before = fingerprint(replica, USERS, ITEMS)
+    with pytest.raises(rt.DeltaOrderError, match="does not follow"):
+        replica.apply_delta(tmp_path / "d2")  # gap: d1 missing
+    replica.apply_delta(tmp_path / "d1")
+    with pytest.raises(rt.DeltaOrderError, match="does not follow"):
+        replica.apply_delta(tmp_path / "d1")  # twice
+    other = rt.Recommender(dim=8, num_threads=1, seed=3).fit([1], [2], epochs=1)
+    other.save(tmp_path / "other-base")
+    other.update_one(5, 6)
+    other.save_delta(tmp_path / "other-d1")
+    mid = fingerprint(replica, USERS, ITEMS)
+    with pytest.raises(rt.DeltaOrderError, match="another base"):
+        replica.apply_delta(tmp_path / "other-d1")
+    assert fingerprint(replica, USERS, ITEMS) == mid != before
+
+
+def test_delta_without_a_base_snapshot_and_wrong_file_kinds(tmp_path):
+    rec = rt.Recommender(dim=4).fit([1], [2], epochs=1)
+    with pytest.raises(rt.DeltaOrderError, match="no base snapshot"):
+        rec.save_delta(tmp_path / "d")
+    rec.save(tmp_path / "base")
+    rec.save_delta(tmp_path / "d1")
+    with pytest.raises(rt.SnapshotError, match="delta, not a full snapshot"):
+        rt.Recommender.load(tmp_path / "d1")
+    loaded = rt.Recommender.load(tmp_path / "base")
+    with pytest.raises(rt.SnapshotError, match="full snapshot, not a delta"):
+        loaded.apply_delta(tmp_path / "base")
+    data = (tmp_path / "d1").read_bytes()
+    (tmp_path / "cut").write_bytes(data[:-5])
+    with pytest.raises(rt.SnapshotError, match="truncated"):
+        loaded.apply_delta(tmp_path / "cut")
+    assert loaded.snapshot_position[1] == 0
+
+
+def test_seen_items_travel_with_deltas(tmp_path):
+    trainer, replica = _pair(tmp_path)
+    trainer.update([7, 7], [2000, 2001])
+    trainer.save_delta(tmp_path / "d1")
+    replica.apply_delta(tmp_path / "d1")
+    assert not {2000, 2001} & set(replica.recommend(7, k=100)[0].tolist())
+    assert {2000, 2001} <= set(replica.recommend(7, k=100, exclude_seen=False)[0].tolist())
