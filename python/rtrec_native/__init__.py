@@ -17,7 +17,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 from ._core import DeltaOrderError, SnapshotError, openmp_enabled  # noqa: E402
 from .recommender import DEFAULTS, Recommender  # noqa: E402
+from .replication import Publisher, Replica  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["DEFAULTS", "DeltaOrderError", "Recommender", "SnapshotError", "__version__", "openmp_enabled"]
+__all__ = [
+    "DEFAULTS",
+    "DeltaOrderError",
+    "Publisher",
+    "Recommender",
+    "Replica",
+    "SnapshotError",
+    "__version__",
+    "openmp_enabled",
+]
