@@ -169,6 +169,28 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--include-seen", action="store_true",
                            help="also rank items the user has already consumed")
     recommend.add_argument("--json", action="store_true", help="print JSON on stdout instead of a table")
+
+    serve = commands.add_parser(
+        "serve", help="HTTP service that learns from feedback while it serves (needs the [serve] extra)",
+        description="Serve GET/POST /recommend, POST /feedback (learned before the reply), GET "
+        "/healthz and GET /stats from one in-process model. With --snapshot-dir the model is "
+        "published there (a delta every --snapshot-interval seconds and on shutdown) and a "
+        "restart resumes from it; else --model loads a snapshot, else a new model starts empty.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s, loopback only)")
+    serve.add_argument("--port", type=_nonnegative_int, default=8000, help="TCP port (default: %(default)s)")
+    serve.add_argument("--model", type=Path, metavar="PATH", help="start from this snapshot file")
+    serve.add_argument("--snapshot-dir", type=Path, metavar="DIR",
+                       help="publish snapshots and deltas here, and resume from it on restart")
+    serve.add_argument("--snapshot-interval", type=_positive_float, default=1.0, metavar="SECONDS",
+                       help="seconds between deltas: at most this much feedback is lost in a crash "
+                       "(default: %(default)s)")
+    serve.add_argument("--max-k", type=_positive_int, default=1000, help="largest k a request may ask (default: %(default)s)")
+    serve.add_argument("--max-body-bytes", type=_positive_int, default=1 << 20,
+                       help="largest request body accepted (default: %(default)s)")
+    serve.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="warning",
+                       help="uvicorn log level (default: %(default)s)")
+    _add_model_options(serve)
     return parser
 
 
@@ -587,7 +609,33 @@ def _recommend_any_kind(rec: Any, user: str, k: int, exclude_seen: bool) -> tupl
         return rec.recommend(user, k=k, exclude_seen=exclude_seen)
 
 
-COMMANDS = {"demo": cmd_demo, "train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend}
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .recommender import Recommender  # noqa: PLC0415
+    from .replication import Publisher, restore_latest  # noqa: PLC0415
+    from .serving import create_app  # noqa: PLC0415
+
+    rec = restore_latest(args.snapshot_dir, num_threads=args.threads) if args.snapshot_dir else None
+    origin = f"resumed from {args.snapshot_dir}" if rec is not None else ""
+    if rec is None and args.model is not None:
+        rec, origin = Recommender.load(args.model, num_threads=args.threads), f"loaded {args.model}"
+    if rec is None:
+        loss = "bpr" if args.loss == "auto" else args.loss
+        rec = Recommender(dim=args.dim, loss=loss, optimizer=args.optimizer, learning_rate=args.learning_rate,
+                          l2=args.l2, seed=args.seed, num_threads=args.threads)
+        origin = f"new {loss} model"
+    publisher = Publisher(rec, args.snapshot_dir, interval=args.snapshot_interval) if args.snapshot_dir else None
+    app = create_app(rec, publisher=publisher, max_body_bytes=args.max_body_bytes, max_k=args.max_k)
+    import uvicorn  # noqa: PLC0415
+
+    print(f"{PROG} serve: {origin}; http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    # uvicorn turns SIGTERM/SIGINT into a graceful shutdown, which closes the publisher and
+    # so writes the last delta.
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend,
+            "serve": cmd_serve}
 
 
 # =========================================================================== entry point

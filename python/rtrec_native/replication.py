@@ -27,7 +27,7 @@ import numpy as np
 
 from .recommender import Recommender
 
-__all__ = ["Publisher", "Replica"]
+__all__ = ["Publisher", "Replica", "restore_latest"]
 
 _SNAPSHOT = re.compile(r"^snapshot-(\d{6,})\.rtrec$")
 _DELTA = re.compile(r"^delta-(\d{6,})-(\d{8,})\.rtrec$")
@@ -48,6 +48,24 @@ def _bases(directory: Path) -> list[int]:
     except FileNotFoundError:
         return []
     return sorted(int(m.group(1)) for m in map(_SNAPSHOT.match, names) if m)
+
+
+def restore_latest(directory: str | os.PathLike, num_threads: int | None = None) -> Recommender | None:
+    """The newest state a publisher left in `directory`: its newest full snapshot with every
+    delta that follows it applied (None if there is no snapshot). Used to restart a trainer
+    or a service after a crash or a shutdown."""
+    directory = Path(directory)
+    for base in reversed(_bases(directory)):
+        try:
+            rec = Recommender.load(directory / _snapshot_name(base), num_threads=num_threads)
+        except FileNotFoundError:
+            continue
+        sequence = 1
+        while (directory / _delta_name(base, sequence)).is_file():
+            rec.apply_delta(directory / _delta_name(base, sequence))
+            sequence += 1
+        return rec
+    return None
 
 
 class Publisher:

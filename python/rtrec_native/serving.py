@@ -1,0 +1,143 @@
+"""HTTP service that learns while it serves (``rtrec serve``; needs the ``[serve]`` extra).
+
+One in-process model answers recommendations and learns from feedback: a ``POST /feedback``
+is applied with ``Recommender.update`` before the response is sent, so the next request sees
+it. With a snapshot directory a :class:`~rtrec_native.replication.Publisher` writes a delta
+every ``snapshot_interval`` seconds (and a last one on shutdown), so at most that much
+acknowledged feedback can be lost in a crash; a restart resumes from the directory.
+
+Endpoints: ``POST /feedback``, ``GET /recommend?user=..&k=..``, ``POST /recommend``,
+``GET /healthz``, ``GET /stats``. Bad requests get 4xx with a reason and change nothing.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the request models of the
+# endpoints below from their (runtime) annotations, and those classes are local.
+
+import math
+from typing import Any, Union
+
+from .recommender import Recommender
+
+__all__ = ["create_app"]
+
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+DEFAULT_MAX_K = 1000
+DEFAULT_MAX_EVENTS = 10_000
+
+
+def _import_fastapi() -> None:
+    try:
+        import fastapi  # noqa: F401, PLC0415
+        import uvicorn  # noqa: F401, PLC0415
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("rtrec serve needs FastAPI and uvicorn: pip install 'rtrec_native[serve]'") from exc
+
+
+def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               max_k: int = DEFAULT_MAX_K, max_events: int = DEFAULT_MAX_EVENTS) -> Any:
+    """A FastAPI app serving `rec`. `publisher` (optional) is closed on shutdown, which
+    writes the last delta."""
+    _import_fastapi()
+    from fastapi import FastAPI, HTTPException, Query, Request  # noqa: PLC0415
+    from fastapi.responses import JSONResponse  # noqa: PLC0415
+    from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr  # noqa: PLC0415
+
+    Id = Union[StrictInt, StrictStr]
+    Number = Union[StrictInt, StrictFloat]
+
+    class Event(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        user: Id
+        item: Id
+        label: Union[Number, None] = None
+        weight: Union[Number, None] = None
+
+    class Feedback(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        events: list[Event] = Field(min_length=1, max_length=max_events)
+
+    class BatchQuery(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        users: list[Id] = Field(min_length=1, max_length=max_events)
+        k: StrictInt = Field(default=10, ge=1, le=max_k)
+        exclude_seen: bool = True
+
+    app = FastAPI(title="rtrec_native", version="1")
+    if publisher is not None:
+        app.router.on_shutdown.append(publisher.close)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        # Checked before the body is read. A body without a length (chunked) could be any
+        # size, so bodies must declare one.
+        length = request.headers.get("content-length")
+        if length is None and request.method in ("POST", "PUT", "PATCH"):
+            return JSONResponse({"detail": "a Content-Length header is required"}, status_code=411)
+        if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
+            return JSONResponse({"detail": f"request body over {max_body_bytes} bytes"}, status_code=413)
+        return await call_next(request)
+
+    def unprocessable(exc: Exception) -> HTTPException:
+        return HTTPException(status_code=422, detail=str(exc))
+
+    def user_id(text: str) -> int | str:
+        """Query strings are text: an integer-ID model reads the user as an int."""
+        kind = rec._model.user_id_kind
+        if kind == "str":
+            return text
+        try:
+            return int(text)
+        except ValueError:
+            if kind == "int":
+                raise HTTPException(status_code=422, detail=f"user IDs are integers here, got {text!r}") from None
+            return text
+
+    def finite_or_none(values: Any) -> list:
+        return [None if isinstance(v, float) and not math.isfinite(v) else v for v in values]
+
+    @app.post("/feedback")
+    def feedback(body: Feedback) -> dict[str, int]:
+        events = body.events
+        labels = [e.label for e in events]
+        if all(v is None for v in labels):
+            labels = None
+        elif any(v is None for v in labels):
+            raise HTTPException(status_code=422, detail="give a label for every event or for none")
+        weights = [1.0 if e.weight is None else e.weight for e in events]
+        try:
+            rec.update([e.user for e in events], [e.item for e in events], labels, weights)
+        except (ValueError, TypeError) as exc:  # validated whole before anything is applied
+            raise unprocessable(exc) from exc
+        return {"applied": len(events)}
+
+    @app.get("/recommend")
+    def recommend(user: str = Query(..., min_length=1, max_length=512), k: int = Query(10, ge=1, le=max_k),
+                  exclude_seen: bool = True) -> dict[str, Any]:
+        uid = user_id(user)
+        try:
+            ids, scores = rec.recommend(uid, k=k, exclude_seen=exclude_seen)
+        except (ValueError, TypeError) as exc:
+            raise unprocessable(exc) from exc
+        return {"user": uid, "items": ids.tolist(), "scores": finite_or_none(scores.tolist())}
+
+    @app.post("/recommend")
+    def recommend_many(body: BatchQuery) -> dict[str, Any]:
+        try:
+            ids, scores = rec.recommend_batch(body.users, k=body.k, exclude_seen=body.exclude_seen)
+        except (ValueError, TypeError) as exc:
+            raise unprocessable(exc) from exc
+        results = []
+        for user, row_ids, row_scores in zip(body.users, ids.tolist(), scores.tolist()):
+            keep = [j for j, s in enumerate(row_scores) if math.isfinite(s)]  # drop padding
+            results.append({"user": user, "items": [row_ids[j] for j in keep], "scores": [row_scores[j] for j in keep]})
+        return {"results": results}
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/stats")
+    def stats() -> dict[str, Any]:
+        return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in rec.stats().items()}
+
+    return app

@@ -1,0 +1,159 @@
+"""The HTTP service end to end: a real server process on a loopback port."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, *args: str) -> None:
+        self.port = _free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rtrec_native.cli", "serve", "--port", str(self.port), "--dim", "8",
+             "--threads", "1", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if self.get("/healthz") == (200, {"status": "ok"}):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("server did not start")
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body, method=method,
+                                     headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            with err:
+                return err.code, json.loads(err.read() or b"{}")
+
+    def get(self, path: str) -> tuple[int, dict]:
+        return self.request("GET", path)
+
+    def post(self, path: str, payload) -> tuple[int, dict]:
+        return self.request("POST", path, json.dumps(payload).encode())
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(30)
+        finally:
+            self.proc.stderr.close()
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.stop()
+
+
+def test_feedback_is_learned_before_the_reply_and_recommendations_follow(server):
+    assert server.post("/feedback", {"events": [{"user": 1, "item": 10}, {"user": 1, "item": 11},
+                                                {"user": 2, "item": 11}]}) == (200, {"applied": 3})
+    status, body = server.get("/recommend?user=2&k=5")
+    assert status == 200 and body["user"] == 2 and body["items"] == [10]  # 11 is seen
+    for _ in range(30):
+        server.post("/feedback", {"events": [{"user": 3, "item": 12, "weight": 2.0}]})
+    status, body = server.get("/recommend?user=3&k=3&exclude_seen=false")
+    assert body["items"][0] == 12 and len(body["scores"]) == 3
+    status, body = server.post("/recommend", {"users": [1, 2, 999], "k": 2})
+    assert status == 200 and [r["user"] for r in body["results"]] == [1, 2, 999]
+    assert len(body["results"][2]["items"]) == 2
+    status, stats = server.get("/stats")
+    assert stats["n_users"] == 3 and stats["n_items"] == 3 and stats["updates"] > 0
+
+
+BAD_REQUESTS = [
+    ("POST", "/feedback", {"events": []}, 422),
+    ("POST", "/feedback", {"events": [{"user": 1}]}, 422),
+    ("POST", "/feedback", {"events": [{"user": 1, "item": 2, "colour": "red"}]}, 422),
+    ("POST", "/feedback", {"events": [{"user": True, "item": 2}]}, 422),
+    ("POST", "/feedback", {"events": [{"user": 1.5, "item": 2}]}, 422),
+    ("POST", "/feedback", {"events": [{"user": 4, "item": "x"}]}, 422),  # int items so far
+    ("POST", "/feedback", {"events": [{"user": 4, "item": 5, "weight": -1}]}, 422),
+    ("POST", "/feedback", {"events": [{"user": 4, "item": 5, "label": 1}, {"user": 4, "item": 6}]}, 422),
+    ("POST", "/feedback", [1, 2, 3], 422),
+    ("GET", "/recommend?user=1&k=0", None, 422),
+    ("GET", "/recommend?user=1&k=100000", None, 422),
+    ("GET", "/recommend?user=abc", None, 422),
+    ("GET", "/recommend", None, 422),
+    ("POST", "/recommend", {"users": [], "k": 3}, 422),
+    ("POST", "/recommend", {"users": [1], "k": 0}, 422),
+]
+
+
+@pytest.mark.parametrize("method,path,payload,status", BAD_REQUESTS)
+def test_bad_requests_get_4xx_and_change_nothing(server, method, path, payload, status):
+    server.post("/feedback", {"events": [{"user": 1, "item": 2}, {"user": 3, "item": 2}]})
+    _, before = server.get("/stats")
+    body = None if payload is None else json.dumps(payload).encode()
+    code, reply = server.request(method, path, body)
+    assert code == status and "detail" in reply
+    assert server.get("/stats")[1] == before
+
+
+def _raw_post(server, headers: dict, body: bytes = b"") -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.putrequest("POST", "/feedback")
+        for name, value in headers.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        if body:
+            conn.send(body)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def test_oversized_and_unsized_bodies_are_refused_before_reading(server):
+    # Declares 2 MB (over the 1 MiB default) and sends nothing: refused on the header alone.
+    code, reply = _raw_post(server, {"Content-Type": "application/json", "Content-Length": str(2 << 20)})
+    assert code == 413 and "bytes" in reply["detail"]
+    code, reply = _raw_post(server, {"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+                            b'5\r\n{"a":\r\n0\r\n\r\n')
+    assert code == 411
+    assert server.get("/stats")[1]["n_users"] == 0
+
+
+def test_sigterm_flushes_and_a_restart_resumes_from_the_snapshot_dir(tmp_path):
+    first = Server("--snapshot-dir", str(tmp_path), "--snapshot-interval", "30")
+    try:
+        first.post("/feedback", {"events": [{"user": u, "item": 100 + u % 7} for u in range(50)]})
+        expected = first.get("/recommend?user=3&k=5")[1]
+        stats = first.get("/stats")[1]
+    finally:
+        # uvicorn shuts down gracefully, then re-raises the signal: exit status -SIGTERM.
+        assert first.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
+    second = Server("--snapshot-dir", str(tmp_path))
+    try:
+        # Long before the 30 s interval: only the shutdown flush can have saved this.
+        assert second.get("/stats")[1]["n_users"] == stats["n_users"] == 50
+        assert second.get("/recommend?user=3&k=5")[1] == expected
+    finally:
+        second.stop()
