@@ -104,6 +104,7 @@ def test_fit_needs_data_and_epochs():
     (dict(num_threads=True), ValueError, "num_threads"),
     (dict(seed=-1), ValueError, "seed"),
     (dict(grad_clip=0.0), ValueError, "grad_clip"),
+    (dict(negative_sampling="hard"), ValueError, "negative_sampling"),
 ])
 def test_bad_constructor_arguments(kwargs, exc, words):
     with pytest.raises(exc, match=words):

@@ -112,3 +112,20 @@ def test_weights_scale_the_step():
     d_plain = abs(plain.predict([1], [1])[0] - base.predict([1], [1])[0])
     d_heavy = abs(heavy.predict([1], [1])[0] - base.predict([1], [1])[0])
     assert d_heavy > d_plain > 0
+
+
+def test_popularity_negatives_learn_taste_beyond_popularity_sooner():
+    """Scored against popularity-drawn negatives, popularity alone is worth nothing; after a
+    few epochs the popularity sampler must have learned more of the planted taste."""
+    users, items, affinity = planted(n_users=400, n_items=300, per_user=25, seed=8)
+    rng = np.random.default_rng(9)
+    held = rng.random(users.size) < 0.1
+    counts = np.bincount(items[~held], minlength=affinity.shape[1]).astype(float)
+    negatives = rng.choice(affinity.shape[1], size=held.sum(), p=counts / counts.sum())
+    aucs = {}
+    for sampling in ("uniform", "popularity"):
+        rec = rt.Recommender(dim=16, negative_sampling=sampling, num_threads=1, seed=0)
+        rec.fit(users[~held], items[~held], epochs=3)
+        aucs[sampling] = auc(rec.predict(users[held], items[held]), rec.predict(users[held], negatives))
+    assert aucs["popularity"] > 0.7
+    assert aucs["popularity"] > aucs["uniform"]

@@ -58,6 +58,18 @@ def test_training_continues_identically_after_load(tmp_path):
     assert fingerprint(loaded, u, i + [600]) == fingerprint(rec, u, i + [600])
 
 
+def test_popularity_sampling_state_survives_a_round_trip(tmp_path):
+    users, items, _ = planted(n_users=60, n_items=50, per_user=8, seed=5)
+    rec = rt.Recommender(dim=8, negative_sampling="popularity", num_threads=1, seed=2).fit(users, items, epochs=2)
+    rec.save(tmp_path / "m")
+    loaded = rt.Recommender.load(tmp_path / "m", num_threads=1)
+    assert loaded.get_params()["negative_sampling"] == "popularity"
+    for model in (rec, loaded):
+        model.update(users[:40], items[:40])  # draws negatives from the restored pool
+    u, i = _ids("int")
+    assert fingerprint(loaded, u, i) == fingerprint(rec, u, i)
+
+
 def test_save_replaces_atomically_and_leaves_no_temporary_files(tmp_path):
     rec, *_ = _trained()
     path = tmp_path / "m"

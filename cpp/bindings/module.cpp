@@ -133,7 +133,8 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<Model>(m, "Model")
       .def(py::init([](uint32_t dim, const std::string& loss, const std::string& optimizer, float learning_rate,
-                       float l2, float grad_clip, float init_std, uint32_t negatives, uint64_t seed) {
+                       float l2, float grad_clip, float init_std, uint32_t negatives, uint64_t seed,
+                       const std::string& negative_sampling) {
              rtrec::ModelConfig c;
              c.dim = dim;
              c.loss = rtrec::parse_loss(loss);
@@ -144,10 +145,12 @@ PYBIND11_MODULE(_core, m) {
              c.init_std = init_std;
              c.negatives = negatives;
              c.seed = seed;
+             c.popularity_negatives = rtrec::parse_negative_sampling(negative_sampling);
              return new Model(c);
            }),
            py::arg("dim"), py::arg("loss"), py::arg("optimizer"), py::arg("learning_rate"), py::arg("l2"),
-           py::arg("grad_clip"), py::arg("init_std"), py::arg("negatives"), py::arg("seed"))
+           py::arg("grad_clip"), py::arg("init_std"), py::arg("negatives"), py::arg("seed"),
+           py::arg("negative_sampling") = "uniform")
       .def(
           "fit",
           [](Model& model, py::handle users, py::handle items, std::optional<FloatArray> labels,
@@ -299,6 +302,7 @@ PYBIND11_MODULE(_core, m) {
         d["seed"] = c.seed;
         d["grad_clip"] = c.grad_clip;
         d["init_std"] = c.init_std;
+        d["negative_sampling"] = c.popularity_negatives ? "popularity" : "uniform";
         return d;
       })
       .def_property_readonly("n_users", [](const Model& m) { return m.users().size(); })

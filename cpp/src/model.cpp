@@ -11,8 +11,9 @@ namespace rtrec {
 namespace {
 
 // Purposes of the derived random streams (see derive_seed).
-constexpr uint64_t kShuffleStream = 1;
-constexpr uint64_t kUpdateStream = 3;  // 2 was the negative-sampling stream of format 0
+constexpr uint64_t kShuffleStream = 1;  // per-part shuffles and negatives in fit epochs
+constexpr uint64_t kUpdateStream = 3;
+constexpr uint64_t kPoolStream = 4;
 
 // Below this many pairs/items a parallel region costs more than it saves.
 constexpr size_t kParallelPredictMin = 16384;
@@ -51,6 +52,12 @@ Loss parse_loss(const std::string& name) {
   if (name == "logistic") return Loss::kLogistic;
   if (name == "bpr") return Loss::kBpr;
   throw std::invalid_argument("loss must be 'squared', 'logistic' or 'bpr', got '" + name + "'");
+}
+
+bool parse_negative_sampling(const std::string& name) {
+  if (name == "uniform") return false;
+  if (name == "popularity") return true;
+  throw std::invalid_argument("negative_sampling must be 'uniform' or 'popularity', got '" + name + "'");
 }
 
 Optimizer parse_optimizer(const std::string& name) {
@@ -155,11 +162,30 @@ Model::Resolved Model::resolve(const EventBatch& e, size_t i, double now) {
 constexpr uint32_t kNoRow = EmbeddingTable::kNotFound;
 
 void Model::draw_negatives(uint32_t positive, uint32_t n_items, SplitMix64& rng, uint32_t* out) const noexcept {
+  const uint64_t pooled = std::min<uint64_t>(pool_written_.load(std::memory_order_relaxed), kPoolSize);
+  const bool from_pool = config_.popularity_negatives && pooled > 0;
+  auto draw = [&]() -> uint32_t {
+    if (from_pool) return pool_[rng.below(static_cast<uint32_t>(pooled))].load(std::memory_order_relaxed);
+    return n_items < 2 ? kNoRow : rng.below(n_items);
+  };
   for (uint32_t s = 0; s < config_.negatives; ++s) {
-    uint32_t negative = n_items < 2 ? kNoRow : rng.below(n_items);
-    if (negative == positive) negative = rng.below(n_items);  // one redraw; a repeat is skipped
-    out[s] = negative == positive ? kNoRow : negative;
+    uint32_t negative = draw();
+    if (negative == positive) negative = draw();  // one redraw; a repeat is skipped
+    out[s] = negative == positive || negative >= n_items ? kNoRow : negative;
   }
+}
+
+void Model::pool_add(uint32_t item) noexcept {
+  const uint64_t at = pool_written_.load(std::memory_order_relaxed);
+  pool_[at % kPoolSize].store(item, std::memory_order_relaxed);
+  pool_written_.store(at + 1, std::memory_order_release);  // concurrent writers may share a slot: harmless
+}
+
+void Model::pool_refill(const std::vector<Resolved>& events, SplitMix64& rng) noexcept {
+  if (events.empty()) return;
+  const uint64_t n = std::min<uint64_t>(kPoolSize, events.size());
+  for (uint64_t s = 0; s < n; ++s) pool_[s].store(events[rng.below(uint32_t(events.size()))].item, std::memory_order_relaxed);
+  if (pool_written_.load(std::memory_order_relaxed) < n) pool_written_.store(n, std::memory_order_release);
 }
 
 void Model::train_one(const StepConfig& step, const Resolved& e, const uint32_t* negatives, float* scratch,
@@ -312,6 +338,10 @@ void Model::fit(const EventBatch& e, uint32_t epochs, int num_threads) {
   // 2. Hogwild epochs: every thread steps on shared rows without locks.
   events.erase(std::remove_if(events.begin(), events.end(), [](const Resolved& r) { return !(r.weight > 0.0f); }),
                events.end());
+  if (config_.loss == Loss::kBpr && config_.popularity_negatives) {
+    SplitMix64 pool_rng(derive_seed(config_.seed, kPoolStream, call));
+    pool_refill(events, pool_rng);
+  }
   std::vector<float> scratch(size_t(scratch_floats(users_.stride())) * threads);
   std::vector<uint32_t> negatives(size_t(kPrefetchAhead + 1) * config_.negatives * threads);
   const int parts = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, events.size() / 1024)));
@@ -356,6 +386,7 @@ void Model::update(const EventBatch& e) {
     const Resolved r = resolve(e, i, now);
     record_labels(double(r.weight) * r.label, r.weight);
     if (!(r.weight > 0.0f)) continue;
+    if (config_.loss == Loss::kBpr && r.label > 0.0f && config_.popularity_negatives) pool_add(r.item);
     if (config_.loss == Loss::kBpr) draw_negatives(r.item, items_.size(), rng, negatives.data());
     train_one(step, r, negatives.data(), buffer, applied, skipped);
     // Marked again after the step: a delta cut between resolve() and the step must not

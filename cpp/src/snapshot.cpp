@@ -384,6 +384,8 @@ struct SnapshotHeader {
   float global_bias;
   uint64_t updates, skipped, calls;
   uint64_t base_id, sequence;  // full: its own id and 0; delta: the base's id and its number
+  std::vector<uint32_t> pool;   // popularity-negative pool (full snapshots; empty in deltas)
+  uint64_t pool_written = 0;
 };
 
 static void write_header(Writer& w, const SnapshotHeader& h) {
@@ -408,6 +410,10 @@ static void write_header(Writer& w, const SnapshotHeader& h) {
   w.value<uint64_t>(h.calls);
   w.value<uint64_t>(h.base_id);
   w.value<uint64_t>(h.sequence);
+  w.value<uint32_t>(c.popularity_negatives ? 1 : 0);
+  w.value<uint64_t>(h.pool_written);
+  w.value<uint32_t>(static_cast<uint32_t>(h.pool.size()));
+  w.bytes(h.pool.data(), h.pool.size() * sizeof(uint32_t));
   w.end_section("header");
 }
 
@@ -443,7 +449,15 @@ static SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   h.calls = r.value<uint64_t>();
   h.base_id = r.value<uint64_t>();
   h.sequence = r.value<uint64_t>();
+  const uint32_t popularity = r.value<uint32_t>();
+  h.pool_written = r.value<uint64_t>();
+  const uint32_t pool_size = r.value<uint32_t>();
+  r.expect_room(pool_size, 4, "pool");
+  h.pool.resize(pool_size);
+  r.bytes(h.pool.data(), size_t(pool_size) * 4);
+  c.popularity_negatives = popularity == 1;
   r.end_section("header");
+  if (popularity > 1 || pool_size > Model::kPoolSize) r.fail("corrupted file (bad header)");
   if (h.kind != expected_kind || c.dim == 0 || c.dim > kMaxDim || loss > 2 || optimizer > 1)
     r.fail("corrupted file (bad header)");
   c.loss = static_cast<Loss>(loss);
@@ -463,6 +477,11 @@ SnapshotHeader header_of(const Model& m, uint32_t kind, uint64_t base_id, uint64
   h.calls = m.calls_.load(std::memory_order_relaxed);
   h.base_id = base_id;
   h.sequence = sequence;
+  if (kind == kFullSnapshot) {  // replicas do not train: deltas leave the pool out
+    h.pool_written = m.pool_written_.load(std::memory_order_relaxed);
+    h.pool.resize(std::min<uint64_t>(h.pool_written, Model::kPoolSize));
+    for (size_t i = 0; i < h.pool.size(); ++i) h.pool[i] = m.pool_[i].load(std::memory_order_relaxed);
+  }
   return h;
 }
 
@@ -525,6 +544,11 @@ std::unique_ptr<Model> load_snapshot(const std::string& path) {
     }
   }
   restore_counters(*m, h);
+  for (size_t i = 0; i < h.pool.size(); ++i) {
+    if (h.pool[i] >= items.rows) r.fail("corrupted file (pool item out of range)");
+    m->pool_[i].store(h.pool[i], std::memory_order_relaxed);
+  }
+  m->pool_written_.store(h.pool_written, std::memory_order_relaxed);
   m->base_id_ = h.base_id;
   m->sequence_ = 0;
   return m;
@@ -565,7 +589,8 @@ void apply_delta(Model& m, const std::string& path) {
   const TableImage items = read_rows(r, h.config.dim, acc, "items");
   const auto seen = read_seen(r, users.rows);
   r.finish();
-  if (h.config.dim != m.config_.dim || h.config.optimizer != m.config_.optimizer || h.config.loss != m.config_.loss)
+  if (h.config.dim != m.config_.dim || h.config.optimizer != m.config_.optimizer || h.config.loss != m.config_.loss ||
+      h.config.popularity_negatives != m.config_.popularity_negatives)
     throw DeltaOrderError(path + ": this delta is for a model with another configuration");
   if (h.base_id != m.base_id_)
     throw DeltaOrderError(path + ": this delta extends another base snapshot than the one this model was loaded from");

@@ -21,7 +21,8 @@ _Ids = npt.NDArray[np.uint64] | list[str]
 
 class Model:
     def __init__(self, dim: int, loss: str, optimizer: str, learning_rate: float, l2: float,
-                 grad_clip: float, init_std: float, negatives: int, seed: int) -> None: ...
+                 grad_clip: float, init_std: float, negatives: int, seed: int,
+                 negative_sampling: str = "uniform") -> None: ...
     def fit(self, users: _Ids, items: _Ids, labels: npt.NDArray[np.float32] | None,
             weights: npt.NDArray[np.float32] | None, timestamps: npt.NDArray[np.float64] | None,
             epochs: int, num_threads: int) -> None: ...

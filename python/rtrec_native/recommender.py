@@ -25,7 +25,9 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "grad_clip": 10.0,
     "init_std": 0.1,
+    "negative_sampling": "uniform",
 }
+NEGATIVE_SAMPLING = ("uniform", "popularity")
 
 
 class Recommender:
@@ -54,6 +56,10 @@ class Recommender:
             the same calls on the same data give bit-for-bit identical models.
         grad_clip: per-coordinate gradient clip (> 0), a guard against exploding steps.
         init_std: standard deviation of the initial embedding values (>= 0).
+        negative_sampling: BPR negatives drawn ``"uniform"``-ly from the known items, or by
+            ``"popularity"`` (from a 65,536-slot pool of recent positives' items: refilled
+            with a sample of the data by ``fit``, refreshed by every ``update``). Popularity
+            negatives learn personal taste over plain popularity in fewer epochs.
 
     An update that would write a non-finite value is skipped and counted in
     ``stats()["skipped_updates"]``. IDs are int64 values or strings (not both on one side).
@@ -74,6 +80,7 @@ class Recommender:
         seed: int = DEFAULTS["seed"],
         grad_clip: float = DEFAULTS["grad_clip"],
         init_std: float = DEFAULTS["init_std"],
+        negative_sampling: str = DEFAULTS["negative_sampling"],
     ) -> None:
         self._params = {
             "dim": check.positive_int(dim, "dim"),
@@ -86,6 +93,7 @@ class Recommender:
             "seed": seed,
             "grad_clip": check.real(grad_clip, "grad_clip", low=0.0, low_inclusive=False),
             "init_std": check.real(init_std, "init_std", low=0.0, low_inclusive=True),
+            "negative_sampling": check.choice(negative_sampling, "negative_sampling", NEGATIVE_SAMPLING),
         }
         self._threads = check.num_threads(num_threads)
         if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
@@ -94,7 +102,7 @@ class Recommender:
         self._model = _core.Model(
             dim=p["dim"], loss=p["loss"], optimizer=p["optimizer"], learning_rate=p["learning_rate"],
             l2=p["l2"], grad_clip=p["grad_clip"], init_std=p["init_std"], negatives=p["negatives"],
-            seed=int(seed),
+            seed=int(seed), negative_sampling=p["negative_sampling"],
         )
 
     # ------------------------------------------------------------------ learning

@@ -29,9 +29,13 @@ struct ModelConfig {
   float init_std = 0.1f;
   uint32_t negatives = 1;
   uint64_t seed = 0;
+  // BPR negatives: uniform over known items, or popularity-weighted (drawn from a pool of
+  // recent positives' items), which pushes personal taste over plain popularity sooner.
+  bool popularity_negatives = false;
 };
 
 Loss parse_loss(const std::string& name);            // throws std::invalid_argument
+bool parse_negative_sampling(const std::string& name);  // "uniform" -> false, "popularity" -> true
 Optimizer parse_optimizer(const std::string& name);  // throws std::invalid_argument
 
 // IDs of one side (users or items) of a batch: `keys` always; `names` only for string IDs,
@@ -58,6 +62,8 @@ struct ModelStats {
 
 class Model {
  public:
+  static constexpr uint32_t kPoolSize = 1u << 16;  // popularity-negative pool (see pool_)
+
   explicit Model(const ModelConfig& config);
 
   const ModelConfig& config() const noexcept { return config_; }
@@ -146,6 +152,14 @@ class Model {
   mutable uint32_t last_cut_ = 0;
   mutable uint64_t base_id_ = 0;   // id of the full snapshot saved or loaded last
   mutable uint64_t sequence_ = 0;  // last delta saved or applied on that base
+
+  // Items of recent positives, for popularity-weighted negatives: a fixed array (it never
+  // moves, so readers need no lock); fit() refills it with a sample of its events and
+  // update() overwrites the oldest slot with each positive's item.
+  std::unique_ptr<std::atomic<uint32_t>[]> pool_{new std::atomic<uint32_t>[kPoolSize]};
+  std::atomic<uint64_t> pool_written_{0};
+  void pool_add(uint32_t item) noexcept;
+  void pool_refill(const std::vector<Resolved>& events, SplitMix64& rng) noexcept;
 
  public:
   uint32_t generation() const noexcept { return generation_.load(std::memory_order_relaxed); }
