@@ -38,23 +38,23 @@ class Checksum {
   void add(const void* data, size_t n) noexcept {
     const unsigned char* p = static_cast<const unsigned char*>(data);
     length_ += n;
-    while (n > 0 && pending_size_ > 0) {  // finish a word started by an earlier call
-      pending_[pending_size_++] = *p++;
+    while (n > 0 && pending_bytes_ > 0) {  // finish a word started by an earlier call
+      pending_ |= uint64_t(*p++) << (8 * pending_bytes_);
       --n;
-      if (pending_size_ == 8) consume_pending();
+      if (++pending_bytes_ == 8) {
+        consume(pending_);
+        pending_ = 0;
+        pending_bytes_ = 0;
+      }
     }
     for (; n >= 8; n -= 8, p += 8) {
       uint64_t w;
       std::memcpy(&w, p, 8);
       consume(w);
     }
-    for (; n > 0; --n) pending_[pending_size_++] = *p++;
+    for (; n > 0; --n) pending_ |= uint64_t(*p++) << (8 * pending_bytes_++);
   }
-  uint64_t value() const noexcept {
-    uint64_t tail = 0;
-    std::memcpy(&tail, pending_, pending_size_);
-    return mix64(state_ ^ mix64(tail ^ length_));
-  }
+  uint64_t value() const noexcept { return mix64(state_ ^ mix64(pending_ ^ length_)); }
   void reset() noexcept { *this = Checksum(); }
 
  private:
@@ -62,17 +62,11 @@ class Checksum {
     state_ = (state_ ^ (w * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
     state_ ^= state_ >> 29;
   }
-  void consume_pending() noexcept {
-    uint64_t w;
-    std::memcpy(&w, pending_, 8);
-    consume(w);
-    pending_size_ = 0;
-  }
 
   uint64_t state_ = 0x243f6a8885a308d3ULL;
   uint64_t length_ = 0;
-  unsigned char pending_[8] = {};
-  size_t pending_size_ = 0;
+  uint64_t pending_ = 0;       // the bytes of an unfinished word, little-endian
+  unsigned pending_bytes_ = 0;  // 0..7
 };
 
 std::string errno_text() { return std::strerror(errno); }

@@ -1,6 +1,7 @@
 #include "rtrec/topk.hpp"
 
 #include <algorithm>
+#include <limits>
 
 #include "rtrec/kernels.hpp"
 #include "rtrec/parallel.hpp"
@@ -29,6 +30,12 @@ class BoundedHeap {
     }
   }
 
+  // Scores below this can never enter (the worst kept score once full, else -inf): a cheap
+  // first filter for the scan loop, which then asks admits() only for the few that pass.
+  float floor() const noexcept {
+    return rows_.size() < k_ ? -std::numeric_limits<float>::infinity() : rows_.front().score;
+  }
+
   std::vector<ScoredRow>& rows() noexcept { return rows_; }
 
  private:
@@ -49,11 +56,14 @@ void scan_chunks(const EmbeddingTable& items, uint32_t first_chunk, uint32_t end
       score_block(queries + size_t(q) * stride, items.chunk_vectors(c), items.chunk_biases(c), rows, stride, scores);
       BoundedHeap& heap = heaps[q];
       const std::vector<uint32_t>& skip = excluded[q];
+      float floor = heap.floor();
       for (uint32_t r = 0; r < rows; ++r) {
+        if (!(scores[r] >= floor)) continue;  // the common case; also rejects NaN
         const uint32_t row = base + r;
-        if (!heap.admits(scores[r], row)) continue;  // also rejects NaN
+        if (!heap.admits(scores[r], row)) continue;
         if (!skip.empty() && std::binary_search(skip.begin(), skip.end(), row)) continue;
         heap.push(ScoredRow{scores[r], row});
+        floor = heap.floor();
       }
     }
   }
