@@ -145,10 +145,7 @@ void Model::record_labels(double label_sum, double weight_sum) noexcept {
   global_bias_.store(static_cast<float>(mean), std::memory_order_relaxed);
 }
 
-Model::Resolved Model::resolve(const EventBatch& e, size_t i, double now) {
-  Resolved r;
-  r.user = users_.find_or_insert(e.users.keys[i], e.users.names != nullptr ? &e.users.names[i] : nullptr);
-  r.item = items_.find_or_insert(e.items.keys[i], e.items.names != nullptr ? &e.items.names[i] : nullptr);
+void Model::record(const EventBatch& e, size_t i, double now, Resolved& r) {
   r.label = e.labels != nullptr ? e.labels[i] : 1.0f;
   r.weight = e.weights != nullptr ? e.weights[i] : 1.0f;
   const double t = e.timestamps != nullptr ? e.timestamps[i] : now;
@@ -156,6 +153,13 @@ Model::Resolved Model::resolve(const EventBatch& e, size_t i, double now) {
   users_.touch(r.user, t, g);
   items_.touch(r.item, t, g);
   if (r.weight > 0.0f && is_positive(r.label)) seen_.add(r.user, r.item);
+}
+
+Model::Resolved Model::resolve(const EventBatch& e, size_t i, double now) {
+  Resolved r;
+  r.user = users_.find_or_insert(e.users.keys[i], e.users.names != nullptr ? &e.users.names[i] : nullptr);
+  r.item = items_.find_or_insert(e.items.keys[i], e.items.names != nullptr ? &e.items.names[i] : nullptr);
+  record(e, i, now, r);
   return r;
 }
 
@@ -321,13 +325,7 @@ void Model::fit(const EventBatch& e, uint32_t epochs, int num_threads) {
     }
     failure.run([&] {
       Resolved& r = events[i];
-      r.label = e.labels != nullptr ? e.labels[i] : 1.0f;
-      r.weight = e.weights != nullptr ? e.weights[i] : 1.0f;
-      const double t = e.timestamps != nullptr ? e.timestamps[i] : now;
-      const uint32_t g = generation();
-      users_.touch(r.user, t, g);
-      items_.touch(r.item, t, g);
-      if (r.weight > 0.0f && is_positive(r.label)) seen_.add(r.user, r.item);
+      record(e, static_cast<size_t>(i), now, r);
       label_sum += double(r.weight) * r.label;
       weight_sum += r.weight;
     });

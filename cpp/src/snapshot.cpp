@@ -511,14 +511,31 @@ void save_snapshot(const Model& m, const std::string& path) {
   m.last_cut_ = cut;
 }
 
+// A whole file read and verified (checksums, trailer) before anything is applied.
+struct FileImage {
+  SnapshotHeader header;
+  TableImage users, items;
+  std::vector<std::vector<uint64_t>> seen;
+};
+
+static FileImage read_file(Reader& r, uint32_t kind) {
+  FileImage f;
+  f.header = read_header(r, kind);
+  const bool acc = f.header.config.optimizer == Optimizer::kAdagrad;
+  f.users = read_rows(r, f.header.config.dim, acc, "users");
+  f.items = read_rows(r, f.header.config.dim, acc, "items");
+  f.seen = read_seen(r, f.users.rows);
+  r.finish();
+  return f;
+}
+
 std::unique_ptr<Model> load_snapshot(const std::string& path) {
   Reader r(path);
-  const SnapshotHeader h = read_header(r, kFullSnapshot);
-  const bool acc = h.config.optimizer == Optimizer::kAdagrad;
-  const TableImage users = read_rows(r, h.config.dim, acc, "users");
-  const TableImage items = read_rows(r, h.config.dim, acc, "items");
-  const auto seen = read_seen(r, users.rows);
-  r.finish();
+  const FileImage f = read_file(r, kFullSnapshot);
+  const SnapshotHeader& h = f.header;
+  const TableImage& users = f.users;
+  const TableImage& items = f.items;
+  const auto& seen = f.seen;
 
   // Everything is verified; build the model. Row order is preserved, so row indices (and
   // with them negative sampling and tie-breaking) are identical to the saved model's.
@@ -577,12 +594,12 @@ void save_delta(const Model& m, const std::string& path) {
 void apply_delta(Model& m, const std::string& path) {
   std::lock_guard<std::mutex> lock(m.persist_mutex_);
   Reader r(path);
-  const SnapshotHeader h = read_header(r, kDelta);
+  const FileImage f = read_file(r, kDelta);
+  const SnapshotHeader& h = f.header;
+  const TableImage& users = f.users;
+  const TableImage& items = f.items;
+  const auto& seen = f.seen;
   const bool acc = h.config.optimizer == Optimizer::kAdagrad;
-  const TableImage users = read_rows(r, h.config.dim, acc, "users");
-  const TableImage items = read_rows(r, h.config.dim, acc, "items");
-  const auto seen = read_seen(r, users.rows);
-  r.finish();
   if (h.config.dim != m.config_.dim || h.config.optimizer != m.config_.optimizer || h.config.loss != m.config_.loss ||
       h.config.popularity_negatives != m.config_.popularity_negatives)
     throw DeltaOrderError(path + ": this delta is for a model with another configuration");

@@ -123,7 +123,10 @@ class Model {
   // One Hogwild epoch: part p of `bounds` is shuffled and trained by one thread.
   void train_epoch(std::vector<Resolved>& events, const std::vector<int64_t>& bounds, uint64_t call, uint32_t epoch,
                    std::vector<float>& scratch, std::vector<uint32_t>& negatives);
+  // IDs -> rows (new IDs get rows), then record().
   Resolved resolve(const EventBatch& events, size_t i, double now);
+  // Fills label and weight of event i, touches its rows' metadata, records a positive.
+  void record(const EventBatch& events, size_t i, double now, Resolved& r);
   void mark_trained(const std::vector<Resolved>& events);
   float transform(float raw_score) const noexcept;
   // Fills `query` (stride floats) and the sorted `excluded` rows for a user row (kNotFound:
