@@ -41,10 +41,7 @@ def test_deltas_in_order_make_the_replica_equal_to_the_trainer(tmp_path, variant
 
 def test_a_delta_holds_only_the_rows_that_changed(tmp_path):
     trainer, _ = _pair(tmp_path)
-    # A delta also repeats the rows of the generation just before its cut (a writer may have
-    # marked them late), so the first one after the fit repeats the fit's rows.
-    trainer.save_delta(tmp_path / "overlap")
-    trainer.save_delta(tmp_path / "empty")
+    trainer.save_delta(tmp_path / "empty")  # nothing changed since the snapshot
     trainer.update_one(1, 2)
     trainer.save_delta(tmp_path / "small")
     full = (tmp_path / "base").stat().st_size
@@ -68,9 +65,52 @@ def test_gaps_reordering_and_foreign_bases_are_refused_and_change_nothing(tmp_pa
     other.update_one(5, 6)
     other.save_delta(tmp_path / "other-d1")
     mid = fingerprint(replica, USERS, ITEMS)
-    with pytest.raises(rt.DeltaOrderError, match="another base"):
+    with pytest.raises(rt.DeltaOrderError, match="another model's lineage"):
         replica.apply_delta(tmp_path / "other-d1")
     assert fingerprint(replica, USERS, ITEMS) == mid != before
+
+
+def test_a_copy_from_a_later_snapshot_continues_the_same_delta_chain(tmp_path):
+    trainer, early = _pair(tmp_path)
+    for n in (1, 2):
+        trainer.update_one(n, n + 1)
+        trainer.save_delta(tmp_path / f"d{n}")
+    trainer.save(tmp_path / "compacted")  # a later snapshot: records delta 2, cuts nothing
+    trainer.update_one(9, 99)
+    trainer.save_delta(tmp_path / "d3")
+    late = rt.Recommender.load(tmp_path / "compacted", num_threads=1)
+    assert late.snapshot_position == (trainer.snapshot_position[0], 2)
+    late.apply_delta(tmp_path / "d3")
+    for n in (1, 2, 3):
+        early.apply_delta(tmp_path / f"d{n}")  # the copy that followed every delta goes on too
+    for copy in (late, early):
+        assert fingerprint(copy, USERS + [9], ITEMS + [99]) == fingerprint(trainer, USERS + [9], ITEMS + [99])
+
+
+def test_a_change_made_while_a_delta_is_cut_is_never_lost(tmp_path):
+    """Writers hammer the model while deltas are cut; a replica fed every delta ends equal."""
+    import threading
+
+    trainer, replica = _pair(tmp_path)
+    stop = threading.Event()
+
+    def write():
+        rng = np.random.default_rng(5)
+        while not stop.is_set():
+            trainer.update(rng.integers(0, 40, 8), rng.integers(0, 80, 8))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        for n in range(1, 30):
+            trainer.save_delta(tmp_path / f"c{n}")
+            replica.apply_delta(tmp_path / f"c{n}")
+    finally:
+        stop.set()
+        writer.join(30)
+    trainer.save_delta(tmp_path / "final")
+    replica.apply_delta(tmp_path / "final")
+    assert fingerprint(replica, USERS, ITEMS + [60, 70, 79]) == fingerprint(trainer, USERS, ITEMS + [60, 70, 79])
 
 
 def test_delta_without_a_base_snapshot_and_wrong_file_kinds(tmp_path):

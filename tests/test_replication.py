@@ -47,25 +47,56 @@ def test_nothing_changed_means_no_delta_and_close_flushes_the_last_one(tmp_path)
     assert pub.deltas_written == 0
     rec.update_one(3, 4, 2.0)
     pub.close()  # the final delta is written even if the thread had no time to
-    replica = rt.Recommender.load(tmp_path / "snapshot-000001.rtrec")
+    replica = rt.Recommender.load(tmp_path / "snapshot-00000000.rtrec")
     for name in sorted(os.listdir(tmp_path)):
         if name.startswith("delta-"):
             replica.apply_delta(tmp_path / name)
     assert replica.predict([3], [4])[0] == rec.predict([3], [4])[0]
 
 
-def test_compaction_moves_replicas_to_the_new_base_and_prunes_old_files(tmp_path):
+def test_an_up_to_date_replica_follows_deltas_across_compactions(tmp_path):
     rec = _trainer()
-    with rt.Publisher(rec, tmp_path, interval=0.01, compact_every=3) as pub, \
+    with rt.Publisher(rec, tmp_path, interval=60, compact_every=3) as pub, \
             rt.Replica(tmp_path, poll_interval=0.005) as rep:
         for i in range(12):
             rec.update_one(i, 1000 + i, 4.0)
             pub.flush()
-        assert pub.snapshots_written >= 3
-        assert _wait_for(lambda: rep.position[0] == pub._base and
-                         rep.predict([11], [1011])[0] == rec.predict([11], [1011])[0])
-    bases = {int(n.split("-")[1].split(".")[0]) for n in os.listdir(tmp_path)}
-    assert len(bases) <= 2  # only the newest two bases are kept
+            assert _wait_for(lambda: rep.position == rec.snapshot_position)
+        assert pub.snapshots_written >= 4
+        assert rep.snapshots_loaded == 1  # never reloaded: compaction does not stall it
+        assert rep.predict([11], [1011])[0] == rec.predict([11], [1011])[0]
+    snapshots = sorted(n for n in os.listdir(tmp_path) if n.startswith("snapshot-"))
+    deltas = sorted(n for n in os.listdir(tmp_path) if n.startswith("delta-"))
+    assert len(snapshots) == 2  # older snapshots and the deltas before them are pruned
+    assert all(d[6:14] > snapshots[0][9:17] for d in deltas)
+
+
+def test_a_replica_that_fell_behind_pruned_deltas_jumps_to_the_newest_snapshot(tmp_path):
+    rec = _trainer()
+    with rt.Publisher(rec, tmp_path, interval=60, compact_every=2) as pub:
+        rep = rt.Replica(tmp_path, poll_interval=3600)  # effectively paused
+        for i in range(9):
+            rec.update_one(i, 3000 + i, 2.0)
+            pub.flush()
+        rep._catch_up()  # what its thread would do on the next poll
+        assert rep.position == rec.snapshot_position and rep.snapshots_loaded == 2
+        rep.close()
+
+
+def test_a_new_model_takes_over_a_directory_and_replicas_switch_to_it(tmp_path):
+    old = _trainer()
+    with rt.Publisher(old, tmp_path, interval=60) as pub:
+        old.update_one(1, 2, 3.0)
+        pub.flush()
+    rep = rt.Replica(tmp_path, poll_interval=3600)
+    new = rt.Recommender(dim=8, loss="squared", num_threads=1, seed=5).fit([7], [8], [4.0], epochs=1)
+    with rt.Publisher(new, tmp_path, interval=60) as pub:
+        new.update_one(7, 9, 5.0)
+        pub.flush()
+        rep._catch_up()
+        assert rep.position == new.snapshot_position
+        assert rep.predict([7], [9])[0] == new.predict([7], [9])[0]
+    rep.close()
 
 
 def test_a_late_replica_starts_from_the_newest_base(tmp_path):
@@ -75,7 +106,7 @@ def test_a_late_replica_starts_from_the_newest_base(tmp_path):
             rec.update_one(i, 2000 + i, 3.0)
             pub.flush()
     with rt.Replica(tmp_path) as rep:
-        assert rep.position[0] == max(int(n[9:15]) for n in os.listdir(tmp_path) if n.startswith("snapshot-"))
+        assert rep.position == rec.snapshot_position
         np.testing.assert_array_equal(rep.predict(np.arange(7), 2000 + np.arange(7)),
                                       rec.predict(np.arange(7), 2000 + np.arange(7)))
 

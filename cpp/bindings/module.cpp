@@ -130,6 +130,17 @@ PYBIND11_MODULE(_core, m) {
   m.def("hash_string_id", [](const std::string& s) { return rtrec::hash_string_id(s); });
   py::register_exception<rtrec::SnapshotError>(m, "SnapshotError", PyExc_ValueError);
   py::register_exception<rtrec::DeltaOrderError>(m, "DeltaOrderError", PyExc_ValueError);
+  m.def(
+      "peek_snapshot",
+      [](const std::string& path) {
+        rtrec::SnapshotPosition p;
+        {
+          py::gil_scoped_release release;
+          p = rtrec::peek_snapshot(path);
+        }
+        return py::make_tuple(p.full ? "snapshot" : "delta", p.lineage, p.sequence);
+      },
+      py::arg("path"), "(kind, lineage, sequence) from a snapshot or delta file's verified header.");
 
   py::class_<Model>(m, "Model")
       .def(py::init([](uint32_t dim, const std::string& loss, const std::string& optimizer, float learning_rate,
@@ -280,7 +291,7 @@ PYBIND11_MODULE(_core, m) {
             rtrec::apply_delta(model, path);
           },
           py::arg("path"))
-      .def_property_readonly("base_id", &Model::base_id)
+      .def_property_readonly("lineage", &Model::lineage)
       .def_property_readonly("sequence", &Model::sequence)
       .def_static(
           "load",

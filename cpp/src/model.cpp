@@ -353,14 +353,13 @@ void Model::mark_trained(const std::vector<Resolved>& events) {
   // Epochs change rows without marking them (a store per row per step would cost a cache
   // line each); marking afterwards puts every row this fit changed into the next delta,
   // whatever generation a delta cut while the fit ran. BPR negatives can be any item.
-  const uint32_t g = generation();
   for (const Resolved& r : events) {
-    users_.mark(r.user, g);
-    items_.mark(r.item, g);
+    users_.mark(r.user, generation_);
+    items_.mark(r.item, generation_);
   }
   if (config_.loss == Loss::kBpr) {
     const uint32_t n_items = items_.size();
-    for (uint32_t i = 0; i < n_items; ++i) items_.mark(i, g);
+    for (uint32_t i = 0; i < n_items; ++i) items_.mark(i, generation_);
   }
 }
 
@@ -387,14 +386,12 @@ void Model::update(const EventBatch& e) {
     if (config_.loss == Loss::kBpr && r.label > 0.0f && config_.popularity_negatives) pool_add(r.item);
     if (config_.loss == Loss::kBpr) draw_negatives(r.item, items_.size(), rng, negatives.data());
     train_one(step, r, negatives.data(), buffer, applied, skipped);
-    // Marked again after the step: a delta cut between resolve() and the step must not
-    // leave this change out of the next one.
-    const uint32_t g = generation();
-    users_.mark(r.user, g);
-    items_.mark(r.item, g);
+    // Marked after the step (see EmbeddingTable::mark): the change goes into a delta.
+    users_.mark(r.user, generation_);
+    items_.mark(r.item, generation_);
     if (config_.loss == Loss::kBpr)
       for (uint32_t s = 0; s < config_.negatives; ++s)
-        if (negatives[s] != kNoRow) items_.mark(negatives[s], g);
+        if (negatives[s] != kNoRow) items_.mark(negatives[s], generation_);
   }
   updates_.fetch_add(applied, std::memory_order_relaxed);
   skipped_.fetch_add(skipped, std::memory_order_relaxed);

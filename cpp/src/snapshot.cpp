@@ -26,7 +26,7 @@ namespace {
 constexpr char kMagic[8] = {'R', 'T', 'R', 'E', 'C', 'S', 'N', 'P'};
 constexpr char kDeltaMagic[8] = {'R', 'T', 'R', 'E', 'C', 'D', 'L', 'T'};
 constexpr char kEndMagic[8] = {'R', 'T', 'R', 'E', 'C', 'E', 'N', 'D'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;  // 2: lineage + sequence in the header, 4-lane checksum
 constexpr uint32_t kFullSnapshot = 0;
 constexpr uint32_t kDelta = 1;
 constexpr uint32_t kMaxDim = 1u << 16;
@@ -377,7 +377,7 @@ struct SnapshotHeader {
   double label_sum, weight_sum;
   float global_bias;
   uint64_t updates, skipped, calls;
-  uint64_t base_id, sequence;  // full: its own id and 0; delta: the base's id and its number
+  uint64_t lineage, sequence;  // the deltas' lineage; full: last delta before it, delta: its number
   std::vector<uint32_t> pool;   // popularity-negative pool (full snapshots; empty in deltas)
   uint64_t pool_written = 0;
 };
@@ -402,7 +402,7 @@ static void write_header(Writer& w, const SnapshotHeader& h) {
   w.value<uint64_t>(h.updates);
   w.value<uint64_t>(h.skipped);
   w.value<uint64_t>(h.calls);
-  w.value<uint64_t>(h.base_id);
+  w.value<uint64_t>(h.lineage);
   w.value<uint64_t>(h.sequence);
   w.value<uint32_t>(c.popularity_negatives ? 1 : 0);
   w.value<uint64_t>(h.pool_written);
@@ -441,7 +441,7 @@ static SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   h.updates = r.value<uint64_t>();
   h.skipped = r.value<uint64_t>();
   h.calls = r.value<uint64_t>();
-  h.base_id = r.value<uint64_t>();
+  h.lineage = r.value<uint64_t>();
   h.sequence = r.value<uint64_t>();
   const uint32_t popularity = r.value<uint32_t>();
   h.pool_written = r.value<uint64_t>();
@@ -459,7 +459,7 @@ static SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   return h;
 }
 
-SnapshotHeader header_of(const Model& m, uint32_t kind, uint64_t base_id, uint64_t sequence) {
+SnapshotHeader header_of(const Model& m, uint32_t kind, uint64_t lineage, uint64_t sequence) {
   SnapshotHeader h;
   h.kind = kind;
   h.config = m.config_;
@@ -469,7 +469,7 @@ SnapshotHeader header_of(const Model& m, uint32_t kind, uint64_t base_id, uint64
   h.updates = m.updates_.load(std::memory_order_relaxed);
   h.skipped = m.skipped_.load(std::memory_order_relaxed);
   h.calls = m.calls_.load(std::memory_order_relaxed);
-  h.base_id = base_id;
+  h.lineage = lineage;
   h.sequence = sequence;
   if (kind == kFullSnapshot) {  // replicas do not train: deltas leave the pool out
     h.pool_written = m.pool_written_.load(std::memory_order_relaxed);
@@ -492,23 +492,24 @@ void restore_counters(Model& m, const SnapshotHeader& h) {
 
 void save_snapshot(const Model& m, const std::string& path) {
   std::lock_guard<std::mutex> lock(m.persist_mutex_);
-  // Writers mark rows with the new generation from here on, so rows that change while this
-  // file is written (and after) go into the next delta.
-  const uint32_t cut = m.generation_.fetch_add(1, std::memory_order_relaxed);
-  const uint64_t id = fresh_id();
+  // The first snapshot starts the lineage: deltas from here on hold only what changed after
+  // this cut. Later snapshots do not cut: replicas that follow the deltas must still get
+  // every change, and a copy loaded from this file may apply the next delta as well (it
+  // repeats rows the file already has, with values as new or newer; deltas are idempotent).
+  if (m.lineage_ == 0) {
+    m.lineage_ = fresh_id();
+    m.next_since_ = m.generation_.fetch_add(1, std::memory_order_seq_cst) + 1;
+  }
   // The rows that exist now are the snapshot; rows created while it is written are left
   // for the next delta, and so are seen pairs that name them.
   const uint32_t users = m.users_.size();
   const uint32_t items = m.items_.size();
   write_atomically(path, [&](Writer& w) {
-    write_header(w, header_of(m, kFullSnapshot, id, 0));
+    write_header(w, header_of(m, kFullSnapshot, m.lineage_, m.sequence_));
     write_rows(w, m.users_, all_rows(users));
     write_rows(w, m.items_, all_rows(items));
     write_seen(w, m, m.seen_, m.items_, all_rows(users), items);
   });
-  m.base_id_ = id;
-  m.sequence_ = 0;
-  m.last_cut_ = cut;
 }
 
 // A whole file read and verified (checksums, trailer) before anything is applied.
@@ -560,8 +561,11 @@ std::unique_ptr<Model> load_snapshot(const std::string& path) {
     m->pool_[i].store(h.pool[i], std::memory_order_relaxed);
   }
   m->pool_written_.store(h.pool_written, std::memory_order_relaxed);
-  m->base_id_ = h.base_id;
-  m->sequence_ = 0;
+  // The copy continues the lineage at the file's position: if it trains and publishes, its
+  // next delta holds what changed after loading (restored rows are unmarked).
+  m->lineage_ = h.lineage;
+  m->sequence_ = h.sequence;
+  m->next_since_ = 1;
   return m;
 }
 
@@ -569,26 +573,35 @@ std::unique_ptr<Model> load_snapshot(const std::string& path) {
 
 void save_delta(const Model& m, const std::string& path) {
   std::lock_guard<std::mutex> lock(m.persist_mutex_);
-  if (m.base_id_ == 0)
+  if (m.lineage_ == 0)
     throw DeltaOrderError("this model has no base snapshot: save (or load) a full snapshot before the first delta");
-  const uint32_t cut = m.generation_.fetch_add(1, std::memory_order_relaxed);
-  // Rows marked since the previous cut, that cut's own generation included: a writer that
-  // read the generation just before the previous file was cut may have marked its row with
-  // it after that file scanned the row. Such rows are sent twice, which is harmless.
-  const uint32_t since = m.last_cut_;
+  // Writers re-mark a row if a cut lands while they mark it (EmbeddingTable::mark), so
+  // every change since the previous cut carries a generation >= next_since_.
+  const uint32_t cut = m.generation_.fetch_add(1, std::memory_order_seq_cst);
   const uint32_t n_users = m.users_.size();
   const uint32_t n_items = m.items_.size();
-  const std::vector<uint32_t> users = rows_since(m.users_, n_users, since);
-  const std::vector<uint32_t> items = rows_since(m.items_, n_items, since);
+  const std::vector<uint32_t> users = rows_since(m.users_, n_users, m.next_since_);
+  const std::vector<uint32_t> items = rows_since(m.items_, n_items, m.next_since_);
   const uint64_t sequence = m.sequence_ + 1;
   write_atomically(path, [&](Writer& w) {
-    write_header(w, header_of(m, kDelta, m.base_id_, sequence));
+    write_header(w, header_of(m, kDelta, m.lineage_, sequence));
     write_rows(w, m.users_, users);
     write_rows(w, m.items_, items);
     write_seen(w, m, m.seen_, m.items_, users, n_items);
   });
+  // Only after success: a failed delta leaves the next one to carry its rows.
   m.sequence_ = sequence;
-  m.last_cut_ = cut;
+  m.next_since_ = cut + 1;
+}
+
+SnapshotPosition peek_snapshot(const std::string& path) {
+  Reader r(path);
+  char magic[8];
+  r.bytes(magic, sizeof magic);
+  const bool delta = std::memcmp(magic, kDeltaMagic, sizeof magic) == 0;
+  Reader again(path);  // read_header checks the magic itself
+  const SnapshotHeader h = read_header(again, delta ? kDelta : kFullSnapshot);
+  return SnapshotPosition{!delta, h.lineage, h.sequence};
 }
 
 void apply_delta(Model& m, const std::string& path) {
@@ -603,8 +616,8 @@ void apply_delta(Model& m, const std::string& path) {
   if (h.config.dim != m.config_.dim || h.config.optimizer != m.config_.optimizer || h.config.loss != m.config_.loss ||
       h.config.popularity_negatives != m.config_.popularity_negatives)
     throw DeltaOrderError(path + ": this delta is for a model with another configuration");
-  if (h.base_id != m.base_id_)
-    throw DeltaOrderError(path + ": this delta extends another base snapshot than the one this model was loaded from");
+  if (h.lineage != m.lineage_)
+    throw DeltaOrderError(path + ": this delta belongs to another model's lineage than the one this copy was loaded from");
   if (h.sequence != m.sequence_ + 1)
     throw DeltaOrderError(path + ": delta " + std::to_string(h.sequence) + " does not follow delta " +
                           std::to_string(m.sequence_) + " (deltas must be applied in order, without gaps)");

@@ -240,17 +240,20 @@ class Recommender:
         self._model.save(os.fspath(path))
 
     def save_delta(self, path: str | os.PathLike) -> None:
-        """Write the rows that changed since this model's last ``save``/``save_delta``
-        (values, optimizer state, metadata, seen items; new IDs included), tagged with the
-        base snapshot's identity and the next sequence number. Atomic like ``save``. Raises
-        ``DeltaOrderError`` if no full snapshot was saved or loaded first."""
+        """Write the rows that changed since the previous delta (or, for the first one, since
+        the first ``save``): values, optimizer state, metadata, seen items, new IDs included.
+        Deltas are numbered 1, 2, ... within the model's lineage (started by its first
+        ``save``); a copy loaded from any snapshot of the lineage applies the deltas that
+        follow that snapshot, and a copy that applied every delta keeps going across later
+        snapshots. Atomic like ``save``. Raises ``DeltaOrderError`` if no full snapshot was
+        saved or loaded first."""
         self._model.save_delta(os.fspath(path))
 
     def apply_delta(self, path: str | os.PathLike) -> None:
-        """Apply a delta written by the model this one was loaded from (see ``save_delta``).
-        The file is verified whole first; a delta for another base snapshot, out of order or
-        with a gap raises ``DeltaOrderError`` and changes nothing. Readers in other threads
-        keep serving while the rows are overwritten."""
+        """Apply the next delta of the lineage this copy was loaded from (see
+        ``save_delta``). The file is verified whole first; a delta of another lineage, out of
+        order or after a gap raises ``DeltaOrderError`` and changes nothing. Readers in other
+        threads keep serving while the rows are overwritten."""
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no delta file at {path!r}")
@@ -258,8 +261,9 @@ class Recommender:
 
     @property
     def snapshot_position(self) -> tuple[int, int]:
-        """(base snapshot id, last delta sequence number) this model saved or applied."""
-        return self._model.base_id, self._model.sequence
+        """(lineage id, number of the last delta saved or applied); (0, 0) before the
+        first ``save``/``load``."""
+        return self._model.lineage, self._model.sequence
 
     @classmethod
     def load(cls, path: str | os.PathLike, num_threads: int | None = None) -> Recommender:
@@ -267,7 +271,9 @@ class Recommender:
         checksums) before a model is built; a truncated, corrupted, wrong-version or
         non-snapshot file raises ``rtrec_native.SnapshotError`` (a ValueError) and nothing
         is returned. The loaded model predicts, recommends and (with one thread and the
-        same calls) keeps training exactly like the saved one."""
+        same calls) keeps training exactly like the saved one. It continues the saved
+        model's delta lineage: it can apply the deltas written after the snapshot, or, as a
+        restarted trainer, publish the next ones."""
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no snapshot file at {path!r}")

@@ -1,17 +1,19 @@
-"""Trainer -> replicas: a publisher writes a full snapshot then deltas into a directory, and
-replicas in other processes follow it and serve from an up-to-date copy.
+"""Trainer -> replicas: a publisher writes a full snapshot and then deltas into a
+directory; replicas in other processes follow it and serve from an up-to-date copy.
 
 Directory layout (every file appears atomically, by rename, so a reader never sees a
 partial one)::
 
-    snapshot-000003.rtrec            full snapshot, base number 3
-    delta-000003-00000001.rtrec      first delta on base 3
-    delta-000003-00000002.rtrec      ...
+    snapshot-00000000.rtrec     full snapshot taken after delta 0 (i.e. before any delta)
+    delta-00000001.rtrec        the rows changed since then
+    delta-00000002.rtrec        ...
+    snapshot-00000600.rtrec     compaction: a full snapshot taken after delta 600
 
-A new base (compaction) is written from time to time so that a replica that starts late
-does not replay a long chain. Files of bases older than the previous one are removed; a
-replica still reading one keeps its open file (POSIX), and a replica that falls behind a
-removed delta jumps to the newest base.
+Deltas form one numbered chain (the model's lineage). A replica loads the newest snapshot
+and applies the deltas after it; a replica that is up to date just keeps applying deltas
+across compactions, so compaction never stalls it. Snapshots only serve replicas that start
+or fall behind. Old files are pruned: the two newest snapshots and the deltas after the older
+of them are kept; a replica that finds the delta it needs pruned reloads the newest snapshot.
 """
 
 from __future__ import annotations
@@ -25,54 +27,76 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
 from .recommender import Recommender
 
 __all__ = ["Publisher", "Replica", "restore_latest"]
 
-_SNAPSHOT = re.compile(r"^snapshot-(\d{6,})\.rtrec$")
-_DELTA = re.compile(r"^delta-(\d{6,})-(\d{8,})\.rtrec$")
+_SNAPSHOT = re.compile(r"^snapshot-(\d{8,})\.rtrec$")
+_DELTA = re.compile(r"^delta-(\d{8,})\.rtrec$")
 
 
-def _snapshot_name(base: int) -> str:
-    return f"snapshot-{base:06d}.rtrec"
+def _snapshot_name(sequence: int) -> str:
+    return f"snapshot-{sequence:08d}.rtrec"
 
 
-def _delta_name(base: int, sequence: int) -> str:
-    return f"delta-{base:06d}-{sequence:08d}.rtrec"
+def _delta_name(sequence: int) -> str:
+    return f"delta-{sequence:08d}.rtrec"
 
 
-def _bases(directory: Path) -> list[int]:
-    """Base numbers of the complete snapshots in `directory`, ascending."""
+def _listing(directory: Path) -> tuple[list[int], list[int]]:
+    """Sequence numbers of the snapshots and of the deltas in `directory`, ascending."""
     try:
         names = os.listdir(directory)
     except FileNotFoundError:
-        return []
-    return sorted(int(m.group(1)) for m in map(_SNAPSHOT.match, names) if m)
+        return [], []
+    snapshots = sorted(int(m.group(1)) for m in map(_SNAPSHOT.match, names) if m)
+    deltas = sorted(int(m.group(1)) for m in map(_DELTA.match, names) if m)
+    return snapshots, deltas
+
+
+def _file_identity(path: Path) -> tuple[int, int, int]:
+    """Tells a replaced file from the original (a new file may reuse the inode number)."""
+    st = os.stat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _apply_following(rec: Recommender, directory: Path) -> int:
+    """Apply the deltas that follow `rec`'s position, in order; returns how many."""
+    applied = 0
+    while True:
+        path = directory / _delta_name(rec.snapshot_position[1] + 1)
+        try:
+            rec.apply_delta(path)
+        except FileNotFoundError:
+            return applied
+        applied += 1
 
 
 def restore_latest(directory: str | os.PathLike, num_threads: int | None = None) -> Recommender | None:
     """The newest state a publisher left in `directory`: its newest full snapshot with every
-    delta that follows it applied (None if there is no snapshot). Used to restart a trainer
-    or a service after a crash or a shutdown."""
+    delta after it applied (None if there is no snapshot). Restarts a trainer or a service
+    after a crash or a shutdown; the result continues the same lineage, so replicas that
+    follow the directory keep following it."""
     directory = Path(directory)
-    for base in reversed(_bases(directory)):
+    for sequence in reversed(_listing(directory)[0]):
         try:
-            rec = Recommender.load(directory / _snapshot_name(base), num_threads=num_threads)
-        except FileNotFoundError:
+            rec = Recommender.load(directory / _snapshot_name(sequence), num_threads=num_threads)
+        except FileNotFoundError:  # pruned meanwhile
             continue
-        sequence = 1
-        while (directory / _delta_name(base, sequence)).is_file():
-            rec.apply_delta(directory / _delta_name(base, sequence))
-            sequence += 1
+        _apply_following(rec, directory)
         return rec
     return None
 
 
 class Publisher:
     """Publishes a live model for replicas: a full snapshot at once, then a delta of the rows
-    that changed every ``interval`` seconds (none when nothing changed), and a fresh full
-    snapshot every ``compact_every`` deltas. Runs in a daemon thread next to the trainer;
-    training and serving in this process go on while files are written.
+    that changed every ``interval`` seconds (none when nothing changed), and a full snapshot
+    every ``compact_every`` deltas for replicas that start late. Runs in a daemon thread next
+    to the trainer; training and serving in this process go on while files are written.
+
+    The directory belongs to one model's lineage: files of another lineage found there at
+    start (an older, unrelated model) are removed, so replicas cannot mix the two.
 
     Args:
         rec: the model being trained.
@@ -97,13 +121,11 @@ class Publisher:
         self._lock = threading.Lock()  # one writer of files at a time (thread vs flush/close)
         self._stop = threading.Event()
         self._error: BaseException | None = None
-        existing = _bases(self._dir)
-        self._base = (existing[-1] + 1) if existing else 1
-        self._sequence = 0
         self._last_state: tuple | None = None
         self.deltas_written = 0
         self.snapshots_written = 0
         with self._lock:
+            self._remove_other_lineages()
             self._write_snapshot()
         self._thread = threading.Thread(target=self._run, name="rtrec-publisher", daemon=True)
         self._thread.start()
@@ -112,42 +134,56 @@ class Publisher:
     def directory(self) -> Path:
         return self._dir
 
+    def _remove_other_lineages(self) -> None:
+        lineage = self._rec.snapshot_position[0]
+        snapshots, _ = _listing(self._dir)
+        if not snapshots:
+            return
+        try:
+            _, theirs, _ = _core.peek_snapshot(str(self._dir / _snapshot_name(snapshots[-1])))
+        except (OSError, ValueError):
+            theirs = None  # unreadable: not ours either
+        if theirs == lineage and lineage != 0:
+            return
+        for name in os.listdir(self._dir):
+            if _SNAPSHOT.match(name) or _DELTA.match(name):
+                (self._dir / name).unlink(missing_ok=True)
+
     def _state(self) -> tuple:
         s = self._rec.stats()
         return (s["updates"], s["skipped_updates"], s["n_users"], s["n_items"], s["seen_pairs"])
 
     def _write_snapshot(self) -> None:
         state = self._state()
-        self._rec.save(self._dir / _snapshot_name(self._base))
-        self._sequence = 0
-        self._last_state = state
+        sequence = self._rec.snapshot_position[1]
+        self._rec.save(self._dir / _snapshot_name(sequence))
+        if self._last_state is None:
+            self._last_state = state
         self.snapshots_written += 1
-        self._remove_old_bases()
+        self._prune()
 
-    def _remove_old_bases(self) -> None:
-        keep = {self._base, self._base - 1}
-        for name in os.listdir(self._dir):
-            m = _SNAPSHOT.match(name) or _DELTA.match(name)
-            if m and int(m.group(1)) not in keep:
-                try:
-                    os.unlink(self._dir / name)
-                except FileNotFoundError:
-                    pass
+    def _prune(self) -> None:
+        snapshots, deltas = _listing(self._dir)
+        if len(snapshots) <= 2:
+            return
+        oldest_kept = snapshots[-2]
+        for sequence in snapshots[:-2]:
+            (self._dir / _snapshot_name(sequence)).unlink(missing_ok=True)
+        for sequence in deltas:
+            if sequence <= oldest_kept:
+                (self._dir / _delta_name(sequence)).unlink(missing_ok=True)
 
     def flush(self) -> bool:
-        """Write a delta now if anything changed since the last file; True if one was written."""
+        """Write a delta now if anything changed since the last one; True if one was written."""
         with self._lock:
             state = self._state()
             if state == self._last_state:
                 return False
-            if self._sequence >= self._compact_every:
-                self._base += 1
-                self._write_snapshot()
-                return True
-            self._sequence += 1
-            self._rec.save_delta(self._dir / _delta_name(self._base, self._sequence))
+            self._rec.save_delta(self._dir / _delta_name(self._rec.snapshot_position[1] + 1))
             self._last_state = state
             self.deltas_written += 1
+            if self._rec.snapshot_position[1] % self._compact_every == 0:
+                self._write_snapshot()
             return True
 
     def _run(self) -> None:
@@ -175,10 +211,10 @@ class Publisher:
 
 class Replica:
     """A read-only model that follows a publisher's directory: it opens the newest full
-    snapshot, applies the deltas as they appear (every ``poll_interval`` seconds, in a daemon
-    thread) and moves to a newer snapshot when the publisher compacts. ``predict``,
-    ``recommend`` and ``recommend_batch`` behave as on :class:`Recommender` and keep
-    answering while deltas are applied.
+    snapshot and applies the deltas as they appear (checking every ``poll_interval`` seconds
+    in a daemon thread). ``predict``, ``recommend`` and ``recommend_batch`` behave as on
+    :class:`Recommender` and keep answering while deltas are applied. It reloads a snapshot
+    only when it has fallen behind pruned deltas or the directory changed lineage.
 
     Args:
         directory: the publisher's directory.
@@ -197,11 +233,9 @@ class Replica:
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self.deltas_applied = 0
+        self.snapshots_loaded = 0
         deadline = time.monotonic() + timeout
-        while True:
-            rec = self._open_newest()
-            if rec is not None:
-                break
+        while not self._open_newest():
             if time.monotonic() > deadline:
                 raise FileNotFoundError(f"no snapshot appeared in {str(self._dir)!r} within {timeout} s")
             time.sleep(self._poll)
@@ -209,29 +243,51 @@ class Replica:
         self._thread = threading.Thread(target=self._run, name="rtrec-replica", daemon=True)
         self._thread.start()
 
-    def _open_newest(self) -> Recommender | None:
-        for base in reversed(_bases(self._dir)):
+    def _open_newest(self) -> bool:
+        for sequence in reversed(_listing(self._dir)[0]):
+            path = self._dir / _snapshot_name(sequence)
             try:
-                rec = Recommender.load(self._dir / _snapshot_name(base), num_threads=self._threads)
-            except FileNotFoundError:  # removed by compaction meanwhile: try the next
+                identity = _file_identity(path)
+                rec = Recommender.load(path, num_threads=self._threads)
+            except FileNotFoundError:  # pruned meanwhile: try the next
                 continue
-            self._rec, self._base = rec, base  # one reference swap: readers see old or new
-            return rec
-        return None
+            self._rec = rec  # one reference swap: readers see the old model or the new one
+            self._loaded = (path, identity)
+            self._newest_seen = sequence
+            self.snapshots_loaded += 1
+            return True
+        return False
+
+    def _directory_restarted(self, newest_snapshot: int) -> bool:
+        """A new model took the directory over (its publisher removed our lineage's files):
+        the newest snapshot went back in sequence, or the file we loaded was replaced."""
+        went_back = newest_snapshot < self._newest_seen
+        self._newest_seen = max(self._newest_seen, newest_snapshot)
+        if went_back:
+            return True
+        path, identity = self._loaded
+        try:
+            return _file_identity(path) != identity
+        except FileNotFoundError:
+            return False  # pruned by compaction: normal
 
     def _catch_up(self) -> None:
-        """Apply every delta that follows the current position; move to a newer base first."""
-        newest = _bases(self._dir)
-        if newest and newest[-1] > self._base:
+        try:
+            self.deltas_applied += _apply_following(self._rec, self._dir)
+        except _core.DeltaOrderError as exc:  # another lineage took over the directory
+            if not self._open_newest():
+                raise exc
+            return
+        # The next delta is not there. If a snapshot past our position exists, that delta
+        # was written before it and has since been pruned: we fell behind, so jump ahead.
+        snapshots, _ = _listing(self._dir)
+        if not snapshots:
+            return
+        behind = snapshots[-1] > self._rec.snapshot_position[1] and not (
+            self._dir / _delta_name(self._rec.snapshot_position[1] + 1)).exists()
+        if behind or self._directory_restarted(snapshots[-1]):
             self._open_newest()
-        while True:
-            sequence = self._rec.snapshot_position[1] + 1
-            path = self._dir / _delta_name(self._base, sequence)
-            try:
-                self._rec.apply_delta(path)
-            except FileNotFoundError:
-                return
-            self.deltas_applied += 1
+            self.deltas_applied += _apply_following(self._rec, self._dir)
 
     def _run(self) -> None:
         while not self._stop.wait(self._poll):
@@ -243,12 +299,12 @@ class Replica:
 
     @property
     def position(self) -> tuple[int, int]:
-        """(base number, last delta applied)."""
-        return self._base, self._rec.snapshot_position[1]
+        """(lineage id, last delta applied)."""
+        return self._rec.snapshot_position
 
     @property
     def model(self) -> Recommender:
-        """The current model (read-only use: it is replaced when the publisher compacts)."""
+        """The current model (read-only use: it is replaced when the replica reloads)."""
         return self._rec
 
     def predict(self, users: Any, items: Any) -> np.ndarray:
@@ -262,8 +318,9 @@ class Replica:
 
     def stats(self) -> dict[str, Any]:
         out = self._rec.stats()
-        out["base"], out["sequence"] = self.position
+        out["lineage"], out["sequence"] = self.position
         out["deltas_applied"] = self.deltas_applied
+        out["snapshots_loaded"] = self.snapshots_loaded
         return out
 
     def close(self) -> None:
@@ -278,3 +335,4 @@ class Replica:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+

@@ -69,11 +69,22 @@ class EmbeddingTable {
 
   // Row metadata. Counters are relaxed atomics written with load+store (no lock prefix):
   // concurrent updates of one row may lose a count, like Hogwild loses a gradient.
-  // Records that the row changes in delta generation `generation` (see Model::save_delta).
-  void mark(uint32_t row, uint32_t generation) const noexcept {
-    meta(row).generation.store(generation, std::memory_order_relaxed);
+  // Records, after a change to the row's values, that the row changed in the current delta
+  // generation. A delta cut between reading `current` and storing the mark could scan the
+  // row just before the store and miss it; so the mark is stored and `current` read again
+  // (sequentially consistent: store before load), and re-marked if a cut happened
+  // meanwhile. The change then lands in this delta or the next, never in neither.
+  void mark(uint32_t row, const std::atomic<uint32_t>& current) const noexcept {
+    std::atomic<uint32_t>& slot = meta(row).generation;
+    uint32_t g = current.load(std::memory_order_seq_cst);
+    for (;;) {
+      slot.store(g, std::memory_order_seq_cst);
+      const uint32_t now = current.load(std::memory_order_seq_cst);
+      if (now == g) return;
+      g = now;
+    }
   }
-  uint32_t generation(uint32_t row) const noexcept { return meta(row).generation.load(std::memory_order_relaxed); }
+  uint32_t generation(uint32_t row) const noexcept { return meta(row).generation.load(std::memory_order_seq_cst); }
 
   void touch(uint32_t row, double time, uint32_t generation) const noexcept {
     RowMeta& m = meta(row);

@@ -94,7 +94,7 @@ class Model {
   friend std::unique_ptr<Model> load_snapshot(const std::string& path);
   friend void save_delta(const Model& model, const std::string& path);
   friend void apply_delta(Model& model, const std::string& path);
-  friend SnapshotHeader header_of(const Model& m, uint32_t kind, uint64_t base_id, uint64_t sequence);
+  friend SnapshotHeader header_of(const Model& m, uint32_t kind, uint64_t lineage, uint64_t sequence);
   friend void restore_counters(Model& m, const SnapshotHeader& h);
 
   struct Resolved {
@@ -148,13 +148,16 @@ class Model {
   std::atomic<uint64_t> skipped_{0};
   std::atomic<uint64_t> calls_{0};  // seeds each call's random streams
 
-  // Persistence. Every change marks its rows with the current generation; a save cuts a new
-  // generation, and a delta holds the rows marked since the previous cut.
+  // Persistence. Every change marks its rows with the current generation; a delta cuts a
+  // new generation and holds the rows marked since the previous cut. The deltas of one
+  // model form a lineage: numbered 1, 2, ... and each applicable to any copy at the
+  // previous number, whether that copy followed every delta or loaded a full snapshot
+  // taken since (a snapshot records the number of the last delta before it).
   mutable std::atomic<uint32_t> generation_{1};  // a save (const) cuts a new generation
   mutable std::mutex persist_mutex_;  // one save/apply at a time; guards the fields below
-  mutable uint32_t last_cut_ = 0;
-  mutable uint64_t base_id_ = 0;   // id of the full snapshot saved or loaded last
-  mutable uint64_t sequence_ = 0;  // last delta saved or applied on that base
+  mutable uint32_t next_since_ = 0;  // the next delta holds rows marked >= this
+  mutable uint64_t lineage_ = 0;     // 0 until the first full snapshot is saved or loaded
+  mutable uint64_t sequence_ = 0;    // last delta saved or applied in that lineage
 
   // Items of recent positives, for popularity-weighted negatives: a fixed array (it never
   // moves, so readers need no lock); fit() refills it with a sample of its events and
@@ -166,9 +169,9 @@ class Model {
 
  public:
   uint32_t generation() const noexcept { return generation_.load(std::memory_order_relaxed); }
-  uint64_t base_id() const {
+  uint64_t lineage() const {
     std::lock_guard<std::mutex> lock(persist_mutex_);
-    return base_id_;
+    return lineage_;
   }
   uint64_t sequence() const {
     std::lock_guard<std::mutex> lock(persist_mutex_);

@@ -41,10 +41,20 @@ void save_snapshot(const Model& model, const std::string& path);
 std::unique_ptr<Model> load_snapshot(const std::string& path);
 
 // Incremental deltas: the rows (values, optimizer state, metadata, seen sets) that changed
-// since the last snapshot or delta this model saved, plus the base snapshot's identity and a
-// sequence number. `apply_delta` verifies the whole file, refuses a delta for another base or
-// out of order, then overwrites the listed rows (creating new IDs) while readers go on.
+// since the previous delta (or the first full snapshot), tagged with the model's lineage and
+// a sequence number. `apply_delta` verifies the whole file, refuses a delta of another
+// lineage or out of order, then overwrites the listed rows (creating new IDs) while readers
+// go on.
 void save_delta(const Model& model, const std::string& path);
 void apply_delta(Model& model, const std::string& path);
+
+// What a file is (full snapshot or delta) and its place in a lineage, from its verified
+// header alone.
+struct SnapshotPosition {
+  bool full;
+  uint64_t lineage;
+  uint64_t sequence;
+};
+SnapshotPosition peek_snapshot(const std::string& path);
 
 }  // namespace rtrec
