@@ -60,6 +60,14 @@ struct ScalarId {
   std::optional<std::string> name;
 };
 
+// int and str IDs never mix on one side: a mismatch is a TypeError, as in the Python layer.
+void check_scalar_kind(const rtrec::EmbeddingTable& table, const ScalarId& id, const char* side) {
+  const IdKind have = table.kind();
+  if (have == IdKind::kUnset || (have == IdKind::kString) == id.name.has_value()) return;
+  throw py::type_error(std::string(side) + ": this model's IDs are " + (have == IdKind::kString ? "str" : "int") +
+                       ", got " + (id.name ? "a str" : "an int"));
+}
+
 ScalarId to_scalar_id(const py::handle& obj, const char* side) {
   PyObject* o = obj.ptr();
   if (PyUnicode_Check(o)) {
@@ -188,6 +196,8 @@ PYBIND11_MODULE(_core, m) {
           "update_one",
           [](Model& model, py::handle user, py::handle item, py::handle label, double weight, py::handle timestamp) {
             const ScalarId u = to_scalar_id(user, "user"), i = to_scalar_id(item, "item");
+            check_scalar_kind(model.users(), u, "user");
+            check_scalar_kind(model.items(), i, "item");
             float y = 1.0f;
             if (!label.is_none()) {
               if (PyBool_Check(label.ptr()) || !(PyFloat_Check(label.ptr()) || PyIndex_Check(label.ptr()) ||

@@ -30,6 +30,34 @@ DEFAULTS: dict[str, Any] = {
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 
 
+def _one(values: Any) -> Any:
+    """The element of a one-element list or tuple, else a sentinel."""
+    return values[0] if type(values) in (list, tuple) and len(values) == 1 else _NOT_ONE
+
+
+_NOT_ONE = object()
+_SCALAR_ID_TYPES = (int, str)
+
+
+def _single_event(users: Any, items: Any, labels: Any, weights: Any, timestamps: Any) -> tuple | None:
+    """(user, item, label, weight, timestamp) when the batch is one event given as plain
+    Python scalars in lists, which update_one checks exactly like update would; else None."""
+    user, item = _one(users), _one(items)
+    if type(user) not in _SCALAR_ID_TYPES or type(item) not in _SCALAR_ID_TYPES:
+        return None
+    fields = []
+    for values in (labels, weights, timestamps):
+        if values is None:
+            fields.append(None)
+            continue
+        value = _one(values)
+        if type(value) not in (int, float):
+            return None
+        fields.append(value)
+    label, weight, timestamp = fields
+    return user, item, label, 1.0 if weight is None else weight, timestamp
+
+
 class Recommender:
     """A matrix-factorisation recommender that learns from every event, in place.
 
@@ -134,6 +162,10 @@ class Recommender:
         When this returns, every thread's next ``predict``/``recommend`` sees the new
         parameters. An empty batch is a no-op. Returns ``self``.
         """
+        single = _single_event(users, items, labels, weights, timestamps)
+        if single is not None:  # one event in plain lists: skip the array machinery (~1 µs vs ~14)
+            self._model.update_one(*single)
+            return self
         args = self._events(users, items, labels, weights, timestamps, allow_empty=True)
         self._model.update(*args)
         return self
