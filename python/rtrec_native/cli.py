@@ -629,7 +629,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     print(f"{PROG} serve: {origin}; http://{args.host}:{args.port}", file=sys.stderr, flush=True)
     # uvicorn turns SIGTERM/SIGINT into a graceful shutdown, which closes the publisher and
-    # so writes the last delta.
+    # so writes the last delta; afterwards it re-raises the signal with the handler that was
+    # installed before it started. A no-op handler there makes a requested shutdown exit 0.
+    import signal  # noqa: PLC0415
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

@@ -33,13 +33,43 @@ def _import_fastapi() -> None:
         raise ImportError("rtrec serve needs FastAPI and uvicorn: pip install 'rtrec_native[serve]'") from exc
 
 
+class _BodyLimit:
+    """Refuses a request body over the limit from its Content-Length header, before reading
+    it; a body without a length (chunked) could be any size, so bodies must declare one.
+    A plain ASGI middleware: Starlette's @app.middleware("http") wraps every request in
+    extra tasks and costs more than the recommendation itself."""
+
+    def __init__(self, app: Any, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or ())
+            length = headers.get(b"content-length")
+            if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
+                return await _json_reply(send, 411, "a Content-Length header is required")
+            if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+                return await _json_reply(send, 413, f"request body over {self.max_body_bytes} bytes")
+        await self.app(scope, receive, send)
+
+
+async def _json_reply(send: Any, status: int, detail: str) -> None:
+    import json  # noqa: PLC0415
+
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
 def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                max_k: int = DEFAULT_MAX_K, max_events: int = DEFAULT_MAX_EVENTS) -> Any:
     """A FastAPI app serving `rec`. `publisher` (optional) is closed on shutdown, which
     writes the last delta."""
     _import_fastapi()
-    from fastapi import FastAPI, HTTPException, Query, Request  # noqa: PLC0415
-    from fastapi.responses import JSONResponse  # noqa: PLC0415
+    from fastapi import FastAPI, HTTPException, Query  # noqa: PLC0415
     from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr  # noqa: PLC0415
 
     Id = Union[StrictInt, StrictStr]
@@ -66,16 +96,7 @@ def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int =
     if publisher is not None:
         app.router.on_shutdown.append(publisher.close)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        # Checked before the body is read. A body without a length (chunked) could be any
-        # size, so bodies must declare one.
-        length = request.headers.get("content-length")
-        if length is None and request.method in ("POST", "PUT", "PATCH"):
-            return JSONResponse({"detail": "a Content-Length header is required"}, status_code=411)
-        if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
-            return JSONResponse({"detail": f"request body over {max_body_bytes} bytes"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(_BodyLimit, max_body_bytes=max_body_bytes)
 
     def unprocessable(exc: Exception) -> HTTPException:
         return HTTPException(status_code=422, detail=str(exc))
