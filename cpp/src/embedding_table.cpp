@@ -68,15 +68,17 @@ EmbeddingTable::EmbeddingTable(const TableOptions& options)
   if (options.dim == 0) throw std::invalid_argument("dim must be >= 1");
 }
 
-void EmbeddingTable::initialise_row(Chunk* c, uint32_t o, uint64_t key) const noexcept {
+void EmbeddingTable::initialise_row(Chunk* c, uint32_t o, uint64_t key, bool random_init) const noexcept {
   // The initial vector depends only on (seed, key): a row gets the same start whichever
   // thread creates it and in whatever order, which keeps multi-threaded fits comparable and
   // single-threaded ones bit-for-bit reproducible. Uniform(-a, a) with a = std*sqrt(3).
-  SplitMix64 rng(derive_seed(seed_, kInitStream, key));
-  const float a = init_std_ * 1.7320508f;
   float* v = c->vectors + size_t(o) * stride_;
-  for (uint32_t k = 0; k < dim_; ++k) v[k] = (2.0f * rng.uniform() - 1.0f) * a;
-  for (uint32_t k = dim_; k < stride_; ++k) v[k] = 0.0f;
+  std::memset(v, 0, sizeof(float) * stride_);
+  if (random_init) {
+    SplitMix64 rng(derive_seed(seed_, kInitStream, key));
+    const float a = init_std_ * 1.7320508f;
+    for (uint32_t k = 0; k < dim_; ++k) v[k] = (2.0f * rng.uniform() - 1.0f) * a;
+  }
   c->bias[o] = 0.0f;
   if (with_accumulators_) {
     std::memset(c->accumulators + size_t(o) * stride_, 0, sizeof(float) * stride_);
@@ -99,7 +101,7 @@ namespace {
 }
 }  // namespace
 
-uint32_t EmbeddingTable::find_or_insert(uint64_t key, const std::string* name) {
+uint32_t EmbeddingTable::find_or_insert(uint64_t key, const std::string* name, bool random_init) {
   const IdKind wanted = name != nullptr ? IdKind::kString : IdKind::kInt;
   // Fast path, lock-free: the ID is known. A stored name never changes after publication.
   uint32_t row = index_.find(key);
@@ -121,7 +123,7 @@ uint32_t EmbeddingTable::find_or_insert(uint64_t key, const std::string* name) {
   row = size_.load(std::memory_order_relaxed);
   if (row == kNotFound) throw std::length_error("rtrec: table is full");
   Chunk* c = directory_.ensure(row >> kChunkShift, stride_, with_accumulators_, name != nullptr);
-  initialise_row(c, offset(row), key);
+  initialise_row(c, offset(row), key, random_init);
   if (name != nullptr) c->names[offset(row)] = *name;
   // Publish: row count first (scans then see an initialised row), then the index entry.
   size_.store(row + 1, std::memory_order_release);

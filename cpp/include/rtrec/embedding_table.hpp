@@ -54,7 +54,9 @@ class EmbeddingTable {
   // string IDs (nullptr for integer IDs): it is stored so the ID can be returned, and it is
   // compared on every string insert so that two strings with one hash are an error, not a
   // silent merge. Throws std::invalid_argument on such a collision or on an int/str mix.
-  uint32_t find_or_insert(uint64_t key, const std::string* name);
+  // `random_init` false leaves a new row's values zero, for callers that overwrite them at
+  // once (loading snapshots and deltas), which saves drawing values that are thrown away.
+  uint32_t find_or_insert(uint64_t key, const std::string* name, bool random_init = true);
 
   // Throws std::invalid_argument if inserting these would mix kinds or collide; called on a
   // whole batch before anything is inserted. `names` may be nullptr (integer IDs).
@@ -149,7 +151,7 @@ class EmbeddingTable {
 
   Chunk* chunk(uint32_t row) const noexcept { return directory_.get(row >> kChunkShift); }
   static uint32_t offset(uint32_t row) noexcept { return row & (kChunkRows - 1); }
-  void initialise_row(Chunk* c, uint32_t o, uint64_t key) const noexcept;
+  void initialise_row(Chunk* c, uint32_t o, uint64_t key, bool random_init) const noexcept;
 
   const uint32_t dim_;
   const uint32_t stride_;
