@@ -30,13 +30,13 @@ DEFAULTS: dict[str, Any] = {
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 
 
+_NOT_ONE = object()
+_SCALAR_ID_TYPES = (int, str)
+
+
 def _one(values: Any) -> Any:
     """The element of a one-element list or tuple, else a sentinel."""
     return values[0] if type(values) in (list, tuple) and len(values) == 1 else _NOT_ONE
-
-
-_NOT_ONE = object()
-_SCALAR_ID_TYPES = (int, str)
 
 
 def _single_event(users: Any, items: Any, labels: Any, weights: Any, timestamps: Any) -> tuple | None:
