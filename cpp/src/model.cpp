@@ -313,6 +313,7 @@ void Model::fit(const EventBatch& e, uint32_t epochs, int num_threads) {
   }
   failure.rethrow();
   double label_sum = 0.0, weight_sum = 0.0;
+  const uint32_t touched_in = generation();
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : label_sum, weight_sum)
   for (int64_t i = 0; i < n; ++i) {
     if (failure.failed()) continue;
@@ -346,21 +347,27 @@ void Model::fit(const EventBatch& e, uint32_t epochs, int num_threads) {
   const std::vector<int64_t> bounds =
       parts > 1 ? partition_by_item(events, parts) : std::vector<int64_t>{0, static_cast<int64_t>(events.size())};
   for (uint32_t epoch = 0; epoch < epochs; ++epoch) train_epoch(events, bounds, call, epoch, scratch, negatives);
-  mark_trained(events);
+  mark_trained(events, touched_in);
 }
 
-void Model::mark_trained(const std::vector<Resolved>& events) {
-  // Epochs change rows without marking them (a store per row per step would cost a cache
-  // line each); marking afterwards puts every row this fit changed into the next delta,
-  // whatever generation a delta cut while the fit ran. BPR negatives can be any item.
+void Model::mark_trained(const std::vector<Resolved>& events, uint32_t touched_in) {
+  // Epochs change rows without marking them (a mark per row per step would cost a cache
+  // miss each). The resolve pass marked every row of the batch with `touched_in`; if no
+  // delta was cut since, those marks already put the whole fit into the next delta, and
+  // only the BPR negatives (any item) need marking. The fence orders these stores before
+  // the check, as in EmbeddingTable::mark. If a cut did happen, everything is re-marked
+  // with the full protocol.
+  const uint32_t n_items = items_.size();
+  if (config_.loss == Loss::kBpr)
+    for (uint32_t i = 0; i < n_items; ++i) items_.mark_relaxed(i, touched_in);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (generation_.load(std::memory_order_seq_cst) == touched_in) return;
   for (const Resolved& r : events) {
     users_.mark(r.user, generation_);
     items_.mark(r.item, generation_);
   }
-  if (config_.loss == Loss::kBpr) {
-    const uint32_t n_items = items_.size();
+  if (config_.loss == Loss::kBpr)
     for (uint32_t i = 0; i < n_items; ++i) items_.mark(i, generation_);
-  }
 }
 
 void Model::update(const EventBatch& e) {

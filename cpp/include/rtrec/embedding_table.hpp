@@ -86,6 +86,10 @@ class EmbeddingTable {
       g = now;
     }
   }
+  // A plain mark; the caller orders it against cuts itself (Model::mark_trained).
+  void mark_relaxed(uint32_t row, uint32_t generation) const noexcept {
+    meta(row).generation.store(generation, std::memory_order_relaxed);
+  }
   uint32_t generation(uint32_t row) const noexcept { return meta(row).generation.load(std::memory_order_seq_cst); }
 
   void touch(uint32_t row, double time, uint32_t generation) const noexcept {

@@ -127,7 +127,7 @@ class Model {
   Resolved resolve(const EventBatch& events, size_t i, double now);
   // Fills label and weight of event i, touches its rows' metadata, records a positive.
   void record(const EventBatch& events, size_t i, double now, Resolved& r);
-  void mark_trained(const std::vector<Resolved>& events);
+  void mark_trained(const std::vector<Resolved>& events, uint32_t touched_in);
   float transform(float raw_score) const noexcept;
   // Fills `query` (stride floats) and the sorted `excluded` rows for a user row (kNotFound:
   // zeros, nothing excluded); returns the constant added to every item's score.
