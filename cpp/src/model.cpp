@@ -411,7 +411,7 @@ void Model::predict(const IdBatch& u, const IdBatch& it, float* out, int num_thr
   check_kind(users_, u, "user");
   check_kind(items_, it, "item");
   const int64_t n = static_cast<int64_t>(u.size);
-  const int threads = u.size >= kParallelPredictMin ? resolve_threads(num_threads) : 1;
+  [[maybe_unused]] const int threads = u.size >= kParallelPredictMin ? resolve_threads(num_threads) : 1;
   const float mu = offset();
   const uint32_t stride = users_.stride();
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -471,7 +471,7 @@ void Model::recommend_batch(const IdBatch& u, uint32_t k, bool exclude_seen, int
   constexpr int64_t kBlock = 16;
   const int64_t n = static_cast<int64_t>(u.size);
   const int64_t blocks = (n + kBlock - 1) / kBlock;
-  const int threads = blocks > 1 ? resolve_threads(num_threads) : 1;
+  [[maybe_unused]] const int threads = blocks > 1 ? resolve_threads(num_threads) : 1;
   const uint32_t stride = users_.stride();
   const uint32_t n_rows = items_.size();  // one catalogue snapshot for the whole batch
   ExceptionSlot failure;
