@@ -150,3 +150,22 @@ def test_update_one_rejects_bad_events_and_changes_nothing(args, exc, words):
     with pytest.raises(ValueError, match="weights"):
         rec.update_one(1, 10, 1.0, weight=-1.0)
     assert fingerprint(rec, [1, 2, 3], [10, 20, 30]) == before
+
+
+def test_dim_has_an_upper_bound():
+    with pytest.raises(ValueError, match="dim must be <= 65536"):
+        rt.Recommender(dim=70_000)
+
+
+def test_unencodable_strings_and_huge_numbers_are_value_or_type_errors():
+    rec = rt.Recommender(dim=4, loss="squared").fit(["a", "b"], ["x", "y"], [1.0, 2.0], epochs=1)
+    before = fingerprint(rec, ["a", "b"], ["x", "y"])
+    with pytest.raises(ValueError, match="valid Unicode"):
+        rec.update(["a\ud800", "b"], ["x", "y"], [1.0, 2.0])
+    with pytest.raises(ValueError, match="valid Unicode"):
+        rec.update_one("a\ud800", "x", 1.0)
+    with pytest.raises(ValueError, match="label must be a finite number"):
+        rec.update_one("a", "x", 10**400)
+    with pytest.raises(TypeError, match="labels must be numeric"):
+        rec.update(["a"], ["x"], [10**400])
+    assert fingerprint(rec, ["a", "b"], ["x", "y"]) == before

@@ -138,3 +138,17 @@ def test_seen_items_travel_with_deltas(tmp_path):
     replica.apply_delta(tmp_path / "d1")
     assert not {2000, 2001} & set(replica.recommend(7, k=100)[0].tolist())
     assert {2000, 2001} <= set(replica.recommend(7, k=100, exclude_seen=False)[0].tolist())
+
+
+def test_a_delta_that_cannot_apply_changes_nothing(tmp_path):
+    rt.Recommender(dim=4, num_threads=1, seed=0).save(tmp_path / "base")  # an empty base
+    trainer = rt.Recommender.load(tmp_path / "base", num_threads=1)
+    trainer.update([1, 5], [2, 6])  # integer items
+    trainer.save_delta(tmp_path / "d1")
+    copy = rt.Recommender.load(tmp_path / "base", num_threads=1)
+    copy.update([1], ["sku"])  # the copy took string items on its own
+    before = fingerprint(copy, [1, 5], ["sku"])
+    with pytest.raises(rt.SnapshotError, match="ID kind of the items"):
+        copy.apply_delta(tmp_path / "d1")
+    assert fingerprint(copy, [1, 5], ["sku"]) == before  # users were not touched either
+    assert copy.n_users == 1 and copy.snapshot_position[1] == 0

@@ -122,3 +122,39 @@ def test_num_threads_none_uses_the_openmp_default():
     rec = rt.Recommender(dim=4, num_threads=None)
     assert rec.stats()["num_threads"] >= 1
     assert rt.Recommender(dim=4, num_threads=3).stats()["num_threads"] == 3
+
+
+def test_omp_num_threads_is_respected_when_num_threads_is_none():
+    import os
+    import subprocess
+    import sys
+
+    code = "import rtrec_native as rt; print(rt.Recommender(dim=4).stats()['num_threads'])"
+    for n in ("1", "3"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "OMP_NUM_THREADS": n})
+        expected = n if rt.openmp_enabled else "1"
+        assert out.stdout.strip() == expected
+
+
+def test_multi_threaded_scan_over_a_large_catalogue_is_exact_with_exclusions():
+    rng = np.random.default_rng(4)
+    n_items = 40_000  # above the size where one user's scan is split across threads
+    users = rng.integers(0, 30, 60_000)
+    items = np.r_[np.arange(n_items), rng.integers(0, n_items, 60_000 - n_items)]
+    rec = rt.Recommender(dim=8, num_threads=2, seed=0).fit(users, items, epochs=1)
+    all_items = np.arange(n_items)
+    for u in (0, 7, 29):
+        ids, scores = rec.recommend(u, k=15)
+        seen = set(items[users == u].tolist())
+        brute = rec.predict(np.full(n_items, u), all_items)
+        order = [i for i in np.argsort(-brute, kind="stable") if i not in seen][:15]
+        assert not seen & set(ids.tolist())
+        np.testing.assert_allclose(scores, brute[order], rtol=1e-6)
+
+
+def test_k_far_beyond_the_catalogue_costs_nothing():
+    rec = rt.Recommender(dim=4).fit([1, 2, 3], [10, 20, 30], epochs=1)
+    ids, scores = rec.recommend_batch(list(range(64)), k=10**12)
+    assert ids.shape == scores.shape == (64, 3)
+    assert len(rec.recommend(1, k=2**70, exclude_seen=False)[0]) == 3

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import rtrec_native as rt
+from rtrec_native.replication import restore_latest
 
 
 def _wait_for(condition, timeout=5.0):
@@ -153,3 +154,28 @@ def test_replica_in_another_process_sees_an_update_within_seconds(tmp_path):
             proc.stdout.close()
     assert line[0] == "seen" and float(line[1]) == pytest.approx(target, abs=1e-6)
     assert lag < 5.0  # loose bound for a noisy machine; the benchmark measures the real lag
+
+
+def test_what_fit_learns_while_a_publisher_runs_is_published(tmp_path):
+    rng = np.random.default_rng(3)
+    rec = rt.Recommender(dim=16, num_threads=2, seed=0).fit(rng.integers(0, 3000, 5000), rng.integers(0, 2000, 5000), epochs=1)
+    with rt.Publisher(rec, tmp_path, interval=0.002):
+        rec.fit(rng.integers(0, 3000, 200_000), rng.integers(0, 2000, 200_000), epochs=2)
+    restored = restore_latest(tmp_path, num_threads=1)
+    u, i = rng.integers(0, 3000, 2000), rng.integers(0, 2000, 2000)
+    np.testing.assert_array_equal(restored.predict(u, i), rec.predict(u, i))
+
+
+def test_a_failed_write_is_reported_and_retried_not_fatal(tmp_path):
+    import shutil
+
+    rec = _trainer()
+    directory = tmp_path / "pub"
+    pub = rt.Publisher(rec, directory, interval=0.01)
+    shutil.rmtree(directory)  # the disk "goes away"
+    rec.update_one(1, 2, 3.0)
+    assert _wait_for(lambda: pub.last_error is not None)
+    assert pub._thread.is_alive()
+    directory.mkdir()  # and comes back: the next retry publishes
+    assert _wait_for(lambda: pub.last_error is None and pub.deltas_written >= 1, timeout=15)
+    pub.close()

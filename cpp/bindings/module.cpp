@@ -21,6 +21,8 @@ using rtrec::Model;
 
 namespace {
 
+std::string utf8(const py::handle& s, const char* side);
+
 using KeyArray = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>;
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
@@ -41,7 +43,7 @@ Ids to_ids(const py::handle& obj, const char* side) {
     ids.names.reserve(list.size());
     for (const py::handle item : list) {
       if (!PyUnicode_Check(item.ptr())) throw py::type_error(std::string(side) + ": expected a list of str");
-      ids.names.push_back(item.cast<std::string>());
+      ids.names.push_back(utf8(item, side));
     }
     ids.hashed.resize(ids.names.size());
     for (size_t i = 0; i < ids.names.size(); ++i) ids.hashed[i] = rtrec::hash_string_id(ids.names[i]);
@@ -52,6 +54,32 @@ Ids to_ids(const py::handle& obj, const char* side) {
     ids.batch = IdBatch{ids.array.data(), nullptr, static_cast<size_t>(ids.array.shape(0))};
   }
   return ids;
+}
+
+// A str as UTF-8; a str that cannot be encoded (a lone surrogate) is bad input, not an
+// internal error.
+std::string utf8(const py::handle& s, const char* side) {
+  Py_ssize_t size = 0;
+  const char* data = PyUnicode_AsUTF8AndSize(s.ptr(), &size);
+  if (data == nullptr) {
+    PyErr_Clear();
+    throw py::value_error(std::string(side) + ": string IDs must be valid Unicode text (encodable as UTF-8)");
+  }
+  return std::string(data, static_cast<size_t>(size));
+}
+
+// A number argument as double; anything else (or too large for a double) is a ValueError
+// naming the argument.
+double number(const py::handle& value, const char* name) {
+  if (PyBool_Check(value.ptr()) || !(PyFloat_Check(value.ptr()) || PyIndex_Check(value.ptr()) ||
+                                     PyNumber_Check(value.ptr())))
+    throw py::type_error(std::string(name) + " must be a number");
+  const double v = PyFloat_AsDouble(value.ptr());
+  if (v == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw py::value_error(std::string(name) + " must be a finite number that fits in a double");
+  }
+  return v;
 }
 
 // A single ID from Python: int-like (not bool) or str.
@@ -71,7 +99,7 @@ void check_scalar_kind(const rtrec::EmbeddingTable& table, const ScalarId& id, c
 ScalarId to_scalar_id(const py::handle& obj, const char* side) {
   PyObject* o = obj.ptr();
   if (PyUnicode_Check(o)) {
-    ScalarId id{0, obj.cast<std::string>()};
+    ScalarId id{0, utf8(obj, side)};
     id.key = rtrec::hash_string_id(*id.name);
     return id;
   }
@@ -138,6 +166,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("hash_string_id", [](const std::string& s) { return rtrec::hash_string_id(s); });
   py::register_exception<rtrec::SnapshotError>(m, "SnapshotError", PyExc_ValueError);
   py::register_exception<rtrec::DeltaOrderError>(m, "DeltaOrderError", PyExc_ValueError);
+  py::register_exception<rtrec::MissingFileError>(m, "MissingFileError", PyExc_FileNotFoundError);
   m.def(
       "peek_snapshot",
       [](const std::string& path) {
@@ -194,19 +223,14 @@ PYBIND11_MODULE(_core, m) {
           py::arg("users"), py::arg("items"), py::arg("labels"), py::arg("weights"), py::arg("timestamps"))
       .def(
           "update_one",
-          [](Model& model, py::handle user, py::handle item, py::handle label, double weight, py::handle timestamp) {
+          [](Model& model, py::handle user, py::handle item, py::handle label, py::handle weight_arg,
+             py::handle timestamp) {
             const ScalarId u = to_scalar_id(user, "user"), i = to_scalar_id(item, "item");
             check_scalar_kind(model.users(), u, "user");
             check_scalar_kind(model.items(), i, "item");
-            float y = 1.0f;
-            if (!label.is_none()) {
-              if (PyBool_Check(label.ptr()) || !(PyFloat_Check(label.ptr()) || PyIndex_Check(label.ptr()) ||
-                                                 PyNumber_Check(label.ptr())))
-                throw py::type_error("label must be a number or None");
-              y = static_cast<float>(label.cast<double>());
-            }
-            const float w = static_cast<float>(weight);
-            const double t = timestamp.is_none() ? 0.0 : timestamp.cast<double>();
+            const float y = label.is_none() ? 1.0f : static_cast<float>(number(label, "label"));
+            const float w = static_cast<float>(number(weight_arg, "weight"));
+            const double t = timestamp.is_none() ? 0.0 : number(timestamp, "timestamp");
             rtrec::EventBatch b;
             b.users = IdBatch{&u.key, u.name ? &*u.name : nullptr, 1};
             b.items = IdBatch{&i.key, i.name ? &*i.name : nullptr, 1};
@@ -217,7 +241,7 @@ PYBIND11_MODULE(_core, m) {
             py::gil_scoped_release release;
             model.update(b);
           },
-          py::arg("user"), py::arg("item"), py::arg("label") = py::none(), py::arg("weight") = 1.0,
+          py::arg("user"), py::arg("item"), py::arg("label") = py::none(), py::arg("weight") = py::float_(1.0),
           py::arg("timestamp") = py::none())
       .def(
           "predict",
@@ -235,10 +259,10 @@ PYBIND11_MODULE(_core, m) {
           py::arg("users"), py::arg("items"), py::arg("num_threads"))
       .def(
           "recommend",
-          [](const Model& model, py::handle user, uint32_t k, bool exclude_seen, int num_threads) {
+          [](const Model& model, py::handle user, uint64_t k, bool exclude_seen, int num_threads) {
             if (k == 0) throw py::value_error("k must be >= 1");
             const ScalarId u = to_scalar_id(user, "user");
-            const uint32_t capacity = std::min<uint32_t>(k, model.items().size());
+            const uint32_t capacity = static_cast<uint32_t>(std::min<uint64_t>(k, model.items().size()));
             std::vector<uint32_t> rows(std::max<uint32_t>(capacity, 1));
             py::array_t<float> scores(capacity);
             uint32_t found;
@@ -256,15 +280,19 @@ PYBIND11_MODULE(_core, m) {
           py::arg("user"), py::arg("k"), py::arg("exclude_seen"), py::arg("num_threads"))
       .def(
           "recommend_batch",
-          [](const Model& model, py::handle users, uint32_t k, bool exclude_seen, int num_threads) {
+          [](const Model& model, py::handle users, uint64_t k, bool exclude_seen, int num_threads) {
+            if (k == 0) throw py::value_error("k must be >= 1");
             const Ids u = to_ids(users, "users");
             const size_t n = u.batch.size;
-            py::array_t<uint32_t> rows({n, static_cast<size_t>(k)});
-            py::array_t<float> scores({n, static_cast<size_t>(k)});
+            // No more than the catalogue holds now: the core scans the rows that exist when
+            // it starts, at least as many as now, and returns at most `width` of them.
+            const uint32_t width = static_cast<uint32_t>(std::max<uint64_t>(1, std::min<uint64_t>(k, model.items().size())));
+            py::array_t<uint32_t> rows({n, static_cast<size_t>(width)});
+            py::array_t<float> scores({n, static_cast<size_t>(width)});
             py::array_t<uint32_t> counts(n);
             {
               py::gil_scoped_release release;
-              model.recommend_batch(u.batch, k, exclude_seen, num_threads, rows.mutable_data(),
+              model.recommend_batch(u.batch, width, exclude_seen, num_threads, rows.mutable_data(),
                                     scores.mutable_data(), counts.mutable_data());
             }
             return py::make_tuple(rows, scores, counts);
@@ -302,6 +330,7 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("path"))
       .def_property_readonly("lineage", &Model::lineage)
+      .def_property_readonly("change_count", &Model::change_count)
       .def_property_readonly("sequence", &Model::sequence)
       .def_static(
           "load",

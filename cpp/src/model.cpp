@@ -71,7 +71,8 @@ Model::Model(const ModelConfig& config)
       users_(TableOptions{config.dim, config.optimizer == Optimizer::kAdagrad, config.init_std, config.seed}),
       items_(TableOptions{config.dim, config.optimizer == Optimizer::kAdagrad, config.init_std,
                           derive_seed(config.seed, 0x17e5)}) {
-  if (config.dim == 0) throw std::invalid_argument("dim must be >= 1");
+  if (config.dim == 0 || config.dim > kMaxDim)
+    throw std::invalid_argument("dim must be between 1 and " + std::to_string(kMaxDim));
   if (!(config.learning_rate > 0.0f) || !std::isfinite(config.learning_rate))
     throw std::invalid_argument("learning_rate must be a finite number > 0");
   if (!(config.l2 >= 0.0f) || !std::isfinite(config.l2)) throw std::invalid_argument("l2 must be a finite number >= 0");
@@ -348,6 +349,7 @@ void Model::fit(const EventBatch& e, uint32_t epochs, int num_threads) {
       parts > 1 ? partition_by_item(events, parts) : std::vector<int64_t>{0, static_cast<int64_t>(events.size())};
   for (uint32_t epoch = 0; epoch < epochs; ++epoch) train_epoch(events, bounds, call, epoch, scratch, negatives);
   mark_trained(events, touched_in);
+  changes_.fetch_add(1, std::memory_order_release);  // after mark_trained
 }
 
 void Model::mark_trained(const std::vector<Resolved>& events, uint32_t touched_in) {
@@ -389,7 +391,11 @@ void Model::update(const EventBatch& e) {
   for (size_t i = 0; i < e.size; ++i) {
     const Resolved r = resolve(e, i, now);
     record_labels(double(r.weight) * r.label, r.weight);
-    if (!(r.weight > 0.0f)) continue;
+    if (!(r.weight > 0.0f)) {  // no step, but the metadata changed: mark like any change
+      users_.mark(r.user, generation_);
+      items_.mark(r.item, generation_);
+      continue;
+    }
     if (config_.loss == Loss::kBpr && r.label > 0.0f && config_.popularity_negatives) pool_add(r.item);
     if (config_.loss == Loss::kBpr) draw_negatives(r.item, items_.size(), rng, negatives.data());
     train_one(step, r, negatives.data(), buffer, applied, skipped);
@@ -402,6 +408,7 @@ void Model::update(const EventBatch& e) {
   }
   updates_.fetch_add(applied, std::memory_order_relaxed);
   skipped_.fetch_add(skipped, std::memory_order_relaxed);
+  changes_.fetch_add(1, std::memory_order_release);  // after every mark above
 }
 
 float Model::transform(float raw) const noexcept { return config_.loss == Loss::kLogistic ? sigmoid(raw) : raw; }

@@ -29,7 +29,6 @@ constexpr char kEndMagic[8] = {'R', 'T', 'R', 'E', 'C', 'E', 'N', 'D'};
 constexpr uint32_t kVersion = 2;  // 2: lineage + sequence in the header, 4-lane checksum
 constexpr uint32_t kFullSnapshot = 0;
 constexpr uint32_t kDelta = 1;
-constexpr uint32_t kMaxDim = 1u << 16;
 
 // Streaming 64-bit checksum over 8-byte words: the value depends only on the bytes, not on
 // how they were split into writes and reads. Four independent lanes (word i goes to lane
@@ -144,6 +143,7 @@ class Reader {
  public:
   explicit Reader(const std::string& path) : path_(path) {
     file_ = std::fopen(path.c_str(), "rb");
+    if (file_ == nullptr && errno == ENOENT) throw MissingFileError("no such file: " + path);
     if (file_ == nullptr) throw std::runtime_error("cannot open " + path + ": " + errno_text());
     std::setvbuf(file_, nullptr, _IOFBF, 1 << 20);
     struct stat st;
@@ -271,6 +271,24 @@ TableImage read_rows(Reader& r, uint32_t dim, bool acc, const char* name) {
     if (hash_string_id(t.names[i]) != key) r.fail(std::string("corrupted file (string ID hash mismatch in ") + name + ")");
   }
   return t;
+}
+
+std::vector<uint64_t> keys_of(const TableImage& image, uint32_t dim, bool acc) {
+  std::vector<uint64_t> keys(image.rows);
+  const size_t size = record_size(dim, acc);
+  for (uint32_t i = 0; i < image.rows; ++i) std::memcpy(&keys[i], image.records.data() + size_t(i) * size, 8);
+  return keys;
+}
+
+void check_applicable(Reader& r, const TableImage& image, const EmbeddingTable& t, const char* name) {
+  if (image.rows > 0 && t.kind() != IdKind::kUnset && t.kind() != image.kind)
+    r.fail(std::string("ID kind of the ") + name + " does not match the model");
+  const std::vector<uint64_t> keys = keys_of(image, t.dim(), t.has_accumulators());
+  try {
+    t.check_batch(keys.data(), image.kind == IdKind::kString ? image.names.data() : nullptr, keys.size());
+  } catch (const std::invalid_argument& e) {
+    r.fail(std::string("cannot apply the ") + name + ": " + e.what());
+  }
 }
 
 // Writes the image's rows into the table: new IDs get rows, known ones are overwritten (a
@@ -479,7 +497,7 @@ static SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   c.popularity_negatives = popularity == 1;
   r.end_section("header");
   if (popularity > 1 || pool_size > Model::kPoolSize) r.fail("corrupted file (bad header)");
-  if (h.kind != expected_kind || c.dim == 0 || c.dim > kMaxDim || loss > 2 || optimizer > 1)
+  if (h.kind != expected_kind || c.dim == 0 || c.dim > Model::kMaxDim || loss > 2 || optimizer > 1)
     r.fail("corrupted file (bad header)");
   c.loss = static_cast<Loss>(loss);
   c.optimizer = static_cast<Optimizer>(optimizer);
@@ -648,6 +666,10 @@ void apply_delta(Model& m, const std::string& path) {
   if (h.sequence != m.sequence_ + 1)
     throw DeltaOrderError(path + ": delta " + std::to_string(h.sequence) + " does not follow delta " +
                           std::to_string(m.sequence_) + " (deltas must be applied in order, without gaps)");
+  // Everything that could still fail is checked before the first row is written, so a
+  // refused delta changes nothing: ID kinds and string-hash collisions against the tables.
+  check_applicable(r, users, m.users_, "users");
+  check_applicable(r, items, m.items_, "items");
   apply_rows(r, users, m.users_, false, "users");
   apply_rows(r, items, m.items_, false, "items");
   for (uint32_t u = 0; u < users.rows; ++u) {

@@ -90,7 +90,7 @@ uint32_t top_k(const EmbeddingTable& items, uint32_t n_rows, const float* query,
   const int workers = std::max(1, std::min<int>(threads, static_cast<int>(n_chunks)));
   std::vector<ScoredRow> merged;
   if (workers == 1) {
-    BoundedHeap heap(k);
+    BoundedHeap heap(std::min(k, n_rows));
     scan_chunks(items, 0, n_chunks, n_rows, query, &excluded, 1, &heap);
     merged.swap(heap.rows());
   } else {
@@ -103,7 +103,7 @@ uint32_t top_k(const EmbeddingTable& items, uint32_t n_rows, const float* query,
         const int team = team_size();  // OpenMP may grant fewer threads than asked
         const uint32_t begin = static_cast<uint32_t>(uint64_t(n_chunks) * t / team);
         const uint32_t end = static_cast<uint32_t>(uint64_t(n_chunks) * (t + 1) / team);
-        BoundedHeap heap(k);
+        BoundedHeap heap(std::min(k, n_rows));
         scan_chunks(items, begin, end, n_rows, query, &excluded, 1, &heap);
         partial[t].swap(heap.rows());
       });
@@ -116,7 +116,7 @@ uint32_t top_k(const EmbeddingTable& items, uint32_t n_rows, const float* query,
 
 void top_k_many(const EmbeddingTable& items, uint32_t n_rows, const float* queries,
                 const std::vector<uint32_t>* excluded, uint32_t count, uint32_t k, ScoredRow* out, uint32_t* found) {
-  std::vector<BoundedHeap> heaps(count, BoundedHeap(k));
+  std::vector<BoundedHeap> heaps(count, BoundedHeap(std::min(k, n_rows)));  // k beyond the catalogue costs nothing
   if (n_rows > 0 && k > 0) scan_chunks(items, 0, n_chunks_of(n_rows), n_rows, queries, excluded, count, heaps.data());
   for (uint32_t q = 0; q < count; ++q) found[q] = drain(heaps[q].rows(), k, out + size_t(q) * k);
 }

@@ -170,11 +170,13 @@ def timestamps(values: Any, n: int) -> np.ndarray:
     return numbers(arr, "timestamps", n, np.float64)
 
 
-def positive_int(value: Any, name: str) -> int:
+def positive_int(value: Any, name: str, *, high: int | None = None) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value}")
     return int(value)
 
 

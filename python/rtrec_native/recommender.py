@@ -28,9 +28,11 @@ DEFAULTS: dict[str, Any] = {
     "negative_sampling": "uniform",
 }
 NEGATIVE_SAMPLING = ("uniform", "popularity")
+MAX_DIM = 65536  # the core's limit (Model::kMaxDim)
 
 
 _NOT_ONE = object()
+_K_LIMIT = 1 << 32  # more than any catalogue holds; the core clamps k to the catalogue
 _SCALAR_ID_TYPES = (int, str)
 
 
@@ -51,7 +53,9 @@ def _single_event(users: Any, items: Any, labels: Any, weights: Any, timestamps:
             fields.append(None)
             continue
         value = _one(values)
-        if type(value) not in (int, float):
+        # Plain floats and ints a double holds exactly; anything else takes the batch path,
+        # whose checks and messages are the reference.
+        if not (type(value) is float or (type(value) is int and -(2**53) <= value <= 2**53)):
             return None
         fields.append(value)
     label, weight, timestamp = fields
@@ -111,7 +115,7 @@ class Recommender:
         negative_sampling: str = DEFAULTS["negative_sampling"],
     ) -> None:
         self._params = {
-            "dim": check.positive_int(dim, "dim"),
+            "dim": check.positive_int(dim, "dim", high=MAX_DIM),
             "loss": check.choice(loss, "loss", LOSSES),
             "optimizer": check.choice(optimizer, "optimizer", OPTIMIZERS),
             "learning_rate": check.real(learning_rate, "learning_rate", low=0.0, low_inclusive=False),
@@ -175,7 +179,8 @@ class Recommender:
         """Learn from a single event: the per-request fast path (about a microsecond).
 
         Same semantics as ``update([user], [item], [label], [weight])``; the arguments are
-        checked in the native layer to keep the call cheap (same errors as ``update``).
+        checked in the native layer to keep the call cheap (ValueError/TypeError naming the
+        argument, the model unchanged, as in ``update``; messages are worded for one event).
         """
         self._model.update_one(user, item, label, weight, timestamp)
 
@@ -227,18 +232,19 @@ class Recommender:
         user = check.scalar_id(user, "user")
         k = check.positive_int(k, "k")
         check.check_kind(self._model.user_id_kind, "str" if isinstance(user, str) else "int", "user")
-        found, scores = self._model.recommend(user, k, bool(exclude_seen), self._threads)
+        found, scores = self._model.recommend(user, min(k, _K_LIMIT), bool(exclude_seen), self._threads)
         return self._id_array(found), scores
 
     def recommend_batch(self, users: Any, k: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k for many users at once (one user per thread): ``(ids[n, c], scores[n, c])``
+        """Top-k for many users at once (blocks of users share each pass over the items,
+        blocks spread over threads): ``(ids[n, c], scores[n, c])``
         with c = min(k, n_items). A row with fewer than c results (items excluded) is padded
         with score NaN and ID -2**63 (integer IDs) or None (string IDs)."""
         k = check.positive_int(k, "k")
         user_kind, user_ids, n = check.ids(users, "users")
         check.check_kind(self._model.user_id_kind, user_kind, "users")
         n_items_before = self._model.n_items
-        rows, scores, counts = self._model.recommend_batch(user_ids, k, bool(exclude_seen), self._threads)
+        rows, scores, counts = self._model.recommend_batch(user_ids, min(k, _K_LIMIT), bool(exclude_seen), self._threads)
         cols = max(min(k, n_items_before), int(counts.max()) if n else 0)
         rows, scores = rows[:, :cols], scores[:, :cols]
         valid = np.arange(cols)[None, :] < counts[:, None]

@@ -120,8 +120,9 @@ class Publisher:
         self._compact_every = compact_every
         self._lock = threading.Lock()  # one writer of files at a time (thread vs flush/close)
         self._stop = threading.Event()
-        self._error: BaseException | None = None
-        self._last_state: tuple | None = None
+        self.last_error: BaseException | None = None  # the last failed flush; None once one succeeds
+        self.errors = 0
+        self._published: int | None = None  # the model's change count when the last file was cut
         self.deltas_written = 0
         self.snapshots_written = 0
         with self._lock:
@@ -149,16 +150,17 @@ class Publisher:
             if _SNAPSHOT.match(name) or _DELTA.match(name):
                 (self._dir / name).unlink(missing_ok=True)
 
-    def _state(self) -> tuple:
-        s = self._rec.stats()
-        return (s["updates"], s["skipped_updates"], s["n_users"], s["n_items"], s["seen_pairs"])
+    def _changes(self) -> int:
+        # Bumped by the core after each call's rows are marked: read before a cut, an
+        # unchanged count means the delta would hold nothing new.
+        return self._rec._model.change_count
 
     def _write_snapshot(self) -> None:
-        state = self._state()
+        changes = self._changes()
         sequence = self._rec.snapshot_position[1]
         self._rec.save(self._dir / _snapshot_name(sequence))
-        if self._last_state is None:
-            self._last_state = state
+        if self._published is None:
+            self._published = changes
         self.snapshots_written += 1
         self._prune()
 
@@ -174,33 +176,38 @@ class Publisher:
                 (self._dir / _delta_name(sequence)).unlink(missing_ok=True)
 
     def flush(self) -> bool:
-        """Write a delta now if anything changed since the last one; True if one was written."""
+        """Write a delta now if the model changed since the last one; True if one was written.
+        Raises what the write raised (the model's delta state is then unchanged, so the next
+        flush carries the same rows)."""
         with self._lock:
-            state = self._state()
-            if state == self._last_state:
+            changes = self._changes()
+            if changes == self._published:
                 return False
             self._rec.save_delta(self._dir / _delta_name(self._rec.snapshot_position[1] + 1))
-            self._last_state = state
+            self._published = changes
             self.deltas_written += 1
             if self._rec.snapshot_position[1] % self._compact_every == 0:
                 self._write_snapshot()
             return True
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        # A failed write (disk full, directory gone) must not end publishing for good: it is
+        # recorded in `last_error` and retried, backing off up to 5 s.
+        delay = self._interval
+        while not self._stop.wait(delay):
             try:
                 self.flush()
-            except BaseException as exc:  # kept for close() to raise; the thread stops
-                self._error = exc
-                return
+                self.last_error, delay = None, self._interval
+            except Exception as exc:
+                self.last_error, self.errors = exc, self.errors + 1
+                delay = min(max(delay, self._interval) * 2, 5.0)
 
     def close(self) -> None:
-        """Stop the thread and write a last delta, so nothing learned before close is lost."""
+        """Stop the thread and write a last delta, so nothing learned before close is lost.
+        Raises if that last write fails."""
         self._stop.set()
         self._thread.join()
         self.flush()
-        if self._error is not None:
-            raise RuntimeError(f"the publisher thread failed: {self._error}") from self._error
 
     def __enter__(self) -> Publisher:
         return self
@@ -231,7 +238,8 @@ class Replica:
         self._poll = float(poll_interval)
         self._threads = num_threads
         self._stop = threading.Event()
-        self._error: BaseException | None = None
+        self.last_error: BaseException | None = None  # the last failed poll; None once one succeeds
+        self.errors = 0
         self.deltas_applied = 0
         self.snapshots_loaded = 0
         deadline = time.monotonic() + timeout
@@ -290,12 +298,14 @@ class Replica:
             self.deltas_applied += _apply_following(self._rec, self._dir)
 
     def _run(self) -> None:
+        # A failed poll (a file pruned between listing and opening, a corrupted file) is
+        # recorded and retried; the replica keeps serving what it has meanwhile.
         while not self._stop.wait(self._poll):
             try:
                 self._catch_up()
-            except BaseException as exc:
-                self._error = exc
-                return
+                self.last_error = None
+            except Exception as exc:
+                self.last_error, self.errors = exc, self.errors + 1
 
     @property
     def position(self) -> tuple[int, int]:
@@ -321,14 +331,14 @@ class Replica:
         out["lineage"], out["sequence"] = self.position
         out["deltas_applied"] = self.deltas_applied
         out["snapshots_loaded"] = self.snapshots_loaded
+        out["errors"] = self.errors
+        out["last_error"] = None if self.last_error is None else str(self.last_error)
         return out
 
     def close(self) -> None:
-        """Stop following; raises if the follower thread failed."""
+        """Stop following."""
         self._stop.set()
         self._thread.join()
-        if self._error is not None:
-            raise RuntimeError(f"the replica thread failed: {self._error}") from self._error
 
     def __enter__(self) -> Replica:
         return self

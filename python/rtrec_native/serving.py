@@ -70,6 +70,7 @@ def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int =
     writes the last delta."""
     _import_fastapi()
     from fastapi import FastAPI, HTTPException, Query  # noqa: PLC0415
+    from fastapi.responses import JSONResponse  # noqa: PLC0415
     from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr  # noqa: PLC0415
 
     Id = Union[StrictInt, StrictStr]
@@ -154,11 +155,20 @@ def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int =
         return {"results": results}
 
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
+    def healthz() -> Any:
+        # Serving works even when publishing fails, but then acknowledged feedback is not
+        # being persisted: say so, with 503, so that orchestration notices.
+        if publisher is not None and publisher.last_error is not None:
+            return JSONResponse({"status": "degraded", "publisher_error": str(publisher.last_error)}, status_code=503)
         return {"status": "ok"}
 
     @app.get("/stats")
     def stats() -> dict[str, Any]:
-        return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in rec.stats().items()}
+        out = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in rec.stats().items()}
+        if publisher is not None:
+            out["publisher"] = {"deltas_written": publisher.deltas_written, "snapshots_written": publisher.snapshots_written,
+                                "errors": publisher.errors,
+                                "last_error": None if publisher.last_error is None else str(publisher.last_error)}
+        return out
 
     return app

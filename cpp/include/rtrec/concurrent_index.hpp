@@ -53,7 +53,8 @@ class ConcurrentIndex {
   // Writer only, key known to be absent.
   void insert(uint64_t key, uint32_t row) {
     Array* array = current_.load(std::memory_order_relaxed);
-    if ((size_ + 1) * 10 > (array->mask + 1) * 7) {  // keep the load factor <= 0.7
+    const uint64_t size = size_.load(std::memory_order_relaxed);
+    if ((size + 1) * 10 > (array->mask + 1) * 7) {  // keep the load factor <= 0.7
       auto bigger = std::make_unique<Array>((array->mask + 1) * 2);
       for (uint64_t s = 0; s <= array->mask; ++s) {
         const uint32_t v = array->slots[s].row_plus_one.load(std::memory_order_relaxed);
@@ -63,17 +64,14 @@ class ConcurrentIndex {
       publish(std::move(bigger));
     }
     place(*array, key, row + 1);
-    ++size_;
+    size_.store(size + 1, std::memory_order_relaxed);
   }
 
-  uint64_t size() const noexcept { return size_; }
+  uint64_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
 
-  // Bytes held, retired arrays included (reported in stats()).
-  uint64_t memory_bytes() const noexcept {
-    uint64_t bytes = 0;
-    for (const auto& a : arrays_) bytes += (a->mask + 1) * sizeof(Slot);
-    return bytes;
-  }
+  // Bytes held, retired arrays included (reported in stats()). Kept in an atomic so that
+  // any thread may ask while a writer grows `arrays_`.
+  uint64_t memory_bytes() const noexcept { return bytes_.load(std::memory_order_relaxed); }
 
  private:
   struct Slot {
@@ -95,13 +93,16 @@ class ConcurrentIndex {
 
   void publish(std::unique_ptr<Array> array) {
     Array* raw = array.get();
+    const uint64_t bytes = (raw->mask + 1) * sizeof(Slot);
     arrays_.push_back(std::move(array));  // owned first: a throwing push_back must not leave current_ dangling
     current_.store(raw, std::memory_order_release);
+    bytes_.fetch_add(bytes, std::memory_order_relaxed);
   }
 
   std::atomic<Array*> current_{nullptr};
-  std::vector<std::unique_ptr<Array>> arrays_;  // live one last; retired ones before it
-  uint64_t size_ = 0;                          // writer-only
+  std::vector<std::unique_ptr<Array>> arrays_;  // writer-only: live one last, retired before it
+  std::atomic<uint64_t> size_{0};               // written by the writer only
+  std::atomic<uint64_t> bytes_{0};
 };
 
 }  // namespace rtrec

@@ -63,6 +63,7 @@ struct ModelStats {
 class Model {
  public:
   static constexpr uint32_t kPoolSize = 1u << 16;  // popularity-negative pool (see pool_)
+  static constexpr uint32_t kMaxDim = 1u << 16;    // rows stay far from any size overflow
 
   explicit Model(const ModelConfig& config);
 
@@ -154,6 +155,10 @@ class Model {
   // previous number, whether that copy followed every delta or loaded a full snapshot
   // taken since (a snapshot records the number of the last delta before it).
   mutable std::atomic<uint32_t> generation_{1};  // a save (const) cuts a new generation
+  // Counts calls that changed rows, bumped after their rows are marked: a publisher that
+  // reads it before cutting a delta and sees no change since its last delta has nothing to
+  // write (one relaxed add per call, not per row).
+  std::atomic<uint64_t> changes_{0};
   mutable std::mutex persist_mutex_;  // one save/apply at a time; guards the fields below
   mutable uint32_t next_since_ = 0;  // the next delta holds rows marked >= this
   mutable uint64_t lineage_ = 0;     // 0 until the first full snapshot is saved or loaded
@@ -169,6 +174,7 @@ class Model {
 
  public:
   uint32_t generation() const noexcept { return generation_.load(std::memory_order_relaxed); }
+  uint64_t change_count() const noexcept { return changes_.load(std::memory_order_acquire); }
   uint64_t lineage() const {
     std::lock_guard<std::mutex> lock(persist_mutex_);
     return lineage_;

@@ -28,6 +28,13 @@ class SnapshotError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The file to read does not exist (maps to FileNotFoundError: a follower polling for the
+// next delta treats it as "not yet", and a pruned file as "gone").
+class MissingFileError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // A delta that does not extend this model's state: another base snapshot, a gap in the
 // sequence, or another configuration.
 class DeltaOrderError : public std::runtime_error {
