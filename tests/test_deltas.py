@@ -152,3 +152,19 @@ def test_a_delta_that_cannot_apply_changes_nothing(tmp_path):
         copy.apply_delta(tmp_path / "d1")
     assert fingerprint(copy, [1, 5], ["sku"]) == before  # users were not touched either
     assert copy.n_users == 1 and copy.snapshot_position[1] == 0
+
+
+def test_two_writers_continuing_one_lineage_cannot_be_mixed(tmp_path):
+    trainer, replica = _pair(tmp_path)
+    fork = rt.Recommender.load(tmp_path / "base", num_threads=1)  # a second writer, same point
+    trainer.update_one(1, 2)
+    trainer.save_delta(tmp_path / "t1")
+    fork.update_one(3, 4)
+    fork.save_delta(tmp_path / "f1")
+    fork.update_one(3, 5)
+    fork.save_delta(tmp_path / "f2")
+    replica.apply_delta(tmp_path / "t1")
+    before = fingerprint(replica, USERS, ITEMS)
+    with pytest.raises(rt.DeltaOrderError, match="two writers"):
+        replica.apply_delta(tmp_path / "f2")
+    assert fingerprint(replica, USERS, ITEMS) == before

@@ -423,6 +423,10 @@ struct SnapshotHeader {
   float global_bias;
   uint64_t updates, skipped, calls;
   uint64_t lineage, sequence;  // the deltas' lineage; full: last delta before it, delta: its number
+  // The chain: each delta names the delta (or lineage start) it follows, so two writers that
+  // continue one lineage from the same point cannot be mixed by a follower.
+  uint64_t follows = 0;  // delta: id of the previous link; full: unused
+  uint64_t link = 0;     // delta: its own id; full: id of the last link before it
   std::vector<uint32_t> pool;   // popularity-negative pool (full snapshots; empty in deltas)
   uint64_t pool_written = 0;
 };
@@ -449,6 +453,8 @@ static void write_header(Writer& w, const SnapshotHeader& h) {
   w.value<uint64_t>(h.calls);
   w.value<uint64_t>(h.lineage);
   w.value<uint64_t>(h.sequence);
+  w.value<uint64_t>(h.follows);
+  w.value<uint64_t>(h.link);
   w.value<uint32_t>(c.popularity_negatives ? 1 : 0);
   w.value<uint64_t>(h.pool_written);
   w.value<uint32_t>(static_cast<uint32_t>(h.pool.size()));
@@ -488,6 +494,8 @@ static SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   h.calls = r.value<uint64_t>();
   h.lineage = r.value<uint64_t>();
   h.sequence = r.value<uint64_t>();
+  h.follows = r.value<uint64_t>();
+  h.link = r.value<uint64_t>();
   const uint32_t popularity = r.value<uint32_t>();
   h.pool_written = r.value<uint64_t>();
   const uint32_t pool_size = r.value<uint32_t>();
@@ -543,6 +551,7 @@ void save_snapshot(const Model& m, const std::string& path) {
   // repeats rows the file already has, with values as new or newer; deltas are idempotent).
   if (m.lineage_ == 0) {
     m.lineage_ = fresh_id();
+    m.last_link_ = m.lineage_;  // the chain starts at the lineage itself
     m.next_since_ = m.generation_.fetch_add(1, std::memory_order_seq_cst) + 1;
   }
   // The rows that exist now are the snapshot; rows created while it is written are left
@@ -550,7 +559,9 @@ void save_snapshot(const Model& m, const std::string& path) {
   const uint32_t users = m.users_.size();
   const uint32_t items = m.items_.size();
   write_atomically(path, [&](Writer& w) {
-    write_header(w, header_of(m, kFullSnapshot, m.lineage_, m.sequence_));
+    SnapshotHeader h = header_of(m, kFullSnapshot, m.lineage_, m.sequence_);
+    h.link = m.last_link_;
+    write_header(w, h);
     write_rows(w, m.users_, all_rows(users));
     write_rows(w, m.items_, all_rows(items));
     write_seen(w, m, m.seen_, m.items_, all_rows(users), items);
@@ -610,6 +621,7 @@ std::unique_ptr<Model> load_snapshot(const std::string& path) {
   // next delta holds what changed after loading (restored rows are unmarked).
   m->lineage_ = h.lineage;
   m->sequence_ = h.sequence;
+  m->last_link_ = h.link;
   m->next_since_ = 1;
   return m;
 }
@@ -628,14 +640,19 @@ void save_delta(const Model& m, const std::string& path) {
   const std::vector<uint32_t> users = rows_since(m.users_, n_users, m.next_since_);
   const std::vector<uint32_t> items = rows_since(m.items_, n_items, m.next_since_);
   const uint64_t sequence = m.sequence_ + 1;
+  const uint64_t link = fresh_id();
   write_atomically(path, [&](Writer& w) {
-    write_header(w, header_of(m, kDelta, m.lineage_, sequence));
+    SnapshotHeader h = header_of(m, kDelta, m.lineage_, sequence);
+    h.follows = m.last_link_;
+    h.link = link;
+    write_header(w, h);
     write_rows(w, m.users_, users);
     write_rows(w, m.items_, items);
     write_seen(w, m, m.seen_, m.items_, users, n_items);
   });
   // Only after success: a failed delta leaves the next one to carry its rows.
   m.sequence_ = sequence;
+  m.last_link_ = link;
   m.next_since_ = cut + 1;
 }
 
@@ -666,6 +683,10 @@ void apply_delta(Model& m, const std::string& path) {
   if (h.sequence != m.sequence_ + 1)
     throw DeltaOrderError(path + ": delta " + std::to_string(h.sequence) + " does not follow delta " +
                           std::to_string(m.sequence_) + " (deltas must be applied in order, without gaps)");
+  if (h.follows != m.last_link_)
+    throw DeltaOrderError(path + ": delta " + std::to_string(h.sequence) +
+                          " follows another delta " + std::to_string(m.sequence_) +
+                          " than the one this copy has (two writers continued one lineage?)");
   // Everything that could still fail is checked before the first row is written, so a
   // refused delta changes nothing: ID kinds and string-hash collisions against the tables.
   check_applicable(r, users, m.users_, "users");
@@ -683,6 +704,7 @@ void apply_delta(Model& m, const std::string& path) {
   }
   restore_counters(m, h);
   m.sequence_ = h.sequence;
+  m.last_link_ = h.link;
 }
 
 }  // namespace rtrec

@@ -163,6 +163,7 @@ class Model {
   mutable uint32_t next_since_ = 0;  // the next delta holds rows marked >= this
   mutable uint64_t lineage_ = 0;     // 0 until the first full snapshot is saved or loaded
   mutable uint64_t sequence_ = 0;    // last delta saved or applied in that lineage
+  mutable uint64_t last_link_ = 0;   // id of that delta (the lineage id before the first)
 
   // Items of recent positives, for popularity-weighted negatives: a fixed array (it never
   // moves, so readers need no lock); fit() refills it with a sample of its events and
