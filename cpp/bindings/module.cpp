@@ -182,7 +182,7 @@ PYBIND11_MODULE(_core, m) {
   py::class_<Model>(m, "Model")
       .def(py::init([](uint32_t dim, const std::string& loss, const std::string& optimizer, float learning_rate,
                        float l2, float grad_clip, float init_std, uint32_t negatives, uint64_t seed,
-                       const std::string& negative_sampling) {
+                       const std::string& negative_sampling, uint32_t min_count) {
              rtrec::ModelConfig c;
              c.dim = dim;
              c.loss = rtrec::parse_loss(loss);
@@ -194,11 +194,12 @@ PYBIND11_MODULE(_core, m) {
              c.negatives = negatives;
              c.seed = seed;
              c.popularity_negatives = rtrec::parse_negative_sampling(negative_sampling);
+             c.min_count = min_count;
              return new Model(c);
            }),
            py::arg("dim"), py::arg("loss"), py::arg("optimizer"), py::arg("learning_rate"), py::arg("l2"),
            py::arg("grad_clip"), py::arg("init_std"), py::arg("negatives"), py::arg("seed"),
-           py::arg("negative_sampling") = "uniform")
+           py::arg("negative_sampling") = "uniform", py::arg("min_count") = 1)
       .def(
           "fit",
           [](Model& model, py::handle users, py::handle items, std::optional<FloatArray> labels,
@@ -353,6 +354,7 @@ PYBIND11_MODULE(_core, m) {
         d["grad_clip"] = c.grad_clip;
         d["init_std"] = c.init_std;
         d["negative_sampling"] = c.popularity_negatives ? "popularity" : "uniform";
+        d["min_count"] = c.min_count;
         return d;
       })
       .def_property_readonly("n_users", [](const Model& m) { return m.users().size(); })
@@ -368,6 +370,7 @@ PYBIND11_MODULE(_core, m) {
         d["skipped_updates"] = s.skipped_updates;
         d["seen_pairs"] = s.seen_pairs;
         d["memory_bytes"] = s.memory_bytes;
+        d["not_admitted"] = s.not_admitted;
         d["global_bias"] = s.global_bias;
         return d;
       });

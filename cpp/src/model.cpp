@@ -10,6 +10,8 @@
 namespace rtrec {
 namespace {
 
+constexpr uint32_t kNoRow = EmbeddingTable::kNotFound;
+
 // Purposes of the derived random streams (see derive_seed).
 constexpr uint64_t kShuffleStream = 1;  // per-part shuffles and negatives in fit epochs
 constexpr uint64_t kUpdateStream = 3;
@@ -80,6 +82,17 @@ Model::Model(const ModelConfig& config)
   if (!(config.init_std >= 0.0f) || !std::isfinite(config.init_std))
     throw std::invalid_argument("init_std must be a finite number >= 0");
   if (config.loss == Loss::kBpr && config.negatives == 0) throw std::invalid_argument("negatives must be >= 1 for BPR");
+  if (config.min_count == 0) throw std::invalid_argument("min_count must be >= 1");
+  if (config.min_count > 1) {
+    user_sketch_ = std::make_unique<CountMinSketch>();
+    item_sketch_ = std::make_unique<CountMinSketch>();
+  }
+}
+
+uint32_t Model::admit(EmbeddingTable& table, CountMinSketch* sketch, uint64_t key, const std::string* name) {
+  if (sketch == nullptr || table.find(key) != EmbeddingTable::kNotFound) return table.find_or_insert(key, name);
+  if (sketch->add(key) < config_.min_count) return EmbeddingTable::kNotFound;
+  return table.find_or_insert(key, name);
 }
 
 void Model::validate(const EventBatch& e) const {
@@ -158,13 +171,15 @@ void Model::record(const EventBatch& e, size_t i, double now, Resolved& r) {
 
 Model::Resolved Model::resolve(const EventBatch& e, size_t i, double now) {
   Resolved r;
-  r.user = users_.find_or_insert(e.users.keys[i], e.users.names != nullptr ? &e.users.names[i] : nullptr);
-  r.item = items_.find_or_insert(e.items.keys[i], e.items.names != nullptr ? &e.items.names[i] : nullptr);
+  r.user = admit(users_, user_sketch_.get(), e.users.keys[i], e.users.names != nullptr ? &e.users.names[i] : nullptr);
+  r.item = admit(items_, item_sketch_.get(), e.items.keys[i], e.items.names != nullptr ? &e.items.names[i] : nullptr);
+  if (r.user == kNoRow || r.item == kNoRow) {
+    not_admitted_.fetch_add(1, std::memory_order_relaxed);
+    return r;
+  }
   record(e, i, now, r);
   return r;
 }
-
-constexpr uint32_t kNoRow = EmbeddingTable::kNotFound;
 
 void Model::draw_negatives(uint32_t positive, uint32_t n_items, SplitMix64& rng, uint32_t* out) const noexcept {
   const uint64_t pooled = std::min<uint64_t>(pool_written_.load(std::memory_order_relaxed), kPoolSize);
@@ -308,8 +323,8 @@ void Model::fit(const EventBatch& e, uint32_t epochs, int num_threads) {
       items_.prefetch_key(e.items.keys[i + kPrefetchAhead]);
     }
     failure.run([&] {
-      events[i].user = users_.find_or_insert(e.users.keys[i], user_names != nullptr ? &user_names[i] : nullptr);
-      events[i].item = items_.find_or_insert(e.items.keys[i], item_names != nullptr ? &item_names[i] : nullptr);
+      events[i].user = admit(users_, user_sketch_.get(), e.users.keys[i], user_names != nullptr ? &user_names[i] : nullptr);
+      events[i].item = admit(items_, item_sketch_.get(), e.items.keys[i], item_names != nullptr ? &item_names[i] : nullptr);
     });
   }
   failure.rethrow();
@@ -318,15 +333,23 @@ void Model::fit(const EventBatch& e, uint32_t epochs, int num_threads) {
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : label_sum, weight_sum)
   for (int64_t i = 0; i < n; ++i) {
     if (failure.failed()) continue;
-    if (i + 2 * kPrefetchAhead < n) seen_.prefetch_slot(events[i + 2 * kPrefetchAhead].user);
+    if (i + 2 * kPrefetchAhead < n && events[i + 2 * kPrefetchAhead].user != kNoRow)
+      seen_.prefetch_slot(events[i + 2 * kPrefetchAhead].user);
     if (i + kPrefetchAhead < n) {
       const Resolved& ahead = events[i + kPrefetchAhead];
-      users_.prefetch_metadata(ahead.user);
-      items_.prefetch_metadata(ahead.item);
-      seen_.prefetch(ahead.user);
+      if (ahead.user != kNoRow && ahead.item != kNoRow) {
+        users_.prefetch_metadata(ahead.user);
+        items_.prefetch_metadata(ahead.item);
+        seen_.prefetch(ahead.user);
+      }
     }
     failure.run([&] {
       Resolved& r = events[i];
+      if (r.user == kNoRow || r.item == kNoRow) {  // an ID not admitted yet: not learned
+        r.weight = 0.0f;
+        not_admitted_.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
       record(e, static_cast<size_t>(i), now, r);
       label_sum += double(r.weight) * r.label;
       weight_sum += r.weight;
@@ -390,6 +413,7 @@ void Model::update(const EventBatch& e) {
   uint64_t applied = 0, skipped = 0;
   for (size_t i = 0; i < e.size; ++i) {
     const Resolved r = resolve(e, i, now);
+    if (r.user == kNoRow || r.item == kNoRow) continue;  // not admitted yet
     record_labels(double(r.weight) * r.label, r.weight);
     if (!(r.weight > 0.0f)) {  // no step, but the metadata changed: mark like any change
       users_.mark(r.user, generation_);
@@ -526,6 +550,8 @@ ModelStats Model::stats() const noexcept {
   s.seen_pairs = seen_.pairs();
   s.memory_bytes = users_.memory_bytes() + items_.memory_bytes() + seen_.memory_bytes();
   s.global_bias = offset();
+  s.not_admitted = not_admitted_.load(std::memory_order_relaxed);
+  if (user_sketch_) s.memory_bytes += 2 * CountMinSketch::memory_bytes();
   return s;
 }
 

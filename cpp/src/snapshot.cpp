@@ -456,6 +456,7 @@ static void write_header(Writer& w, const SnapshotHeader& h) {
   w.value<uint64_t>(h.follows);
   w.value<uint64_t>(h.link);
   w.value<uint32_t>(c.popularity_negatives ? 1 : 0);
+  w.value<uint32_t>(c.min_count);
   w.value<uint64_t>(h.pool_written);
   w.value<uint32_t>(static_cast<uint32_t>(h.pool.size()));
   w.bytes(h.pool.data(), h.pool.size() * sizeof(uint32_t));
@@ -497,6 +498,7 @@ static SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   h.follows = r.value<uint64_t>();
   h.link = r.value<uint64_t>();
   const uint32_t popularity = r.value<uint32_t>();
+  c.min_count = r.value<uint32_t>();
   h.pool_written = r.value<uint64_t>();
   const uint32_t pool_size = r.value<uint32_t>();
   r.expect_room(pool_size, 4, "pool");
@@ -504,7 +506,7 @@ static SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   r.bytes(h.pool.data(), size_t(pool_size) * 4);
   c.popularity_negatives = popularity == 1;
   r.end_section("header");
-  if (popularity > 1 || pool_size > Model::kPoolSize) r.fail("corrupted file (bad header)");
+  if (popularity > 1 || pool_size > Model::kPoolSize || c.min_count == 0) r.fail("corrupted file (bad header)");
   if (h.kind != expected_kind || c.dim == 0 || c.dim > Model::kMaxDim || loss > 2 || optimizer > 1)
     r.fail("corrupted file (bad header)");
   c.loss = static_cast<Loss>(loss);
@@ -541,6 +543,22 @@ void restore_counters(Model& m, const SnapshotHeader& h) {
   m.calls_.store(h.calls);
 }
 
+// Admission counts travel with full snapshots (a restored trainer keeps counting where it
+// was); deltas leave them out, replicas do not admit.
+static void write_sketches(Writer& w, const CountMinSketch* users, const CountMinSketch* items) {
+  std::vector<uint16_t> cells;
+  if (users != nullptr) {
+    cells.resize(2 * CountMinSketch::cells());
+    for (size_t i = 0; i < CountMinSketch::cells(); ++i) {
+      cells[i] = users->get(i);
+      cells[CountMinSketch::cells() + i] = items->get(i);
+    }
+  }
+  w.value<uint64_t>(cells.size());
+  w.bytes(cells.data(), cells.size() * sizeof(uint16_t));
+  w.end_section("sketch");
+}
+
 // ---------------------------------------------------------------------------------- full
 
 void save_snapshot(const Model& m, const std::string& path) {
@@ -565,6 +583,7 @@ void save_snapshot(const Model& m, const std::string& path) {
     write_rows(w, m.users_, all_rows(users));
     write_rows(w, m.items_, all_rows(items));
     write_seen(w, m, m.seen_, m.items_, all_rows(users), items);
+    write_sketches(w, m.user_sketch_.get(), m.item_sketch_.get());
   });
 }
 
@@ -573,6 +592,7 @@ struct FileImage {
   SnapshotHeader header;
   TableImage users, items;
   std::vector<std::vector<uint64_t>> seen;
+  std::vector<uint16_t> sketches;  // full snapshots of admission models: users', then items'
 };
 
 static FileImage read_file(Reader& r, uint32_t kind) {
@@ -582,6 +602,14 @@ static FileImage read_file(Reader& r, uint32_t kind) {
   f.users = read_rows(r, f.header.config.dim, acc, "users");
   f.items = read_rows(r, f.header.config.dim, acc, "items");
   f.seen = read_seen(r, f.users.rows);
+  if (kind == kFullSnapshot) {
+    const uint64_t n = r.value<uint64_t>();
+    const bool expected = f.header.config.min_count > 1;
+    if (n != (expected ? 2 * CountMinSketch::cells() : 0)) r.fail("corrupted file (admission counts do not match the config)");
+    f.sketches.resize(n);
+    r.bytes(f.sketches.data(), n * sizeof(uint16_t));
+    r.end_section("sketch");
+  }
   r.finish();
   return f;
 }
@@ -617,6 +645,12 @@ std::unique_ptr<Model> load_snapshot(const std::string& path) {
     m->pool_[i].store(h.pool[i], std::memory_order_relaxed);
   }
   m->pool_written_.store(h.pool_written, std::memory_order_relaxed);
+  if (m->user_sketch_) {
+    for (size_t i = 0; i < CountMinSketch::cells(); ++i) {
+      m->user_sketch_->set(i, f.sketches[i]);
+      m->item_sketch_->set(i, f.sketches[CountMinSketch::cells() + i]);
+    }
+  }
   // The copy continues the lineage at the file's position: if it trains and publishes, its
   // next delta holds what changed after loading (restored rows are unmarked).
   m->lineage_ = h.lineage;

@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "grad_clip": 10.0,
     "init_std": 0.1,
     "negative_sampling": "uniform",
+    "min_count": 1,
 }
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 MAX_DIM = 65536  # the core's limit (Model::kMaxDim)
@@ -92,6 +93,13 @@ class Recommender:
             ``"popularity"`` (from a 65,536-slot pool of recent positives' items: refilled
             with a sample of the data by ``fit``, refreshed by every ``update``). Popularity
             negatives learn personal taste over plain popularity in fewer epochs.
+        min_count: admission: an ID gets an embedding row only once it has been seen this
+            many times (1: at once). Sightings are counted in a count-min sketch per side
+            (4 x 2^20 16-bit counters, 8 MiB each, allocated only when min_count > 1), so a
+            rare ID costs no row; an event involving an ID not yet admitted is not learned
+            (counted in ``stats()["not_admitted"]``) and the ID scores as unknown. The sketch
+            may admit an ID a little early (it overcounts by at most e/2^20 of all sightings
+            with 98% probability, far less with its conservative update), never late.
 
     An update that would write a non-finite value is skipped and counted in
     ``stats()["skipped_updates"]``. IDs are int64 values or strings (not both on one side).
@@ -113,6 +121,7 @@ class Recommender:
         grad_clip: float = DEFAULTS["grad_clip"],
         init_std: float = DEFAULTS["init_std"],
         negative_sampling: str = DEFAULTS["negative_sampling"],
+        min_count: int = DEFAULTS["min_count"],
     ) -> None:
         self._params = {
             "dim": check.positive_int(dim, "dim", high=MAX_DIM),
@@ -126,6 +135,7 @@ class Recommender:
             "grad_clip": check.real(grad_clip, "grad_clip", low=0.0, low_inclusive=False),
             "init_std": check.real(init_std, "init_std", low=0.0, low_inclusive=True),
             "negative_sampling": check.choice(negative_sampling, "negative_sampling", NEGATIVE_SAMPLING),
+            "min_count": check.positive_int(min_count, "min_count", high=65535),
         }
         self._threads = check.num_threads(num_threads)
         if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
@@ -134,7 +144,7 @@ class Recommender:
         self._model = _core.Model(
             dim=p["dim"], loss=p["loss"], optimizer=p["optimizer"], learning_rate=p["learning_rate"],
             l2=p["l2"], grad_clip=p["grad_clip"], init_std=p["init_std"], negatives=p["negatives"],
-            seed=int(seed), negative_sampling=p["negative_sampling"],
+            seed=int(seed), negative_sampling=p["negative_sampling"], min_count=p["min_count"],
         )
 
     # ------------------------------------------------------------------ learning
@@ -341,7 +351,8 @@ class Recommender:
 
     def stats(self) -> dict[str, Any]:
         """Counters: n_users, n_items, updates (gradient steps applied), skipped_updates
-        (steps dropped because they would write a non-finite value), seen_pairs,
+        (steps dropped because they would write a non-finite value), not_admitted (events
+        not learned because an ID had not reached ``min_count``), seen_pairs,
         memory_bytes (table, index and seen-list memory), global_bias, plus the config."""
         out = dict(self._model.stats())
         out["dim"] = self._params["dim"]

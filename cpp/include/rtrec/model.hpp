@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "rtrec/count_sketch.hpp"
 #include "rtrec/embedding_table.hpp"
 #include "rtrec/kernels.hpp"
 #include "rtrec/random.hpp"
@@ -32,6 +33,9 @@ struct ModelConfig {
   // BPR negatives: uniform over known items, or popularity-weighted (drawn from a pool of
   // recent positives' items), which pushes personal taste over plain popularity sooner.
   bool popularity_negatives = false;
+  // Admission: an ID gets a row only once it has been seen this many times (counted in a
+  // count-min sketch, no row per rare ID); events involving an unadmitted ID are not learned.
+  uint32_t min_count = 1;
 };
 
 Loss parse_loss(const std::string& name);            // throws std::invalid_argument
@@ -56,7 +60,7 @@ struct EventBatch {
 };
 
 struct ModelStats {
-  uint64_t n_users, n_items, updates, skipped_updates, seen_pairs, memory_bytes;
+  uint64_t n_users, n_items, updates, skipped_updates, seen_pairs, memory_bytes, not_admitted;
   double global_bias;
 };
 
@@ -124,6 +128,8 @@ class Model {
   // One Hogwild epoch: part p of `bounds` is shuffled and trained by one thread.
   void train_epoch(std::vector<Resolved>& events, const std::vector<int64_t>& bounds, uint64_t call, uint32_t epoch,
                    std::vector<float>& scratch, std::vector<uint32_t>& negatives);
+  // The row of an ID, creating it if the ID is (now) admitted; kNotFound while it is not.
+  uint32_t admit(EmbeddingTable& table, CountMinSketch* sketch, uint64_t key, const std::string* name);
   // IDs -> rows (new IDs get rows), then record().
   Resolved resolve(const EventBatch& events, size_t i, double now);
   // Fills label and weight of event i, touches its rows' metadata, records a positive.
@@ -148,6 +154,8 @@ class Model {
   std::atomic<uint64_t> updates_{0};
   std::atomic<uint64_t> skipped_{0};
   std::atomic<uint64_t> calls_{0};  // seeds each call's random streams
+  std::atomic<uint64_t> not_admitted_{0};
+  std::unique_ptr<CountMinSketch> user_sketch_, item_sketch_;  // only when min_count > 1
 
   // Persistence. Every change marks its rows with the current generation; a delta cuts a
   // new generation and holds the rows marked since the previous cut. The deltas of one
