@@ -13,6 +13,7 @@ Endpoints: ``POST /feedback``, ``GET /recommend?user=..&k=..``, ``POST /recommen
 # No `from __future__ import annotations`: FastAPI reads the request models of the
 # endpoints below from their (runtime) annotations, and those classes are local.
 
+import json
 import math
 from typing import Any, Union
 
@@ -55,8 +56,6 @@ class _BodyLimit:
 
 
 async def _json_reply(send: Any, status: int, detail: str) -> None:
-    import json  # noqa: PLC0415
-
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
