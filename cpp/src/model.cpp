@@ -409,7 +409,10 @@ void Model::update(const EventBatch& e) {
     heap_scratch.resize(scratch_floats(step.stride));
     buffer = heap_scratch.data();
   }
-  std::vector<uint32_t> negatives(config_.negatives);
+  // The per-event path: no heap allocation for the usual handful of negatives.
+  uint32_t few_negatives[16];
+  std::vector<uint32_t> many_negatives(config_.negatives > 16 ? config_.negatives : 0);
+  uint32_t* negatives = config_.negatives > 16 ? many_negatives.data() : few_negatives;
   uint64_t applied = 0, skipped = 0;
   for (size_t i = 0; i < e.size; ++i) {
     const Resolved r = resolve(e, i, now);
@@ -421,8 +424,8 @@ void Model::update(const EventBatch& e) {
       continue;
     }
     if (config_.loss == Loss::kBpr && r.label > 0.0f && config_.popularity_negatives) pool_add(r.item);
-    if (config_.loss == Loss::kBpr) draw_negatives(r.item, items_.size(), rng, negatives.data());
-    train_one(step, r, negatives.data(), buffer, applied, skipped);
+    if (config_.loss == Loss::kBpr) draw_negatives(r.item, items_.size(), rng, negatives);
+    train_one(step, r, negatives, buffer, applied, skipped);
     // Marked after the step (see EmbeddingTable::mark): the change goes into a delta.
     users_.mark(r.user, generation_);
     items_.mark(r.item, generation_);

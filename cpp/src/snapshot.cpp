@@ -29,6 +29,7 @@ constexpr char kEndMagic[8] = {'R', 'T', 'R', 'E', 'C', 'E', 'N', 'D'};
 constexpr uint32_t kVersion = 2;  // 2: lineage + sequence in the header, 4-lane checksum
 constexpr uint32_t kFullSnapshot = 0;
 constexpr uint32_t kDelta = 1;
+constexpr uint32_t kAnyKind = 2;  // read_header: accept either (peek_snapshot)
 
 // Streaming 64-bit checksum over 8-byte words: the value depends only on the bytes, not on
 // how they were split into writes and reads. Four independent lanes (word i goes to lane
@@ -326,9 +327,8 @@ void apply_rows(Reader& r, const TableImage& image, EmbeddingTable& t, bool in_o
 
 // Seen sets of the listed user rows, items named by key (row numbers differ between a
 // trainer and the replicas that rebuild its tables from deltas).
-void write_seen(Writer& w, const Model& m, const SeenStore& seen, const EmbeddingTable& items,
+void write_seen(Writer& w, const SeenStore& seen, const EmbeddingTable& items,
                 const std::vector<uint32_t>& user_rows, uint32_t n_items) {
-  (void)m;
   std::vector<uint32_t> rows;
   std::vector<uint64_t> keys;
   w.value<uint32_t>(static_cast<uint32_t>(user_rows.size()));
@@ -507,7 +507,7 @@ static SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   c.popularity_negatives = popularity == 1;
   r.end_section("header");
   if (popularity > 1 || pool_size > Model::kPoolSize || c.min_count == 0) r.fail("corrupted file (bad header)");
-  if (h.kind != expected_kind || c.dim == 0 || c.dim > Model::kMaxDim || loss > 2 || optimizer > 1)
+  if (h.kind != (expected_kind == kAnyKind ? (delta ? kDelta : kFullSnapshot) : expected_kind) || c.dim == 0 || c.dim > Model::kMaxDim || loss > 2 || optimizer > 1)
     r.fail("corrupted file (bad header)");
   c.loss = static_cast<Loss>(loss);
   c.optimizer = static_cast<Optimizer>(optimizer);
@@ -582,7 +582,7 @@ void save_snapshot(const Model& m, const std::string& path) {
     write_header(w, h);
     write_rows(w, m.users_, all_rows(users));
     write_rows(w, m.items_, all_rows(items));
-    write_seen(w, m, m.seen_, m.items_, all_rows(users), items);
+    write_seen(w, m.seen_, m.items_, all_rows(users), items);
     write_sketches(w, m.user_sketch_.get(), m.item_sketch_.get());
   });
 }
@@ -682,7 +682,7 @@ void save_delta(const Model& m, const std::string& path) {
     write_header(w, h);
     write_rows(w, m.users_, users);
     write_rows(w, m.items_, items);
-    write_seen(w, m, m.seen_, m.items_, users, n_items);
+    write_seen(w, m.seen_, m.items_, users, n_items);
   });
   // Only after success: a failed delta leaves the next one to carry its rows.
   m.sequence_ = sequence;
@@ -692,12 +692,8 @@ void save_delta(const Model& m, const std::string& path) {
 
 SnapshotPosition peek_snapshot(const std::string& path) {
   Reader r(path);
-  char magic[8];
-  r.bytes(magic, sizeof magic);
-  const bool delta = std::memcmp(magic, kDeltaMagic, sizeof magic) == 0;
-  Reader again(path);  // read_header checks the magic itself
-  const SnapshotHeader h = read_header(again, delta ? kDelta : kFullSnapshot);
-  return SnapshotPosition{!delta, h.lineage, h.sequence};
+  const SnapshotHeader h = read_header(r, kAnyKind);
+  return SnapshotPosition{h.kind == kFullSnapshot, h.lineage, h.sequence};
 }
 
 void apply_delta(Model& m, const std::string& path) {

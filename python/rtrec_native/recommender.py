@@ -194,14 +194,19 @@ class Recommender:
         """
         self._model.update_one(user, item, label, weight, timestamp)
 
-    def _events(self, users: Any, items: Any, labels: Any, weights: Any, timestamps: Any, *,
-                allow_empty: bool) -> tuple:
+    def _id_pairs(self, users: Any, items: Any, *, allow_empty: bool) -> tuple[Any, Any, int]:
+        """Both sides' IDs normalised for the core, equal in length and of the model's kinds."""
         user_kind, user_ids, n = check.ids(users, "users", allow_empty=allow_empty)
         item_kind, item_ids, n_items = check.ids(items, "items", allow_empty=allow_empty)
         if n != n_items:
             raise ValueError(f"users and items must have the same length, got {n} and {n_items}")
         check.check_kind(self._model.user_id_kind, user_kind, "users")
         check.check_kind(self._model.item_id_kind, item_kind, "items")
+        return user_ids, item_ids, n
+
+    def _events(self, users: Any, items: Any, labels: Any, weights: Any, timestamps: Any, *,
+                allow_empty: bool) -> tuple:
+        user_ids, item_ids, n = self._id_pairs(users, items, allow_empty=allow_empty)
         loss = self._params["loss"]
         if labels is None:
             if loss != "bpr" and n > 0:
@@ -222,12 +227,7 @@ class Recommender:
         """Scores for (user, item) pairs as float32: predicted rating (squared), click
         probability (logistic) or preference score (BPR). Unknown IDs score with zero
         vectors and biases (so an unknown pair gets mu)."""
-        user_kind, user_ids, n = check.ids(users, "users")
-        item_kind, item_ids, n_items = check.ids(items, "items")
-        if n != n_items:
-            raise ValueError(f"users and items must have the same length, got {n} and {n_items}")
-        check.check_kind(self._model.user_id_kind, user_kind, "users")
-        check.check_kind(self._model.item_id_kind, item_kind, "items")
+        user_ids, item_ids, _ = self._id_pairs(users, items, allow_empty=True)
         return self._model.predict(user_ids, item_ids, num_threads=self._threads)
 
     def recommend(self, user: int | str, k: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
