@@ -88,7 +88,8 @@ class Model {
   // Returns the number written (<= k). Scores are in predict()'s units.
   uint32_t recommend(uint64_t user_key, const std::string* user_name, uint32_t k, bool exclude_seen, int num_threads, uint32_t* out_rows,
                      float* out_scores) const;
-  // Many users at once, one per thread; row i of the outputs holds counts[i] results.
+  // Many users at once (blocks of users share each pass over the items, blocks spread over
+  // threads); row i of the outputs holds counts[i] results.
   void recommend_batch(const IdBatch& users, uint32_t k, bool exclude_seen, int num_threads, uint32_t* out_rows,
                        float* out_scores, uint32_t* counts) const;
 

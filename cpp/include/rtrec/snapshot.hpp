@@ -35,7 +35,7 @@ class MissingFileError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// A delta that does not extend this model's state: another base snapshot, a gap in the
+// A delta that does not extend this model's state: another lineage, a gap in the
 // sequence, or another configuration.
 class DeltaOrderError : public std::runtime_error {
  public:
