@@ -114,15 +114,16 @@ ScalarId to_scalar_id(const py::handle& obj, const char* side) {
   return ScalarId{static_cast<uint64_t>(v), std::nullopt};
 }
 
-py::object ids_of(const rtrec::EmbeddingTable& table, const uint32_t* rows, size_t n) {
-  if (table.kind() == IdKind::kString) {
+// IDs from recommend()'s output: int64 array, or a list of str for string IDs.
+py::object ids_of(const uint64_t* keys, const std::string* names, size_t n) {
+  if (names != nullptr) {
     py::list out(n);
-    for (size_t i = 0; i < n; ++i) out[i] = py::str(table.name(rows[i]));
+    for (size_t i = 0; i < n; ++i) out[i] = py::str(names[i]);
     return std::move(out);
   }
   py::array_t<int64_t> out(n);
   int64_t* p = out.mutable_data();
-  for (size_t i = 0; i < n; ++i) p[i] = static_cast<int64_t>(table.key(rows[i]));
+  for (size_t i = 0; i < n; ++i) p[i] = static_cast<int64_t>(keys[i]);
   return std::move(out);
 }
 
@@ -182,7 +183,7 @@ PYBIND11_MODULE(_core, m) {
   py::class_<Model>(m, "Model")
       .def(py::init([](uint32_t dim, const std::string& loss, const std::string& optimizer, float learning_rate,
                        float l2, float grad_clip, float init_std, uint32_t negatives, uint64_t seed,
-                       const std::string& negative_sampling, uint32_t min_count) {
+                       const std::string& negative_sampling, uint32_t min_count, double ttl, uint64_t max_rows) {
              rtrec::ModelConfig c;
              c.dim = dim;
              c.loss = rtrec::parse_loss(loss);
@@ -195,11 +196,14 @@ PYBIND11_MODULE(_core, m) {
              c.seed = seed;
              c.popularity_negatives = rtrec::parse_negative_sampling(negative_sampling);
              c.min_count = min_count;
+             c.ttl = ttl;
+             c.max_rows = max_rows;
              return new Model(c);
            }),
            py::arg("dim"), py::arg("loss"), py::arg("optimizer"), py::arg("learning_rate"), py::arg("l2"),
            py::arg("grad_clip"), py::arg("init_std"), py::arg("negatives"), py::arg("seed"),
-           py::arg("negative_sampling") = "uniform", py::arg("min_count") = 1)
+           py::arg("negative_sampling") = "uniform", py::arg("min_count") = 1, py::arg("ttl") = 0.0,
+           py::arg("max_rows") = 0)
       .def(
           "fit",
           [](Model& model, py::handle users, py::handle items, std::optional<FloatArray> labels,
@@ -264,19 +268,22 @@ PYBIND11_MODULE(_core, m) {
             if (k == 0) throw py::value_error("k must be >= 1");
             const ScalarId u = to_scalar_id(user, "user");
             const uint32_t capacity = static_cast<uint32_t>(std::min<uint64_t>(k, model.items().size()));
-            std::vector<uint32_t> rows(std::max<uint32_t>(capacity, 1));
-            py::array_t<float> scores(capacity);
+            const bool strings = model.items().kind() == IdKind::kString;
+            std::vector<uint64_t> keys(std::max<uint32_t>(capacity, 1));
+            std::vector<std::string> names(strings ? keys.size() : 0);
+            py::array_t<float> scores(std::max<uint32_t>(capacity, 1));
             uint32_t found;
             {
               py::gil_scoped_release release;
               // The catalogue may grow during the call; top-K never returns more than k
               // and scans the rows that existed when it started, so `capacity` bounds it.
+              const rtrec::RecommendOutput out{keys.data(), strings ? names.data() : nullptr, scores.mutable_data()};
               found = model.recommend(u.key, u.name ? &*u.name : nullptr, std::max<uint32_t>(capacity, 1),
-                                      exclude_seen, num_threads, rows.data(), scores.mutable_data());
+                                      exclude_seen, num_threads, out);
             }
             found = std::min(found, capacity);
             scores.resize({static_cast<py::ssize_t>(found)});
-            return py::make_tuple(ids_of(model.items(), rows.data(), found), scores);
+            return py::make_tuple(ids_of(keys.data(), strings ? names.data() : nullptr, found), scores);
           },
           py::arg("user"), py::arg("k"), py::arg("exclude_seen"), py::arg("num_threads"))
       .def(
@@ -288,27 +295,33 @@ PYBIND11_MODULE(_core, m) {
             // No more than the catalogue holds now: the core scans the rows that exist when
             // it starts, at least as many as now, and returns at most `width` of them.
             const uint32_t width = static_cast<uint32_t>(std::max<uint64_t>(1, std::min<uint64_t>(k, model.items().size())));
-            py::array_t<uint32_t> rows({n, static_cast<size_t>(width)});
+            const bool strings = model.items().kind() == IdKind::kString;
+            py::array_t<uint64_t> keys({n, static_cast<size_t>(width)});
+            std::vector<std::string> names(strings ? n * width : 0);
             py::array_t<float> scores({n, static_cast<size_t>(width)});
             py::array_t<uint32_t> counts(n);
             {
               py::gil_scoped_release release;
-              model.recommend_batch(u.batch, width, exclude_seen, num_threads, rows.mutable_data(),
-                                    scores.mutable_data(), counts.mutable_data());
+              const rtrec::RecommendOutput out{keys.mutable_data(), strings ? names.data() : nullptr, scores.mutable_data()};
+              model.recommend_batch(u.batch, width, exclude_seen, num_threads, out, counts.mutable_data());
             }
-            return py::make_tuple(rows, scores, counts);
+            py::object name_list = py::none();
+            if (strings) {
+              py::list l(names.size());
+              for (size_t j = 0; j < names.size(); ++j) l[j] = py::str(names[j]);
+              name_list = std::move(l);
+            }
+            return py::make_tuple(keys, name_list, scores, counts);
           },
           py::arg("users"), py::arg("k"), py::arg("exclude_seen"), py::arg("num_threads"))
       .def(
-          "item_ids",
-          [](const Model& model, py::array_t<uint32_t, py::array::c_style | py::array::forcecast> rows) {
-            const uint32_t n_items = model.items().size();
-            const uint32_t* r = rows.data();
-            for (py::ssize_t j = 0; j < rows.size(); ++j)
-              if (r[j] >= n_items) throw py::value_error("item row out of range");
-            return ids_of(model.items(), r, static_cast<size_t>(rows.size()));
+          "evict_before",
+          [](Model& model, double cutoff) {
+            py::gil_scoped_release release;
+            return model.evict_before(cutoff);
           },
-          py::arg("rows"))
+          py::arg("cutoff"))
+      .def_property_readonly("clock", &Model::clock)
       .def(
           "save",
           [](const Model& model, const std::string& path) {
@@ -355,10 +368,12 @@ PYBIND11_MODULE(_core, m) {
         d["init_std"] = c.init_std;
         d["negative_sampling"] = c.popularity_negatives ? "popularity" : "uniform";
         d["min_count"] = c.min_count;
+        d["ttl"] = c.ttl > 0.0 ? py::object(py::float_(c.ttl)) : py::object(py::none());
+        d["max_rows"] = c.max_rows > 0 ? py::object(py::int_(c.max_rows)) : py::object(py::none());
         return d;
       })
-      .def_property_readonly("n_users", [](const Model& m) { return m.users().size(); })
-      .def_property_readonly("n_items", [](const Model& m) { return m.items().size(); })
+      .def_property_readonly("n_users", [](const Model& m) { return m.users().live_count(); })
+      .def_property_readonly("n_items", [](const Model& m) { return m.items().live_count(); })
       .def_property_readonly("user_id_kind", [](const Model& m) { return kind_name(m.users().kind()); })
       .def_property_readonly("item_id_kind", [](const Model& m) { return kind_name(m.items().kind()); })
       .def("stats", [](const Model& m) {
@@ -372,6 +387,9 @@ PYBIND11_MODULE(_core, m) {
         d["memory_bytes"] = s.memory_bytes;
         d["not_admitted"] = s.not_admitted;
         d["global_bias"] = s.global_bias;
+        d["evicted_users"] = s.evicted_users;
+        d["evicted_items"] = s.evicted_items;
+        d["clock"] = s.clock;
         return d;
       });
 }

@@ -1,6 +1,7 @@
 #include "rtrec/embedding_table.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -40,6 +41,8 @@ EmbeddingTable::Chunk::Chunk(uint32_t stride, bool with_accumulators, bool with_
       bias_accumulator = aligned_array<float>(kChunkRows);
     }
     meta = new RowMeta[kChunkRows];
+    live = new std::atomic<uint8_t>[kChunkRows];
+    for (uint32_t i = 0; i < kChunkRows; ++i) live[i].store(0, std::memory_order_relaxed);
     if (with_names) names.reset(new std::string[kChunkRows]);
   } catch (...) {
     this->~Chunk();
@@ -54,9 +57,11 @@ EmbeddingTable::Chunk::~Chunk() {
   std::free(bias_accumulator);
   std::free(keys);
   delete[] meta;
+  delete[] live;
   vectors = accumulators = bias = bias_accumulator = nullptr;
   keys = nullptr;
   meta = nullptr;
+  live = nullptr;
 }
 
 EmbeddingTable::EmbeddingTable(const TableOptions& options)
@@ -68,7 +73,7 @@ EmbeddingTable::EmbeddingTable(const TableOptions& options)
   if (options.dim == 0) throw std::invalid_argument("dim must be >= 1");
 }
 
-void EmbeddingTable::initialise_row(Chunk* c, uint32_t o, uint64_t key, bool random_init) const noexcept {
+void EmbeddingTable::initialise_row(Chunk* c, uint32_t o, uint64_t key, bool random_init, double time) const noexcept {
   // The initial vector depends only on (seed, key): a row gets the same start whichever
   // thread creates it and in whatever order, which keeps multi-threaded fits comparable and
   // single-threaded ones bit-for-bit reproducible. Uniform(-a, a) with a = std*sqrt(3).
@@ -86,7 +91,7 @@ void EmbeddingTable::initialise_row(Chunk* c, uint32_t o, uint64_t key, bool ran
   }
   c->keys[o] = key;
   c->meta[o].update_count.store(0, std::memory_order_relaxed);
-  c->meta[o].last_update.store(0.0, std::memory_order_relaxed);
+  c->meta[o].last_update.store(time, std::memory_order_relaxed);
   c->meta[o].generation.store(0, std::memory_order_relaxed);
 }
 
@@ -101,7 +106,7 @@ namespace {
 }
 }  // namespace
 
-uint32_t EmbeddingTable::find_or_insert(uint64_t key, const std::string* name, bool random_init) {
+uint32_t EmbeddingTable::find_or_insert(uint64_t key, const std::string* name, bool random_init, double time) {
   const IdKind wanted = name != nullptr ? IdKind::kString : IdKind::kInt;
   // Fast path, lock-free: the ID is known. A stored name never changes after publication.
   uint32_t row = index_.find(key);
@@ -120,15 +125,47 @@ uint32_t EmbeddingTable::find_or_insert(uint64_t key, const std::string* name, b
   }
   if (have == IdKind::kUnset) kind_.store(static_cast<int>(wanted), std::memory_order_release);
 
-  row = size_.load(std::memory_order_relaxed);
-  if (row == kNotFound) throw std::length_error("rtrec: table is full");
-  Chunk* c = directory_.ensure(row >> kChunkShift, stride_, with_accumulators_, name != nullptr);
-  initialise_row(c, offset(row), key, random_init);
+  const bool reuse = !free_rows_.empty();
+  row = reuse ? free_rows_.back() : size_.load(std::memory_order_relaxed);
+  if (row >= kNotFound - 1) throw std::length_error("rtrec: table is full");
+  Chunk* c = reuse ? chunk(row) : directory_.ensure(row >> kChunkShift, stride_, with_accumulators_, name != nullptr);
+  index_.reserve_one();  // may throw: before anything is changed
+  initialise_row(c, offset(row), key, random_init, time);
   if (name != nullptr) c->names[offset(row)] = *name;
-  // Publish: row count first (scans then see an initialised row), then the index entry.
-  size_.store(row + 1, std::memory_order_release);
+  // Publish: row live and counted first (scans then see an initialised row), then the index
+  // entry.
+  c->live[offset(row)].store(1, std::memory_order_release);
+  if (reuse) free_rows_.pop_back();
+  else size_.store(row + 1, std::memory_order_release);
+  live_.fetch_add(1, std::memory_order_relaxed);
   index_.insert(key, row);
   return row;
+}
+
+std::vector<uint32_t> EmbeddingTable::erase(const std::vector<uint32_t>& rows) {
+  std::vector<uint32_t> erased;
+  erased.reserve(rows.size());
+  std::lock_guard<std::mutex> lock(insert_mutex_);
+  for (uint32_t row : rows) {
+    if (row >= size_.load(std::memory_order_relaxed) || !is_live(row)) continue;
+    if (index_.erase(key(row)) != row) continue;  // cannot happen: a live row is indexed
+    chunk(row)->live[offset(row)].store(0, std::memory_order_release);
+    erased.push_back(row);
+  }
+  if (!erased.empty()) {
+    erased_any_.store(true, std::memory_order_relaxed);
+    live_.fetch_sub(static_cast<uint32_t>(erased.size()), std::memory_order_relaxed);
+  }
+  index_.collect();
+  return erased;
+}
+
+void EmbeddingTable::release(const std::vector<uint32_t>& rows) {
+  std::lock_guard<std::mutex> lock(insert_mutex_);
+  free_rows_.insert(free_rows_.end(), rows.begin(), rows.end());
+  // Lowest rows last (reused first): live rows stay packed towards the front.
+  std::sort(free_rows_.begin(), free_rows_.end(), std::greater<uint32_t>());
+  index_.collect();
 }
 
 void EmbeddingTable::check_batch(const uint64_t* keys, const std::string* names, size_t n) const {
@@ -152,7 +189,7 @@ void EmbeddingTable::check_batch(const uint64_t* keys, const std::string* names,
 
 uint64_t EmbeddingTable::memory_bytes() const noexcept {
   const uint64_t chunks = directory_.allocated();
-  uint64_t per_row = sizeof(float) * stride_ + sizeof(float) + sizeof(uint64_t) + sizeof(RowMeta);
+  uint64_t per_row = sizeof(float) * stride_ + sizeof(float) + sizeof(uint64_t) + sizeof(RowMeta) + 1;
   if (with_accumulators_) per_row += sizeof(float) * stride_ + sizeof(float);
   if (kind() == IdKind::kString) per_row += sizeof(std::string);
   return chunks * kChunkRows * per_row + index_.memory_bytes();

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "rtrec/epoch.hpp"
 #include "rtrec/parallel.hpp"
 
 namespace rtrec {
@@ -83,16 +84,23 @@ Model::Model(const ModelConfig& config)
     throw std::invalid_argument("init_std must be a finite number >= 0");
   if (config.loss == Loss::kBpr && config.negatives == 0) throw std::invalid_argument("negatives must be >= 1 for BPR");
   if (config.min_count == 0) throw std::invalid_argument("min_count must be >= 1");
+  if (!(config.ttl >= 0.0) || !std::isfinite(config.ttl)) throw std::invalid_argument("ttl must be a finite number of seconds >= 0");
   if (config.min_count > 1) {
     user_sketch_ = std::make_unique<CountMinSketch>();
     item_sketch_ = std::make_unique<CountMinSketch>();
   }
 }
 
-uint32_t Model::admit(EmbeddingTable& table, CountMinSketch* sketch, uint64_t key, const std::string* name) {
-  if (sketch == nullptr || table.find(key) != EmbeddingTable::kNotFound) return table.find_or_insert(key, name);
+uint32_t Model::admit(EmbeddingTable& table, CountMinSketch* sketch, uint64_t key, const std::string* name, double time) {
+  if (sketch == nullptr || table.find(key) != EmbeddingTable::kNotFound) return table.find_or_insert(key, name, true, time);
   if (sketch->add(key) < config_.min_count) return EmbeddingTable::kNotFound;
-  return table.find_or_insert(key, name);
+  return table.find_or_insert(key, name, true, time);
+}
+
+void Model::advance_clock(double time) noexcept {
+  double now = clock_.load(std::memory_order_relaxed);
+  while (time > now && !clock_.compare_exchange_weak(now, time, std::memory_order_relaxed)) {
+  }
 }
 
 void Model::validate(const EventBatch& e) const {
@@ -171,8 +179,9 @@ void Model::record(const EventBatch& e, size_t i, double now, Resolved& r) {
 
 Model::Resolved Model::resolve(const EventBatch& e, size_t i, double now) {
   Resolved r;
-  r.user = admit(users_, user_sketch_.get(), e.users.keys[i], e.users.names != nullptr ? &e.users.names[i] : nullptr);
-  r.item = admit(items_, item_sketch_.get(), e.items.keys[i], e.items.names != nullptr ? &e.items.names[i] : nullptr);
+  const double t = e.timestamps != nullptr ? e.timestamps[i] : now;
+  r.user = admit(users_, user_sketch_.get(), e.users.keys[i], e.users.names != nullptr ? &e.users.names[i] : nullptr, t);
+  r.item = admit(items_, item_sketch_.get(), e.items.keys[i], e.items.names != nullptr ? &e.items.names[i] : nullptr, t);
   if (r.user == kNoRow || r.item == kNoRow) {
     not_admitted_.fetch_add(1, std::memory_order_relaxed);
     return r;
@@ -188,10 +197,12 @@ void Model::draw_negatives(uint32_t positive, uint32_t n_items, SplitMix64& rng,
     if (from_pool) return pool_[rng.below(static_cast<uint32_t>(pooled))].load(std::memory_order_relaxed);
     return n_items < 2 ? kNoRow : rng.below(n_items);
   };
+  const bool check_live = items_.has_erased();  // evicted rows are no negatives
   for (uint32_t s = 0; s < config_.negatives; ++s) {
     uint32_t negative = draw();
     if (negative == positive) negative = draw();  // one redraw; a repeat is skipped
-    out[s] = negative == positive || negative >= n_items ? kNoRow : negative;
+    const bool usable = negative != positive && negative < n_items && (!check_live || items_.is_live(negative));
+    out[s] = usable ? negative : kNoRow;
   }
 }
 
@@ -299,6 +310,14 @@ void Model::train_epoch(std::vector<Resolved>& events, const std::vector<int64_t
 }
 
 void Model::fit(const EventBatch& e, uint32_t epochs, int num_threads) {
+  {
+    EpochGuard pin;  // rows found here are not recycled before the call ends
+    fit_pinned(e, epochs, num_threads);
+  }
+  maintain();
+}
+
+void Model::fit_pinned(const EventBatch& e, uint32_t epochs, int num_threads) {
   if (e.size == 0) throw std::invalid_argument("fit needs at least one event");
   if (epochs == 0) throw std::invalid_argument("epochs must be >= 1");
   validate(e);
@@ -323,8 +342,9 @@ void Model::fit(const EventBatch& e, uint32_t epochs, int num_threads) {
       items_.prefetch_key(e.items.keys[i + kPrefetchAhead]);
     }
     failure.run([&] {
-      events[i].user = admit(users_, user_sketch_.get(), e.users.keys[i], user_names != nullptr ? &user_names[i] : nullptr);
-      events[i].item = admit(items_, item_sketch_.get(), e.items.keys[i], item_names != nullptr ? &item_names[i] : nullptr);
+      const double t = e.timestamps != nullptr ? e.timestamps[i] : now;
+      events[i].user = admit(users_, user_sketch_.get(), e.users.keys[i], user_names != nullptr ? &user_names[i] : nullptr, t);
+      events[i].item = admit(items_, item_sketch_.get(), e.items.keys[i], item_names != nullptr ? &item_names[i] : nullptr, t);
     });
   }
   failure.rethrow();
@@ -357,6 +377,8 @@ void Model::fit(const EventBatch& e, uint32_t epochs, int num_threads) {
   }
   failure.rethrow();
   record_labels(label_sum, weight_sum);
+  if (e.timestamps != nullptr) advance_clock(*std::max_element(e.timestamps, e.timestamps + e.size));
+  else advance_clock(now);
 
   // 2. Hogwild epochs: every thread steps on shared rows without locks.
   events.erase(std::remove_if(events.begin(), events.end(), [](const Resolved& r) { return !(r.weight > 0.0f); }),
@@ -396,6 +418,14 @@ void Model::mark_trained(const std::vector<Resolved>& events, uint32_t touched_i
 }
 
 void Model::update(const EventBatch& e) {
+  {
+    EpochGuard pin;
+    update_pinned(e);
+  }
+  maintain();
+}
+
+void Model::update_pinned(const EventBatch& e) {
   validate(e);
   if (e.size == 0) return;
   const uint64_t call = calls_.fetch_add(1, std::memory_order_relaxed);
@@ -416,6 +446,7 @@ void Model::update(const EventBatch& e) {
   uint64_t applied = 0, skipped = 0;
   for (size_t i = 0; i < e.size; ++i) {
     const Resolved r = resolve(e, i, now);
+    advance_clock(e.timestamps != nullptr ? e.timestamps[i] : now);
     if (r.user == kNoRow || r.item == kNoRow) continue;  // not admitted yet
     record_labels(double(r.weight) * r.label, r.weight);
     if (!(r.weight > 0.0f)) {  // no step, but the metadata changed: mark like any change
@@ -444,6 +475,7 @@ void Model::predict(const IdBatch& u, const IdBatch& it, float* out, int num_thr
   if (u.size != it.size) throw std::invalid_argument("users and items differ in length");
   check_kind(users_, u, "user");
   check_kind(items_, it, "item");
+  EpochGuard pin;  // worker threads only read rows this thread's pin protects
   const int64_t n = static_cast<int64_t>(u.size);
   [[maybe_unused]] const int threads = u.size >= kParallelPredictMin ? resolve_threads(num_threads) : 1;
   const float mu = offset();
@@ -476,11 +508,20 @@ float Model::prepare_query(uint32_t user, bool exclude_seen, float* query, std::
   return offset() + users_.bias(user);
 }
 
+void Model::emit(const ScoredRow* best, uint32_t found, float base, const RecommendOutput& out, size_t at) const {
+  for (uint32_t j = 0; j < found; ++j) {
+    out.keys[at + j] = items_.key(best[j].row);
+    if (out.names != nullptr) out.names[at + j] = items_.name(best[j].row);
+    out.scores[at + j] = transform(base + best[j].score);
+  }
+}
+
 uint32_t Model::recommend(uint64_t user_key, const std::string* user_name, uint32_t k, bool exclude_seen,
-                          int num_threads, uint32_t* out_rows, float* out_scores) const {
+                          int num_threads, const RecommendOutput& out) const {
   if (k == 0) throw std::invalid_argument("k must be >= 1");
   if (user_name != nullptr && users_.kind() == IdKind::kInt) throw std::invalid_argument("user IDs of this model are integers, got a string");
   if (user_name == nullptr && users_.kind() == IdKind::kString) throw std::invalid_argument("user IDs of this model are strings, got an integer");
+  EpochGuard pin;  // the rows found stay these items until their IDs are copied out
   const uint32_t user = lookup(users_, user_key, user_name);
   const uint32_t n_rows = items_.size();
   const int threads = n_rows >= kParallelScanMinRows ? resolve_threads(num_threads) : 1;
@@ -489,17 +530,15 @@ uint32_t Model::recommend(uint64_t user_key, const std::string* user_name, uint3
   const float base = prepare_query(user, exclude_seen, query.data(), excluded);
   std::vector<ScoredRow> best(std::min(k, n_rows));
   const uint32_t found = top_k(items_, n_rows, query.data(), k, excluded, threads, best.data());
-  for (uint32_t j = 0; j < found; ++j) {
-    out_rows[j] = best[j].row;
-    out_scores[j] = transform(base + best[j].score);
-  }
+  emit(best.data(), found, base, out, 0);
   return found;
 }
 
-void Model::recommend_batch(const IdBatch& u, uint32_t k, bool exclude_seen, int num_threads, uint32_t* out_rows,
-                            float* out_scores, uint32_t* counts) const {
+void Model::recommend_batch(const IdBatch& u, uint32_t k, bool exclude_seen, int num_threads,
+                            const RecommendOutput& out, uint32_t* counts) const {
   if (k == 0) throw std::invalid_argument("k must be >= 1");
   check_kind(users_, u, "user");
+  EpochGuard pin;
   // Users go in blocks that share each pass over the item vectors (see top_k_many); blocks
   // are spread over threads.
   constexpr int64_t kBlock = 16;
@@ -531,12 +570,8 @@ void Model::recommend_batch(const IdBatch& u, uint32_t k, bool exclude_seen, int
         }
         top_k_many(items_, n_rows, queries.data(), excluded.data(), count, k, best.data(), found);
         for (uint32_t q = 0; q < count; ++q) {
-          const size_t at = size_t(first + q) * k;
           counts[first + q] = found[q];
-          for (uint32_t j = 0; j < found[q]; ++j) {
-            out_rows[at + j] = best[size_t(q) * k + j].row;
-            out_scores[at + j] = transform(bases[q] + best[size_t(q) * k + j].score);
-          }
+          emit(best.data() + size_t(q) * k, found[q], bases[q], out, size_t(first + q) * k);
         }
       });
     }
@@ -544,16 +579,147 @@ void Model::recommend_batch(const IdBatch& u, uint32_t k, bool exclude_seen, int
   failure.rethrow();
 }
 
+// ---------------------------------------------------------------------------------- eviction
+
+std::vector<uint32_t> Model::rows_before(const EmbeddingTable& table, double cutoff) const {
+  std::vector<uint32_t> rows;
+  const uint32_t n = table.size();
+  for (uint32_t r = 0; r < n; ++r)
+    if (table.is_live(r) && table.last_update(r) < cutoff) rows.push_back(r);
+  return rows;
+}
+
+std::vector<uint32_t> Model::oldest_rows(const EmbeddingTable& table, uint64_t count) const {
+  struct Aged {
+    double time;
+    uint32_t row;
+  };
+  std::vector<Aged> live;
+  live.reserve(table.live_count());
+  const uint32_t n = table.size();
+  for (uint32_t r = 0; r < n; ++r)
+    if (table.is_live(r)) live.push_back(Aged{table.last_update(r), r});
+  count = std::min<uint64_t>(count, live.size());
+  auto older = [](const Aged& a, const Aged& b) { return a.time < b.time || (a.time == b.time && a.row < b.row); };
+  std::nth_element(live.begin(), live.begin() + count, live.end(), older);
+  std::vector<uint32_t> rows(count);
+  for (uint64_t i = 0; i < count; ++i) rows[i] = live[i].row;
+  return rows;
+}
+
+uint64_t Model::evict_rows(const std::vector<uint32_t>& user_rows, const std::vector<uint32_t>& item_rows) {
+  Pending p;
+  p.users = users_.erase(user_rows);
+  p.items = items_.erase(item_rows);
+  if (p.users.empty() && p.items.empty()) return 0;
+  {
+    // Once a lineage exists, the keys go into the next delta so that replicas drop them.
+    // The rows are erased but not recycled, so their keys are still readable.
+    std::lock_guard<std::mutex> lock(eviction_log_mutex_);
+    if (logging_evictions_.load(std::memory_order_relaxed)) {
+      for (uint32_t r : p.users) evicted_user_keys_.push_back(users_.key(r));
+      for (uint32_t r : p.items) evicted_item_keys_.push_back(items_.key(r));
+    }
+  }
+  evicted_users_.fetch_add(p.users.size(), std::memory_order_relaxed);
+  evicted_items_.fetch_add(p.items.size(), std::memory_order_relaxed);
+  const uint64_t n = p.users.size() + p.items.size();
+  p.tag = EpochDomain::instance().advance();
+  pending_.push_back(std::move(p));
+  has_pending_.store(true, std::memory_order_release);
+  changes_.fetch_add(1, std::memory_order_release);  // a publisher has something to write
+  return n;
+}
+
+void Model::recycle() {
+  if (pending_.empty()) return;
+  const uint64_t safe_below = EpochDomain::instance().min_pinned();
+  std::vector<uint32_t> users, items;
+  size_t kept = 0;
+  for (Pending& p : pending_) {
+    if (p.tag < safe_below) {
+      users.insert(users.end(), p.users.begin(), p.users.end());
+      items.insert(items.end(), p.items.begin(), p.items.end());
+    } else {
+      if (&pending_[kept] != &p) pending_[kept] = std::move(p);
+      ++kept;
+    }
+  }
+  pending_.erase(pending_.begin() + kept, pending_.end());
+  has_pending_.store(!pending_.empty(), std::memory_order_release);
+  // No reader holds these rows now, and no one can find them: drop their seen pairs (a
+  // recycled row must start clean), then hand them back to the tables.
+  for (uint32_t u : users) seen_.clear_user(u);
+  if (!items.empty()) {
+    std::vector<uint8_t> dead(items_.size(), 0);
+    for (uint32_t i : items) dead[i] = 1;
+    seen_.remove_items(dead);
+  }
+  users_.release(users);
+  items_.release(items);
+}
+
+void Model::evict_keys(const std::vector<uint64_t>& user_keys, const std::vector<uint64_t>& item_keys) {
+  if (user_keys.empty() && item_keys.empty()) return;
+  std::vector<uint32_t> users, items;
+  for (uint64_t k : user_keys)
+    if (const uint32_t r = users_.find(k); r != kNoRow) users.push_back(r);
+  for (uint64_t k : item_keys)
+    if (const uint32_t r = items_.find(k); r != kNoRow) items.push_back(r);
+  std::lock_guard<std::mutex> lock(maintenance_mutex_);
+  evict_rows(users, items);
+  // Recycled later (by the next maintenance or eviction): the caller is pinned.
+}
+
+uint64_t Model::evict_before(double cutoff) {
+  if (std::isnan(cutoff)) throw std::invalid_argument("the eviction time must not be NaN");
+  std::lock_guard<std::mutex> lock(maintenance_mutex_);
+  const uint64_t n = evict_rows(rows_before(users_, cutoff), rows_before(items_, cutoff));
+  recycle();
+  return n;
+}
+
+void Model::maintain() {
+  const uint64_t cap = config_.max_rows;
+  const double ttl = config_.ttl;
+  // The common case costs a few relaxed loads: nothing to recycle, under the cap, no sweep due.
+  const bool over_cap = cap != 0 && (users_.live_count() > cap || items_.live_count() > cap);
+  const bool sweep_due = ttl > 0.0 && clock() - last_ttl_sweep_.load(std::memory_order_relaxed) >= ttl / 8;
+  if (!over_cap && !sweep_due && !has_pending_.load(std::memory_order_acquire)) return;
+  std::unique_lock<std::mutex> lock(maintenance_mutex_, std::try_to_lock);
+  if (!lock.owns_lock()) return;  // another thread is at it
+  recycle();
+  if (sweep_due) {
+    const double now = clock();
+    last_ttl_sweep_.store(now, std::memory_order_relaxed);
+    evict_rows(rows_before(users_, now - ttl), rows_before(items_, now - ttl));
+  }
+  if (cap != 0) {
+    // Down to a little under the cap, so the scan for the oldest rows runs once per
+    // ~cap/32 new rows, not once per new row.
+    const uint64_t target = cap - std::max<uint64_t>(1, cap / 32);
+    const uint64_t users = users_.live_count(), items = items_.live_count();
+    std::vector<uint32_t> old_users, old_items;
+    if (users > cap) old_users = oldest_rows(users_, users - target);
+    if (items > cap) old_items = oldest_rows(items_, items - target);
+    evict_rows(old_users, old_items);
+  }
+  recycle();  // usually at once: this thread is not pinned, and others rarely are for long
+}
+
 ModelStats Model::stats() const noexcept {
   ModelStats s;
-  s.n_users = users_.size();
-  s.n_items = items_.size();
+  s.n_users = users_.live_count();
+  s.n_items = items_.live_count();
   s.updates = updates_.load(std::memory_order_relaxed);
   s.skipped_updates = skipped_.load(std::memory_order_relaxed);
   s.seen_pairs = seen_.pairs();
   s.memory_bytes = users_.memory_bytes() + items_.memory_bytes() + seen_.memory_bytes();
   s.global_bias = offset();
   s.not_admitted = not_admitted_.load(std::memory_order_relaxed);
+  s.evicted_users = evicted_users_.load(std::memory_order_relaxed);
+  s.evicted_items = evicted_items_.load(std::memory_order_relaxed);
+  s.clock = clock();
   if (user_sketch_) s.memory_bytes += 2 * CountMinSketch::memory_bytes();
   return s;
 }

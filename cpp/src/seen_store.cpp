@@ -17,9 +17,7 @@ SeenStore::~SeenStore() {
   for (uint32_t c = 0; c < directory_.allocated(); ++c) {
     for (auto& s : directory_.get(c)->sets) std::free(s.load(std::memory_order_relaxed));
   }
-  for (auto& shard : shards_) {
-    for (Set* s : shard.retired) std::free(s);
-  }
+  // Retired sets are freed by the shards' RetireLists.
 }
 
 SeenStore::Set* SeenStore::allocate(uint32_t capacity) {
@@ -36,7 +34,7 @@ bool SeenStore::place(Set* set, uint32_t item_row) noexcept {
   for (;;) {
     const uint32_t v = set->slots[i].load(std::memory_order_relaxed);
     if (v == 0) break;
-    if (v == item_row + 1) return false;
+    if (v == item_row + 1) return false;  // tombstones are probed past like any entry
     i = (i + 1) & set->mask;
   }
   set->slots[i].store(item_row + 1, std::memory_order_release);
@@ -64,13 +62,16 @@ bool SeenStore::add(uint32_t user_row, uint32_t item_row) {
     if (added) pairs_.fetch_add(1, std::memory_order_relaxed);
     return added;
   }
-  // Grow (or create): build the larger set off to the side, then publish it.
-  const uint32_t capacity = set == nullptr ? 8 : (set->mask + 1) * 2;
+  // Grow (or create): build the larger set off to the side, then publish it. Tombstones
+  // are left behind, so the new set may hold fewer entries than the old one.
+  uint32_t live = 0;
+  if (set != nullptr)
+    for (uint32_t s = 0; s <= set->mask; ++s) live += set->slots[s].load(std::memory_order_relaxed) - 1u < kTombstone - 1u;
+  uint32_t capacity = 8;
+  while ((live + 1) * 2 > capacity) capacity *= 2;
   Set* grown = allocate(capacity);
   try {
-    // Geometric growth: reserve(size + 1) would reallocate on every call.
-    if (set != nullptr && shard.retired.size() == shard.retired.capacity())
-      shard.retired.reserve(std::max<size_t>(16, shard.retired.capacity() * 2));
+    shard.retired.reserve_one();
   } catch (...) {
     std::free(grown);
     throw;
@@ -78,15 +79,61 @@ bool SeenStore::add(uint32_t user_row, uint32_t item_row) {
   if (set != nullptr) {
     for (uint32_t s = 0; s <= set->mask; ++s) {
       const uint32_t v = set->slots[s].load(std::memory_order_relaxed);
-      if (v != 0) place(grown, v - 1);
+      if (v != 0 && v != kTombstone) place(grown, v - 1);
     }
   }
   const bool added = place(grown, item_row);
   slot.store(grown, std::memory_order_release);
-  if (set != nullptr) shard.retired.push_back(set);  // reserved above: cannot throw
   set_bytes_.fetch_add(set_bytes(capacity), std::memory_order_relaxed);
+  if (set != nullptr) retire(shard, set);  // reserved above: cannot throw
   if (added) pairs_.fetch_add(1, std::memory_order_relaxed);
   return added;
+}
+
+void SeenStore::retire(Shard& shard, Set* set) noexcept {
+  const size_t bytes = set_bytes(set->mask + 1);
+  shard.retired.retire([this, set, bytes] {
+    std::free(set);
+    set_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+  });
+  // Scanning the reader slots costs a little: collect in batches.
+  if (shard.retired.size() % 64 == 0) shard.retired.collect();
+}
+
+void SeenStore::clear_user(uint32_t user_row) {
+  Shard& shard = shards_[user_row % kShards];
+  std::lock_guard<std::mutex> lock(shard.mutex);
+  const SetChunk* chunk = directory_.get(user_row / kSetsPerChunk);
+  if (chunk == nullptr) return;
+  std::atomic<Set*>& slot = const_cast<SetChunk*>(chunk)->sets[user_row % kSetsPerChunk];
+  Set* set = slot.load(std::memory_order_relaxed);
+  if (set == nullptr) return;
+  shard.retired.reserve_one();
+  uint64_t live = 0;
+  for (uint32_t s = 0; s <= set->mask; ++s) live += set->slots[s].load(std::memory_order_relaxed) - 1u < kTombstone - 1u;
+  slot.store(nullptr, std::memory_order_release);
+  pairs_.fetch_sub(live, std::memory_order_relaxed);
+  retire(shard, set);
+}
+
+void SeenStore::remove_items(const std::vector<uint8_t>& dead) {
+  const uint32_t chunks = directory_.allocated();
+  for (uint32_t shard_index = 0; shard_index < kShards; ++shard_index) {
+    Shard& shard = shards_[shard_index];
+    std::lock_guard<std::mutex> lock(shard.mutex);
+    uint64_t removed = 0;
+    for (uint64_t user = shard_index; user < uint64_t(chunks) * kSetsPerChunk; user += kShards) {
+      Set* set = directory_.get(static_cast<uint32_t>(user / kSetsPerChunk))->sets[user % kSetsPerChunk].load(std::memory_order_relaxed);
+      if (set == nullptr) continue;
+      for (uint32_t s = 0; s <= set->mask; ++s) {
+        const uint32_t v = set->slots[s].load(std::memory_order_relaxed);
+        if (v == 0 || v == kTombstone || v - 1 >= dead.size() || !dead[v - 1]) continue;
+        set->slots[s].store(kTombstone, std::memory_order_release);
+        ++removed;
+      }
+    }
+    pairs_.fetch_sub(removed, std::memory_order_relaxed);
+  }
 }
 
 void SeenStore::collect(uint32_t user_row, std::vector<uint32_t>& out) const {
@@ -96,7 +143,7 @@ void SeenStore::collect(uint32_t user_row, std::vector<uint32_t>& out) const {
   if (set == nullptr) return;
   for (uint32_t s = 0; s <= set->mask; ++s) {
     const uint32_t v = set->slots[s].load(std::memory_order_acquire);
-    if (v != 0) out.push_back(v - 1);
+    if (v != 0 && v != kTombstone) out.push_back(v - 1);
   }
 }
 

@@ -26,7 +26,7 @@ namespace {
 constexpr char kMagic[8] = {'R', 'T', 'R', 'E', 'C', 'S', 'N', 'P'};
 constexpr char kDeltaMagic[8] = {'R', 'T', 'R', 'E', 'C', 'D', 'L', 'T'};
 constexpr char kEndMagic[8] = {'R', 'T', 'R', 'E', 'C', 'E', 'N', 'D'};
-constexpr uint32_t kVersion = 2;  // 2: lineage + sequence in the header, 4-lane checksum
+constexpr uint32_t kVersion = 3;  // 2: lineage + sequence, 4-lane checksum; 3: expiry, evicted keys
 constexpr uint32_t kFullSnapshot = 0;
 constexpr uint32_t kDelta = 1;
 constexpr uint32_t kAnyKind = 2;  // read_header: accept either (peek_snapshot)
@@ -338,7 +338,8 @@ void write_seen(Writer& w, const SeenStore& seen, const EmbeddingTable& items,
     seen.collect(u, rows);
     std::sort(rows.begin(), rows.end());
     for (uint32_t i : rows)
-      if (i < n_items) keys.push_back(items.key(i));  // items created after the cut wait for the next file
+      // Items created after the cut wait for the next file; evicted ones are gone.
+    if (i < n_items && items.is_live(i)) keys.push_back(items.key(i));
     w.value<uint32_t>(static_cast<uint32_t>(keys.size()));
     w.bytes(keys.data(), keys.size() * sizeof(uint64_t));
   }
@@ -389,17 +390,37 @@ void write_atomically(const std::string& path, Body&& body) {
   fsync_directory_of(path);
 }
 
-std::vector<uint32_t> all_rows(uint32_t n) {
-  std::vector<uint32_t> rows(n);
-  for (uint32_t i = 0; i < n; ++i) rows[i] = i;
+// Rows that hold an ID (evicted rows waiting for reuse are left out).
+std::vector<uint32_t> live_rows(const EmbeddingTable& t, uint32_t n) {
+  std::vector<uint32_t> rows;
+  rows.reserve(t.live_count());
+  for (uint32_t i = 0; i < n; ++i)
+    if (t.is_live(i)) rows.push_back(i);
   return rows;
 }
 
 std::vector<uint32_t> rows_since(const EmbeddingTable& t, uint32_t n, uint32_t generation) {
   std::vector<uint32_t> rows;
   for (uint32_t i = 0; i < n; ++i)
-    if (t.generation(i) >= generation) rows.push_back(i);
+    if (t.generation(i) >= generation && t.is_live(i)) rows.push_back(i);
   return rows;
+}
+
+// Keys evicted since the previous delta (empty in full snapshots).
+void write_keys(Writer& w, const std::vector<uint64_t>& users, const std::vector<uint64_t>& items) {
+  w.value<uint64_t>(users.size());
+  w.bytes(users.data(), users.size() * 8);
+  w.value<uint64_t>(items.size());
+  w.bytes(items.data(), items.size() * 8);
+  w.end_section("evicted");
+}
+
+std::vector<uint64_t> read_key_list(Reader& r) {
+  const uint64_t n = r.value<uint64_t>();
+  r.expect_room(n, 8, "evicted");
+  std::vector<uint64_t> keys(n);
+  r.bytes(keys.data(), n * 8);
+  return keys;
 }
 
 uint64_t fresh_id() {
@@ -429,6 +450,8 @@ struct SnapshotHeader {
   uint64_t link = 0;     // delta: its own id; full: id of the last link before it
   std::vector<uint32_t> pool;   // popularity-negative pool (full snapshots; empty in deltas)
   uint64_t pool_written = 0;
+  uint64_t evicted_users = 0, evicted_items = 0;
+  double clock = 0.0;
 };
 
 static void write_header(Writer& w, const SnapshotHeader& h) {
@@ -457,6 +480,11 @@ static void write_header(Writer& w, const SnapshotHeader& h) {
   w.value<uint64_t>(h.link);
   w.value<uint32_t>(c.popularity_negatives ? 1 : 0);
   w.value<uint32_t>(c.min_count);
+  w.value<double>(c.ttl);
+  w.value<uint64_t>(c.max_rows);
+  w.value<uint64_t>(h.evicted_users);
+  w.value<uint64_t>(h.evicted_items);
+  w.value<double>(h.clock);
   w.value<uint64_t>(h.pool_written);
   w.value<uint32_t>(static_cast<uint32_t>(h.pool.size()));
   w.bytes(h.pool.data(), h.pool.size() * sizeof(uint32_t));
@@ -499,6 +527,11 @@ static SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   h.link = r.value<uint64_t>();
   const uint32_t popularity = r.value<uint32_t>();
   c.min_count = r.value<uint32_t>();
+  c.ttl = r.value<double>();
+  c.max_rows = r.value<uint64_t>();
+  h.evicted_users = r.value<uint64_t>();
+  h.evicted_items = r.value<uint64_t>();
+  h.clock = r.value<double>();
   h.pool_written = r.value<uint64_t>();
   const uint32_t pool_size = r.value<uint32_t>();
   r.expect_room(pool_size, 4, "pool");
@@ -506,7 +539,9 @@ static SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   r.bytes(h.pool.data(), size_t(pool_size) * 4);
   c.popularity_negatives = popularity == 1;
   r.end_section("header");
-  if (popularity > 1 || pool_size > Model::kPoolSize || c.min_count == 0) r.fail("corrupted file (bad header)");
+  if (popularity > 1 || pool_size > Model::kPoolSize || c.min_count == 0 || !(c.ttl >= 0.0) || !std::isfinite(c.ttl) ||
+      !std::isfinite(h.clock))
+    r.fail("corrupted file (bad header)");
   if (h.kind != (expected_kind == kAnyKind ? (delta ? kDelta : kFullSnapshot) : expected_kind) || c.dim == 0 || c.dim > Model::kMaxDim || loss > 2 || optimizer > 1)
     r.fail("corrupted file (bad header)");
   c.loss = static_cast<Loss>(loss);
@@ -526,11 +561,9 @@ SnapshotHeader header_of(const Model& m, uint32_t kind, uint64_t lineage, uint64
   h.calls = m.calls_.load(std::memory_order_relaxed);
   h.lineage = lineage;
   h.sequence = sequence;
-  if (kind == kFullSnapshot) {  // replicas do not train: deltas leave the pool out
-    h.pool_written = m.pool_written_.load(std::memory_order_relaxed);
-    h.pool.resize(std::min<uint64_t>(h.pool_written, Model::kPoolSize));
-    for (size_t i = 0; i < h.pool.size(); ++i) h.pool[i] = m.pool_[i].load(std::memory_order_relaxed);
-  }
+  h.evicted_users = m.evicted_users_.load(std::memory_order_relaxed);
+  h.evicted_items = m.evicted_items_.load(std::memory_order_relaxed);
+  h.clock = m.clock();
   return h;
 }
 
@@ -541,6 +574,21 @@ void restore_counters(Model& m, const SnapshotHeader& h) {
   m.updates_.store(h.updates);
   m.skipped_.store(h.skipped);
   m.calls_.store(h.calls);
+  m.evicted_users_.store(h.evicted_users);
+  m.evicted_items_.store(h.evicted_items);
+  m.advance_clock(h.clock);
+}
+
+// The popularity pool of a full snapshot, with item rows renumbered to their place in the
+// file (`position`: row -> index among the saved rows, kNotFound for rows left out).
+void fill_pool(const Model& m, SnapshotHeader& h, const std::vector<uint32_t>& position) {
+  h.pool_written = m.pool_written_.load(std::memory_order_relaxed);
+  const uint64_t n = std::min<uint64_t>(h.pool_written, Model::kPoolSize);
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint32_t row = m.pool_[i].load(std::memory_order_relaxed);
+    if (row < position.size() && position[row] != EmbeddingTable::kNotFound) h.pool.push_back(position[row]);
+  }
+  if (h.pool.size() < n) h.pool_written = h.pool.size();  // evicted items dropped: the ring restarts
 }
 
 // Admission counts travel with full snapshots (a restored trainer keeps counting where it
@@ -571,18 +619,27 @@ void save_snapshot(const Model& m, const std::string& path) {
     m.lineage_ = fresh_id();
     m.last_link_ = m.lineage_;  // the chain starts at the lineage itself
     m.next_since_ = m.generation_.fetch_add(1, std::memory_order_seq_cst) + 1;
+    m.logging_evictions_.store(true);
   }
+  EpochGuard pin;  // rows being written are not recycled meanwhile
   // The rows that exist now are the snapshot; rows created while it is written are left
-  // for the next delta, and so are seen pairs that name them.
-  const uint32_t users = m.users_.size();
-  const uint32_t items = m.items_.size();
+  // for the next delta, and so are seen pairs that name them. Evicted rows are left out,
+  // so the file's row numbers are the live rows renumbered in order.
+  const uint32_t n_users = m.users_.size();
+  const uint32_t n_items = m.items_.size();
+  const std::vector<uint32_t> users = live_rows(m.users_, n_users);
+  const std::vector<uint32_t> items = live_rows(m.items_, n_items);
+  std::vector<uint32_t> position(n_items, EmbeddingTable::kNotFound);
+  for (uint32_t i = 0; i < items.size(); ++i) position[items[i]] = i;
   write_atomically(path, [&](Writer& w) {
     SnapshotHeader h = header_of(m, kFullSnapshot, m.lineage_, m.sequence_);
     h.link = m.last_link_;
+    fill_pool(m, h, position);
     write_header(w, h);
-    write_rows(w, m.users_, all_rows(users));
-    write_rows(w, m.items_, all_rows(items));
-    write_seen(w, m.seen_, m.items_, all_rows(users), items);
+    write_rows(w, m.users_, users);
+    write_rows(w, m.items_, items);
+    write_seen(w, m.seen_, m.items_, users, n_items);
+    write_keys(w, {}, {});
     write_sketches(w, m.user_sketch_.get(), m.item_sketch_.get());
   });
 }
@@ -592,6 +649,7 @@ struct FileImage {
   SnapshotHeader header;
   TableImage users, items;
   std::vector<std::vector<uint64_t>> seen;
+  std::vector<uint64_t> evicted_users, evicted_items;
   std::vector<uint16_t> sketches;  // full snapshots of admission models: users', then items'
 };
 
@@ -602,6 +660,9 @@ static FileImage read_file(Reader& r, uint32_t kind) {
   f.users = read_rows(r, f.header.config.dim, acc, "users");
   f.items = read_rows(r, f.header.config.dim, acc, "items");
   f.seen = read_seen(r, f.users.rows);
+  f.evicted_users = read_key_list(r);
+  f.evicted_items = read_key_list(r);
+  r.end_section("evicted");
   if (kind == kFullSnapshot) {
     const uint64_t n = r.value<uint64_t>();
     const bool expected = f.header.config.min_count > 1;
@@ -657,6 +718,7 @@ std::unique_ptr<Model> load_snapshot(const std::string& path) {
   m->sequence_ = h.sequence;
   m->last_link_ = h.link;
   m->next_since_ = 1;
+  m->logging_evictions_.store(true);
   return m;
 }
 
@@ -668,22 +730,39 @@ void save_delta(const Model& m, const std::string& path) {
     throw DeltaOrderError("this model has no base snapshot: save (or load) a full snapshot before the first delta");
   // Writers re-mark a row if a cut lands while they mark it (EmbeddingTable::mark), so
   // every change since the previous cut carries a generation >= next_since_.
+  EpochGuard pin;
   const uint32_t cut = m.generation_.fetch_add(1, std::memory_order_seq_cst);
+  std::vector<uint64_t> evicted_users, evicted_items;
+  {
+    std::lock_guard<std::mutex> log_lock(m.eviction_log_mutex_);
+    evicted_users.swap(m.evicted_user_keys_);
+    evicted_items.swap(m.evicted_item_keys_);
+  }
   const uint32_t n_users = m.users_.size();
   const uint32_t n_items = m.items_.size();
   const std::vector<uint32_t> users = rows_since(m.users_, n_users, m.next_since_);
   const std::vector<uint32_t> items = rows_since(m.items_, n_items, m.next_since_);
   const uint64_t sequence = m.sequence_ + 1;
   const uint64_t link = fresh_id();
-  write_atomically(path, [&](Writer& w) {
-    SnapshotHeader h = header_of(m, kDelta, m.lineage_, sequence);
-    h.follows = m.last_link_;
-    h.link = link;
-    write_header(w, h);
-    write_rows(w, m.users_, users);
-    write_rows(w, m.items_, items);
-    write_seen(w, m.seen_, m.items_, users, n_items);
-  });
+  try {
+    write_atomically(path, [&](Writer& w) {
+      SnapshotHeader h = header_of(m, kDelta, m.lineage_, sequence);
+      h.follows = m.last_link_;
+      h.link = link;
+      write_header(w, h);
+      write_rows(w, m.users_, users);
+      write_rows(w, m.items_, items);
+      write_seen(w, m.seen_, m.items_, users, n_items);
+      write_keys(w, evicted_users, evicted_items);
+    });
+  } catch (...) {
+    // The next delta carries these evictions (ahead of any logged since: order matters
+    // only for a key evicted twice, and evicting it twice is the same as once).
+    std::lock_guard<std::mutex> log_lock(m.eviction_log_mutex_);
+    m.evicted_user_keys_.insert(m.evicted_user_keys_.begin(), evicted_users.begin(), evicted_users.end());
+    m.evicted_item_keys_.insert(m.evicted_item_keys_.begin(), evicted_items.begin(), evicted_items.end());
+    throw;
+  }
   // Only after success: a failed delta leaves the next one to carry its rows.
   m.sequence_ = sequence;
   m.last_link_ = link;
@@ -721,6 +800,9 @@ void apply_delta(Model& m, const std::string& path) {
   // refused delta changes nothing: ID kinds and string-hash collisions against the tables.
   check_applicable(r, users, m.users_, "users");
   check_applicable(r, items, m.items_, "items");
+  EpochGuard pin;
+  // Evictions first: a key evicted and then seen again before the cut comes back as a row.
+  m.evict_keys(f.evicted_users, f.evicted_items);
   apply_rows(r, users, m.users_, false, "users");
   apply_rows(r, items, m.items_, false, "items");
   for (uint32_t u = 0; u < users.rows; ++u) {

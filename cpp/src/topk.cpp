@@ -48,6 +48,7 @@ void scan_chunks(const EmbeddingTable& items, uint32_t first_chunk, uint32_t end
                  const float* queries, const std::vector<uint32_t>* excluded, uint32_t count, BoundedHeap* heaps) {
   constexpr uint32_t kRows = EmbeddingTable::kChunkRows;
   const uint32_t stride = items.stride();
+  const bool check_live = items.has_erased();  // evicted rows keep stale values: never results
   float scores[kRows];
   for (uint32_t c = first_chunk; c < end_chunk; ++c) {
     const uint32_t base = c * kRows;
@@ -62,6 +63,7 @@ void scan_chunks(const EmbeddingTable& items, uint32_t first_chunk, uint32_t end
         const uint32_t row = base + r;
         if (!heap.admits(scores[r], row)) continue;
         if (!skip.empty() && std::binary_search(skip.begin(), skip.end(), row)) continue;
+        if (check_live && !items.is_live(row)) continue;
         heap.push(ScoredRow{scores[r], row});
         floor = heap.floor();
       }

@@ -27,6 +27,8 @@ DEFAULTS: dict[str, Any] = {
     "init_std": 0.1,
     "negative_sampling": "uniform",
     "min_count": 1,
+    "ttl": None,
+    "max_rows": None,
 }
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 MAX_DIM = 65536  # the core's limit (Model::kMaxDim)
@@ -101,6 +103,23 @@ class Recommender:
             may admit an ID a little early (it overcounts by at most e/2^20 of all sightings
             with 98% probability, far less with its conservative update), never late.
 
+        ttl: expiry: a row (user or item) not updated for this many seconds of the model's
+            clock is evicted (None: never). The clock is the newest event time seen (event
+            timestamps when given, else the wall clock at each call), so a stream that pauses
+            does not wipe the model. Checked after each ``fit``/``update``: a row goes between
+            ttl and 1.125 x ttl after its last update.
+        max_rows: each table (users, items) keeps at most this many rows; when a call takes a
+            table over the cap, the least recently updated rows are evicted down to ~97% of
+            it (so the scan for the oldest runs once per ~3% new rows). None: no cap. A single
+            call may exceed the cap by the new IDs it brings until it returns.
+
+    Evicted rows leave the model at once (their IDs score as unknown and are not
+    recommended; their seen items are forgotten) and are reused by new IDs once no thread
+    can still hold them. ``evict`` does the same on demand. Counts are in
+    ``stats()["evicted_users"]`` / ``["evicted_items"]``, and deltas carry evicted IDs so
+    replicas drop them too. An update racing with the eviction of its own ID may be lost,
+    as if it had arrived just before the eviction.
+
     An update that would write a non-finite value is skipped and counted in
     ``stats()["skipped_updates"]``. IDs are int64 values or strings (not both on one side).
     All methods may be called concurrently from several Python threads: the GIL is released
@@ -122,6 +141,8 @@ class Recommender:
         init_std: float = DEFAULTS["init_std"],
         negative_sampling: str = DEFAULTS["negative_sampling"],
         min_count: int = DEFAULTS["min_count"],
+        ttl: float | None = DEFAULTS["ttl"],
+        max_rows: int | None = DEFAULTS["max_rows"],
     ) -> None:
         self._params = {
             "dim": check.positive_int(dim, "dim", high=MAX_DIM),
@@ -136,6 +157,8 @@ class Recommender:
             "init_std": check.real(init_std, "init_std", low=0.0, low_inclusive=True),
             "negative_sampling": check.choice(negative_sampling, "negative_sampling", NEGATIVE_SAMPLING),
             "min_count": check.positive_int(min_count, "min_count", high=65535),
+            "ttl": None if ttl is None else check.real(ttl, "ttl", low=0.0, low_inclusive=False),
+            "max_rows": None if max_rows is None else check.positive_int(max_rows, "max_rows", high=2**28),
         }
         self._threads = check.num_threads(num_threads)
         if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
@@ -145,6 +168,7 @@ class Recommender:
             dim=p["dim"], loss=p["loss"], optimizer=p["optimizer"], learning_rate=p["learning_rate"],
             l2=p["l2"], grad_clip=p["grad_clip"], init_std=p["init_std"], negatives=p["negatives"],
             seed=int(seed), negative_sampling=p["negative_sampling"], min_count=p["min_count"],
+            ttl=p["ttl"] or 0.0, max_rows=p["max_rows"] or 0,
         )
 
     # ------------------------------------------------------------------ learning
@@ -254,19 +278,35 @@ class Recommender:
         user_kind, user_ids, n = check.ids(users, "users")
         check.check_kind(self._model.user_id_kind, user_kind, "users")
         n_items_before = self._model.n_items
-        rows, scores, counts = self._model.recommend_batch(user_ids, min(k, _K_LIMIT), bool(exclude_seen), self._threads)
-        cols = max(min(k, n_items_before), int(counts.max()) if n else 0)
-        rows, scores = rows[:, :cols], scores[:, :cols]
+        keys, names, scores, counts = self._model.recommend_batch(user_ids, min(k, _K_LIMIT), bool(exclude_seen),
+                                                                 self._threads)
+        width = keys.shape[1]
+        cols = min(width, max(min(k, n_items_before), int(counts.max()) if n else 0))
         valid = np.arange(cols)[None, :] < counts[:, None]
-        scores = np.where(valid, scores, np.float32(np.nan)).astype(np.float32)
-        found = self._model.item_ids(rows[valid])
-        if isinstance(found, list):
+        scores = np.where(valid, scores[:, :cols], np.float32(np.nan)).astype(np.float32)
+        if names is not None:
+            flat = np.empty(len(names), dtype=object)
+            flat[:] = names
             ids = np.full((n, cols), None, dtype=object)
-            ids[valid] = np.array(found, dtype=object)
+            ids[valid] = flat.reshape(n, width)[:, :cols][valid]
         else:
-            ids = np.full((n, cols), np.iinfo(np.int64).min, dtype=np.int64)
-            ids[valid] = found
+            ids = np.where(valid, keys[:, :cols].view(np.int64), np.iinfo(np.int64).min)
         return ids, scores
+
+    # ------------------------------------------------------------------ expiry
+
+    def evict(self, older_than: float, now: float | None = None) -> int:
+        """Evict every user and item row not updated in the last ``older_than`` seconds;
+        returns how many rows were evicted.
+
+        Times are the model's clock: the newest event time seen (see ``ttl``), unless
+        ``now`` (seconds, e.g. ``time.time()``) is given. Safe while other threads
+        recommend and update; evicted IDs score as unknown at once and their rows are
+        reused by new IDs.
+        """
+        older_than = check.real(older_than, "older_than", low=0.0, low_inclusive=True)
+        reference = self._model.clock if now is None else check.real(now, "now", low=-np.inf, low_inclusive=False)
+        return int(self._model.evict_before(reference - older_than))
 
     @staticmethod
     def _id_array(found: np.ndarray | list) -> np.ndarray:
@@ -341,19 +381,22 @@ class Recommender:
 
     @property
     def n_users(self) -> int:
-        """Users with a row (seen in any event)."""
+        """Users with a row (seen in an event and not evicted)."""
         return self._model.n_users
 
     @property
     def n_items(self) -> int:
-        """Items with a row (seen in any event): the catalogue that ``recommend`` ranks."""
+        """Items with a row (seen in an event and not evicted): the catalogue that
+        ``recommend`` ranks."""
         return self._model.n_items
 
     def stats(self) -> dict[str, Any]:
         """Counters: n_users, n_items, updates (gradient steps applied), skipped_updates
         (steps dropped because they would write a non-finite value), not_admitted (events
-        not learned because an ID had not reached ``min_count``), seen_pairs,
-        memory_bytes (table, index and seen-list memory), global_bias, plus the config."""
+        not learned because an ID had not reached ``min_count``), evicted_users and
+        evicted_items (rows evicted so far), clock (newest event time seen, seconds),
+        seen_pairs, memory_bytes (table, index and seen-list memory), global_bias, plus the
+        config."""
         out = dict(self._model.stats())
         out["dim"] = self._params["dim"]
         out["loss"] = self._params["loss"]

@@ -7,6 +7,11 @@
 //  * row *values* are read and written by many threads without locks (Hogwild by design).
 // A row is fully initialised before its count and index entry are published, so a reader
 // never sees a half-built row. Rows live in 1024-row chunks that never move.
+//
+// Rows can be erased (eviction): the key leaves the index at once and the row is marked
+// free, but it is handed back for reuse (release()) only by the owner, once no reader can
+// still hold it (see EpochDomain) and the owner has dropped its references to the row.
+// Readers that scan rows by number (top-K, sampling, saving) skip rows that are not live.
 #pragma once
 
 #include <atomic>
@@ -15,6 +20,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "rtrec/chunk_directory.hpp"
 #include "rtrec/concurrent_index.hpp"
@@ -44,7 +50,14 @@ class EmbeddingTable {
   uint32_t stride() const noexcept { return stride_; }
   bool has_accumulators() const noexcept { return with_accumulators_; }
 
+  // Rows [0, size()) have been allocated; all are live unless some were erased.
   uint32_t size() const noexcept { return size_.load(std::memory_order_acquire); }
+  // Rows that hold an ID now.
+  uint32_t live_count() const noexcept { return live_.load(std::memory_order_relaxed); }
+  bool is_live(uint32_t row) const noexcept { return chunk(row)->live[offset(row)].load(std::memory_order_acquire) != 0; }
+  // True once any row was erased: until then every row below size() is live, and hot loops
+  // skip the liveness check.
+  bool has_erased() const noexcept { return erased_any_.load(std::memory_order_relaxed); }
   IdKind kind() const noexcept { return static_cast<IdKind>(kind_.load(std::memory_order_acquire)); }
 
   // Lock-free. kNotFound when the key has no row.
@@ -56,7 +69,15 @@ class EmbeddingTable {
   // silent merge. Throws std::invalid_argument on such a collision or on an int/str mix.
   // `random_init` false leaves a new row's values zero, for callers that overwrite them at
   // once (loading snapshots and deltas), which saves drawing values that are thrown away.
-  uint32_t find_or_insert(uint64_t key, const std::string* name, bool random_init = true);
+  // A new row's last-update time is `time` (so that expiry never takes a row that is being
+  // created for an event as the oldest one).
+  uint32_t find_or_insert(uint64_t key, const std::string* name, bool random_init = true, double time = 0.0);
+
+  // Erases the live rows among `rows` (their keys leave the index; the rows stay allocated
+  // until release()); returns those actually erased. Thread-safe against inserts.
+  std::vector<uint32_t> erase(const std::vector<uint32_t>& rows);
+  // Makes erased rows available to new IDs. Only once no reader can hold them.
+  void release(const std::vector<uint32_t>& rows);
 
   // Throws std::invalid_argument if inserting these would mix kinds or collide; called on a
   // whole batch before anything is inserted. `names` may be nullptr (integer IDs).
@@ -148,6 +169,7 @@ class EmbeddingTable {
     float* bias_accumulator = nullptr;
     uint64_t* keys = nullptr;
     RowMeta* meta = nullptr;
+    std::atomic<uint8_t>* live = nullptr;  // 1 while the row holds an ID
     std::unique_ptr<std::string[]> names;
   };
 
@@ -155,7 +177,7 @@ class EmbeddingTable {
 
   Chunk* chunk(uint32_t row) const noexcept { return directory_.get(row >> kChunkShift); }
   static uint32_t offset(uint32_t row) noexcept { return row & (kChunkRows - 1); }
-  void initialise_row(Chunk* c, uint32_t o, uint64_t key, bool random_init) const noexcept;
+  void initialise_row(Chunk* c, uint32_t o, uint64_t key, bool random_init, double time) const noexcept;
 
   const uint32_t dim_;
   const uint32_t stride_;
@@ -166,6 +188,9 @@ class EmbeddingTable {
   std::mutex insert_mutex_;
   std::atomic<int> kind_{static_cast<int>(IdKind::kUnset)};
   std::atomic<uint32_t> size_{0};
+  std::atomic<uint32_t> live_{0};
+  std::atomic<bool> erased_any_{false};
+  std::vector<uint32_t> free_rows_;  // under insert_mutex_: released rows, reused first
   ConcurrentIndex index_;
   ChunkDirectory<Chunk> directory_;
 };

@@ -36,6 +36,11 @@ struct ModelConfig {
   // Admission: an ID gets a row only once it has been seen this many times (counted in a
   // count-min sketch, no row per rare ID); events involving an unadmitted ID are not learned.
   uint32_t min_count = 1;
+  // Expiry: rows not updated for `ttl` seconds of the model's clock are evicted (0: never),
+  // and each table keeps at most `max_rows` rows, the least recently updated going first
+  // (0: no cap). Checked after every fit/update call.
+  double ttl = 0.0;
+  uint64_t max_rows = 0;
 };
 
 Loss parse_loss(const std::string& name);            // throws std::invalid_argument
@@ -61,7 +66,17 @@ struct EventBatch {
 
 struct ModelStats {
   uint64_t n_users, n_items, updates, skipped_updates, seen_pairs, memory_bytes, not_admitted;
+  uint64_t evicted_users, evicted_items;
   double global_bias;
+  double clock;  // the newest event time seen (seconds)
+};
+
+// Where recommend() writes its results: item keys and scores, plus the names for string
+// IDs (copied while the rows cannot be recycled). `names` may be null for integer IDs.
+struct RecommendOutput {
+  uint64_t* keys;
+  std::string* names;
+  float* scores;
 };
 
 class Model {
@@ -84,14 +99,20 @@ class Model {
   // preference score (BPR). Unknown IDs contribute zero vectors and biases.
   void predict(const IdBatch& users, const IdBatch& items, float* out, int num_threads) const;
 
-  // Top-k item rows for one user key (kNotFound-safe: an unknown user ranks by item bias).
-  // Returns the number written (<= k). Scores are in predict()'s units.
-  uint32_t recommend(uint64_t user_key, const std::string* user_name, uint32_t k, bool exclude_seen, int num_threads, uint32_t* out_rows,
-                     float* out_scores) const;
+  // Top-k items for one user key (an unknown user ranks by item bias). Returns the number
+  // written (<= k). Scores are in predict()'s units.
+  uint32_t recommend(uint64_t user_key, const std::string* user_name, uint32_t k, bool exclude_seen, int num_threads,
+                     const RecommendOutput& out) const;
   // Many users at once (blocks of users share each pass over the items, blocks spread over
-  // threads); row i of the outputs holds counts[i] results.
-  void recommend_batch(const IdBatch& users, uint32_t k, bool exclude_seen, int num_threads, uint32_t* out_rows,
-                       float* out_scores, uint32_t* counts) const;
+  // threads); entries [i*k, i*k + counts[i]) of the outputs belong to user i.
+  void recommend_batch(const IdBatch& users, uint32_t k, bool exclude_seen, int num_threads,
+                       const RecommendOutput& out, uint32_t* counts) const;
+
+  // Evicts every row (both tables) last updated before `cutoff` (seconds, the clock of
+  // event timestamps); returns how many. Safe while other threads read and train.
+  uint64_t evict_before(double cutoff);
+  // The newest event time seen: the model's clock for expiry.
+  double clock() const noexcept { return clock_.load(std::memory_order_relaxed); }
 
   ModelStats stats() const noexcept;
 
@@ -102,6 +123,7 @@ class Model {
   friend void apply_delta(Model& model, const std::string& path);
   friend SnapshotHeader header_of(const Model& m, uint32_t kind, uint64_t lineage, uint64_t sequence);
   friend void restore_counters(Model& m, const SnapshotHeader& h);
+  friend void fill_pool(const Model& m, SnapshotHeader& h, const std::vector<uint32_t>& position);
 
   struct Resolved {
     uint32_t user, item;
@@ -109,6 +131,8 @@ class Model {
   };
 
   void validate(const EventBatch& events) const;
+  void fit_pinned(const EventBatch& events, uint32_t epochs, int num_threads);
+  void update_pinned(const EventBatch& events);
   bool is_positive(float label) const noexcept;
   double batch_time(const EventBatch& events, size_t i, double now) const noexcept;
   void record_labels(double label_sum, double weight_sum) noexcept;
@@ -130,7 +154,30 @@ class Model {
   void train_epoch(std::vector<Resolved>& events, const std::vector<int64_t>& bounds, uint64_t call, uint32_t epoch,
                    std::vector<float>& scratch, std::vector<uint32_t>& negatives);
   // The row of an ID, creating it if the ID is (now) admitted; kNotFound while it is not.
-  uint32_t admit(EmbeddingTable& table, CountMinSketch* sketch, uint64_t key, const std::string* name);
+  // A new row starts with last-update time `time`.
+  uint32_t admit(EmbeddingTable& table, CountMinSketch* sketch, uint64_t key, const std::string* name, double time);
+  void advance_clock(double time) noexcept;
+  // Copies k results' keys, names and scores (in predict's units) into `out` at `at`.
+  void emit(const ScoredRow* best, uint32_t found, float base, const RecommendOutput& out, size_t at) const;
+
+  // ---- eviction (see evict_before). Rows leave the index at once, then wait until no
+  // reader can hold them (EpochDomain) before their seen pairs are dropped and they are
+  // reused. Maintenance (the automatic ttl / max_rows checks and the recycling) runs after
+  // each fit/update, on one thread at a time.
+  struct Pending {
+    uint64_t tag;  // EpochDomain tag: recyclable once no reader is pinned at or before it
+    std::vector<uint32_t> users, items;
+  };
+  // Erases these rows (maintenance_mutex_ held); returns how many were live.
+  uint64_t evict_rows(const std::vector<uint32_t>& users, const std::vector<uint32_t>& items);
+  void recycle();  // maintenance_mutex_ held: reuses the pending rows that are safe now
+  // Evicts the rows of these keys (a replica applying a delta); unknown keys are skipped.
+  void evict_keys(const std::vector<uint64_t>& users, const std::vector<uint64_t>& items);
+  void maintain();
+  // Live rows of `table` last updated before `cutoff`.
+  std::vector<uint32_t> rows_before(const EmbeddingTable& table, double cutoff) const;
+  // The `count` least recently updated live rows of `table`.
+  std::vector<uint32_t> oldest_rows(const EmbeddingTable& table, uint64_t count) const;
   // IDs -> rows (new IDs get rows), then record().
   Resolved resolve(const EventBatch& events, size_t i, double now);
   // Fills label and weight of event i, touches its rows' metadata, records a positive.
@@ -156,6 +203,16 @@ class Model {
   std::atomic<uint64_t> skipped_{0};
   std::atomic<uint64_t> calls_{0};  // seeds each call's random streams
   std::atomic<uint64_t> not_admitted_{0};
+  std::atomic<double> clock_{0.0};
+  std::atomic<uint64_t> evicted_users_{0}, evicted_items_{0};
+  std::mutex maintenance_mutex_;
+  std::vector<Pending> pending_;           // under maintenance_mutex_
+  std::atomic<bool> has_pending_{false};
+  std::atomic<double> last_ttl_sweep_{0.0};  // clock at the last ttl sweep
+  // Keys evicted since the last delta, for replicas to drop (once a lineage exists).
+  mutable std::mutex eviction_log_mutex_;  // a save (const) takes the log
+  mutable std::vector<uint64_t> evicted_user_keys_, evicted_item_keys_;
+  mutable std::atomic<bool> logging_evictions_{false};
   std::unique_ptr<CountMinSketch> user_sketch_, item_sketch_;  // only when min_count > 1
 
   // Persistence. Every change marks its rows with the current generation; a delta cuts a

@@ -5,9 +5,11 @@
 // per user instead of a global pair set plus per-user lists. Readers (recommend) walk a
 // user's slots without locks while writers (update/fit) insert: a slot is published with a
 // release store; when a set is half full a copy twice as large is published and the old one
-// retired (kept until destruction, so a reader still holding it reads valid, older data;
-// retired sets add up to less than the live ones). Writers of one user are serialised by
-// that user's shard mutex.
+// retired (freed once no reader can hold it, see EpochDomain: readers must be pinned).
+// Writers of one user are serialised by that user's shard mutex.
+//
+// Eviction: a pair is removed by overwriting its slot with a tombstone (readers skip it,
+// writers probe past it, growth drops it); a whole user's set is dropped at once.
 #pragma once
 
 #include <atomic>
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "rtrec/chunk_directory.hpp"
+#include "rtrec/epoch.hpp"
 
 namespace rtrec {
 
@@ -37,13 +40,18 @@ class SeenStore {
   void prefetch_slot(uint32_t user_row) const noexcept;
   void prefetch(uint32_t user_row) const noexcept;
 
+  // Drops the user's set (the row is being recycled; no reader can hold it).
+  void clear_user(uint32_t user_row);
+  // Removes every pair whose item row is flagged in `dead` (indexed by item row).
+  void remove_items(const std::vector<uint8_t>& dead);
+
   uint64_t pairs() const noexcept { return pairs_.load(std::memory_order_relaxed); }
   uint64_t memory_bytes() const noexcept;
 
  private:
   struct Set {
     uint32_t mask;  // capacity - 1, capacity a power of two
-    uint32_t size;  // writer-only
+    uint32_t size;  // writer-only: used slots, tombstones included
     std::atomic<uint32_t> slots[1];  // really `capacity` entries: item row + 1, 0 = empty
   };
   static constexpr uint32_t kSetsPerChunk = 1024;
@@ -56,12 +64,14 @@ class SeenStore {
   static constexpr uint32_t kShards = 64;
   struct Shard {
     std::mutex mutex;
-    std::vector<Set*> retired;
+    RetireList retired;  // grown or dropped sets
   };
+  static constexpr uint32_t kTombstone = 0xffffffffu;  // item rows stay below it
 
   static Set* allocate(uint32_t capacity);
   static bool place(Set* set, uint32_t item_row) noexcept;  // false if already there
   std::atomic<Set*>& slot_for_writer(uint32_t user_row);
+  void retire(Shard& shard, Set* set) noexcept;  // shard locked, retired.reserve_one() done
 
   Shard shards_[kShards];
   std::mutex directory_mutex_;
