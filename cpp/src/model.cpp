@@ -686,8 +686,11 @@ void Model::maintain() {
   const bool over_cap = cap != 0 && (users_.live_count() > cap || items_.live_count() > cap);
   const bool sweep_due = ttl > 0.0 && clock() - last_ttl_sweep_.load(std::memory_order_relaxed) >= ttl / 8;
   if (!over_cap && !sweep_due && !has_pending_.load(std::memory_order_acquire)) return;
-  std::unique_lock<std::mutex> lock(maintenance_mutex_, std::try_to_lock);
-  if (!lock.owns_lock()) return;  // another thread is at it
+  // Over the cap, wait for a concurrent maintainer (the cap holds when this call returns);
+  // otherwise leave the chores to it.
+  std::unique_lock<std::mutex> lock(maintenance_mutex_, std::defer_lock);
+  if (over_cap) lock.lock();
+  else if (!lock.try_lock()) return;
   recycle();
   if (sweep_due) {
     const double now = clock();
