@@ -315,6 +315,35 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("users"), py::arg("k"), py::arg("exclude_seen"), py::arg("num_threads"))
       .def(
+          "set_features",
+          [](Model& model, bool items, py::handle ids, const py::list& features) {
+            const Ids i = to_ids(ids, items ? "items" : "users");
+            // Types were checked in Python (lists of str); converted here without the GIL held
+            // by the core call only.
+            std::vector<std::vector<std::string>> lists;
+            lists.reserve(features.size());
+            for (const py::handle row : features) {
+              std::vector<std::string> names;
+              for (const py::handle f : py::reinterpret_borrow<py::list>(row)) names.push_back(utf8(f, "features"));
+              lists.push_back(std::move(names));
+            }
+            py::gil_scoped_release release;
+            model.set_features(items, i.batch, lists);
+          },
+          py::arg("items"), py::arg("ids"), py::arg("features"))
+      .def(
+          "features_of",
+          [](const Model& model, bool items, py::handle id) {
+            const ScalarId i = to_scalar_id(id, items ? "item" : "user");
+            std::vector<std::string> out;
+            {
+              py::gil_scoped_release release;
+              out = model.features_of(items, i.key, i.name ? &*i.name : nullptr);
+            }
+            return out;
+          },
+          py::arg("items"), py::arg("id"))
+      .def(
           "evict_before",
           [](Model& model, double cutoff) {
             py::gil_scoped_release release;
@@ -389,6 +418,8 @@ PYBIND11_MODULE(_core, m) {
         d["global_bias"] = s.global_bias;
         d["evicted_users"] = s.evicted_users;
         d["evicted_items"] = s.evicted_items;
+        d["n_user_features"] = s.n_user_features;
+        d["n_item_features"] = s.n_item_features;
         d["clock"] = s.clock;
         return d;
       });

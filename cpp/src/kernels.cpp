@@ -248,7 +248,140 @@ RTREC_INLINE bool pairwise_impl(const StepConfig& c, const RowRef& user, const R
   return true;
 }
 
+// The effective vector and bias of a composite side.
+void combine(const Parts& side, uint32_t n, float* out, float* bias) noexcept {
+  std::fill(out, out + n, 0.0f);
+  *bias = 0.0f;
+  for (uint32_t p = 0; p < side.size; ++p) {
+    const Part& part = side.parts[p];
+    for (uint32_t t = 0; t < n; ++t) out[t] += part.weight * part.row.vector[t];
+    *bias += part.weight * *part.row.bias;
+  }
+}
+
+// Steps for every part of a side given the gradient `grad` (n floats) and `bias_grad` of
+// its effective vector; written to `steps` (per part: n steps, n squared gradients, then
+// bias step and new bias accumulator). Returns the non-finite flag sum.
+float composite_steps(const StepConfig& c, const Parts& side, const float* grad, float bias_grad, bool move_bias,
+                      float* steps) noexcept {
+  const uint32_t n = c.stride;
+  float flag = 0.0f;
+  for (uint32_t p = 0; p < side.size; ++p) {
+    const Part& part = side.parts[p];
+    float* step = steps + size_t(p) * (2 * n + 2);
+    float* squared = step + n;
+    for (uint32_t t = 0; t < n; ++t) {
+      const float g = clip(part.weight * grad[t] + c.l2 * part.row.vector[t], c.grad_clip);
+      float acc = c.adagrad ? part.row.accumulator[t] : 0.0f;
+      step[t] = c.adagrad ? step_of<true>(g, c.learning_rate, acc) : step_of<false>(g, c.learning_rate, acc);
+      squared[t] = g * g;
+      flag += nonfinite_flag(part.row.vector[t] - step[t]) + nonfinite_flag(acc);
+    }
+    float bias_acc = c.adagrad ? *part.row.bias_accumulator : 0.0f;
+    float bias_step = 0.0f;
+    if (move_bias) {
+      const float g = clip(part.weight * bias_grad + c.l2 * *part.row.bias, c.grad_clip);
+      bias_step = c.adagrad ? step_of<true>(g, c.learning_rate, bias_acc) : step_of<false>(g, c.learning_rate, bias_acc);
+    }
+    step[2 * n] = bias_step;
+    step[2 * n + 1] = bias_acc;
+    flag += nonfinite_flag(*part.row.bias - bias_step) + nonfinite_flag(bias_acc);
+  }
+  return flag;
+}
+
+void apply_composite(const StepConfig& c, const Parts& side, const float* steps, bool move_bias) noexcept {
+  const uint32_t n = c.stride;
+  for (uint32_t p = 0; p < side.size; ++p) {
+    const Part& part = side.parts[p];
+    const float* step = steps + size_t(p) * (2 * n + 2);
+    for (uint32_t t = 0; t < n; ++t) part.row.vector[t] -= step[t];
+    if (c.adagrad)
+      for (uint32_t t = 0; t < n; ++t) part.row.accumulator[t] += step[n + t];
+    if (move_bias) {
+      *part.row.bias -= step[2 * n];
+      if (c.adagrad) *part.row.bias_accumulator = step[2 * n + 1];
+    }
+  }
+}
+
+size_t composite_floats(uint32_t n, uint32_t parts) { return size_t(parts) * (2 * n + 2); }
+
 }  // namespace
+
+bool pointwise_composite(const StepConfig& c, Loss loss, Parts user, Parts item, float offset, float label,
+                         float weight, std::vector<float>& scratch) noexcept {
+  const uint32_t n = c.stride;
+  const size_t need = 4 * size_t(n) + composite_floats(n, user.size) + composite_floats(n, item.size);
+  try {
+    if (scratch.size() < need) scratch.resize(need);
+  } catch (...) {
+    return false;
+  }
+  float* p = scratch.data();
+  float* q = p + n;
+  float* gp = q + n;
+  float* gq = gp + n;
+  float* user_steps = gq + n;
+  float* item_steps = user_steps + composite_floats(n, user.size);
+  float bu, bi;
+  combine(user, n, p, &bu);
+  combine(item, n, q, &bi);
+  float s = offset + bu + bi;
+  for (uint32_t t = 0; t < n; ++t) s += p[t] * q[t];
+  const float g = weight * (loss == Loss::kLogistic ? sigmoid(s) - label : s - label);
+  for (uint32_t t = 0; t < n; ++t) {
+    gp[t] = g * q[t];
+    gq[t] = g * p[t];
+  }
+  const float flag = composite_steps(c, user, gp, g, true, user_steps) + composite_steps(c, item, gq, g, true, item_steps);
+  if (!(flag == 0.0f) || !std::isfinite(s)) return false;
+  apply_composite(c, user, user_steps, true);
+  apply_composite(c, item, item_steps, true);
+  return true;
+}
+
+bool pairwise_composite(const StepConfig& c, Parts user, Parts positive, Parts negative, float weight,
+                        std::vector<float>& scratch) noexcept {
+  const uint32_t n = c.stride;
+  const size_t need = 6 * size_t(n) + composite_floats(n, user.size) + composite_floats(n, positive.size) +
+                      composite_floats(n, negative.size);
+  try {
+    if (scratch.size() < need) scratch.resize(need);
+  } catch (...) {
+    return false;
+  }
+  float* p = scratch.data();
+  float* qi = p + n;
+  float* qj = qi + n;
+  float* gp = qj + n;
+  float* gi = gp + n;
+  float* gj = gi + n;
+  float* user_steps = gj + n;
+  float* pos_steps = user_steps + composite_floats(n, user.size);
+  float* neg_steps = pos_steps + composite_floats(n, positive.size);
+  float bu, bi, bj;
+  combine(user, n, p, &bu);
+  combine(positive, n, qi, &bi);
+  combine(negative, n, qj, &bj);
+  float x = bi - bj;
+  for (uint32_t t = 0; t < n; ++t) x += p[t] * (qi[t] - qj[t]);
+  const float g = -weight * sigmoid(-x);
+  for (uint32_t t = 0; t < n; ++t) {
+    gp[t] = g * (qi[t] - qj[t]);
+    gi[t] = g * p[t];
+    gj[t] = -g * p[t];
+  }
+  // BPR is invariant to the user side's bias, so only item-side biases move.
+  const float flag = composite_steps(c, user, gp, 0.0f, false, user_steps) +
+                     composite_steps(c, positive, gi, g, true, pos_steps) +
+                     composite_steps(c, negative, gj, -g, true, neg_steps);
+  if (!(flag == 0.0f) || !std::isfinite(x)) return false;
+  apply_composite(c, user, user_steps, false);
+  apply_composite(c, positive, pos_steps, true);
+  apply_composite(c, negative, neg_steps, true);
+  return true;
+}
 
 RTREC_HOT float dot(const float* a, const float* b, uint32_t stride) noexcept { return dot_padded(a, b, stride); }
 

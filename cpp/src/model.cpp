@@ -73,7 +73,11 @@ Model::Model(const ModelConfig& config)
     : config_(config),
       users_(TableOptions{config.dim, config.optimizer == Optimizer::kAdagrad, config.init_std, config.seed}),
       items_(TableOptions{config.dim, config.optimizer == Optimizer::kAdagrad, config.init_std,
-                          derive_seed(config.seed, 0x17e5)}) {
+                          derive_seed(config.seed, 0x17e5)}),
+      // Feature rows start at zero (no random draw): adding features to an ID leaves its
+      // scores as they were until training moves them.
+      user_features_(TableOptions{config.dim, config.optimizer == Optimizer::kAdagrad, 0.0f, 0}),
+      item_features_(TableOptions{config.dim, config.optimizer == Optimizer::kAdagrad, 0.0f, 0}) {
   if (config.dim == 0 || config.dim > kMaxDim)
     throw std::invalid_argument("dim must be between 1 and " + std::to_string(kMaxDim));
   if (!(config.learning_rate > 0.0f) || !std::isfinite(config.learning_rate))
@@ -221,6 +225,18 @@ void Model::pool_refill(const std::vector<Resolved>& events, SplitMix64& rng) no
 
 void Model::train_one(const StepConfig& step, const Resolved& e, const uint32_t* negatives, float* scratch,
                       uint64_t& applied, uint64_t& skipped) const noexcept {
+  if (any_features()) {
+    const bool featured = user_features_.lists.get(e.user) != nullptr || item_features_.lists.get(e.item) != nullptr ||
+                          (config_.loss == Loss::kBpr && [&] {
+                            for (uint32_t s = 0; s < config_.negatives; ++s)
+                              if (negatives[s] != kNoRow && item_features_.lists.get(negatives[s]) != nullptr) return true;
+                            return false;
+                          }());
+    if (featured) {
+      train_composite(step, e, negatives, applied, skipped);
+      return;
+    }
+  }
   if (config_.loss != Loss::kBpr) {
     const bool ok = pointwise_step(step, config_.loss, user_row(e.user), item_row(e.item), offset(), e.label,
                                    e.weight, scratch);
@@ -235,6 +251,139 @@ void Model::train_one(const StepConfig& step, const Resolved& e, const uint32_t*
     const bool ok = pairwise_step(step, user, positive, item_row(negatives[s]), e.weight, scratch);
     ++(ok ? applied : skipped);
   }
+}
+
+void Model::train_composite(const StepConfig& step, const Resolved& e, const uint32_t* negatives, uint64_t& applied,
+                            uint64_t& skipped) const noexcept {
+  thread_local std::vector<float> scratch;
+  thread_local std::vector<Part> user, item, negative;
+  try {
+    user.clear();
+    item.clear();
+    parts_of(users_, user_features_, e.user, user);
+    parts_of(items_, item_features_, e.item, item);
+    if (config_.loss != Loss::kBpr) {
+      const bool ok = pointwise_composite(step, config_.loss, Parts{user.data(), uint32_t(user.size())},
+                                          Parts{item.data(), uint32_t(item.size())}, offset(), e.label, e.weight, scratch);
+      ++(ok ? applied : skipped);
+      return;
+    }
+    if (!(e.label > 0.0f)) return;
+    for (uint32_t s = 0; s < config_.negatives; ++s) {
+      if (negatives[s] == kNoRow) continue;
+      negative.clear();
+      parts_of(items_, item_features_, negatives[s], negative);
+      const bool ok = pairwise_composite(step, Parts{user.data(), uint32_t(user.size())},
+                                         Parts{item.data(), uint32_t(item.size())},
+                                         Parts{negative.data(), uint32_t(negative.size())}, e.weight, scratch);
+      ++(ok ? applied : skipped);
+    }
+  } catch (...) {  // out of memory for the part lists: the step is skipped, like a bad one
+    ++skipped;
+  }
+}
+
+void Model::parts_of(const EmbeddingTable& ids, const FeatureSide& side, uint32_t row, std::vector<Part>& out) const {
+  const bool ada = ids.has_accumulators();
+  out.push_back(Part{RowRef{ids.vector(row), ada ? ids.accumulator(row) : nullptr, &ids.bias(row),
+                            ada ? &ids.bias_accumulator(row) : nullptr},
+                     1.0f});
+  const FeatureList* list = side.lists.get(row);
+  if (list == nullptr) return;
+  const EmbeddingTable& t = side.table;
+  for (uint32_t k = 0; k < list->size; ++k) {
+    const uint32_t f = list->rows[k];
+    out.push_back(Part{RowRef{t.vector(f), ada ? t.accumulator(f) : nullptr, &t.bias(f), ada ? &t.bias_accumulator(f) : nullptr},
+                       list->scale});
+  }
+}
+
+float Model::effective(const EmbeddingTable& ids, const FeatureSide& side, uint32_t row, float* out) const noexcept {
+  const uint32_t stride = ids.stride();
+  const float* v = ids.vector(row);
+  std::copy(v, v + stride, out);
+  float bias = ids.bias(row);
+  const FeatureList* list = side.lists.get(row);
+  if (list == nullptr) return bias;
+  for (uint32_t k = 0; k < list->size; ++k) {
+    const float* f = side.table.vector(list->rows[k]);
+    for (uint32_t t = 0; t < stride; ++t) out[t] += list->scale * f[t];
+    bias += list->scale * side.table.bias(list->rows[k]);
+  }
+  return bias;
+}
+
+void Model::mark_features(const FeatureSide& side, uint32_t row) const noexcept {
+  const FeatureList* list = side.lists.get(row);
+  if (list == nullptr) return;
+  for (uint32_t k = 0; k < list->size; ++k) side.table.mark(list->rows[k], generation_);
+}
+
+void Model::feature_scores(const float* query, std::vector<float>& out) const {
+  const EmbeddingTable& t = item_features_.table;
+  const uint32_t n = t.size();
+  out.resize(n);
+  for (uint32_t c = 0; c * EmbeddingTable::kChunkRows < n; ++c) {
+    const uint32_t rows = std::min(EmbeddingTable::kChunkRows, n - c * EmbeddingTable::kChunkRows);
+    score_block(query, t.chunk_vectors(c), t.chunk_biases(c), rows, t.stride(), out.data() + size_t(c) * EmbeddingTable::kChunkRows);
+  }
+}
+
+void Model::set_features(bool on_items, const IdBatch& ids, const std::vector<std::vector<std::string>>& features) {
+  EmbeddingTable& table = on_items ? items_ : users_;
+  FeatureSide& side = on_items ? item_features_ : user_features_;
+  const char* what = on_items ? "item" : "user";
+  if (features.size() != ids.size)
+    throw std::invalid_argument(std::string("one feature list per ") + what + " is needed: got " + std::to_string(ids.size) +
+                                " IDs and " + std::to_string(features.size()) + " lists");
+  check_kind(table, ids, what);
+  table.check_batch(ids.keys, ids.names, ids.size);
+  // Every feature name is checked (and collisions with known features refused) before
+  // anything changes.
+  std::vector<uint64_t> keys;
+  std::vector<std::string> names;
+  for (const auto& list : features) {
+    if (list.size() > kMaxFeaturesPerId)
+      throw std::invalid_argument(std::string("at most ") + std::to_string(kMaxFeaturesPerId) + " features per " + what +
+                                  ", got " + std::to_string(list.size()));
+    for (const std::string& name : list) {
+      if (name.empty()) throw std::invalid_argument("feature names must be non-empty strings");
+      keys.push_back(hash_string_id(name));
+      names.push_back(name);
+    }
+  }
+  side.table.check_batch(keys.data(), names.data(), keys.size());
+
+  EpochGuard pin;
+  std::lock_guard<std::mutex> lock(features_mutex_);
+  const double now = clock() > 0.0 ? clock() : wall_clock();
+  size_t at = 0;
+  std::vector<uint32_t> rows;
+  for (size_t i = 0; i < ids.size; ++i) {
+    const uint32_t row = table.find_or_insert(ids.keys[i], ids.names != nullptr ? &ids.names[i] : nullptr, true, now);
+    rows.clear();
+    for (size_t k = 0; k < features[i].size(); ++k, ++at) {
+      const uint32_t f = side.table.find_or_insert(keys[at], &names[at], /*random_init=*/false, now);
+      side.table.mark(f, generation_);  // before any list names it (see FeatureAccess::write)
+      if (std::find(rows.begin(), rows.end(), f) == rows.end()) rows.push_back(f);  // a repeat counts once
+    }
+    side.lists.set(row, rows);
+    table.mark(row, generation_);
+  }
+  changes_.fetch_add(1, std::memory_order_release);
+}
+
+std::vector<std::string> Model::features_of(bool on_items, uint64_t key, const std::string* name) const {
+  const EmbeddingTable& table = on_items ? items_ : users_;
+  const FeatureSide& side = on_items ? item_features_ : user_features_;
+  EpochGuard pin;
+  std::vector<std::string> out;
+  const uint32_t row = lookup(table, key, name);
+  if (row == kNoRow) return out;
+  const FeatureList* list = side.lists.get(row);
+  if (list == nullptr) return out;
+  for (uint32_t k = 0; k < list->size; ++k) out.push_back(side.table.name(list->rows[k]));
+  return out;
 }
 
 std::vector<int64_t> Model::partition_by_item(std::vector<Resolved>& events, int parts) const {
@@ -404,6 +553,10 @@ void Model::mark_trained(const std::vector<Resolved>& events, uint32_t touched_i
   // only the BPR negatives (any item) need marking. The fence orders these stores before
   // the check, as in EmbeddingTable::mark. If a cut did happen, everything is re-marked
   // with the full protocol.
+  // Feature rows are shared by many IDs and few: all of them are marked (full protocol).
+  for (const FeatureSide* side : {&user_features_, &item_features_})
+    if (side->lists.any())
+      for (uint32_t f = 0, n = side->table.size(); f < n; ++f) side->table.mark(f, generation_);
   const uint32_t n_items = items_.size();
   if (config_.loss == Loss::kBpr)
     for (uint32_t i = 0; i < n_items; ++i) items_.mark_relaxed(i, touched_in);
@@ -463,6 +616,13 @@ void Model::update_pinned(const EventBatch& e) {
     if (config_.loss == Loss::kBpr)
       for (uint32_t s = 0; s < config_.negatives; ++s)
         if (negatives[s] != kNoRow) items_.mark(negatives[s], generation_);
+    if (any_features()) {  // the feature rows that took part in the step changed too
+      mark_features(user_features_, r.user);
+      mark_features(item_features_, r.item);
+      if (config_.loss == Loss::kBpr)
+        for (uint32_t s = 0; s < config_.negatives; ++s)
+          if (negatives[s] != kNoRow) mark_features(item_features_, negatives[s]);
+    }
   }
   updates_.fetch_add(applied, std::memory_order_relaxed);
   skipped_.fetch_add(skipped, std::memory_order_relaxed);
@@ -480,15 +640,25 @@ void Model::predict(const IdBatch& u, const IdBatch& it, float* out, int num_thr
   [[maybe_unused]] const int threads = u.size >= kParallelPredictMin ? resolve_threads(num_threads) : 1;
   const float mu = offset();
   const uint32_t stride = users_.stride();
+  const bool featured = any_features();
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const uint32_t ur = lookup(users_, u.keys[i], u.names != nullptr ? &u.names[i] : nullptr);
     const uint32_t ir = lookup(items_, it.keys[i], it.names != nullptr ? &it.names[i] : nullptr);
     float s = mu;
-    if (ur != EmbeddingTable::kNotFound) s += users_.bias(ur);
-    if (ir != EmbeddingTable::kNotFound) s += items_.bias(ir);
-    if (ur != EmbeddingTable::kNotFound && ir != EmbeddingTable::kNotFound)
-      s += dot(users_.vector(ur), items_.vector(ir), stride);
+    if (!featured) {
+      if (ur != EmbeddingTable::kNotFound) s += users_.bias(ur);
+      if (ir != EmbeddingTable::kNotFound) s += items_.bias(ir);
+      if (ur != EmbeddingTable::kNotFound && ir != EmbeddingTable::kNotFound)
+        s += dot(users_.vector(ur), items_.vector(ir), stride);
+    } else {  // effective vectors: ID row + side features
+      thread_local std::vector<float> p, q;
+      p.assign(stride, 0.0f);
+      q.assign(stride, 0.0f);
+      if (ur != EmbeddingTable::kNotFound) s += effective(users_, user_features_, ur, p.data());
+      if (ir != EmbeddingTable::kNotFound) s += effective(items_, item_features_, ir, q.data());
+      if (ur != EmbeddingTable::kNotFound && ir != EmbeddingTable::kNotFound) s += dot(p.data(), q.data(), stride);
+    }
     out[i] = transform(s);
   }
 }
@@ -500,12 +670,12 @@ float Model::prepare_query(uint32_t user, bool exclude_seen, float* query, std::
     std::fill(query, query + stride, 0.0f);
     return offset();
   }
-  std::copy(users_.vector(user), users_.vector(user) + stride, query);
+  const float bias = effective(users_, user_features_, user, query);
   if (exclude_seen) {
     seen_.collect(user, excluded);
     std::sort(excluded.begin(), excluded.end());
   }
-  return offset() + users_.bias(user);
+  return offset() + bias;
 }
 
 void Model::emit(const ScoredRow* best, uint32_t found, float base, const RecommendOutput& out, size_t at) const {
@@ -529,7 +699,13 @@ uint32_t Model::recommend(uint64_t user_key, const std::string* user_name, uint3
   std::vector<uint32_t> excluded;
   const float base = prepare_query(user, exclude_seen, query.data(), excluded);
   std::vector<ScoredRow> best(std::min(k, n_rows));
-  const uint32_t found = top_k(items_, n_rows, query.data(), k, excluded, threads, best.data());
+  std::vector<float> per_feature;
+  FeatureCorrection features{nullptr, nullptr, 0};
+  if (item_features_.lists.any()) {
+    feature_scores(query.data(), per_feature);
+    features = FeatureCorrection{&item_features_.lists, per_feature.data(), static_cast<uint32_t>(per_feature.size())};
+  }
+  const uint32_t found = top_k(items_, n_rows, query.data(), k, excluded, threads, best.data(), features);
   emit(best.data(), found, base, out, 0);
   return found;
 }
@@ -547,12 +723,14 @@ void Model::recommend_batch(const IdBatch& u, uint32_t k, bool exclude_seen, int
   [[maybe_unused]] const int threads = blocks > 1 ? resolve_threads(num_threads) : 1;
   const uint32_t stride = users_.stride();
   const uint32_t n_rows = items_.size();  // one catalogue snapshot for the whole batch
+  const bool item_features_lists_any = item_features_.lists.any();
   ExceptionSlot failure;
 #pragma omp parallel num_threads(threads)
   {
     std::vector<float> queries;
     std::vector<std::vector<uint32_t>> excluded(kBlock);
     std::vector<ScoredRow> best;
+    std::vector<float> per_feature, one_query;
     float bases[kBlock];
     uint32_t found[kBlock];
 #pragma omp for schedule(dynamic, 1)
@@ -563,12 +741,21 @@ void Model::recommend_batch(const IdBatch& u, uint32_t k, bool exclude_seen, int
         const uint32_t count = static_cast<uint32_t>(std::min(kBlock, n - first));
         queries.resize(size_t(count) * stride);
         best.resize(size_t(count) * k);
+        FeatureCorrection features{nullptr, nullptr, 0};
+        per_feature.clear();
         for (uint32_t q = 0; q < count; ++q) {
           const int64_t i = first + q;
           const uint32_t user = lookup(users_, u.keys[i], u.names != nullptr ? &u.names[i] : nullptr);
           bases[q] = prepare_query(user, exclude_seen, queries.data() + size_t(q) * stride, excluded[q]);
+          if (item_features_lists_any) {
+            feature_scores(queries.data() + size_t(q) * stride, one_query);
+            if (q == 0) features.n_features = static_cast<uint32_t>(one_query.size());
+            one_query.resize(features.n_features);  // one feature count for the block
+            per_feature.insert(per_feature.end(), one_query.begin(), one_query.end());
+          }
         }
-        top_k_many(items_, n_rows, queries.data(), excluded.data(), count, k, best.data(), found);
+        if (item_features_lists_any) features = FeatureCorrection{&item_features_.lists, per_feature.data(), features.n_features};
+        top_k_many(items_, n_rows, queries.data(), excluded.data(), count, k, best.data(), found, features);
         for (uint32_t q = 0; q < count; ++q) {
           counts[first + q] = found[q];
           emit(best.data() + size_t(q) * k, found[q], bases[q], out, size_t(first + q) * k);
@@ -650,6 +837,10 @@ void Model::recycle() {
   // No reader holds these rows now, and no one can find them: drop their seen pairs (a
   // recycled row must start clean), then hand them back to the tables.
   for (uint32_t u : users) seen_.clear_user(u);
+  if (user_features_.lists.any())
+    for (uint32_t u : users) user_features_.lists.set(u, {});
+  if (item_features_.lists.any())
+    for (uint32_t i : items) item_features_.lists.set(i, {});
   if (!items.empty()) {
     std::vector<uint8_t> dead(items_.size(), 0);
     for (uint32_t i : items) dead[i] = 1;
@@ -717,7 +908,10 @@ ModelStats Model::stats() const noexcept {
   s.updates = updates_.load(std::memory_order_relaxed);
   s.skipped_updates = skipped_.load(std::memory_order_relaxed);
   s.seen_pairs = seen_.pairs();
-  s.memory_bytes = users_.memory_bytes() + items_.memory_bytes() + seen_.memory_bytes();
+  s.memory_bytes = users_.memory_bytes() + items_.memory_bytes() + seen_.memory_bytes() +
+                   user_features_.table.memory_bytes() + item_features_.table.memory_bytes();
+  s.n_user_features = user_features_.table.live_count();
+  s.n_item_features = item_features_.table.live_count();
   s.global_bias = offset();
   s.not_admitted = not_admitted_.load(std::memory_order_relaxed);
   s.evicted_users = evicted_users_.load(std::memory_order_relaxed);

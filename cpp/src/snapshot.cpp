@@ -359,6 +359,34 @@ std::vector<std::vector<uint64_t>> read_seen(Reader& r, uint32_t users) {
   return seen;
 }
 
+// Side features of one table in a file: the feature table's rows, then (if the side has
+// ever had features) one list of feature keys per ID row of the file, in the file's order.
+struct FeatureImage {
+  TableImage table;
+  bool has_lists = false;
+  std::vector<std::vector<uint64_t>> lists;
+};
+
+FeatureImage read_features(Reader& r, uint32_t dim, bool acc, uint32_t id_rows, const char* name) {
+  FeatureImage f;
+  f.table = read_rows(r, dim, acc, name);
+  if (f.table.rows > 0 && f.table.kind != IdKind::kString) r.fail(std::string("corrupted file (") + name + " are not named)");
+  const uint32_t flag = r.value<uint32_t>();
+  if (flag > 1) r.fail(std::string("corrupted file (bad ") + name + " flag)");
+  f.has_lists = flag == 1;
+  if (f.has_lists) {
+    f.lists.resize(id_rows);
+    for (auto& list : f.lists) {
+      const uint32_t n = r.value<uint32_t>();
+      r.expect_room(n, 8, name);
+      list.resize(n);
+      r.bytes(list.data(), size_t(n) * 8);
+    }
+  }
+  r.end_section(name);
+  return f;
+}
+
 void fsync_directory_of(const std::string& path) {
   const size_t slash = path.find_last_of('/');
   const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
@@ -607,6 +635,55 @@ static void write_sketches(Writer& w, const CountMinSketch* users, const CountMi
   w.end_section("sketch");
 }
 
+// Model internals the file format needs for side features.
+struct FeatureAccess {
+  static const Model::FeatureSide& side(const Model& m, bool items) { return items ? m.item_features_ : m.user_features_; }
+  static Model::FeatureSide& side(Model& m, bool items) { return items ? m.item_features_ : m.user_features_; }
+
+  // Lists are read before the feature rows are chosen: a feature is created (and marked)
+  // before any list names it, so every feature a written list names is written too, or
+  // was in an earlier file.
+  static void write(Writer& w, const Model& m, bool items, const std::vector<uint32_t>& id_rows, bool delta,
+                    uint32_t since) {
+    const Model::FeatureSide& f = side(m, items);
+    const bool has_lists = f.lists.any();
+    std::vector<std::vector<uint64_t>> lists;
+    if (has_lists) {
+      lists.resize(id_rows.size());
+      for (size_t i = 0; i < id_rows.size(); ++i)
+        if (const FeatureList* list = f.lists.get(id_rows[i]))
+          for (uint32_t k = 0; k < list->size; ++k) lists[i].push_back(f.table.key(list->rows[k]));
+    }
+    const uint32_t n = f.table.size();
+    write_rows(w, f.table, delta ? rows_since(f.table, n, since) : live_rows(f.table, n));
+    w.value<uint32_t>(has_lists ? 1 : 0);
+    for (const auto& list : lists) {
+      w.value<uint32_t>(static_cast<uint32_t>(list.size()));
+      w.bytes(list.data(), list.size() * 8);
+    }
+    w.end_section(items ? "item features" : "user features");
+  }
+
+  // After the ID rows are in place: `id_rows[i]` is the model row of the file's i-th ID.
+  // A full snapshot must name only features it holds; a delta skips unknown ones.
+  static void apply(Reader& r, Model& m, bool items, const FeatureImage& image, const std::vector<uint32_t>& id_rows,
+                    bool full) {
+    Model::FeatureSide& f = side(m, items);
+    apply_rows(r, image.table, f.table, full, items ? "item features" : "user features");
+    if (!image.has_lists) return;
+    std::vector<uint32_t> rows;
+    for (size_t i = 0; i < id_rows.size(); ++i) {
+      rows.clear();
+      for (uint64_t key : image.lists[i]) {
+        const uint32_t row = f.table.find(key);
+        if (row != EmbeddingTable::kNotFound) rows.push_back(row);
+        else if (full) r.fail("corrupted file (a feature list names a feature that is not in the file)");
+      }
+      if (id_rows[i] != EmbeddingTable::kNotFound && (!rows.empty() || f.lists.any())) f.lists.set(id_rows[i], rows);
+    }
+  }
+};
+
 // ---------------------------------------------------------------------------------- full
 
 void save_snapshot(const Model& m, const std::string& path) {
@@ -639,6 +716,8 @@ void save_snapshot(const Model& m, const std::string& path) {
     write_rows(w, m.users_, users);
     write_rows(w, m.items_, items);
     write_seen(w, m.seen_, m.items_, users, n_items);
+    FeatureAccess::write(w, m, false, users, false, 0);
+    FeatureAccess::write(w, m, true, items, false, 0);
     write_keys(w, {}, {});
     write_sketches(w, m.user_sketch_.get(), m.item_sketch_.get());
   });
@@ -649,6 +728,7 @@ struct FileImage {
   SnapshotHeader header;
   TableImage users, items;
   std::vector<std::vector<uint64_t>> seen;
+  FeatureImage user_features, item_features;
   std::vector<uint64_t> evicted_users, evicted_items;
   std::vector<uint16_t> sketches;  // full snapshots of admission models: users', then items'
 };
@@ -660,6 +740,8 @@ static FileImage read_file(Reader& r, uint32_t kind) {
   f.users = read_rows(r, f.header.config.dim, acc, "users");
   f.items = read_rows(r, f.header.config.dim, acc, "items");
   f.seen = read_seen(r, f.users.rows);
+  f.user_features = read_features(r, f.header.config.dim, acc, f.users.rows, "user features");
+  f.item_features = read_features(r, f.header.config.dim, acc, f.items.rows, "item features");
   f.evicted_users = read_key_list(r);
   f.evicted_items = read_key_list(r);
   r.end_section("evicted");
@@ -700,6 +782,11 @@ std::unique_ptr<Model> load_snapshot(const std::string& path) {
       m->seen_.add(u, item);
     }
   }
+  std::vector<uint32_t> in_order_users(users.rows), in_order_items(items.rows);
+  for (uint32_t i = 0; i < users.rows; ++i) in_order_users[i] = i;
+  for (uint32_t i = 0; i < items.rows; ++i) in_order_items[i] = i;
+  FeatureAccess::apply(r, *m, false, f.user_features, in_order_users, true);
+  FeatureAccess::apply(r, *m, true, f.item_features, in_order_items, true);
   restore_counters(*m, h);
   for (size_t i = 0; i < h.pool.size(); ++i) {
     if (h.pool[i] >= items.rows) r.fail("corrupted file (pool item out of range)");
@@ -753,6 +840,8 @@ void save_delta(const Model& m, const std::string& path) {
       write_rows(w, m.users_, users);
       write_rows(w, m.items_, items);
       write_seen(w, m.seen_, m.items_, users, n_items);
+      FeatureAccess::write(w, m, false, users, true, m.next_since_);
+      FeatureAccess::write(w, m, true, items, true, m.next_since_);
       write_keys(w, evicted_users, evicted_items);
     });
   } catch (...) {
@@ -800,6 +889,8 @@ void apply_delta(Model& m, const std::string& path) {
   // refused delta changes nothing: ID kinds and string-hash collisions against the tables.
   check_applicable(r, users, m.users_, "users");
   check_applicable(r, items, m.items_, "items");
+  check_applicable(r, f.user_features.table, m.user_features_.table, "user features");
+  check_applicable(r, f.item_features.table, m.item_features_.table, "item features");
   EpochGuard pin;
   // Evictions first: a key evicted and then seen again before the cut comes back as a row.
   m.evict_keys(f.evicted_users, f.evicted_items);
@@ -814,6 +905,13 @@ void apply_delta(Model& m, const std::string& path) {
       if (item != EmbeddingTable::kNotFound) m.seen_.add(user, item);
     }
   }
+  auto rows_of = [](const TableImage& image, const EmbeddingTable& t) {
+    std::vector<uint32_t> rows;
+    for (uint64_t key : keys_of(image, t.dim(), t.has_accumulators())) rows.push_back(t.find(key));
+    return rows;
+  };
+  FeatureAccess::apply(r, m, false, f.user_features, rows_of(users, m.users_), false);
+  FeatureAccess::apply(r, m, true, f.item_features, rows_of(items, m.items_), false);
   restore_counters(m, h);
   m.sequence_ = h.sequence;
   m.last_link_ = h.link;

@@ -44,8 +44,21 @@ class BoundedHeap {
 };
 
 // Scores chunks [first_chunk, end_chunk) against `count` queries, feeding heaps[q].
+void add_features(const FeatureCorrection& f, uint32_t base, uint32_t rows, const float* feature_scores,
+                  float* scores) noexcept {
+  for (uint32_t r = 0; r < rows; ++r) {
+    const FeatureList* list = f.lists->get(base + r);
+    if (list == nullptr) continue;
+    float sum = 0.0f;
+    for (uint32_t k = 0; k < list->size; ++k)
+      if (list->rows[k] < f.n_features) sum += feature_scores[list->rows[k]];  // newer features: not scored yet
+    scores[r] += list->scale * sum;
+  }
+}
+
 void scan_chunks(const EmbeddingTable& items, uint32_t first_chunk, uint32_t end_chunk, uint32_t n_rows,
-                 const float* queries, const std::vector<uint32_t>* excluded, uint32_t count, BoundedHeap* heaps) {
+                 const float* queries, const std::vector<uint32_t>* excluded, uint32_t count, BoundedHeap* heaps,
+                 const FeatureCorrection& features) {
   constexpr uint32_t kRows = EmbeddingTable::kChunkRows;
   const uint32_t stride = items.stride();
   const bool check_live = items.has_erased();  // evicted rows keep stale values: never results
@@ -55,6 +68,8 @@ void scan_chunks(const EmbeddingTable& items, uint32_t first_chunk, uint32_t end
     const uint32_t rows = std::min(kRows, n_rows - base);
     for (uint32_t q = 0; q < count; ++q) {
       score_block(queries + size_t(q) * stride, items.chunk_vectors(c), items.chunk_biases(c), rows, stride, scores);
+      if (features.lists != nullptr && features.lists->count_in_chunk(c) > 0)
+        add_features(features, base, rows, features.scores + size_t(q) * features.n_features, scores);
       BoundedHeap& heap = heaps[q];
       const std::vector<uint32_t>& skip = excluded[q];
       float floor = heap.floor();
@@ -86,14 +101,14 @@ uint32_t drain(std::vector<ScoredRow>& candidates, uint32_t k, ScoredRow* out) {
 }  // namespace
 
 uint32_t top_k(const EmbeddingTable& items, uint32_t n_rows, const float* query, uint32_t k,
-               const std::vector<uint32_t>& excluded, int threads, ScoredRow* out) {
+               const std::vector<uint32_t>& excluded, int threads, ScoredRow* out, const FeatureCorrection& features) {
   if (n_rows == 0 || k == 0) return 0;
   const uint32_t n_chunks = n_chunks_of(n_rows);
   const int workers = std::max(1, std::min<int>(threads, static_cast<int>(n_chunks)));
   std::vector<ScoredRow> merged;
   if (workers == 1) {
     BoundedHeap heap(std::min(k, n_rows));
-    scan_chunks(items, 0, n_chunks, n_rows, query, &excluded, 1, &heap);
+    scan_chunks(items, 0, n_chunks, n_rows, query, &excluded, 1, &heap, features);
     merged.swap(heap.rows());
   } else {
     std::vector<std::vector<ScoredRow>> partial(workers);
@@ -106,7 +121,7 @@ uint32_t top_k(const EmbeddingTable& items, uint32_t n_rows, const float* query,
         const uint32_t begin = static_cast<uint32_t>(uint64_t(n_chunks) * t / team);
         const uint32_t end = static_cast<uint32_t>(uint64_t(n_chunks) * (t + 1) / team);
         BoundedHeap heap(std::min(k, n_rows));
-        scan_chunks(items, begin, end, n_rows, query, &excluded, 1, &heap);
+        scan_chunks(items, begin, end, n_rows, query, &excluded, 1, &heap, features);
         partial[t].swap(heap.rows());
       });
     }
@@ -117,9 +132,10 @@ uint32_t top_k(const EmbeddingTable& items, uint32_t n_rows, const float* query,
 }
 
 void top_k_many(const EmbeddingTable& items, uint32_t n_rows, const float* queries,
-                const std::vector<uint32_t>* excluded, uint32_t count, uint32_t k, ScoredRow* out, uint32_t* found) {
+                const std::vector<uint32_t>* excluded, uint32_t count, uint32_t k, ScoredRow* out, uint32_t* found,
+                const FeatureCorrection& features) {
   std::vector<BoundedHeap> heaps(count, BoundedHeap(std::min(k, n_rows)));  // k beyond the catalogue costs nothing
-  if (n_rows > 0 && k > 0) scan_chunks(items, 0, n_chunks_of(n_rows), n_rows, queries, excluded, count, heaps.data());
+  if (n_rows > 0 && k > 0) scan_chunks(items, 0, n_chunks_of(n_rows), n_rows, queries, excluded, count, heaps.data(), features);
   for (uint32_t q = 0; q < count; ++q) found[q] = drain(heaps[q].rows(), k, out + size_t(q) * k);
 }
 

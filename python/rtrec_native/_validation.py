@@ -203,3 +203,33 @@ def choice(value: Any, name: str, options: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in options:
         raise ValueError(f"{name} must be one of {', '.join(repr(o) for o in options)}; got {value!r}")
     return value
+
+
+MAX_FEATURES_PER_ID = 1024  # the core's limit (Model::kMaxFeaturesPerId)
+
+
+def feature_lists(values: Any, n: int, name: str = "features") -> list[list[str]]:
+    """One list of feature strings per ID (lists, tuples or 1-D arrays of str; an empty
+    list removes the ID's features). A bare string where a list is expected is an error,
+    not a list of characters."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise TypeError(f"{name} must be a list with one list of feature strings per ID, got {_describe(values)}")
+    if len(values) != n:
+        raise ValueError(f"{name} must have one list per ID: got {n} IDs and {len(values)} lists")
+    out: list[list[str]] = []
+    for i, row in enumerate(values):
+        if isinstance(row, (str, bytes)):
+            raise TypeError(f"{name}[{i}] must be a list of strings such as ['genre=drama'], got a bare string {row!r}")
+        if isinstance(row, np.ndarray):
+            row = row.tolist()
+        if not isinstance(row, (list, tuple)):
+            raise TypeError(f"{name}[{i}] must be a list of strings, got {type(row).__name__} ({row!r})")
+        if len(row) > MAX_FEATURES_PER_ID:
+            raise ValueError(f"{name}[{i}]: at most {MAX_FEATURES_PER_ID} features per ID, got {len(row)}")
+        for f in row:
+            if not isinstance(f, str):
+                raise TypeError(f"{name}[{i}] must hold only strings, got {type(f).__name__} ({f!r})")
+            if not f:
+                raise ValueError(f"{name}[{i}]: feature names must be non-empty strings")
+        out.append(list(row))
+    return out

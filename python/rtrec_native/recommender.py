@@ -293,6 +293,45 @@ class Recommender:
             ids = np.where(valid, keys[:, :cols].view(np.int64), np.iinfo(np.int64).min)
         return ids, scores
 
+    # ------------------------------------------------------------------ side features
+
+    def set_item_features(self, items: Any, features: Any) -> Recommender:
+        """Give items side features (cold start): ``features`` holds one list of strings per
+        item, e.g. ``[["genre=drama", "brand=acme"], ...]``.
+
+        Each distinct feature gets its own embedding row (and bias) in the item side's
+        feature table, starting at zero; an item's vector (and bias) everywhere, in training,
+        ``predict`` and ``recommend``, is its ID row plus the sum of its features' rows
+        scaled by 1/sqrt(n) (so many features do not inflate the norm). Training moves the
+        feature rows too, so an item with no interactions yet scores like the items that
+        share its features. Items get a row if they have none (they are recommendable at
+        once). Calling it again replaces an item's features; an empty list removes them.
+        The whole batch is checked before anything changes. Returns ``self``.
+        """
+        self._set_features(True, items, features)
+        return self
+
+    def set_user_features(self, users: Any, features: Any) -> Recommender:
+        """The same for users (e.g. ``["country=fr", "device=ios"]``): a new user's first
+        recommendations then follow what users like them liked. Returns ``self``."""
+        self._set_features(False, users, features)
+        return self
+
+    def item_features(self, item: int | str) -> list[str]:
+        """The features of an item (empty when it has none or is unknown)."""
+        return self._model.features_of(True, check.scalar_id(item, "item"))
+
+    def user_features(self, user: int | str) -> list[str]:
+        """The features of a user (empty when they have none or are unknown)."""
+        return self._model.features_of(False, check.scalar_id(user, "user"))
+
+    def _set_features(self, on_items: bool, ids: Any, features: Any) -> None:
+        side = "items" if on_items else "users"
+        kind, payload, n = check.ids(ids, side)
+        check.check_kind(self._model.item_id_kind if on_items else self._model.user_id_kind, kind, side)
+        lists = check.feature_lists(features, n)
+        self._model.set_features(on_items, payload, lists)
+
     # ------------------------------------------------------------------ expiry
 
     def evict(self, older_than: float, now: float | None = None) -> int:

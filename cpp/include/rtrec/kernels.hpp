@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace rtrec {
 
@@ -42,6 +43,25 @@ bool pointwise_step(const StepConfig& config, Loss loss, const RowRef& user, con
 // BPR on (user, positive item, negative item): maximises log sigmoid(s_ui - s_uj).
 bool pairwise_step(const StepConfig& config, const RowRef& user, const RowRef& positive, const RowRef& negative,
                    float weight, float* scratch) noexcept;
+
+// Side features: an effective vector is a weighted sum of rows (the ID row with weight 1,
+// each feature row with 1/sqrt(n)). The composite steps below take the loss gradient with
+// respect to the effective vectors and give each part its share (weight x gradient, plus
+// L2 on the part's own values), with the same optimizer, clipping and all-or-nothing
+// finiteness check as the plain steps. `scratch` grows as needed. Not the hot path: events
+// whose rows have no features use the fused kernels above.
+struct Part {
+  RowRef row;
+  float weight;
+};
+struct Parts {
+  const Part* parts;
+  uint32_t size;
+};
+bool pointwise_composite(const StepConfig& config, Loss loss, Parts user, Parts item, float offset, float label,
+                         float weight, std::vector<float>& scratch) noexcept;
+bool pairwise_composite(const StepConfig& config, Parts user, Parts positive, Parts negative, float weight,
+                        std::vector<float>& scratch) noexcept;
 
 // scores[r] = biases[r] + <query, vectors[r]> for r in [0, rows).
 void score_block(const float* query, const float* vectors, const float* biases, uint32_t rows, uint32_t stride,

@@ -12,6 +12,7 @@
 
 #include "rtrec/count_sketch.hpp"
 #include "rtrec/embedding_table.hpp"
+#include "rtrec/feature_lists.hpp"
 #include "rtrec/kernels.hpp"
 #include "rtrec/random.hpp"
 #include "rtrec/seen_store.hpp"
@@ -66,6 +67,7 @@ struct EventBatch {
 
 struct ModelStats {
   uint64_t n_users, n_items, updates, skipped_updates, seen_pairs, memory_bytes, not_admitted;
+  uint64_t n_user_features, n_item_features;
   uint64_t evicted_users, evicted_items;
   double global_bias;
   double clock;  // the newest event time seen (seconds)
@@ -83,6 +85,7 @@ class Model {
  public:
   static constexpr uint32_t kPoolSize = 1u << 16;  // popularity-negative pool (see pool_)
   static constexpr uint32_t kMaxDim = 1u << 16;    // rows stay far from any size overflow
+  static constexpr uint32_t kMaxFeaturesPerId = 1024;
 
   explicit Model(const ModelConfig& config);
 
@@ -108,6 +111,15 @@ class Model {
   void recommend_batch(const IdBatch& users, uint32_t k, bool exclude_seen, int num_threads,
                        const RecommendOutput& out, uint32_t* counts) const;
 
+  // Side features: replaces the features of each listed ID (creating the ID's row if
+  // needed, so a new item is recommendable before its first event); an empty list removes
+  // them. Features are rows of a per-side feature table, keyed by name, starting at zero;
+  // the user/item vector used everywhere is the ID row plus the feature rows times
+  // 1/sqrt(n), and the same for biases. The whole batch is checked before anything changes.
+  void set_features(bool items, const IdBatch& ids, const std::vector<std::vector<std::string>>& features);
+  // The feature names of one ID (empty if it has none or is unknown).
+  std::vector<std::string> features_of(bool items, uint64_t key, const std::string* name) const;
+
   // Evicts every row (both tables) last updated before `cutoff` (seconds, the clock of
   // event timestamps); returns how many. Safe while other threads read and train.
   uint64_t evict_before(double cutoff);
@@ -123,6 +135,7 @@ class Model {
   friend void apply_delta(Model& model, const std::string& path);
   friend SnapshotHeader header_of(const Model& m, uint32_t kind, uint64_t lineage, uint64_t sequence);
   friend void restore_counters(Model& m, const SnapshotHeader& h);
+  friend struct FeatureAccess;
   friend void fill_pool(const Model& m, SnapshotHeader& h, const std::vector<uint32_t>& position);
 
   struct Resolved {
@@ -147,6 +160,9 @@ class Model {
   // `skipped` (BPR: one per negative).
   void train_one(const StepConfig& step, const Resolved& e, const uint32_t* negatives, float* scratch,
                  uint64_t& applied, uint64_t& skipped) const noexcept;
+  // train_one for events whose rows have side features (the composite kernels).
+  void train_composite(const StepConfig& step, const Resolved& e, const uint32_t* negatives, uint64_t& applied,
+                       uint64_t& skipped) const noexcept;
   // Splits events into `parts` contiguous runs, each run holding whole items, balanced by
   // event count; returns the run boundaries (parts + 1 entries).
   std::vector<int64_t> partition_by_item(std::vector<Resolved>& events, int parts) const;
@@ -188,10 +204,29 @@ class Model {
   // zeros, nothing excluded); returns the constant added to every item's score.
   float prepare_query(uint32_t user, bool exclude_seen, float* query, std::vector<uint32_t>& excluded) const;
 
+  // Side features of one table's IDs.
+  struct FeatureSide {
+    explicit FeatureSide(const TableOptions& options) : table(options) {}
+    EmbeddingTable table;  // feature name -> row (string keys), same dim and optimizer
+    FeatureLists lists;    // ID row -> rows of its features
+  };
+  // The effective vector of an ID row (ID row + weighted feature rows) into `out`
+  // (stride floats); returns its effective bias.
+  float effective(const EmbeddingTable& ids, const FeatureSide& side, uint32_t row, float* out) const noexcept;
+  // The parts of an ID row's effective vector, appended to `out`.
+  void parts_of(const EmbeddingTable& ids, const FeatureSide& side, uint32_t row, std::vector<Part>& out) const;
+  bool any_features() const noexcept { return user_features_.lists.any() || item_features_.lists.any(); }
+  // Marks the feature rows of an event's rows after a step (see mark()).
+  void mark_features(const FeatureSide& side, uint32_t row) const noexcept;
+  // Per-feature scores b_f + <query, v_f> of the item features, for top-K.
+  void feature_scores(const float* query, std::vector<float>& out) const;
+
   const ModelConfig config_;
   EmbeddingTable users_;
   EmbeddingTable items_;
   SeenStore seen_;
+  FeatureSide user_features_, item_features_;
+  std::mutex features_mutex_;  // one set_features at a time
 
   // Global bias: the running weighted mean of labels (squared) or its logit (logistic); kept
   // out of SGD so that Hogwild threads do not all write one cache line per event.
