@@ -169,8 +169,10 @@ def test_deltas_carry_evictions_so_replicas_drop_the_same_ids(tmp_path):
     assert fingerprint(replica, users, items)[1:] == fingerprint(trainer, users, items)[1:]
 
 
-def test_eviction_is_safe_while_other_threads_learn_and_serve():
-    rec = rt.Recommender(dim=8, num_threads=1, max_rows=3000, seed=0)
+@pytest.mark.parametrize("kind", ["int", "str"])
+def test_eviction_is_safe_while_other_threads_learn_and_serve(kind):
+    rec = rt.Recommender(dim=8, num_threads=2, max_rows=3000, seed=0)
+    as_ids = (lambda a: a) if kind == "int" else (lambda a: [f"id{v}" for v in a])
     stop = threading.Event()
     errors: list[BaseException] = []
     clock = [0.0]
@@ -185,17 +187,17 @@ def test_eviction_is_safe_while_other_threads_learn_and_serve():
                     t = clock[0]
                 users = offset + step * 200 + np.arange(200)
                 items = rng.integers(0, 4000, 200) + (step // 10) * 4000  # items churn too
-                stream(rec, users, items, np.full(200, t))
+                rec.update(as_ids(users), as_ids(items), timestamps=np.full(200, t))
         except BaseException as e:  # noqa: BLE001 - surfaced below
             errors.append(e)
 
     def reader() -> None:
         try:
             while not stop.is_set():
-                ids, scores = rec.recommend(int(np.random.randint(0, 60_000)), k=20)
+                ids, scores = rec.recommend(as_ids([int(np.random.randint(0, 60_000))])[0], k=20)
                 assert np.all(np.isfinite(scores)) and len(ids) == len(set(ids))
-                rec.recommend_batch(np.arange(32), k=5)
-                rec.predict(np.arange(100), np.arange(100))
+                rec.recommend_batch(as_ids(np.arange(32)), k=5)
+                rec.predict(as_ids(np.arange(100)), as_ids(np.arange(100)))
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 
@@ -220,6 +222,7 @@ def test_eviction_is_safe_while_other_threads_learn_and_serve():
     assert rec.n_users <= 3000 and rec.n_items <= 3000
     assert stats["evicted_users"] + rec.n_users == 2 * 150 * 200
     # The structure is consistent: every surviving ID is found, every result is a real item.
-    ids, _ = rec.recommend(0, k=rec.n_items, exclude_seen=False)
+    ids, _ = rec.recommend(as_ids([0])[0], k=rec.n_items, exclude_seen=False)
     assert len(ids) == rec.n_items and len(set(ids)) == len(ids)
-    assert np.all(ids >= 0) and np.all(ids < 15 * 4000)
+    values = np.array([int(i[2:]) if kind == "str" else i for i in ids])
+    assert np.all(values >= 0) and np.all(values < 15 * 4000)

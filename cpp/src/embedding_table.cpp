@@ -45,12 +45,14 @@ EmbeddingTable::Chunk::Chunk(uint32_t stride, bool with_accumulators, bool with_
     for (uint32_t i = 0; i < kChunkRows; ++i) live[i].store(0, std::memory_order_relaxed);
     if (with_names) names.reset(new std::string[kChunkRows]);
   } catch (...) {
-    this->~Chunk();
+    free_arrays();  // `names` is allocated last: nothing else to undo
     throw;
   }
 }
 
-EmbeddingTable::Chunk::~Chunk() {
+EmbeddingTable::Chunk::~Chunk() { free_arrays(); }
+
+void EmbeddingTable::Chunk::free_arrays() noexcept {
   std::free(vectors);
   std::free(accumulators);
   std::free(bias);

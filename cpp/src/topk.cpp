@@ -61,11 +61,16 @@ void scan_chunks(const EmbeddingTable& items, uint32_t first_chunk, uint32_t end
                  const FeatureCorrection& features) {
   constexpr uint32_t kRows = EmbeddingTable::kChunkRows;
   const uint32_t stride = items.stride();
-  const bool check_live = items.has_erased();  // evicted rows keep stale values: never results
+  // Evicted rows keep stale values and may be recycled for a new item meanwhile: only rows
+  // live *before* their values are read are candidates (the caller's pin keeps those rows
+  // from being recycled until the scan is over).
+  const bool check_live = items.has_erased();
+  uint8_t live[kRows];
   float scores[kRows];
   for (uint32_t c = first_chunk; c < end_chunk; ++c) {
     const uint32_t base = c * kRows;
     const uint32_t rows = std::min(kRows, n_rows - base);
+    if (check_live) items.live_flags(c, live);
     for (uint32_t q = 0; q < count; ++q) {
       score_block(queries + size_t(q) * stride, items.chunk_vectors(c), items.chunk_biases(c), rows, stride, scores);
       if (features.lists != nullptr && features.lists->count_in_chunk(c) > 0)
@@ -78,7 +83,7 @@ void scan_chunks(const EmbeddingTable& items, uint32_t first_chunk, uint32_t end
         const uint32_t row = base + r;
         if (!heap.admits(scores[r], row)) continue;
         if (!skip.empty() && std::binary_search(skip.begin(), skip.end(), row)) continue;
-        if (check_live && !items.is_live(row)) continue;
+        if (check_live && !live[r]) continue;
         heap.push(ScoredRow{scores[r], row});
         floor = heap.floor();
       }

@@ -132,14 +132,15 @@ class ConcurrentIndex {
       const uint32_t v = old->slots[s].row_plus_one.load(std::memory_order_relaxed);
       if (v != 0 && v != kTombstone) place(*fresh, old->slots[s].key.load(std::memory_order_relaxed), v);
     }
+    const uint64_t old_bytes = bytes_of(old);
+    std::function<void()> free_old = [this, old, old_bytes] {  // may allocate: before publishing
+      delete old;
+      bytes_.fetch_sub(old_bytes, std::memory_order_relaxed);
+    };
     Array* raw = fresh.release();
     publish(raw);
     tombstones_ = 0;
-    const uint64_t old_bytes = bytes_of(old);
-    retired_.retire([this, old, old_bytes] {
-      delete old;
-      bytes_.fetch_sub(old_bytes, std::memory_order_relaxed);
-    });
+    retired_.retire(std::move(free_old));
     retired_.collect();
     return raw;
   }

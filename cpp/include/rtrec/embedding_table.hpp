@@ -55,6 +55,12 @@ class EmbeddingTable {
   // Rows that hold an ID now.
   uint32_t live_count() const noexcept { return live_.load(std::memory_order_relaxed); }
   bool is_live(uint32_t row) const noexcept { return chunk(row)->live[offset(row)].load(std::memory_order_acquire) != 0; }
+  // The live flags of a whole chunk (kChunkRows bytes). A scan that reads them before the
+  // values, while pinned, only uses rows that cannot be recycled under it.
+  void live_flags(uint32_t chunk_index, uint8_t* out) const noexcept {
+    const std::atomic<uint8_t>* live = directory_.get(chunk_index)->live;
+    for (uint32_t r = 0; r < kChunkRows; ++r) out[r] = live[r].load(std::memory_order_acquire);
+  }
   // True once any row was erased: until then every row below size() is live, and hot loops
   // skip the liveness check.
   bool has_erased() const noexcept { return erased_any_.load(std::memory_order_relaxed); }
@@ -163,6 +169,7 @@ class EmbeddingTable {
   struct Chunk {
     Chunk(uint32_t stride, bool with_accumulators, bool with_names);
     ~Chunk();
+    void free_arrays() noexcept;
     float* vectors = nullptr;
     float* accumulators = nullptr;
     float* bias = nullptr;
