@@ -87,6 +87,17 @@ def test_feedback_is_learned_before_the_reply_and_recommendations_follow(server)
     assert stats["n_users"] == 3 and stats["n_items"] == 3 and stats["updates"] > 0
 
 
+def test_a_new_item_with_features_is_recommendable_at_once(server):
+    server.post("/feedback", {"events": [{"user": u, "item": 10} for u in range(20)]})
+    assert server.post("/features/items", {"ids": [10, 99], "features": [["genre=x"], ["genre=x", "brand=b"]]}) == (
+        200, {"updated": 2})
+    status, body = server.get("/recommend?user=5&k=5")
+    assert status == 200 and 99 in body["items"]  # never interacted with, but in the catalogue
+    assert server.post("/features/users", {"ids": [5], "features": [["country=fr"]]}) == (200, {"updated": 1})
+    _, stats = server.get("/stats")
+    assert stats["n_item_features"] == 2 and stats["n_user_features"] == 1
+
+
 BAD_REQUESTS = [
     ("POST", "/feedback", {"events": []}, 422),
     ("POST", "/feedback", {"events": [{"user": 1}]}, 422),
@@ -103,6 +114,11 @@ BAD_REQUESTS = [
     ("GET", "/recommend", None, 422),
     ("POST", "/recommend", {"users": [], "k": 3}, 422),
     ("POST", "/recommend", {"users": [1], "k": 0}, 422),
+    ("POST", "/features/items", {"ids": [7], "features": ["genre=x"]}, 422),       # a bare string
+    ("POST", "/features/items", {"ids": [7], "features": [[1]]}, 422),             # not strings
+    ("POST", "/features/items", {"ids": [7, 8], "features": [["a"]]}, 422),        # one list for two IDs
+    ("POST", "/features/items", {"ids": [7], "features": [[""]]}, 422),
+    ("POST", "/features/users", {"ids": ["x"], "features": [["a"]]}, 422),         # int users so far
 ]
 
 

@@ -7,7 +7,9 @@ every ``snapshot_interval`` seconds (and a last one on shutdown), so at most tha
 acknowledged feedback can be lost in a crash; a restart resumes from the directory.
 
 Endpoints: ``POST /feedback``, ``GET /recommend?user=..&k=..``, ``POST /recommend``,
-``GET /healthz``, ``GET /stats``. Bad requests get 4xx with a reason and change nothing.
+``POST /features/items`` and ``POST /features/users`` (side features, e.g. a new item's
+attributes: recommendable at once), ``GET /healthz``, ``GET /stats``. Bad requests get 4xx
+with a reason and change nothing.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the request models of the
@@ -92,6 +94,11 @@ def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int =
         k: StrictInt = Field(default=10, ge=1, le=max_k)
         exclude_seen: bool = True
 
+    class Features(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        ids: list[Id] = Field(min_length=1, max_length=max_events)
+        features: list[list[StrictStr]] = Field(min_length=1, max_length=max_events)
+
     app = FastAPI(title="rtrec_native", version="1")
     if publisher is not None:
         app.router.on_shutdown.append(publisher.close)
@@ -130,6 +137,24 @@ def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int =
         except (ValueError, TypeError) as exc:  # validated whole before anything is applied
             raise unprocessable(exc) from exc
         return {"applied": len(events)}
+
+    def set_features(body: Features, on_items: bool) -> dict[str, int]:
+        try:
+            if on_items:
+                rec.set_item_features(body.ids, body.features)
+            else:
+                rec.set_user_features(body.ids, body.features)
+        except (ValueError, TypeError) as exc:  # the batch is checked whole first
+            raise unprocessable(exc) from exc
+        return {"updated": len(body.ids)}
+
+    @app.post("/features/items")
+    def item_features(body: Features) -> dict[str, int]:
+        return set_features(body, True)
+
+    @app.post("/features/users")
+    def user_features(body: Features) -> dict[str, int]:
+        return set_features(body, False)
 
     @app.get("/recommend")
     def recommend(user: str = Query(..., min_length=1, max_length=512), k: int = Query(10, ge=1, le=max_k),
