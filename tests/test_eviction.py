@@ -169,6 +169,23 @@ def test_deltas_carry_evictions_so_replicas_drop_the_same_ids(tmp_path):
     assert fingerprint(replica, users, items)[1:] == fingerprint(trainer, users, items)[1:]
 
 
+def test_a_replica_following_deltas_recycles_the_rows_the_trainer_evicted(tmp_path):
+    trainer = rt.Recommender(dim=8, num_threads=1, max_rows=300, seed=0)
+    stream(trainer, [0], [0], [0.0])
+    trainer.save(tmp_path / "base")
+    replica = rt.Recommender.load(tmp_path / "base")
+    memory = []
+    for step in range(1, 41):
+        users = step * 100 + np.arange(100)
+        stream(trainer, users, users % 17, np.full(100, float(step)))
+        trainer.save_delta(tmp_path / f"d{step}")
+        replica.apply_delta(tmp_path / f"d{step}")
+        assert replica.n_users == trainer.n_users <= 300
+        memory.append(replica.stats()["memory_bytes"])
+    assert replica.stats()["evicted_users"] == trainer.stats()["evicted_users"] > 3000
+    assert max(memory[20:]) <= 1.1 * max(memory[5:20])  # the replica's memory is bounded too
+
+
 @pytest.mark.parametrize("kind", ["int", "str"])
 def test_eviction_is_safe_while_other_threads_learn_and_serve(kind):
     rec = rt.Recommender(dim=8, num_threads=2, max_rows=3000, seed=0)

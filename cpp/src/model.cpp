@@ -794,7 +794,7 @@ std::vector<uint32_t> Model::oldest_rows(const EmbeddingTable& table, uint64_t c
   return rows;
 }
 
-uint64_t Model::evict_rows(const std::vector<uint32_t>& user_rows, const std::vector<uint32_t>& item_rows) {
+uint64_t Model::evict_rows(const std::vector<uint32_t>& user_rows, const std::vector<uint32_t>& item_rows, bool log) {
   Pending p;
   p.users = users_.erase(user_rows);
   p.items = items_.erase(item_rows);
@@ -803,7 +803,7 @@ uint64_t Model::evict_rows(const std::vector<uint32_t>& user_rows, const std::ve
     // Once a lineage exists, the keys go into the next delta so that replicas drop them.
     // The rows are erased but not recycled, so their keys are still readable.
     std::lock_guard<std::mutex> lock(eviction_log_mutex_);
-    if (logging_evictions_.load(std::memory_order_relaxed)) {
+    if (log && logging_evictions_.load(std::memory_order_relaxed)) {
       for (uint32_t r : p.users) evicted_user_keys_.push_back(users_.key(r));
       for (uint32_t r : p.items) evicted_item_keys_.push_back(items_.key(r));
     }
@@ -858,8 +858,10 @@ void Model::evict_keys(const std::vector<uint64_t>& user_keys, const std::vector
   for (uint64_t k : item_keys)
     if (const uint32_t r = items_.find(k); r != kNoRow) items.push_back(r);
   std::lock_guard<std::mutex> lock(maintenance_mutex_);
-  evict_rows(users, items);
-  // Recycled later (by the next maintenance or eviction): the caller is pinned.
+  // Not logged: the trainer's delta already carries these to every follower, and a replica
+  // that never publishes would keep the log forever.
+  evict_rows(users, items, /*log=*/false);
+  // Recycled by apply_delta once it has unpinned.
 }
 
 uint64_t Model::evict_before(double cutoff) {

@@ -108,12 +108,15 @@ void SeenStore::clear_user(uint32_t user_row) {
   std::atomic<Set*>& slot = const_cast<SetChunk*>(chunk)->sets[user_row % kSetsPerChunk];
   Set* set = slot.load(std::memory_order_relaxed);
   if (set == nullptr) return;
-  shard.retired.reserve_one();
   uint64_t live = 0;
   for (uint32_t s = 0; s <= set->mask; ++s) live += set->slots[s].load(std::memory_order_relaxed) - 1u < kTombstone - 1u;
   slot.store(nullptr, std::memory_order_release);
   pairs_.fetch_sub(live, std::memory_order_relaxed);
-  retire(shard, set);
+  // Freed at once: the caller recycles the row, so no reader can reach this set any more
+  // (readers find a user's set through its index entry, gone since the eviction, and
+  // every reader pinned before then has finished).
+  set_bytes_.fetch_sub(set_bytes(set->mask + 1), std::memory_order_relaxed);
+  std::free(set);
 }
 
 void SeenStore::remove_items(const std::vector<uint8_t>& dead) {

@@ -891,30 +891,37 @@ void apply_delta(Model& m, const std::string& path) {
   check_applicable(r, items, m.items_, "items");
   check_applicable(r, f.user_features.table, m.user_features_.table, "user features");
   check_applicable(r, f.item_features.table, m.item_features_.table, "item features");
-  EpochGuard pin;
-  // Evictions first: a key evicted and then seen again before the cut comes back as a row.
-  m.evict_keys(f.evicted_users, f.evicted_items);
-  apply_rows(r, users, m.users_, false, "users");
-  apply_rows(r, items, m.items_, false, "items");
-  for (uint32_t u = 0; u < users.rows; ++u) {
-    uint64_t user_key;
-    std::memcpy(&user_key, users.records.data() + size_t(u) * record_size(h.config.dim, acc), 8);
-    const uint32_t user = m.users_.find(user_key);
-    for (uint64_t key : seen[u]) {
-      const uint32_t item = m.items_.find(key);
-      if (item != EmbeddingTable::kNotFound) m.seen_.add(user, item);
+  {
+    EpochGuard pin;
+    // Evictions first: a key evicted and then seen again before the cut comes back as a row.
+    m.evict_keys(f.evicted_users, f.evicted_items);
+    apply_rows(r, users, m.users_, false, "users");
+    apply_rows(r, items, m.items_, false, "items");
+    for (uint32_t u = 0; u < users.rows; ++u) {
+      uint64_t user_key;
+      std::memcpy(&user_key, users.records.data() + size_t(u) * record_size(h.config.dim, acc), 8);
+      const uint32_t user = m.users_.find(user_key);
+      for (uint64_t key : seen[u]) {
+        const uint32_t item = m.items_.find(key);
+        if (item != EmbeddingTable::kNotFound) m.seen_.add(user, item);
+      }
     }
+    auto rows_of = [](const TableImage& image, const EmbeddingTable& t) {
+      std::vector<uint32_t> rows;
+      for (uint64_t key : keys_of(image, t.dim(), t.has_accumulators())) rows.push_back(t.find(key));
+      return rows;
+    };
+    FeatureAccess::apply(r, m, false, f.user_features, rows_of(users, m.users_), false);
+    FeatureAccess::apply(r, m, true, f.item_features, rows_of(items, m.items_), false);
+    restore_counters(m, h);
+    m.sequence_ = h.sequence;
+    m.last_link_ = h.link;
   }
-  auto rows_of = [](const TableImage& image, const EmbeddingTable& t) {
-    std::vector<uint32_t> rows;
-    for (uint64_t key : keys_of(image, t.dim(), t.has_accumulators())) rows.push_back(t.find(key));
-    return rows;
-  };
-  FeatureAccess::apply(r, m, false, f.user_features, rows_of(users, m.users_), false);
-  FeatureAccess::apply(r, m, true, f.item_features, rows_of(items, m.items_), false);
-  restore_counters(m, h);
-  m.sequence_ = h.sequence;
-  m.last_link_ = h.link;
+  // The rows the delta evicted are recycled once no reader holds them (now, unless another
+  // thread is mid-call). A replica follows the trainer's evictions and makes none of its
+  // own: its ttl / max_rows apply only if it trains itself.
+  std::lock_guard<std::mutex> maintenance(m.maintenance_mutex_);
+  m.recycle();
 }
 
 }  // namespace rtrec

@@ -184,8 +184,9 @@ class Model {
     uint64_t tag;  // EpochDomain tag: recyclable once no reader is pinned at or before it
     std::vector<uint32_t> users, items;
   };
-  // Erases these rows (maintenance_mutex_ held); returns how many were live.
-  uint64_t evict_rows(const std::vector<uint32_t>& users, const std::vector<uint32_t>& items);
+  // Erases these rows (maintenance_mutex_ held); returns how many were live. `log`: record
+  // the keys for the next delta.
+  uint64_t evict_rows(const std::vector<uint32_t>& users, const std::vector<uint32_t>& items, bool log = true);
   void recycle();  // maintenance_mutex_ held: reuses the pending rows that are safe now
   // Evicts the rows of these keys (a replica applying a delta); unknown keys are skipped.
   void evict_keys(const std::vector<uint64_t>& users, const std::vector<uint64_t>& items);

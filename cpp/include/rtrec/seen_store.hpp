@@ -40,7 +40,8 @@ class SeenStore {
   void prefetch_slot(uint32_t user_row) const noexcept;
   void prefetch(uint32_t user_row) const noexcept;
 
-  // Drops the user's set (the row is being recycled; no reader can hold it).
+  // Drops the user's set and frees it: only for a row being recycled, which no reader can
+  // reach or still hold.
   void clear_user(uint32_t user_row);
   // Removes every pair whose item row is flagged in `dead` (indexed by item row).
   void remove_items(const std::vector<uint8_t>& dead);
