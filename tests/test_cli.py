@@ -241,3 +241,272 @@ def test_every_option_of_every_command_is_explained(capsys):
             assert "--json" in help_text
     assert main(["--help"]) == 0
     assert "demo" in capsys.readouterr().out
+
+
+# =========================================================================== model options, side features
+
+MOVIES = MOVIELENS / "movies.csv"
+needs_movies = pytest.mark.skipif(not (RATINGS.exists() and MOVIES.exists()),
+                                  reason=f"MovieLens not found at {MOVIELENS}")
+
+
+def write_movies(path: Path, n: int = 80) -> Path:
+    """Features for items 1..n-1 (write_ratings uses items 1..69): odd ones are dramas and
+    comedies, even ones action films; each has a decade too."""
+    rows = [f"{i},Film {i},{'Drama|Comedy' if i % 2 else 'Action'},{1990 + 10 * (i % 3)}" for i in range(1, n)]
+    path.write_text("movieId,title,genres,decade\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def write_users(path: Path) -> Path:
+    path.write_text("userId,country\n" + "".join(f"{u},{'fr' if u % 2 else 'de'}\n" for u in range(1, 40)))
+    return path
+
+
+def train_json(capsys, *argv: str) -> dict:
+    assert main(["train", *argv, "--dim", "4", "--epochs", "2", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@needs_save
+def test_train_passes_min_count_ttl_and_max_rows_to_the_model(tmp_path, capsys):
+    data = write_ratings(tmp_path / "ratings.csv")  # 39 users, 69 items
+    model = tmp_path / "m.rtrec"
+    trained = train_json(capsys, "--data", str(data), "--model-out", str(model),
+                         "--max-rows", "10", "--min-count", "2", "--ttl", "86400")
+    rec = rt.Recommender.load(model)
+    params = rec.get_params()
+    assert (params["max_rows"], params["min_count"], params["ttl"]) == (10, 2, 86400.0)
+    assert trained["params"]["max_rows"] == 10 and trained["params"]["ttl"] == 86400.0
+    assert rec.n_users <= 10 and rec.n_items <= 10
+    assert trained["n_users"] == rec.n_users and trained["evicted_users"] > 0 and trained["evicted_items"] > 0
+    assert {"not_admitted", "n_item_features", "n_user_features"} <= set(trained)
+
+    # Without the options the model keeps the defaults: no admission, no expiry, no cap.
+    trained = train_json(capsys, "--data", str(data), "--model-out", str(model))
+    params = rt.Recommender.load(model).get_params()
+    assert (params["max_rows"], params["min_count"], params["ttl"]) == (None, 1, None)
+    assert trained["evicted_users"] == trained["evicted_items"] == 0 and trained["n_users"] == 39
+    # 'none' switches an option off explicitly.
+    train_json(capsys, "--data", str(data), "--model-out", str(model), "--ttl", "none", "--max-rows", "None")
+    assert rt.Recommender.load(model).get_params()["ttl"] is None
+
+
+@needs_save
+def test_train_text_output_reports_evictions_admission_and_features(tmp_path, capsys):
+    data = write_ratings(tmp_path / "ratings.csv")
+    movies = write_movies(tmp_path / "movies.csv")
+    assert main(["train", "--data", str(data), "--model-out", str(tmp_path / "m.rtrec"), "--dim", "4",
+                 "--max-rows", "20", "--min-count", "2", "--item-features", str(movies)]) == 0
+    out = capsys.readouterr().out
+    assert "evicted" in out and "cap 20 rows" in out and "not learned" in out
+    assert "3 distinct item features on 79 items from" in out and "69 of them in the data" in out
+    # The default run prints the one summary line it always did.
+    assert main(["train", "--data", str(data), "--model-out", str(tmp_path / "m.rtrec"), "--dim", "4"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1
+
+
+@needs_save
+def test_train_with_item_and_user_features(tmp_path, capsys):
+    data = write_ratings(tmp_path / "ratings.csv")
+    movies, users = write_movies(tmp_path / "movies.csv"), write_users(tmp_path / "users.csv")
+    model = tmp_path / "m.rtrec"
+    trained = train_json(capsys, "--data", str(data), "--model-out", str(model),
+                         "--item-features", str(movies), "--item-feature-prefix", "genre",
+                         "--user-features", str(users), "--user-feature-col", "country",
+                         "--user-feature-prefix", "country")
+    rec = rt.Recommender.load(model)
+    assert rec.item_features(1) == ["genre=Drama", "genre=Comedy"]
+    assert rec.item_features(2) == ["genre=Action"]
+    assert rec.user_features(1) == ["country=fr"] and rec.user_features(2) == ["country=de"]
+    # Items of the file nobody rated (70..79) are in the catalogue: cold start.
+    assert rec.item_features(75) == ["genre=Drama", "genre=Comedy"] and rec.n_items == 79
+    assert trained["n_item_features"] == 3 and trained["n_user_features"] == 2
+    assert trained["data"]["item_features"] == {"path": str(movies), "n_ids": 79, "n_in_data": 69,
+                                                "n_applied": 79, "n_features": 3}
+    assert trained["data"]["user_features"]["n_features"] == 2
+    # recommend still reads the model.
+    assert main(["recommend", "--model", str(model), "--user", "3", "-k", "3", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["items"]) == 3
+
+    # Several feature columns (repeat the option), features found without a prefix.
+    train_json(capsys, "--data", str(data), "--model-out", str(model), "--item-features", str(movies),
+               "--item-feature-col", "genres", "--item-feature-col", "decade")
+    assert rt.Recommender.load(model).item_features(1) == ["Drama", "Comedy", "2000"]
+
+
+@needs_save
+def test_item_features_with_an_id_column_and_merged_rows(tmp_path, capsys):
+    data = write_ratings(tmp_path / "ratings.csv")
+    tags = tmp_path / "tags.csv"  # MovieLens tags.csv shape: userId and movieId, one row per tag
+    tags.write_text("userId,movieId,tag\n1,5,funny\n2,5,dark\n3,6,funny\n")
+    model = tmp_path / "m.rtrec"
+    argv = ["--data", str(data), "--model-out", str(model), "--item-features", str(tags)]
+    assert main(["train", *argv]) == 1  # two possible ID columns
+    assert "--item-feature-id-col" in capsys.readouterr().err
+    assert main(["train", *argv, "--item-feature-id-col", "movieId"]) == 1  # 5 is on two rows
+    assert "--item-feature-duplicates" in capsys.readouterr().err
+    train_json(capsys, *argv, "--item-feature-id-col", "movieId", "--item-feature-duplicates", "merge",
+               "--item-feature-prefix", "tag")
+    rec = rt.Recommender.load(model)
+    assert rec.item_features(5) == ["tag=funny", "tag=dark"] and rec.item_features(6) == ["tag=funny"]
+
+
+def test_evaluate_and_demo_give_every_model_the_features(tmp_path, capsys, monkeypatch):
+    data = write_ratings(tmp_path / "ratings.csv")
+    movies = write_movies(tmp_path / "movies.csv")
+    calls = []
+    original = rt.Recommender.set_item_features
+
+    def counting(self, items, features):
+        calls.append(len(items))
+        return original(self, items, features)
+
+    monkeypatch.setattr(rt.Recommender, "set_item_features", counting)
+    assert main(["evaluate", "--data", str(data), "--item-features", str(movies), "--max-rows", "500",
+                 "--min-count", "2", "--dim", "4", "--epochs", "1", "--retrain-every", "300",
+                 "--no-progress", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["config"]["model"]["max_rows"] == 500 and printed["config"]["model"]["min_count"] == 2
+    assert printed["data"]["item_features"]["n_applied"] == 69  # the stream's items only
+    # Every model the replay builds gets them: one per policy, one per refit (3 here), plus
+    # the probes prequential makes.
+    assert len(calls) >= 3 + 3 and set(calls) == {69}
+
+    calls.clear()
+    assert main(["evaluate", "--protocol", "temporal", "--data", str(data), "--item-features", str(movies),
+                 "--ttl", "3600", "--dim", "4", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert calls == [69] and printed["model"]["ttl"] == 3600.0
+    assert printed["data"]["item_features"]["n_features"] == 3
+
+    out = tmp_path / "demo"
+    assert main(["demo", *TINY, "--out", str(out), "--max-rows", "60", "--min-count", "2"]) == 0
+    assert "min_count=2, max_rows=60" in capsys.readouterr().out
+    assert json.loads((out / "report.json").read_text())["config"]["model"]["max_rows"] == 60
+
+
+def _fake_server(monkeypatch) -> dict:
+    """Run `rtrec serve` up to the point where it would start listening; capture the model."""
+    pytest.importorskip("fastapi")
+    uvicorn = pytest.importorskip("uvicorn")
+    import signal
+
+    from rtrec_native import serving
+
+    seen: dict = {}
+    real_create_app = serving.create_app
+
+    def create_app(rec, **kwargs):
+        seen["rec"] = rec
+        return real_create_app(rec, **kwargs)
+
+    monkeypatch.setattr(serving, "create_app", create_app)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.setdefault("ran", True))
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # leave the test process's handlers alone
+    return seen
+
+
+def test_serve_new_model_gets_the_options_and_the_features(tmp_path, capsys, monkeypatch):
+    seen = _fake_server(monkeypatch)
+    movies = write_movies(tmp_path / "movies.csv")
+    assert main(["serve", "--port", "0", "--dim", "4", "--min-count", "3", "--ttl", "600", "--max-rows", "1000",
+                 "--item-features", str(movies), "--item-feature-prefix", "genre"]) == 0
+    rec = seen["rec"]
+    params = rec.get_params()
+    assert (params["dim"], params["min_count"], params["ttl"], params["max_rows"]) == (4, 3, 600.0, 1000)
+    assert rec.item_features(2) == ["genre=Action"] and rec.n_items == 79
+    assert "item features from" in capsys.readouterr().err
+
+
+@needs_save
+def test_serve_loaded_model_gets_the_features_and_a_note_on_ignored_options(tmp_path, capsys, monkeypatch):
+    seen = _fake_server(monkeypatch)
+    data, movies = write_ratings(tmp_path / "ratings.csv"), write_movies(tmp_path / "movies.csv")
+    model = tmp_path / "m.rtrec"
+    train_json(capsys, "--data", str(data), "--model-out", str(model))
+    assert main(["serve", "--model", str(model), "--ttl", "600", "--item-features", str(movies)]) == 0
+    rec = seen["rec"]
+    assert rec.item_features(1) == ["Drama", "Comedy"] and rec.get_params()["ttl"] is None
+    err = capsys.readouterr().err
+    assert "ignoring --ttl 600" in err and "the model has ttl=None" in err
+    # The same options as the model's: no note.
+    assert main(["serve", "--model", str(model), "--dim", "4"]) == 0
+    assert "note" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["train", "--max-rows", "0"], "--max-rows"),
+        (["train", "--max-rows", "1.5"], "--max-rows"),
+        (["demo", "--min-count", "0"], "--min-count"),
+        (["demo", "--min-count", "70000"], "--min-count"),
+        (["evaluate", "--ttl", "-5"], "--ttl"),
+        (["evaluate", "--ttl", "forever"], "--ttl"),
+        (["serve", "--ttl", "nan"], "--ttl"),
+        (["serve", "--max-rows", "lots"], "--max-rows"),
+        (["train", "--item-feature-prefix", "genre="], "--item-feature-prefix"),
+        (["train", "--item-feature-duplicates", "sum"], "--item-feature-duplicates"),
+    ],
+)
+def test_bad_model_and_feature_option_values_exit_2_with_one_line(argv, option, capsys):
+    line = assert_one_line_error(capsys, main(argv), expected=2)
+    assert option in line
+
+
+def test_bad_features_files_exit_1_with_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
+    data = write_ratings(tmp_path / "ratings.csv")
+    run = ["train", "--data", str(data), "--model-out", str(tmp_path / "m.rtrec")]
+    missing = tmp_path / "no-movies.csv"
+    for command in (run, ["evaluate", "--data", str(data), "--no-progress"],
+                    ["demo", *TINY, "--out", str(tmp_path / "o")]):
+        line = assert_one_line_error(capsys, main([*command, "--item-features", str(missing)]), 1)
+        assert "no-movies.csv" in line and "not found" in line
+    line = assert_one_line_error(capsys, main([*run, "--user-features", str(missing)]), 1)
+    assert "--user-features" in line and "no-movies.csv" in line
+
+    # No features column, a named column that is not there, a directory.
+    line = assert_one_line_error(capsys, main([*run, "--item-features", str(data)]), 1)
+    assert "ratings.csv" in line and "--item-feature-col" in line
+    movies = write_movies(tmp_path / "movies.csv")
+    line = assert_one_line_error(capsys, main([*run, "--item-features", str(movies), "--item-feature-col", "nope"]), 1)
+    assert "movies.csv" in line and "'nope'" in line
+    assert "is a directory" in assert_one_line_error(capsys, main([*run, "--item-features", str(tmp_path)]), 1)
+
+    # IDs that cannot be the data's: strings against integers, or none in common.
+    strings = tmp_path / "strings.csv"
+    strings.write_text("movieId,genres\nm1,Drama\n")
+    line = assert_one_line_error(capsys, main([*run, "--item-features", str(strings)]), 1)
+    assert "strings.csv" in line and "strings but the data's item IDs are integers" in line
+    elsewhere = tmp_path / "elsewhere.csv"
+    elsewhere.write_text("movieId,genres\n1000,Drama\n1001,Comedy\n")
+    line = assert_one_line_error(capsys, main([*run, "--item-features", str(elsewhere)]), 1)
+    assert "elsewhere.csv" in line and "none of its 2 IDs" in line
+    # A features option without its file.
+    line = assert_one_line_error(capsys, main([*run, "--item-feature-col", "genres"]), 1)
+    assert "--item-feature-col needs --item-features" in line
+    assert not (tmp_path / "m.rtrec").exists()  # nothing was trained
+
+    # serve checks the file before it starts.
+    seen = _fake_server(monkeypatch)
+    line = assert_one_line_error(capsys, main(["serve", "--item-features", str(missing)]), 1)
+    assert "no-movies.csv" in line and "ran" not in seen
+
+
+@needs_movies
+@needs_save
+def test_train_with_movielens_genres(tmp_path, capsys):
+    head = tmp_path / "ratings.csv"
+    with RATINGS.open() as source:
+        head.write_text("".join(line for _, line in zip(range(5001), source)))
+    model = tmp_path / "m.rtrec"
+    trained = train_json(capsys, "--data", str(head), "--model-out", str(model),
+                         "--item-features", str(MOVIES), "--item-feature-prefix", "genre")
+    rec = rt.Recommender.load(model)
+    assert rec.item_features(1) == ["genre=Adventure", "genre=Animation", "genre=Children", "genre=Comedy",
+                                    "genre=Fantasy"]  # Toy Story
+    with MOVIES.open() as source:
+        n_movies = sum(1 for _ in source) - 1
+    assert rec.n_items == n_movies == trained["data"]["item_features"]["n_ids"]  # the whole catalogue
+    assert 15 <= trained["n_item_features"] <= 25

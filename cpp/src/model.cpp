@@ -333,6 +333,7 @@ void Model::set_features(bool on_items, const IdBatch& ids, const std::vector<st
   EmbeddingTable& table = on_items ? items_ : users_;
   FeatureSide& side = on_items ? item_features_ : user_features_;
   const char* what = on_items ? "item" : "user";
+  EpochGuard pin;  // the checks below read stored names by row
   if (features.size() != ids.size)
     throw std::invalid_argument(std::string("one feature list per ") + what + " is needed: got " + std::to_string(ids.size) +
                                 " IDs and " + std::to_string(features.size()) + " lists");
@@ -354,7 +355,6 @@ void Model::set_features(bool on_items, const IdBatch& ids, const std::vector<st
   }
   side.table.check_batch(keys.data(), names.data(), keys.size());
 
-  EpochGuard pin;
   std::lock_guard<std::mutex> lock(features_mutex_);
   const double now = clock() > 0.0 ? clock() : wall_clock();
   size_t at = 0;

@@ -885,14 +885,14 @@ void apply_delta(Model& m, const std::string& path) {
     throw DeltaOrderError(path + ": delta " + std::to_string(h.sequence) +
                           " follows another delta " + std::to_string(m.sequence_) +
                           " than the one this copy has (two writers continued one lineage?)");
-  // Everything that could still fail is checked before the first row is written, so a
-  // refused delta changes nothing: ID kinds and string-hash collisions against the tables.
-  check_applicable(r, users, m.users_, "users");
-  check_applicable(r, items, m.items_, "items");
-  check_applicable(r, f.user_features.table, m.user_features_.table, "user features");
-  check_applicable(r, f.item_features.table, m.item_features_.table, "item features");
   {
-    EpochGuard pin;
+    EpochGuard pin;  // the checks read stored names by row, then rows are written
+    // Everything that could still fail is checked before the first row is written, so a
+    // refused delta changes nothing: ID kinds and string-hash collisions against the tables.
+    check_applicable(r, users, m.users_, "users");
+    check_applicable(r, items, m.items_, "items");
+    check_applicable(r, f.user_features.table, m.user_features_.table, "user features");
+    check_applicable(r, f.item_features.table, m.item_features_.table, "item features");
     // Evictions first: a key evicted and then seen again before the cut comes back as a row.
     m.evict_keys(f.evicted_users, f.evicted_items);
     apply_rows(r, users, m.users_, false, "users");

@@ -6,6 +6,10 @@ learning from every event (realtime), refitting periodically, and never (static)
 shows what real-time learning buys: a table on stdout, a PNG of the metric over time and
 ``report.json`` in ``--out``.
 
+The commands that build a model take its options, including admission (``--min-count``)
+and expiry (``--ttl``, ``--max-rows``), and side features for cold start
+(``--item-features movies.csv``, ``--user-features``), given to every model they build.
+
 Every subcommand takes ``--json`` for machine-readable output on stdout. Bad input ends
 with exit code 2 (bad arguments) or 1 (bad data, missing file, ...) and one line on
 stderr, never a traceback. Progress bars go to stderr.
@@ -29,6 +33,7 @@ PROG = "rtrec"
 DAY = 86_400.0
 LOSS_CHOICES = ("auto", "bpr", "logistic", "squared")
 POLICY_CHOICES = ("realtime", "periodic", "static")
+FEATURE_DUPLICATES = ("error", "first", "last", "merge")
 
 
 class CliError(Exception):
@@ -64,6 +69,38 @@ def _int_at_least(low: int):
 
 _positive_int = _int_at_least(1)
 _nonnegative_int = _int_at_least(0)
+
+
+def _int_between(low: int, high: int):
+    """An argparse type: an integer in [low, high], with a one-line message otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer in [{low}, {high}], got {text!r}")
+        return value
+    return parse
+
+
+def _feature_prefix(text: str) -> str:
+    """An argparse type: a feature prefix such as 'genre' (written as genre=value)."""
+    if not text.strip() or text.strip().endswith("="):
+        raise argparse.ArgumentTypeError(f"expected a name such as 'genre' (without '='), got {text!r}")
+    return text.strip()
+
+
+def _or_none(parse):
+    """An argparse type: ``parse``, or ``None`` for the word 'none' (the feature switched off)."""
+    def parse_or_none(text: str) -> Any:
+        if text.strip().lower() == "none":
+            return None
+        try:
+            return parse(text)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(str(exc).replace(", got ", " or 'none', got ", 1)) from None
+    return parse_or_none
 
 
 def _float_in(low: float, high: float, *, low_open: bool, high_open: bool, what: str):
@@ -117,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_data_options(demo)
     _add_model_options(demo)
+    _add_feature_options(demo, evaluation=True)
     _add_replay_options(demo)
     output = _add_output_options(demo)
     output.add_argument("--out", type=Path, default=Path("rtrec-demo"),
@@ -129,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_data_options(train)
     _add_model_options(train)
+    _add_feature_options(train)
     train.add_argument("--model-out", type=Path, required=True, metavar="PATH",
                        help="where to write the model snapshot (parent directories are created)")
     _add_output_options(train)
@@ -143,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="evaluation protocol (default: %(default)s)")
     _add_data_options(evaluate)
     _add_model_options(evaluate)
+    _add_feature_options(evaluate, evaluation=True)
     _add_replay_options(evaluate)
     evaluate.add_argument("--policies", nargs="+", choices=POLICY_CHOICES, default=list(POLICY_CHOICES),
                           metavar="POLICY", help="prequential: policies to run, from "
@@ -188,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="warning",
                        help="uvicorn log level (default: %(default)s)")
     _add_model_options(serve)
+    _add_feature_options(serve)
     return parser
 
 
@@ -217,7 +258,7 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    from .recommender import DEFAULTS
+    from .recommender import DEFAULTS, MAX_MIN_COUNT, MAX_ROWS
 
     g = p.add_argument_group("model")
     g.add_argument("--loss", choices=LOSS_CHOICES, default="auto",
@@ -235,6 +276,48 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="seeds the synthetic stream and the model (default: %(default)s)")
     g.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                    help="threads for fitting and scoring (default: OMP_NUM_THREADS or all cores)")
+    g.add_argument("--min-count", type=_int_between(1, MAX_MIN_COUNT), default=DEFAULTS["min_count"],
+                   metavar="N", help="admission: a user or item gets a row only once seen in N events; "
+                   "events before that are not learned (1: at once) (default: %(default)s)")
+    g.add_argument("--ttl", type=_or_none(_positive_float), default=DEFAULTS["ttl"], metavar="SECONDS",
+                   help="expiry: evict users and items not updated for SECONDS of the model's clock "
+                   "(the newest event timestamp seen, else the wall clock), e.g. 2592000 for 30 days "
+                   f"(default: {_off(DEFAULTS['ttl'], 'never')})")
+    g.add_argument("--max-rows", type=_or_none(_int_between(1, MAX_ROWS)), default=DEFAULTS["max_rows"],
+                   metavar="N", help="cap on the rows of each table (users, items): over it the least "
+                   f"recently updated are evicted (default: {_off(DEFAULTS['max_rows'], 'no cap')})")
+
+
+def _off(default: Any, word: str) -> str:
+    """Help text for a default where None means the feature is off."""
+    return word if default is None else f"{default} ('none': {word})"
+
+
+def _add_feature_options(p: argparse.ArgumentParser, *, evaluation: bool = False) -> None:
+    g = p.add_argument_group(
+        "side features (cold start: new items/users score like those that share their features)"
+    )
+    for side, example in (("item", "MovieLens movies.csv works as is (genres)"),
+                          ("user", "e.g. users.csv with userId and --user-feature-col country")):
+        applied = (f"The {side}s of the data get their features in every model of the evaluation"
+                   if evaluation else
+                   f"Every {side} in the file gets its features (and a row) before the model learns or serves")
+        g.add_argument(f"--{side}-features", type=Path, metavar="PATH",
+                       help=f"{side} features as CSV/TSV/Parquet, one row per {side}: an ID column and "
+                       f"a features column whose cells are split on '|'; {example}. {applied}")
+        g.add_argument(f"--{side}-feature-col", action="append", metavar="NAME",
+                       help="features column; repeat for several (default: found by name: "
+                       "features, genres, tags, categories, ...)")
+        g.add_argument(f"--{side}-feature-prefix", type=_feature_prefix, metavar="PREFIX",
+                       help="write each value as PREFIX=value, e.g. 'genre' gives genre=Drama "
+                       "(default: the value as it is)")
+        g.add_argument(f"--{side}-feature-id-col", metavar="NAME",
+                       help=f"{side} ID column of the features file (default: found by name, e.g. "
+                       f"{'movieId' if side == 'item' else 'userId'})")
+        g.add_argument(f"--{side}-feature-duplicates", choices=FEATURE_DUPLICATES, default=None,
+                       help="an ID on several rows: error, keep the first or last row, or merge the "
+                       "rows' features (a long table with one row per ID and feature"
+                       + (", such as MovieLens tags.csv" if side == "item" else "") + ") (default: error)")
 
 
 def _add_replay_options(p: argparse.ArgumentParser) -> None:
@@ -306,7 +389,130 @@ def _model_params(args: argparse.Namespace, labels: Any) -> dict[str, Any]:
         "l2": args.l2,
         "seed": args.seed,
         "num_threads": args.threads,
+        "min_count": args.min_count,
+        "ttl": args.ttl,
+        "max_rows": args.max_rows,
     }
+
+
+# --------------------------------------------------------------------------- side features
+
+
+class _SideFeatures:
+    """Features read from ``--item-features`` / ``--user-features``: IDs and one list of
+    strings per ID, ready for ``set_item_features`` / ``set_user_features``."""
+
+    def __init__(self, side: str, path: Path, ids: np.ndarray, lists: list[list[str]]) -> None:
+        self.side, self.path, self.ids, self.lists = side, path, ids, lists
+        self.n_in_file = len(ids)
+        self.n_in_data: int | None = None  # IDs of the file found in the data (when checked)
+
+    @property
+    def flag(self) -> str:
+        return f"--{self.side}-features"
+
+    def check_against(self, data_ids: np.ndarray) -> _SideFeatures:
+        """Fail clearly when the file cannot be about the data's IDs; count the overlap."""
+        ours, theirs = _id_kind(self.ids), _id_kind(data_ids)
+        if ours != theirs:
+            raise CliError(f"{self.flag} {self.path}: its IDs are {ours}s but the data's {self.side} IDs "
+                           f"are {theirs}s")
+        self.n_in_data = int(np.isin(self.ids, data_ids).sum())
+        if self.n_in_data == 0:
+            raise CliError(f"{self.flag} {self.path}: none of its {len(self.ids):,} IDs is a {self.side} of "
+                           f"the data (choose the ID column with --{self.side}-feature-id-col)")
+        return self
+
+    def restricted_to(self, data_ids: np.ndarray) -> _SideFeatures:
+        """Only the IDs that occur in the data: an evaluation ranks the data's catalogue."""
+        keep = np.isin(self.ids, data_ids)
+        out = _SideFeatures(self.side, self.path, self.ids[keep],
+                            [features for features, kept in zip(self.lists, keep) if kept])
+        out.n_in_file, out.n_in_data = self.n_in_file, len(out.ids)
+        return out
+
+    def apply(self, rec: Any) -> None:
+        setter = rec.set_item_features if self.side == "item" else rec.set_user_features
+        try:
+            setter(self.ids, self.lists)
+        except (ValueError, TypeError) as exc:
+            raise CliError(f"{self.flag} {self.path}: {_one_line(str(exc))}") from None
+
+    def info(self) -> dict[str, Any]:
+        """For JSON output: the file, its IDs, how many are in the data, how many got their
+        features (all, or the data's only in an evaluation) and the distinct features."""
+        return {"path": str(self.path), "n_ids": self.n_in_file, "n_in_data": self.n_in_data,
+                "n_applied": len(self.ids), "n_features": len({f for features in self.lists for f in features})}
+
+    def describe(self) -> str:
+        return (f"{self.side} features from {self.path}: {self.info()['n_features']:,} distinct on "
+                f"{len(self.ids):,} {self.side}s")
+
+
+def _id_kind(ids: np.ndarray) -> str:
+    return "string" if ids.dtype == object else "integer"
+
+
+def _load_features(args: argparse.Namespace) -> list[_SideFeatures]:
+    """The --item-features / --user-features files, loaded (none given: an empty list)."""
+    out = []
+    for side in ("item", "user"):
+        path = getattr(args, f"{side}_features")
+        cols = getattr(args, f"{side}_feature_col")
+        prefix = getattr(args, f"{side}_feature_prefix")
+        id_col = getattr(args, f"{side}_feature_id_col")
+        duplicates = getattr(args, f"{side}_feature_duplicates")
+        if path is None:
+            for flag, value in (("col", cols), ("prefix", prefix), ("id-col", id_col), ("duplicates", duplicates)):
+                if value is not None:
+                    raise CliError(f"--{side}-feature-{flag} needs --{side}-features")
+            continue
+        from .data import load_features
+
+        try:
+            ids, lists = load_features(path, id_col=id_col, prefix=prefix, duplicates=duplicates or "error",
+                                       feature_col=None if cols is None else cols[0] if len(cols) == 1 else cols)
+        except (ValueError, TypeError, OSError, ImportError) as exc:
+            message = _one_line(str(exc)) or type(exc).__name__
+            # The library's hints name its keyword arguments; here they are options.
+            message = message.replace("pass duplicates=", f"pass --{side}-feature-duplicates ")
+            message = message.replace("id_col", f"--{side}-feature-id-col")
+            message = message.replace("feature_col", f"--{side}-feature-col")
+            if str(path) not in message:
+                message = f"{path}: {message}"
+            raise CliError(f"--{side}-features: {message}") from None
+        out.append(_SideFeatures(side, Path(path), ids, lists))
+    return out
+
+
+def _features_for(args: argparse.Namespace, events: Any, data_info: dict[str, Any], *,
+                  data_ids_only: bool) -> list[_SideFeatures]:
+    """The side features files, checked against the events (recorded in ``data_info``).
+    ``data_ids_only``: keep the data's IDs only (an evaluation ranks the data's catalogue;
+    other IDs would take top-k slots that can never be hits)."""
+    out = []
+    for side_features in _load_features(args):
+        data_ids = np.unique(events.items if side_features.side == "item" else events.users)
+        side_features.check_against(data_ids)
+        out.append(side_features.restricted_to(data_ids) if data_ids_only else side_features)
+    data_info.update({f"{f.side}_features": f.info() for f in out})
+    return out
+
+
+def _model_spec(params: dict[str, Any], features: Sequence[_SideFeatures]) -> Any:
+    """What :func:`prequential` takes as the model: the parameters, or with side features a
+    factory giving every fresh model (each policy, each periodic refit) its features."""
+    if not features:
+        return params
+    from .recommender import Recommender
+
+    def make() -> Any:
+        rec = Recommender(**params)
+        for side_features in features:
+            side_features.apply(rec)
+        return rec
+
+    return make
 
 
 def _retrain_schedule(args: argparse.Namespace, n_events: int, synthetic: bool) -> tuple[int | None, float | None]:
@@ -350,11 +556,12 @@ def _run_prequential(args: argparse.Namespace, policies: Sequence[str]) -> tuple
     retrain_every, retrain_period = _retrain_schedule(args, len(events), synthetic)
     if retrain_period is not None and events.timestamps is None:
         raise CliError("--retrain-period needs timestamps and the data has no time column; use --retrain-every")
+    features = _features_for(args, events, data_info, data_ids_only=True)
     progress = _Progress(enabled=not args.no_progress)
     began = time.perf_counter()
     try:
         report = prequential(
-            events, model=_model_params(args, events.labels), policies=tuple(policies),
+            events, model=_model_spec(_model_params(args, events.labels), features), policies=tuple(policies),
             batch_size=args.batch_size, warmup=args.warmup, epochs=args.epochs,
             retrain_every=retrain_every, retrain_period=retrain_period, k=args.k,
             n_windows=args.windows, positive_threshold=args.positive_threshold, progress=progress,
@@ -416,9 +623,18 @@ def _describe_run(report: Any, data_info: dict[str, Any]) -> str:
         schedule = f"every {c['retrain_every']:,} events"
     else:
         schedule = f"every {c['retrain_every']:,} events or {c['retrain_period'] / 3600:g} h"
+    from .recommender import DEFAULTS
+
+    model = c["model"]
+    extras = "".join(f", {key}={model[key]}" for key in ("min_count", "ttl", "max_rows")
+                     if key in model and model[key] != DEFAULTS[key])
+    for side in ("item", "user"):
+        info = data_info.get(f"{side}_features")
+        if info is not None:
+            extras += f"; {info['n_features']:,} {side} features ({info['path']})"
     return (
         f"data: {source}: {s['n_events']:,} events, {s['n_users']:,} users, {s['n_items']:,} items; "
-        f"loss={s['loss']}, dim={c['model']['dim']}\n"
+        f"loss={s['loss']}, dim={model['dim']}{extras}\n"
         f"protocol: {c['protocol']}; warm-up fit on the first {c['n_warmup']:,} events "
         f"({c['epochs']} epochs); periodic refit {schedule}; {s['n_scored']:,} events scored, "
         f"{s['n_ranked']:,} new positives ranked (label >= {c['positive_threshold']:g})"
@@ -531,9 +747,13 @@ def _evaluate_temporal(args: argparse.Namespace) -> int:
     if len(split.train) == 0 or len(split.test) == 0:
         raise CliError(f"the {args.split} split left an empty part (train {len(split.train)}, test "
                        f"{len(split.test)}); change --test-fraction")
+    features = _features_for(args, events, data_info, data_ids_only=True)  # train and test IDs
     params = _model_params(args, split.train.labels)
     began = time.perf_counter()
-    rec = Recommender(**params).fit(
+    rec = Recommender(**params)
+    for side_features in features:
+        side_features.apply(rec)
+    rec.fit(
         split.train.users, split.train.items, split.train.labels, split.train.weights,
         epochs=args.epochs, timestamps=split.train.timestamps,
     )
@@ -545,6 +765,8 @@ def _evaluate_temporal(args: argparse.Namespace) -> int:
     info = result.split
     print(f"temporal split ({info['by']}): {info['n_train']:,} train / {info['n_test']:,} test events; "
           f"loss={params['loss']}, fit {fit_seconds:.2f} s; {result.n_ranked_users:,} test users ranked")
+    for side_features in features:
+        print(side_features.describe())
     width = max(len(name) for name in result.metrics)
     for name, value in result.metrics.items():
         print(f"  {name.ljust(width)}  {_fmt(value)}")
@@ -555,9 +777,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .recommender import Recommender
 
     events, data_info, _ = _load(args)
+    # Every ID of a features file gets its features (and a row): the model can then
+    # recommend items nobody has interacted with yet.
+    features = _features_for(args, events, data_info, data_ids_only=False)
     params = _model_params(args, events.labels)
     began = time.perf_counter()
     rec = Recommender(**params)
+    for side_features in features:
+        side_features.apply(rec)
     rec.fit(events.users, events.items, events.labels, events.weights, epochs=args.epochs,
             timestamps=events.timestamps)
     fit_seconds = time.perf_counter() - began
@@ -567,14 +794,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"cannot create directory {path.parent}: {exc.strerror or exc}") from None
     rec.save(path)
+    stats = rec.stats()
+    counters = {key: stats[key] for key in TRAIN_COUNTERS}
     summary = {"model": str(path), "n_events": len(events), "n_users": rec.n_users, "n_items": rec.n_items,
-               "epochs": args.epochs, "fit_seconds": fit_seconds, "params": params, "data": data_info}
+               **counters, "epochs": args.epochs, "fit_seconds": fit_seconds, "params": params,
+               "data": data_info}
     if args.json:
         _print_json(summary)
-    else:
-        print(f"trained loss={params['loss']} dim={params['dim']} on {len(events):,} events "
-              f"({rec.n_users:,} users, {rec.n_items:,} items) in {fit_seconds:.2f} s; saved to {path}")
+        return 0
+    print(f"trained loss={params['loss']} dim={params['dim']} on {len(events):,} events "
+          f"({rec.n_users:,} users, {rec.n_items:,} items) in {fit_seconds:.2f} s; saved to {path}")
+    notes = []
+    if params["min_count"] > 1 or counters["not_admitted"]:
+        notes.append(f"{counters['not_admitted']:,} events not learned (an ID seen fewer than "
+                     f"--min-count {params['min_count']} times)")
+    if params["ttl"] is not None or params["max_rows"] is not None or counters["evicted_users"] \
+            or counters["evicted_items"]:
+        notes.append(f"evicted {counters['evicted_users']:,} users and {counters['evicted_items']:,} items "
+                     f"({_eviction_text(params)})")
+    for side_features in features:
+        notes.append(f"{counters[f'n_{side_features.side}_features']:,} distinct {side_features.side} features "
+                     f"on {len(side_features.ids):,} {side_features.side}s from {side_features.path} "
+                     f"({side_features.n_in_data:,} of them in the data)")
+    for note in notes:
+        print(f"  {note}")
     return 0
+
+
+TRAIN_COUNTERS = ("not_admitted", "evicted_users", "evicted_items", "n_item_features", "n_user_features")
+
+
+def _eviction_text(params: dict[str, Any]) -> str:
+    ttl = "never" if params["ttl"] is None else f"{params['ttl']:g} s"
+    cap = "none" if params["max_rows"] is None else f"{params['max_rows']:,} rows"
+    return f"ttl {ttl}, cap {cap}"
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
@@ -611,15 +864,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .replication import Publisher, restore_latest  # noqa: PLC0415
     from .serving import create_app  # noqa: PLC0415
 
+    features = _load_features(args)  # bad files fail before anything starts
     rec = restore_latest(args.snapshot_dir, num_threads=args.threads) if args.snapshot_dir else None
     origin = f"resumed from {args.snapshot_dir}" if rec is not None else ""
     if rec is None and args.model is not None:
         rec, origin = Recommender.load(args.model, num_threads=args.threads), f"loaded {args.model}"
     if rec is None:
-        loss = "bpr" if args.loss == "auto" else args.loss
-        rec = Recommender(dim=args.dim, loss=loss, optimizer=args.optimizer, learning_rate=args.learning_rate,
-                          l2=args.l2, seed=args.seed, num_threads=args.threads)
-        origin = f"new {loss} model"
+        params = _model_params(args, None)  # no labels yet: auto means bpr
+        rec = Recommender(**params)
+        origin = f"new {params['loss']} model"
+    else:
+        ignored = _ignored_model_options(args, rec.get_params())
+        if ignored:
+            print(f"{PROG} serve: note: the model keeps its own settings; ignoring {ignored}",
+                  file=sys.stderr, flush=True)
+    for side_features in features:
+        side_features.apply(rec)
+        origin += f"; {side_features.describe()}"
     publisher = Publisher(rec, args.snapshot_dir, interval=args.snapshot_interval) if args.snapshot_dir else None
     app = create_app(rec, publisher=publisher, max_body_bytes=args.max_body_bytes, max_k=args.max_k)
     import uvicorn  # noqa: PLC0415
@@ -633,6 +894,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
+
+
+def _ignored_model_options(args: argparse.Namespace, model: dict[str, Any]) -> str:
+    """The model options given on the command line that a loaded model does not have
+    (its settings are its own), as text such as "--ttl 3600 (the model has ttl=None)"."""
+    from .recommender import DEFAULTS
+
+    given = {"loss": None if args.loss == "auto" else args.loss}
+    given.update({key: getattr(args, key) for key in ("dim", "optimizer", "learning_rate", "l2", "min_count",
+                                                      "ttl", "max_rows")})
+    out = []
+    for key, value in given.items():
+        if key == "loss" and value is None:
+            continue
+        if key != "loss" and value == DEFAULTS[key]:
+            continue  # not asked for (or asked for the default)
+        have = model.get(key)
+        same = have == value or (isinstance(have, float) and isinstance(value, float)
+                                 and math.isclose(have, value, rel_tol=1e-6))
+        if not same:
+            out.append(f"--{key.replace('_', '-')} {value} (the model has {key}={have})")
+    return ", ".join(out)
 
 
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend,

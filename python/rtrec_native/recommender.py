@@ -32,6 +32,8 @@ DEFAULTS: dict[str, Any] = {
 }
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 MAX_DIM = 65536  # the core's limit (Model::kMaxDim)
+MAX_MIN_COUNT = 65535  # the admission sketch's 16-bit counters
+MAX_ROWS = 1 << 28  # rows per table (ChunkDirectory::kMaxChunks x 1024)
 
 
 _NOT_ONE = object()
@@ -156,9 +158,9 @@ class Recommender:
             "grad_clip": check.real(grad_clip, "grad_clip", low=0.0, low_inclusive=False),
             "init_std": check.real(init_std, "init_std", low=0.0, low_inclusive=True),
             "negative_sampling": check.choice(negative_sampling, "negative_sampling", NEGATIVE_SAMPLING),
-            "min_count": check.positive_int(min_count, "min_count", high=65535),
+            "min_count": check.positive_int(min_count, "min_count", high=MAX_MIN_COUNT),
             "ttl": None if ttl is None else check.real(ttl, "ttl", low=0.0, low_inclusive=False),
-            "max_rows": None if max_rows is None else check.positive_int(max_rows, "max_rows", high=2**28),
+            "max_rows": None if max_rows is None else check.positive_int(max_rows, "max_rows", high=MAX_ROWS),
         }
         self._threads = check.num_threads(num_threads)
         if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
