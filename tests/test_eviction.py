@@ -243,3 +243,16 @@ def test_eviction_is_safe_while_other_threads_learn_and_serve(kind):
     assert len(ids) == rec.n_items and len(set(ids)) == len(ids)
     values = np.array([int(i[2:]) if kind == "str" else i for i in ids])
     assert np.all(values >= 0) and np.all(values < 15 * 4000)
+
+
+def test_rows_made_by_set_features_before_any_event_follow_the_streams_clock():
+    rec = rt.Recommender(dim=4, num_threads=1, ttl=100.0, seed=0)
+    rec.set_item_features([100], [["brand=acme"]])  # no event yet: no clock to stamp it with
+    stream(rec, [1], [1], [1000.0])                 # a historical stream starts
+    assert rec.n_items == 2
+    stream(rec, [1], [1], [1050.0])
+    assert rec.n_items == 2                          # 50 s old on the stream's clock
+    stream(rec, [1], [1], [1200.0])
+    assert rec.n_items == 1                          # expired like any row, not stuck at wall-clock time
+    rec.set_item_features([200], [["brand=acme"]])  # the clock runs now: stamped with it
+    assert rec.evict(older_than=1) == 0 and rec.evict(older_than=0, now=1200.5) == 3  # user 1, items 1, 200

@@ -249,55 +249,72 @@ RTREC_INLINE bool pairwise_impl(const StepConfig& c, const RowRef& user, const R
 }
 
 // The effective vector and bias of a composite side.
-void combine(const Parts& side, uint32_t n, float* out, float* bias) noexcept {
+RTREC_INLINE void combine(const Parts& side, uint32_t n, float* __restrict out, float* bias) noexcept {
   std::fill(out, out + n, 0.0f);
   *bias = 0.0f;
   for (uint32_t p = 0; p < side.size; ++p) {
     const Part& part = side.parts[p];
-    for (uint32_t t = 0; t < n; ++t) out[t] += part.weight * part.row.vector[t];
-    *bias += part.weight * *part.row.bias;
+    const float w = part.weight;
+    const float* __restrict v = part.row.vector;
+    for (uint32_t t = 0; t < n; ++t) out[t] += w * v[t];
+    *bias += w * *part.row.bias;
   }
 }
 
 // Steps for every part of a side given the gradient `grad` (n floats) and `bias_grad` of
 // its effective vector; written to `steps` (per part: n steps, n squared gradients, then
 // bias step and new bias accumulator). Returns the non-finite flag sum.
-float composite_steps(const StepConfig& c, const Parts& side, const float* grad, float bias_grad, bool move_bias,
-                      float* steps) noexcept {
+template <bool kAdagrad>
+RTREC_INLINE float composite_steps_impl(const StepConfig& c, const Parts& side, const float* __restrict grad,
+                                        float bias_grad, bool move_bias, float* __restrict steps) noexcept {
   const uint32_t n = c.stride;
-  float flag = 0.0f;
+  const float lr = c.learning_rate, l2 = c.l2, cl = c.grad_clip;
+  float flags[kLanes] = {};
   for (uint32_t p = 0; p < side.size; ++p) {
     const Part& part = side.parts[p];
-    float* step = steps + size_t(p) * (2 * n + 2);
-    float* squared = step + n;
-    for (uint32_t t = 0; t < n; ++t) {
-      const float g = clip(part.weight * grad[t] + c.l2 * part.row.vector[t], c.grad_clip);
-      float acc = c.adagrad ? part.row.accumulator[t] : 0.0f;
-      step[t] = c.adagrad ? step_of<true>(g, c.learning_rate, acc) : step_of<false>(g, c.learning_rate, acc);
-      squared[t] = g * g;
-      flag += nonfinite_flag(part.row.vector[t] - step[t]) + nonfinite_flag(acc);
+    const float w = part.weight;
+    const float* __restrict v = part.row.vector;
+    const float* __restrict acc_in = part.row.accumulator;
+    float* __restrict step = steps + size_t(p) * (2 * n + 2);
+    float* __restrict squared = step + n;
+    for (size_t k = 0; k < n; k += kLanes) {
+      for (size_t j = 0; j < kLanes; ++j) {
+        const size_t t = k + j;
+        const float g = clip(w * grad[t] + l2 * v[t], cl);
+        float acc = kAdagrad ? acc_in[t] : 0.0f;
+        const float st = step_of<kAdagrad>(g, lr, acc);
+        step[t] = st;
+        squared[t] = g * g;
+        flags[j] += nonfinite_flag(v[t] - st) + nonfinite_flag(acc);
+      }
     }
-    float bias_acc = c.adagrad ? *part.row.bias_accumulator : 0.0f;
+    float bias_acc = kAdagrad ? *part.row.bias_accumulator : 0.0f;
     float bias_step = 0.0f;
-    if (move_bias) {
-      const float g = clip(part.weight * bias_grad + c.l2 * *part.row.bias, c.grad_clip);
-      bias_step = c.adagrad ? step_of<true>(g, c.learning_rate, bias_acc) : step_of<false>(g, c.learning_rate, bias_acc);
-    }
+    if (move_bias) bias_step = step_of<kAdagrad>(clip(w * bias_grad + l2 * *part.row.bias, cl), lr, bias_acc);
     step[2 * n] = bias_step;
     step[2 * n + 1] = bias_acc;
-    flag += nonfinite_flag(*part.row.bias - bias_step) + nonfinite_flag(bias_acc);
+    flags[0] += nonfinite_flag(*part.row.bias - bias_step) + nonfinite_flag(bias_acc);
   }
-  return flag;
+  return sum16(flags);
 }
 
-void apply_composite(const StepConfig& c, const Parts& side, const float* steps, bool move_bias) noexcept {
+RTREC_INLINE float composite_steps(const StepConfig& c, const Parts& side, const float* grad, float bias_grad,
+                                   bool move_bias, float* steps) noexcept {
+  return c.adagrad ? composite_steps_impl<true>(c, side, grad, bias_grad, move_bias, steps)
+                   : composite_steps_impl<false>(c, side, grad, bias_grad, move_bias, steps);
+}
+
+RTREC_INLINE void apply_composite(const StepConfig& c, const Parts& side, const float* steps, bool move_bias) noexcept {
   const uint32_t n = c.stride;
   for (uint32_t p = 0; p < side.size; ++p) {
     const Part& part = side.parts[p];
-    const float* step = steps + size_t(p) * (2 * n + 2);
-    for (uint32_t t = 0; t < n; ++t) part.row.vector[t] -= step[t];
-    if (c.adagrad)
-      for (uint32_t t = 0; t < n; ++t) part.row.accumulator[t] += step[n + t];
+    const float* __restrict step = steps + size_t(p) * (2 * n + 2);
+    float* __restrict v = part.row.vector;
+    for (uint32_t t = 0; t < n; ++t) v[t] -= step[t];
+    if (c.adagrad) {
+      float* __restrict acc = part.row.accumulator;
+      for (uint32_t t = 0; t < n; ++t) acc[t] += step[n + t];
+    }
     if (move_bias) {
       *part.row.bias -= step[2 * n];
       if (c.adagrad) *part.row.bias_accumulator = step[2 * n + 1];
@@ -305,12 +322,12 @@ void apply_composite(const StepConfig& c, const Parts& side, const float* steps,
   }
 }
 
-size_t composite_floats(uint32_t n, uint32_t parts) { return size_t(parts) * (2 * n + 2); }
+RTREC_INLINE size_t composite_floats(uint32_t n, uint32_t parts) { return size_t(parts) * (2 * n + 2); }
 
 }  // namespace
 
-bool pointwise_composite(const StepConfig& c, Loss loss, Parts user, Parts item, float offset, float label,
-                         float weight, std::vector<float>& scratch) noexcept {
+RTREC_HOT bool pointwise_composite(const StepConfig& c, Loss loss, Parts user, Parts item, float offset, float label,
+                                   float weight, std::vector<float>& scratch) noexcept {
   const uint32_t n = c.stride;
   const size_t need = 4 * size_t(n) + composite_floats(n, user.size) + composite_floats(n, item.size);
   try {
@@ -341,8 +358,8 @@ bool pointwise_composite(const StepConfig& c, Loss loss, Parts user, Parts item,
   return true;
 }
 
-bool pairwise_composite(const StepConfig& c, Parts user, Parts positive, Parts negative, float weight,
-                        std::vector<float>& scratch) noexcept {
+RTREC_HOT bool pairwise_composite(const StepConfig& c, Parts user, Parts positive, Parts negative, float weight,
+                                  std::vector<float>& scratch) noexcept {
   const uint32_t n = c.stride;
   const size_t need = 6 * size_t(n) + composite_floats(n, user.size) + composite_floats(n, positive.size) +
                       composite_floats(n, negative.size);

@@ -103,8 +103,21 @@ uint32_t Model::admit(EmbeddingTable& table, CountMinSketch* sketch, uint64_t ke
 
 void Model::advance_clock(double time) noexcept {
   double now = clock_.load(std::memory_order_relaxed);
-  while (time > now && !clock_.compare_exchange_weak(now, time, std::memory_order_relaxed)) {
+  while (time > now) {
+    if (clock_.compare_exchange_weak(now, time, std::memory_order_relaxed)) {
+      if (now == 0.0 && unstamped_.exchange(false)) stamp_untouched(time);
+      return;
+    }
   }
+}
+
+void Model::stamp_untouched(double time) noexcept {
+  // Rows that set_features created before the clock started (no event yet, no time to give
+  // them): they count as updated when the stream starts, whatever its time scale.
+  for (const EmbeddingTable* table : {&users_, &items_})
+    for (uint32_t r = 0, n = table->size(); r < n; ++r)
+      if (table->is_live(r) && table->update_count(r) == 0 && table->last_update(r) == 0.0)
+        table->set_metadata(r, 0, time);
 }
 
 void Model::validate(const EventBatch& e) const {
@@ -356,7 +369,10 @@ void Model::set_features(bool on_items, const IdBatch& ids, const std::vector<st
   side.table.check_batch(keys.data(), names.data(), keys.size());
 
   std::lock_guard<std::mutex> lock(features_mutex_);
-  const double now = clock() > 0.0 ? clock() : wall_clock();
+  // New rows count as updated now on the model's clock; before the first event there is no
+  // clock yet, and the first event stamps them (stamp_untouched).
+  const double now = clock();
+  if (now == 0.0) unstamped_.store(true);
   size_t at = 0;
   std::vector<uint32_t> rows;
   for (size_t i = 0; i < ids.size; ++i) {

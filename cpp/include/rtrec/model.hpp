@@ -173,6 +173,7 @@ class Model {
   // A new row starts with last-update time `time`.
   uint32_t admit(EmbeddingTable& table, CountMinSketch* sketch, uint64_t key, const std::string* name, double time);
   void advance_clock(double time) noexcept;
+  void stamp_untouched(double time) noexcept;
   // Copies k results' keys, names and scores (in predict's units) into `out` at `at`.
   void emit(const ScoredRow* best, uint32_t found, float base, const RecommendOutput& out, size_t at) const;
 
@@ -240,6 +241,7 @@ class Model {
   std::atomic<uint64_t> calls_{0};  // seeds each call's random streams
   std::atomic<uint64_t> not_admitted_{0};
   std::atomic<double> clock_{0.0};
+  std::atomic<bool> unstamped_{false};  // set_features made rows before the clock started
   std::atomic<uint64_t> evicted_users_{0}, evicted_items_{0};
   std::mutex maintenance_mutex_;
   std::vector<Pending> pending_;           // under maintenance_mutex_
