@@ -443,6 +443,7 @@ void Model::train_epoch(std::vector<Resolved>& events, const std::vector<int64_t
   const uint32_t n_neg = config_.loss == Loss::kBpr ? config_.negatives : 0;
   const uint32_t n_items = items_.size();
   const int parts = static_cast<int>(bounds.size()) - 1;
+  const bool featured = any_features();
   uint64_t applied = 0, skipped = 0;
 #pragma omp parallel num_threads(parts) reduction(+ : applied, skipped)
   {
@@ -462,6 +463,12 @@ void Model::train_epoch(std::vector<Resolved>& events, const std::vector<int64_t
         items_.prefetch(e.item);
         for (uint32_t s = 0; s < n_neg; ++s)
           if (neg[s] != kNoRow) items_.prefetch(neg[s]);
+        if (featured) {  // the rows' feature lists too (the feature rows are few and stay cached)
+          user_features_.lists.prefetch(e.user);
+          item_features_.lists.prefetch(e.item);
+          for (uint32_t s = 0; s < n_neg; ++s)
+            if (neg[s] != kNoRow) item_features_.lists.prefetch(neg[s]);
+        }
       };
       for (int64_t j = begin; j < std::min(end, begin + kAhead); ++j) stage(j);
       for (int64_t i = begin; i < end; ++i) {

@@ -59,6 +59,13 @@ class FeatureLists {
     const Chunk* c = chunk_of(row);
     return c == nullptr ? nullptr : c->lists[row % kChunkRows].load(std::memory_order_acquire);
   }
+  // Hint that get(row) comes soon (the slot holding the list pointer).
+  void prefetch(uint32_t row) const noexcept {
+    const Chunk* c = chunk_of(row);
+    if (c == nullptr) return;
+    const std::atomic<FeatureList*>& slot = c->lists[row % kChunkRows];
+    __builtin_prefetch(&slot, 0, 3);
+  }
   // Rows of chunk `chunk` (EmbeddingTable numbering) with features.
   uint32_t count_in_chunk(uint32_t chunk) const noexcept {
     const Chunk* c = chunk < directory_.allocated() ? directory_.get(chunk) : nullptr;
