@@ -1,17 +1,16 @@
 #include "rtrec/model.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <stdexcept>
 
 #include "rtrec/epoch.hpp"
 #include "rtrec/parallel.hpp"
+#include "model_internal.hpp"
 
 namespace rtrec {
+using namespace model_detail;
 namespace {
-
-constexpr uint32_t kNoRow = EmbeddingTable::kNotFound;
 
 // Purposes of the derived random streams (see derive_seed).
 constexpr uint64_t kShuffleStream = 1;  // per-part shuffles and negatives in fit epochs
@@ -25,28 +24,6 @@ constexpr uint32_t kParallelScanMinRows = 32768;
 // How many events ahead training prefetches rows: enough to cover a DRAM miss with a few
 // events of arithmetic, few enough that prefetched lines are still in L1/L2 when used.
 constexpr int64_t kPrefetchAhead = 8;
-
-double wall_clock() {
-  using namespace std::chrono;
-  return duration<double>(system_clock::now().time_since_epoch()).count();
-}
-
-uint32_t lookup(const EmbeddingTable& table, uint64_t key, const std::string* name) noexcept {
-  const uint32_t row = table.find(key);
-  // A string whose hash matches a different stored string is not that ID.
-  if (row != EmbeddingTable::kNotFound && name != nullptr && table.name(row) != *name) return EmbeddingTable::kNotFound;
-  return row;
-}
-
-void check_kind(const EmbeddingTable& table, const IdBatch& ids, const char* side) {
-  const IdKind have = table.kind();
-  if (ids.size == 0 || have == IdKind::kUnset) return;
-  const bool strings = ids.names != nullptr;
-  if (strings != (have == IdKind::kString)) {
-    throw std::invalid_argument(std::string(side) + (have == IdKind::kString ? " IDs of this model are strings, got integers"
-                                                                              : " IDs of this model are integers, got strings"));
-  }
-}
 
 }  // namespace
 
@@ -99,25 +76,6 @@ uint32_t Model::admit(EmbeddingTable& table, CountMinSketch* sketch, uint64_t ke
   if (sketch == nullptr || table.find(key) != EmbeddingTable::kNotFound) return table.find_or_insert(key, name, true, time);
   if (sketch->add(key) < config_.min_count) return EmbeddingTable::kNotFound;
   return table.find_or_insert(key, name, true, time);
-}
-
-void Model::advance_clock(double time) noexcept {
-  double now = clock_.load(std::memory_order_relaxed);
-  while (time > now) {
-    if (clock_.compare_exchange_weak(now, time, std::memory_order_relaxed)) {
-      if (now == 0.0 && unstamped_.exchange(false)) stamp_untouched(time);
-      return;
-    }
-  }
-}
-
-void Model::stamp_untouched(double time) noexcept {
-  // Rows that set_features created before the clock started (no event yet, no time to give
-  // them): they count as updated when the stream starts, whatever its time scale.
-  for (const EmbeddingTable* table : {&users_, &items_})
-    for (uint32_t r = 0, n = table->size(); r < n; ++r)
-      if (table->is_live(r) && table->update_count(r) == 0 && table->last_update(r) == 0.0)
-        table->set_metadata(r, 0, time);
 }
 
 void Model::validate(const EventBatch& e) const {
@@ -264,142 +222,6 @@ void Model::train_one(const StepConfig& step, const Resolved& e, const uint32_t*
     const bool ok = pairwise_step(step, user, positive, item_row(negatives[s]), e.weight, scratch);
     ++(ok ? applied : skipped);
   }
-}
-
-void Model::train_composite(const StepConfig& step, const Resolved& e, const uint32_t* negatives, uint64_t& applied,
-                            uint64_t& skipped) const noexcept {
-  thread_local std::vector<float> scratch;
-  thread_local std::vector<Part> user, item, negative;
-  try {
-    user.clear();
-    item.clear();
-    parts_of(users_, user_features_, e.user, user);
-    parts_of(items_, item_features_, e.item, item);
-    if (config_.loss != Loss::kBpr) {
-      const bool ok = pointwise_composite(step, config_.loss, Parts{user.data(), uint32_t(user.size())},
-                                          Parts{item.data(), uint32_t(item.size())}, offset(), e.label, e.weight, scratch);
-      ++(ok ? applied : skipped);
-      return;
-    }
-    if (!(e.label > 0.0f)) return;
-    for (uint32_t s = 0; s < config_.negatives; ++s) {
-      if (negatives[s] == kNoRow) continue;
-      negative.clear();
-      parts_of(items_, item_features_, negatives[s], negative);
-      const bool ok = pairwise_composite(step, Parts{user.data(), uint32_t(user.size())},
-                                         Parts{item.data(), uint32_t(item.size())},
-                                         Parts{negative.data(), uint32_t(negative.size())}, e.weight, scratch);
-      ++(ok ? applied : skipped);
-    }
-  } catch (...) {  // out of memory for the part lists: the step is skipped, like a bad one
-    ++skipped;
-  }
-}
-
-void Model::parts_of(const EmbeddingTable& ids, const FeatureSide& side, uint32_t row, std::vector<Part>& out) const {
-  const bool ada = ids.has_accumulators();
-  out.push_back(Part{RowRef{ids.vector(row), ada ? ids.accumulator(row) : nullptr, &ids.bias(row),
-                            ada ? &ids.bias_accumulator(row) : nullptr},
-                     1.0f});
-  const FeatureList* list = side.lists.get(row);
-  if (list == nullptr) return;
-  const EmbeddingTable& t = side.table;
-  for (uint32_t k = 0; k < list->size; ++k) {
-    const uint32_t f = list->rows[k];
-    out.push_back(Part{RowRef{t.vector(f), ada ? t.accumulator(f) : nullptr, &t.bias(f), ada ? &t.bias_accumulator(f) : nullptr},
-                       list->scale});
-  }
-}
-
-float Model::effective(const EmbeddingTable& ids, const FeatureSide& side, uint32_t row, float* out) const noexcept {
-  const uint32_t stride = ids.stride();
-  const float* v = ids.vector(row);
-  std::copy(v, v + stride, out);
-  float bias = ids.bias(row);
-  const FeatureList* list = side.lists.get(row);
-  if (list == nullptr) return bias;
-  for (uint32_t k = 0; k < list->size; ++k) {
-    const float* f = side.table.vector(list->rows[k]);
-    for (uint32_t t = 0; t < stride; ++t) out[t] += list->scale * f[t];
-    bias += list->scale * side.table.bias(list->rows[k]);
-  }
-  return bias;
-}
-
-void Model::mark_features(const FeatureSide& side, uint32_t row) const noexcept {
-  const FeatureList* list = side.lists.get(row);
-  if (list == nullptr) return;
-  for (uint32_t k = 0; k < list->size; ++k) side.table.mark(list->rows[k], generation_);
-}
-
-void Model::feature_scores(const float* query, std::vector<float>& out) const {
-  const EmbeddingTable& t = item_features_.table;
-  const uint32_t n = t.size();
-  out.resize(n);
-  for (uint32_t c = 0; c * EmbeddingTable::kChunkRows < n; ++c) {
-    const uint32_t rows = std::min(EmbeddingTable::kChunkRows, n - c * EmbeddingTable::kChunkRows);
-    score_block(query, t.chunk_vectors(c), t.chunk_biases(c), rows, t.stride(), out.data() + size_t(c) * EmbeddingTable::kChunkRows);
-  }
-}
-
-void Model::set_features(bool on_items, const IdBatch& ids, const std::vector<std::vector<std::string>>& features) {
-  EmbeddingTable& table = on_items ? items_ : users_;
-  FeatureSide& side = on_items ? item_features_ : user_features_;
-  const char* what = on_items ? "item" : "user";
-  EpochGuard pin;  // the checks below read stored names by row
-  if (features.size() != ids.size)
-    throw std::invalid_argument(std::string("one feature list per ") + what + " is needed: got " + std::to_string(ids.size) +
-                                " IDs and " + std::to_string(features.size()) + " lists");
-  check_kind(table, ids, what);
-  table.check_batch(ids.keys, ids.names, ids.size);
-  // Every feature name is checked (and collisions with known features refused) before
-  // anything changes.
-  std::vector<uint64_t> keys;
-  std::vector<std::string> names;
-  for (const auto& list : features) {
-    if (list.size() > kMaxFeaturesPerId)
-      throw std::invalid_argument(std::string("at most ") + std::to_string(kMaxFeaturesPerId) + " features per " + what +
-                                  ", got " + std::to_string(list.size()));
-    for (const std::string& name : list) {
-      if (name.empty()) throw std::invalid_argument("feature names must be non-empty strings");
-      keys.push_back(hash_string_id(name));
-      names.push_back(name);
-    }
-  }
-  side.table.check_batch(keys.data(), names.data(), keys.size());
-
-  std::lock_guard<std::mutex> lock(features_mutex_);
-  // New rows count as updated now on the model's clock; before the first event there is no
-  // clock yet, and the first event stamps them (stamp_untouched).
-  const double now = clock();
-  if (now == 0.0) unstamped_.store(true);
-  size_t at = 0;
-  std::vector<uint32_t> rows;
-  for (size_t i = 0; i < ids.size; ++i) {
-    const uint32_t row = table.find_or_insert(ids.keys[i], ids.names != nullptr ? &ids.names[i] : nullptr, true, now);
-    rows.clear();
-    for (size_t k = 0; k < features[i].size(); ++k, ++at) {
-      const uint32_t f = side.table.find_or_insert(keys[at], &names[at], /*random_init=*/false, now);
-      side.table.mark(f, generation_);  // before any list names it (see FeatureAccess::write)
-      if (std::find(rows.begin(), rows.end(), f) == rows.end()) rows.push_back(f);  // a repeat counts once
-    }
-    side.lists.set(row, rows);
-    table.mark(row, generation_);
-  }
-  changes_.fetch_add(1, std::memory_order_release);
-}
-
-std::vector<std::string> Model::features_of(bool on_items, uint64_t key, const std::string* name) const {
-  const EmbeddingTable& table = on_items ? items_ : users_;
-  const FeatureSide& side = on_items ? item_features_ : user_features_;
-  EpochGuard pin;
-  std::vector<std::string> out;
-  const uint32_t row = lookup(table, key, name);
-  if (row == kNoRow) return out;
-  const FeatureList* list = side.lists.get(row);
-  if (list == nullptr) return out;
-  for (uint32_t k = 0; k < list->size; ++k) out.push_back(side.table.name(list->rows[k]));
-  return out;
 }
 
 std::vector<int64_t> Model::partition_by_item(std::vector<Resolved>& events, int parts) const {
@@ -787,143 +609,6 @@ void Model::recommend_batch(const IdBatch& u, uint32_t k, bool exclude_seen, int
     }
   }
   failure.rethrow();
-}
-
-// ---------------------------------------------------------------------------------- eviction
-
-std::vector<uint32_t> Model::rows_before(const EmbeddingTable& table, double cutoff) const {
-  std::vector<uint32_t> rows;
-  const uint32_t n = table.size();
-  for (uint32_t r = 0; r < n; ++r)
-    if (table.is_live(r) && table.last_update(r) < cutoff) rows.push_back(r);
-  return rows;
-}
-
-std::vector<uint32_t> Model::oldest_rows(const EmbeddingTable& table, uint64_t count) const {
-  struct Aged {
-    double time;
-    uint32_t row;
-  };
-  std::vector<Aged> live;
-  live.reserve(table.live_count());
-  const uint32_t n = table.size();
-  for (uint32_t r = 0; r < n; ++r)
-    if (table.is_live(r)) live.push_back(Aged{table.last_update(r), r});
-  count = std::min<uint64_t>(count, live.size());
-  auto older = [](const Aged& a, const Aged& b) { return a.time < b.time || (a.time == b.time && a.row < b.row); };
-  std::nth_element(live.begin(), live.begin() + count, live.end(), older);
-  std::vector<uint32_t> rows(count);
-  for (uint64_t i = 0; i < count; ++i) rows[i] = live[i].row;
-  return rows;
-}
-
-uint64_t Model::evict_rows(const std::vector<uint32_t>& user_rows, const std::vector<uint32_t>& item_rows, bool log) {
-  Pending p;
-  p.users = users_.erase(user_rows);
-  p.items = items_.erase(item_rows);
-  if (p.users.empty() && p.items.empty()) return 0;
-  {
-    // Once a lineage exists, the keys go into the next delta so that replicas drop them.
-    // The rows are erased but not recycled, so their keys are still readable.
-    std::lock_guard<std::mutex> lock(eviction_log_mutex_);
-    if (log && logging_evictions_.load(std::memory_order_relaxed)) {
-      for (uint32_t r : p.users) evicted_user_keys_.push_back(users_.key(r));
-      for (uint32_t r : p.items) evicted_item_keys_.push_back(items_.key(r));
-    }
-  }
-  evicted_users_.fetch_add(p.users.size(), std::memory_order_relaxed);
-  evicted_items_.fetch_add(p.items.size(), std::memory_order_relaxed);
-  const uint64_t n = p.users.size() + p.items.size();
-  p.tag = EpochDomain::instance().advance();
-  pending_.push_back(std::move(p));
-  has_pending_.store(true, std::memory_order_release);
-  changes_.fetch_add(1, std::memory_order_release);  // a publisher has something to write
-  return n;
-}
-
-void Model::recycle() {
-  if (pending_.empty()) return;
-  const uint64_t safe_below = EpochDomain::instance().min_pinned();
-  std::vector<uint32_t> users, items;
-  size_t kept = 0;
-  for (Pending& p : pending_) {
-    if (p.tag < safe_below) {
-      users.insert(users.end(), p.users.begin(), p.users.end());
-      items.insert(items.end(), p.items.begin(), p.items.end());
-    } else {
-      if (&pending_[kept] != &p) pending_[kept] = std::move(p);
-      ++kept;
-    }
-  }
-  pending_.erase(pending_.begin() + kept, pending_.end());
-  has_pending_.store(!pending_.empty(), std::memory_order_release);
-  // No reader holds these rows now, and no one can find them: drop their seen pairs (a
-  // recycled row must start clean), then hand them back to the tables.
-  for (uint32_t u : users) seen_.clear_user(u);
-  if (user_features_.lists.any())
-    for (uint32_t u : users) user_features_.lists.set(u, {});
-  if (item_features_.lists.any())
-    for (uint32_t i : items) item_features_.lists.set(i, {});
-  if (!items.empty()) {
-    std::vector<uint8_t> dead(items_.size(), 0);
-    for (uint32_t i : items) dead[i] = 1;
-    seen_.remove_items(dead);
-  }
-  users_.release(users);
-  items_.release(items);
-}
-
-void Model::evict_keys(const std::vector<uint64_t>& user_keys, const std::vector<uint64_t>& item_keys) {
-  if (user_keys.empty() && item_keys.empty()) return;
-  std::vector<uint32_t> users, items;
-  for (uint64_t k : user_keys)
-    if (const uint32_t r = users_.find(k); r != kNoRow) users.push_back(r);
-  for (uint64_t k : item_keys)
-    if (const uint32_t r = items_.find(k); r != kNoRow) items.push_back(r);
-  std::lock_guard<std::mutex> lock(maintenance_mutex_);
-  // Not logged: the trainer's delta already carries these to every follower, and a replica
-  // that never publishes would keep the log forever.
-  evict_rows(users, items, /*log=*/false);
-  // Recycled by apply_delta once it has unpinned.
-}
-
-uint64_t Model::evict_before(double cutoff) {
-  if (std::isnan(cutoff)) throw std::invalid_argument("the eviction time must not be NaN");
-  std::lock_guard<std::mutex> lock(maintenance_mutex_);
-  const uint64_t n = evict_rows(rows_before(users_, cutoff), rows_before(items_, cutoff));
-  recycle();
-  return n;
-}
-
-void Model::maintain() {
-  const uint64_t cap = config_.max_rows;
-  const double ttl = config_.ttl;
-  // The common case costs a few relaxed loads: nothing to recycle, under the cap, no sweep due.
-  const bool over_cap = cap != 0 && (users_.live_count() > cap || items_.live_count() > cap);
-  const bool sweep_due = ttl > 0.0 && clock() - last_ttl_sweep_.load(std::memory_order_relaxed) >= ttl / 8;
-  if (!over_cap && !sweep_due && !has_pending_.load(std::memory_order_acquire)) return;
-  // Over the cap, wait for a concurrent maintainer (the cap holds when this call returns);
-  // otherwise leave the chores to it.
-  std::unique_lock<std::mutex> lock(maintenance_mutex_, std::defer_lock);
-  if (over_cap) lock.lock();
-  else if (!lock.try_lock()) return;
-  recycle();
-  if (sweep_due) {
-    const double now = clock();
-    last_ttl_sweep_.store(now, std::memory_order_relaxed);
-    evict_rows(rows_before(users_, now - ttl), rows_before(items_, now - ttl));
-  }
-  if (cap != 0) {
-    // Down to a little under the cap, so the scan for the oldest rows runs once per
-    // ~cap/32 new rows, not once per new row.
-    const uint64_t target = cap - std::max<uint64_t>(1, cap / 32);
-    const uint64_t users = users_.live_count(), items = items_.live_count();
-    std::vector<uint32_t> old_users, old_items;
-    if (users > cap) old_users = oldest_rows(users_, users - target);
-    if (items > cap) old_items = oldest_rows(items_, items - target);
-    evict_rows(old_users, old_items);
-  }
-  recycle();  // usually at once: this thread is not pinned, and others rarely are for long
 }
 
 ModelStats Model::stats() const noexcept {
