@@ -43,8 +43,11 @@ def test_evict_with_an_explicit_clock_and_bad_arguments_change_nothing():
                        (None, TypeError)]:
         with pytest.raises(error, match="older_than"):
             rec.evict(older_than=bad)
-    with pytest.raises(ValueError, match="now"):
-        rec.evict(older_than=1, now=float("nan"))
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="now must be a finite number"):
+            rec.evict(older_than=1, now=bad)
+    with pytest.raises(TypeError, match="now"):
+        rec.evict(older_than=1, now="today")
     assert fingerprint(rec, [1, 2], [10, 11]) == before
     assert rec.evict(older_than=0, now=200.0) == 2  # user 1 and item 10 (t=100 < 200)
     assert rec.n_users == 1 and rec.n_items == 1
@@ -184,6 +187,27 @@ def test_a_replica_following_deltas_recycles_the_rows_the_trainer_evicted(tmp_pa
         memory.append(replica.stats()["memory_bytes"])
     assert replica.stats()["evicted_users"] == trainer.stats()["evicted_users"] > 3000
     assert max(memory[20:]) <= 1.1 * max(memory[5:20])  # the replica's memory is bounded too
+
+
+def test_a_delta_after_very_many_evictions_lists_the_live_keys_and_replicas_follow(tmp_path):
+    # More evictions than live keys (and than 65,536) without a delta: the trainer drops its
+    # eviction log (it would otherwise grow without end) and the next delta lists the live
+    # keys instead; the replica drops every other key.
+    trainer = rt.Recommender(dim=4, num_threads=1, max_rows=100, seed=0)
+    stream(trainer, [0], [0], [0.0])
+    trainer.save(tmp_path / "base")
+    replica = rt.Recommender.load(tmp_path / "base")
+    stream(trainer, np.arange(1, 200), np.zeros(199, dtype=np.int64), np.full(199, 1.0))
+    trainer.save_delta(tmp_path / "d1")
+    replica.apply_delta(tmp_path / "d1")
+    users = np.arange(1, 80_001)
+    stream(trainer, users, users % 5, 2.0 + users / 1e6)
+    assert trainer.stats()["evicted_users"] > 65_536
+    trainer.save_delta(tmp_path / "d2")
+    replica.apply_delta(tmp_path / "d2")
+    assert replica.n_users == trainer.n_users <= 100 and replica.n_items == trainer.n_items
+    probe = [0, 1, 150, 79_990, 79_999, 80_000]
+    assert fingerprint(replica, probe, [0, 1, 2])[1:] == fingerprint(trainer, probe, [0, 1, 2])[1:]
 
 
 @pytest.mark.parametrize("kind", ["int", "str"])

@@ -162,12 +162,16 @@ std::vector<uint32_t> EmbeddingTable::erase(const std::vector<uint32_t>& rows) {
   return erased;
 }
 
-void EmbeddingTable::release(const std::vector<uint32_t>& rows) {
+void EmbeddingTable::reserve_free(size_t more) {
   std::lock_guard<std::mutex> lock(insert_mutex_);
-  free_rows_.insert(free_rows_.end(), rows.begin(), rows.end());
+  free_rows_.reserve(free_rows_.size() + more);
+}
+
+void EmbeddingTable::release(const std::vector<uint32_t>& rows) noexcept {
+  std::lock_guard<std::mutex> lock(insert_mutex_);
+  free_rows_.insert(free_rows_.end(), rows.begin(), rows.end());  // reserved by the caller
   // Lowest rows last (reused first): live rows stay packed towards the front.
   std::sort(free_rows_.begin(), free_rows_.end(), std::greater<uint32_t>());
-  index_.collect();
 }
 
 void EmbeddingTable::check_batch(const uint64_t* keys, const std::string* names, size_t n) const {

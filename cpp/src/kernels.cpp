@@ -292,7 +292,9 @@ RTREC_INLINE float composite_steps_impl(const StepConfig& c, const Parts& side, 
     float bias_step = 0.0f;
     if (move_bias) bias_step = step_of<kAdagrad>(clip(w * bias_grad + l2 * *part.row.bias, cl), lr, bias_acc);
     step[2 * n] = bias_step;
-    step[2 * n + 1] = bias_acc;
+    // The squared gradient, added (not the new accumulator, stored): a feature shared by
+    // the positive and the negative item gets both steps' contributions.
+    step[2 * n + 1] = bias_acc - (kAdagrad ? *part.row.bias_accumulator : 0.0f);
     flags[0] += nonfinite_flag(*part.row.bias - bias_step) + nonfinite_flag(bias_acc);
   }
   return sum16(flags);
@@ -317,12 +319,28 @@ RTREC_INLINE void apply_composite(const StepConfig& c, const Parts& side, const 
     }
     if (move_bias) {
       *part.row.bias -= step[2 * n];
-      if (c.adagrad) *part.row.bias_accumulator = step[2 * n + 1];
+      if (c.adagrad) *part.row.bias_accumulator += step[2 * n + 1];
     }
   }
 }
 
 RTREC_INLINE size_t composite_floats(uint32_t n, uint32_t parts) { return size_t(parts) * (2 * n + 2); }
+
+// The effective vector and bias a side would have after its steps (for the overflow check
+// on the event's own score, as in the fused kernels).
+RTREC_INLINE void combine_after(const Parts& side, uint32_t n, const float* steps, bool move_bias, float* __restrict out,
+                                float* bias) noexcept {
+  std::fill(out, out + n, 0.0f);
+  *bias = 0.0f;
+  for (uint32_t p = 0; p < side.size; ++p) {
+    const Part& part = side.parts[p];
+    const float w = part.weight;
+    const float* __restrict v = part.row.vector;
+    const float* __restrict step = steps + size_t(p) * (2 * n + 2);
+    for (uint32_t t = 0; t < n; ++t) out[t] += w * (v[t] - step[t]);
+    *bias += w * (*part.row.bias - (move_bias ? step[2 * n] : 0.0f));
+  }
+}
 
 }  // namespace
 
@@ -351,7 +369,12 @@ RTREC_HOT bool pointwise_composite(const StepConfig& c, Loss loss, Parts user, P
     gp[t] = g * q[t];
     gq[t] = g * p[t];
   }
-  const float flag = composite_steps(c, user, gp, g, true, user_steps) + composite_steps(c, item, gq, g, true, item_steps);
+  float flag = composite_steps(c, user, gp, g, true, user_steps) + composite_steps(c, item, gq, g, true, item_steps);
+  combine_after(user, n, user_steps, true, p, &bu);
+  combine_after(item, n, item_steps, true, q, &bi);
+  float s_after = offset + bu + bi;
+  for (uint32_t t = 0; t < n; ++t) s_after += p[t] * q[t];
+  flag += nonfinite_flag(s_after);
   if (!(flag == 0.0f) || !std::isfinite(s)) return false;
   apply_composite(c, user, user_steps, true);
   apply_composite(c, item, item_steps, true);
@@ -390,9 +413,15 @@ RTREC_HOT bool pairwise_composite(const StepConfig& c, Parts user, Parts positiv
     gj[t] = -g * p[t];
   }
   // BPR is invariant to the user side's bias, so only item-side biases move.
-  const float flag = composite_steps(c, user, gp, 0.0f, false, user_steps) +
-                     composite_steps(c, positive, gi, g, true, pos_steps) +
-                     composite_steps(c, negative, gj, -g, true, neg_steps);
+  float flag = composite_steps(c, user, gp, 0.0f, false, user_steps) +
+               composite_steps(c, positive, gi, g, true, pos_steps) +
+               composite_steps(c, negative, gj, -g, true, neg_steps);
+  combine_after(user, n, user_steps, false, p, &bu);
+  combine_after(positive, n, pos_steps, true, qi, &bi);
+  combine_after(negative, n, neg_steps, true, qj, &bj);
+  float x_after = bi - bj;
+  for (uint32_t t = 0; t < n; ++t) x_after += p[t] * (qi[t] - qj[t]);
+  flag += nonfinite_flag(x_after);
   if (!(flag == 0.0f) || !std::isfinite(x)) return false;
   apply_composite(c, user, user_steps, false);
   apply_composite(c, positive, pos_steps, true);

@@ -371,7 +371,11 @@ void Model::fit_pinned(const EventBatch& e, uint32_t epochs, int num_threads) {
   }
   failure.rethrow();
   record_labels(label_sum, weight_sum);
-  if (e.timestamps != nullptr) advance_clock(*std::max_element(e.timestamps, e.timestamps + e.size));
+  if (e.timestamps != nullptr) {  // the earliest first: rows waiting for the clock start there
+    const auto range = std::minmax_element(e.timestamps, e.timestamps + e.size);
+    advance_clock(*range.first);
+    advance_clock(*range.second);
+  }
   else advance_clock(now);
 
   // 2. Hogwild epochs: every thread steps on shared rows without locks.
@@ -482,10 +486,13 @@ void Model::predict(const IdBatch& u, const IdBatch& it, float* out, int num_thr
   check_kind(items_, it, "item");
   EpochGuard pin;  // worker threads only read rows this thread's pin protects
   const int64_t n = static_cast<int64_t>(u.size);
-  [[maybe_unused]] const int threads = u.size >= kParallelPredictMin ? resolve_threads(num_threads) : 1;
+  const int threads = u.size >= kParallelPredictMin ? resolve_threads(num_threads) : 1;
   const float mu = offset();
   const uint32_t stride = users_.stride();
   const bool featured = any_features();
+  // Effective vectors of featured rows: two per thread, allocated here (nothing inside the
+  // parallel loop may throw).
+  std::vector<float> buffers(featured ? 2 * size_t(stride) * threads : 0);
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const uint32_t ur = lookup(users_, u.keys[i], u.names != nullptr ? &u.names[i] : nullptr);
@@ -497,12 +504,11 @@ void Model::predict(const IdBatch& u, const IdBatch& it, float* out, int num_thr
       if (ur != EmbeddingTable::kNotFound && ir != EmbeddingTable::kNotFound)
         s += dot(users_.vector(ur), items_.vector(ir), stride);
     } else {  // effective vectors: ID row + side features
-      thread_local std::vector<float> p, q;
-      p.assign(stride, 0.0f);
-      q.assign(stride, 0.0f);
-      if (ur != EmbeddingTable::kNotFound) s += effective(users_, user_features_, ur, p.data());
-      if (ir != EmbeddingTable::kNotFound) s += effective(items_, item_features_, ir, q.data());
-      if (ur != EmbeddingTable::kNotFound && ir != EmbeddingTable::kNotFound) s += dot(p.data(), q.data(), stride);
+      float* p = buffers.data() + 2 * size_t(stride) * thread_index();
+      float* q = p + stride;
+      if (ur != EmbeddingTable::kNotFound) s += effective(users_, user_features_, ur, p);
+      if (ir != EmbeddingTable::kNotFound) s += effective(items_, item_features_, ir, q);
+      if (ur != EmbeddingTable::kNotFound && ir != EmbeddingTable::kNotFound) s += dot(p, q, stride);
     }
     out[i] = transform(s);
   }

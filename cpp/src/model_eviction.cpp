@@ -58,17 +58,16 @@ std::vector<uint32_t> Model::oldest_rows(const EmbeddingTable& table, uint64_t c
 
 uint64_t Model::evict_rows(const std::vector<uint32_t>& user_rows, const std::vector<uint32_t>& item_rows, bool log) {
   Pending p;
-  p.users = users_.erase(user_rows);
-  p.items = items_.erase(item_rows);
-  if (p.users.empty() && p.items.empty()) return 0;
   {
-    // Once a lineage exists, the keys go into the next delta so that replicas drop them.
-    // The rows are erased but not recycled, so their keys are still readable.
+    // Erased and logged under one lock with the delta's cut (save_delta takes the log and
+    // chooses its rows under it): an eviction is wholly before a cut, in that delta, or
+    // wholly after it, in the next one — so a key evicted and then seen again always has
+    // its new row in the delta that carries its eviction, or in a later one.
     std::lock_guard<std::mutex> lock(eviction_log_mutex_);
-    if (log && logging_evictions_.load(std::memory_order_relaxed)) {
-      for (uint32_t r : p.users) evicted_user_keys_.push_back(users_.key(r));
-      for (uint32_t r : p.items) evicted_item_keys_.push_back(items_.key(r));
-    }
+    p.users = users_.erase(user_rows);
+    p.items = items_.erase(item_rows);
+    if (p.users.empty() && p.items.empty()) return 0;
+    if (log && logging_evictions_.load(std::memory_order_relaxed)) log_evictions(p);
   }
   evicted_users_.fetch_add(p.users.size(), std::memory_order_relaxed);
   evicted_items_.fetch_add(p.items.size(), std::memory_order_relaxed);
@@ -80,36 +79,55 @@ uint64_t Model::evict_rows(const std::vector<uint32_t>& user_rows, const std::ve
   return n;
 }
 
+void Model::log_evictions(const Pending& p) {
+  // Once a lineage exists, the keys go into the next delta so that replicas drop them (the
+  // rows are erased but not recycled, so their keys are still readable). A model that
+  // evicts a lot and publishes no delta would grow the log without end: past the size of
+  // the live key set, the log is dropped and the next delta lists the live keys instead
+  // (replicas drop every key not in it), so the log never outgrows the index.
+  if (evictions_overflowed_) return;
+  const uint64_t limit = std::max<uint64_t>(65536, uint64_t(users_.live_count()) + items_.live_count());
+  if (evicted_user_keys_.size() + evicted_item_keys_.size() + p.users.size() + p.items.size() > limit) {
+    evictions_overflowed_ = true;
+    std::vector<uint64_t>().swap(evicted_user_keys_);
+    std::vector<uint64_t>().swap(evicted_item_keys_);
+    return;
+  }
+  for (uint32_t r : p.users) evicted_user_keys_.push_back(users_.key(r));
+  for (uint32_t r : p.items) evicted_item_keys_.push_back(items_.key(r));
+}
+
 void Model::recycle() {
   if (pending_.empty()) return;
   const uint64_t safe_below = EpochDomain::instance().min_pinned();
   std::vector<uint32_t> users, items;
-  size_t kept = 0;
-  for (Pending& p : pending_) {
-    if (p.tag < safe_below) {
-      users.insert(users.end(), p.users.begin(), p.users.end());
-      items.insert(items.end(), p.items.begin(), p.items.end());
-    } else {
-      if (&pending_[kept] != &p) pending_[kept] = std::move(p);
-      ++kept;
-    }
+  for (const Pending& p : pending_) {
+    if (p.tag >= safe_below) continue;
+    users.insert(users.end(), p.users.begin(), p.users.end());
+    items.insert(items.end(), p.items.begin(), p.items.end());
   }
-  pending_.erase(pending_.begin() + kept, pending_.end());
-  has_pending_.store(!pending_.empty(), std::memory_order_release);
-  // No reader holds these rows now, and no one can find them: drop their seen pairs (a
-  // recycled row must start clean), then hand them back to the tables.
+  if (users.empty() && items.empty()) return;
+  // Everything that can fail (allocations) comes first, and every step until the rows are
+  // released can run twice: if one throws, the rows stay pending and the next call redoes it.
+  std::vector<uint8_t> dead(items.empty() ? 0 : items_.size(), 0);
+  users_.reserve_free(users.size());
+  items_.reserve_free(items.size());
+  // No reader holds these rows now, and no one can find them: drop their seen pairs and
+  // features (a recycled row must start clean), then hand them back to the tables.
   for (uint32_t u : users) seen_.clear_user(u);
-  if (user_features_.lists.any())
-    for (uint32_t u : users) user_features_.lists.set(u, {});
-  if (item_features_.lists.any())
-    for (uint32_t i : items) item_features_.lists.set(i, {});
+  for (uint32_t u : users)
+    if (user_features_.lists.get(u) != nullptr) user_features_.lists.set(u, {});
+  for (uint32_t i : items)
+    if (item_features_.lists.get(i) != nullptr) item_features_.lists.set(i, {});
   if (!items.empty()) {
-    std::vector<uint8_t> dead(items_.size(), 0);
     for (uint32_t i : items) dead[i] = 1;
     seen_.remove_items(dead);
   }
-  users_.release(users);
+  users_.release(users);  // reserved: cannot throw
   items_.release(items);
+  pending_.erase(std::remove_if(pending_.begin(), pending_.end(), [&](const Pending& p) { return p.tag < safe_below; }),
+                 pending_.end());
+  has_pending_.store(!pending_.empty(), std::memory_order_release);
 }
 
 void Model::evict_keys(const std::vector<uint64_t>& user_keys, const std::vector<uint64_t>& item_keys) {
@@ -124,6 +142,19 @@ void Model::evict_keys(const std::vector<uint64_t>& user_keys, const std::vector
   // that never publishes would keep the log forever.
   evict_rows(users, items, /*log=*/false);
   // Recycled by apply_delta once it has unpinned.
+}
+
+void Model::keep_only(const std::vector<uint64_t>& user_keys, const std::vector<uint64_t>& item_keys) {
+  auto absent = [](const EmbeddingTable& t, std::vector<uint64_t> keep) {
+    std::sort(keep.begin(), keep.end());
+    std::vector<uint32_t> rows;
+    for (uint32_t r = 0, n = t.size(); r < n; ++r)
+      if (t.is_live(r) && !std::binary_search(keep.begin(), keep.end(), t.key(r))) rows.push_back(r);
+    return rows;
+  };
+  const std::vector<uint32_t> users = absent(users_, user_keys), items = absent(items_, item_keys);
+  std::lock_guard<std::mutex> lock(maintenance_mutex_);
+  evict_rows(users, items, /*log=*/false);
 }
 
 uint64_t Model::evict_before(double cutoff) {

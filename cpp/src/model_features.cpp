@@ -88,6 +88,11 @@ void Model::feature_scores(const float* query, std::vector<float>& out) const {
 }
 
 void Model::set_features(bool on_items, const IdBatch& ids, const std::vector<std::vector<std::string>>& features) {
+  set_features_pinned(on_items, ids, features);
+  maintain();  // new ID rows count against max_rows like any others
+}
+
+void Model::set_features_pinned(bool on_items, const IdBatch& ids, const std::vector<std::vector<std::string>>& features) {
   EmbeddingTable& table = on_items ? items_ : users_;
   FeatureSide& side = on_items ? item_features_ : user_features_;
   const char* what = on_items ? "item" : "user";
@@ -131,6 +136,8 @@ void Model::set_features(bool on_items, const IdBatch& ids, const std::vector<st
     side.lists.set(row, rows);
     table.mark(row, generation_);
   }
+  // The first event may have started the clock meanwhile, after it looked for rows to stamp.
+  if (now == 0.0 && clock() != 0.0 && unstamped_.exchange(false)) stamp_untouched(clock());
   changes_.fetch_add(1, std::memory_order_release);
 }
 

@@ -327,8 +327,12 @@ void apply_rows(Reader& r, const TableImage& image, EmbeddingTable& t, bool in_o
 
 // Seen sets of the listed user rows, items named by key (row numbers differ between a
 // trainer and the replicas that rebuild its tables from deltas).
-void write_seen(Writer& w, const SeenStore& seen, const EmbeddingTable& items,
-                const std::vector<uint32_t>& user_rows, uint32_t n_items) {
+// Seen sets of the listed user rows, items named by key (row numbers differ between a
+// trainer and the replicas that rebuild its tables from deltas). Only items the reader will
+// know are named: for a full snapshot the rows in the file (`in_file`: row -> its place, or
+// kNotFound), for a delta the live ones (a replica skips keys it does not know yet).
+void write_seen(Writer& w, const SeenStore& seen, const EmbeddingTable& items, const std::vector<uint32_t>& user_rows,
+                uint32_t n_items, const std::vector<uint32_t>* in_file) {
   std::vector<uint32_t> rows;
   std::vector<uint64_t> keys;
   w.value<uint32_t>(static_cast<uint32_t>(user_rows.size()));
@@ -337,9 +341,12 @@ void write_seen(Writer& w, const SeenStore& seen, const EmbeddingTable& items,
     keys.clear();
     seen.collect(u, rows);
     std::sort(rows.begin(), rows.end());
-    for (uint32_t i : rows)
-      // Items created after the cut wait for the next file; evicted ones are gone.
-    if (i < n_items && items.is_live(i)) keys.push_back(items.key(i));
+    for (uint32_t i : rows) {
+      // Items created after the cut wait for the next file; evicted ones are gone (and a
+      // row recycled during a full save holds an item the file does not have).
+      if (i >= n_items) continue;
+      if (in_file != nullptr ? (*in_file)[i] != EmbeddingTable::kNotFound : items.is_live(i)) keys.push_back(items.key(i));
+    }
     w.value<uint32_t>(static_cast<uint32_t>(keys.size()));
     w.bytes(keys.data(), keys.size() * sizeof(uint64_t));
   }
@@ -434,13 +441,36 @@ std::vector<uint32_t> rows_since(const EmbeddingTable& t, uint32_t n, uint32_t g
   return rows;
 }
 
-// Keys evicted since the previous delta (empty in full snapshots).
-void write_keys(Writer& w, const std::vector<uint64_t>& users, const std::vector<uint64_t>& items) {
-  w.value<uint64_t>(users.size());
-  w.bytes(users.data(), users.size() * 8);
-  w.value<uint64_t>(items.size());
-  w.bytes(items.data(), items.size() * 8);
+// Keys evicted since the previous delta (empty in full snapshots). When the trainer's log
+// overflowed (see Model::log_evictions), `live` holds every live key of users then items
+// instead, and a replica drops every key not in it.
+struct Evictions {
+  std::vector<uint64_t> users, items;
+  bool membership = false;
+  std::vector<uint64_t> live_users, live_items;
+};
+
+void write_key_list(Writer& w, const std::vector<uint64_t>& keys) {
+  w.value<uint64_t>(keys.size());
+  w.bytes(keys.data(), keys.size() * 8);
+}
+
+void write_keys(Writer& w, const Evictions& e) {
+  write_key_list(w, e.users);
+  write_key_list(w, e.items);
+  w.value<uint32_t>(e.membership ? 1 : 0);
+  if (e.membership) {
+    write_key_list(w, e.live_users);
+    write_key_list(w, e.live_items);
+  }
   w.end_section("evicted");
+}
+
+std::vector<uint64_t> live_keys(const EmbeddingTable& t, uint32_t n) {
+  std::vector<uint64_t> keys;
+  for (uint32_t r = 0; r < n; ++r)
+    if (t.is_live(r)) keys.push_back(t.key(r));
+  return keys;
 }
 
 std::vector<uint64_t> read_key_list(Reader& r) {
@@ -715,10 +745,10 @@ void save_snapshot(const Model& m, const std::string& path) {
     write_header(w, h);
     write_rows(w, m.users_, users);
     write_rows(w, m.items_, items);
-    write_seen(w, m.seen_, m.items_, users, n_items);
+    write_seen(w, m.seen_, m.items_, users, n_items, &position);
     FeatureAccess::write(w, m, false, users, false, 0);
     FeatureAccess::write(w, m, true, items, false, 0);
-    write_keys(w, {}, {});
+    write_keys(w, Evictions{});
     write_sketches(w, m.user_sketch_.get(), m.item_sketch_.get());
   });
 }
@@ -729,7 +759,7 @@ struct FileImage {
   TableImage users, items;
   std::vector<std::vector<uint64_t>> seen;
   FeatureImage user_features, item_features;
-  std::vector<uint64_t> evicted_users, evicted_items;
+  Evictions evicted;
   std::vector<uint16_t> sketches;  // full snapshots of admission models: users', then items'
 };
 
@@ -742,8 +772,15 @@ static FileImage read_file(Reader& r, uint32_t kind) {
   f.seen = read_seen(r, f.users.rows);
   f.user_features = read_features(r, f.header.config.dim, acc, f.users.rows, "user features");
   f.item_features = read_features(r, f.header.config.dim, acc, f.items.rows, "item features");
-  f.evicted_users = read_key_list(r);
-  f.evicted_items = read_key_list(r);
+  f.evicted.users = read_key_list(r);
+  f.evicted.items = read_key_list(r);
+  const uint32_t membership = r.value<uint32_t>();
+  if (membership > 1 || (membership == 1 && kind == kFullSnapshot)) r.fail("corrupted file (bad eviction section)");
+  f.evicted.membership = membership == 1;
+  if (f.evicted.membership) {
+    f.evicted.live_users = read_key_list(r);
+    f.evicted.live_items = read_key_list(r);
+  }
   r.end_section("evicted");
   if (kind == kFullSnapshot) {
     const uint64_t n = r.value<uint64_t>();
@@ -819,16 +856,26 @@ void save_delta(const Model& m, const std::string& path) {
   // every change since the previous cut carries a generation >= next_since_.
   EpochGuard pin;
   const uint32_t cut = m.generation_.fetch_add(1, std::memory_order_seq_cst);
-  std::vector<uint64_t> evicted_users, evicted_items;
+  // The log is taken and the rows chosen under the log's lock, so that no eviction falls
+  // between the two (see Model::evict_rows).
+  Evictions evicted;
+  std::vector<uint32_t> users, items;
+  uint32_t n_users, n_items;
   {
     std::lock_guard<std::mutex> log_lock(m.eviction_log_mutex_);
-    evicted_users.swap(m.evicted_user_keys_);
-    evicted_items.swap(m.evicted_item_keys_);
+    evicted.users.swap(m.evicted_user_keys_);
+    evicted.items.swap(m.evicted_item_keys_);
+    n_users = m.users_.size();
+    n_items = m.items_.size();
+    users = rows_since(m.users_, n_users, m.next_since_);
+    items = rows_since(m.items_, n_items, m.next_since_);
+    if (m.evictions_overflowed_) {
+      evicted.membership = true;
+      evicted.live_users = live_keys(m.users_, n_users);
+      evicted.live_items = live_keys(m.items_, n_items);
+      m.evictions_overflowed_ = false;
+    }
   }
-  const uint32_t n_users = m.users_.size();
-  const uint32_t n_items = m.items_.size();
-  const std::vector<uint32_t> users = rows_since(m.users_, n_users, m.next_since_);
-  const std::vector<uint32_t> items = rows_since(m.items_, n_items, m.next_since_);
   const uint64_t sequence = m.sequence_ + 1;
   const uint64_t link = fresh_id();
   try {
@@ -839,17 +886,22 @@ void save_delta(const Model& m, const std::string& path) {
       write_header(w, h);
       write_rows(w, m.users_, users);
       write_rows(w, m.items_, items);
-      write_seen(w, m.seen_, m.items_, users, n_items);
+      write_seen(w, m.seen_, m.items_, users, n_items, nullptr);
       FeatureAccess::write(w, m, false, users, true, m.next_since_);
       FeatureAccess::write(w, m, true, items, true, m.next_since_);
-      write_keys(w, evicted_users, evicted_items);
+      write_keys(w, evicted);
     });
   } catch (...) {
     // The next delta carries these evictions (ahead of any logged since: order matters
-    // only for a key evicted twice, and evicting it twice is the same as once).
+    // only for a key evicted twice, and evicting it twice is the same as once), or the
+    // live keys again if this one was to list them.
     std::lock_guard<std::mutex> log_lock(m.eviction_log_mutex_);
-    m.evicted_user_keys_.insert(m.evicted_user_keys_.begin(), evicted_users.begin(), evicted_users.end());
-    m.evicted_item_keys_.insert(m.evicted_item_keys_.begin(), evicted_items.begin(), evicted_items.end());
+    if (evicted.membership) {
+      m.evictions_overflowed_ = true;
+    } else {
+      m.evicted_user_keys_.insert(m.evicted_user_keys_.begin(), evicted.users.begin(), evicted.users.end());
+      m.evicted_item_keys_.insert(m.evicted_item_keys_.begin(), evicted.items.begin(), evicted.items.end());
+    }
     throw;
   }
   // Only after success: a failed delta leaves the next one to carry its rows.
@@ -894,7 +946,8 @@ void apply_delta(Model& m, const std::string& path) {
     check_applicable(r, f.user_features.table, m.user_features_.table, "user features");
     check_applicable(r, f.item_features.table, m.item_features_.table, "item features");
     // Evictions first: a key evicted and then seen again before the cut comes back as a row.
-    m.evict_keys(f.evicted_users, f.evicted_items);
+    m.evict_keys(f.evicted.users, f.evicted.items);
+    if (f.evicted.membership) m.keep_only(f.evicted.live_users, f.evicted.live_items);
     apply_rows(r, users, m.users_, false, "users");
     apply_rows(r, items, m.items_, false, "items");
     for (uint32_t u = 0; u < users.rows; ++u) {

@@ -82,8 +82,10 @@ class EmbeddingTable {
   // Erases the live rows among `rows` (their keys leave the index; the rows stay allocated
   // until release()); returns those actually erased. Thread-safe against inserts.
   std::vector<uint32_t> erase(const std::vector<uint32_t>& rows);
-  // Makes erased rows available to new IDs. Only once no reader can hold them.
-  void release(const std::vector<uint32_t>& rows);
+  // Makes erased rows available to new IDs, only once no reader can hold them. Call
+  // reserve_free(rows.size()) first: release itself does not allocate.
+  void reserve_free(size_t more);
+  void release(const std::vector<uint32_t>& rows) noexcept;
 
   // Throws std::invalid_argument if inserting these would mix kinds or collide; called on a
   // whole batch before anything is inserted. `names` may be nullptr (integer IDs).

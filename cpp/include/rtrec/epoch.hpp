@@ -62,7 +62,7 @@ class EpochDomain {
   // The oldest epoch any thread is pinned at (the current epoch if none is).
   uint64_t min_pinned() const noexcept {
     uint64_t least = epoch_.load(std::memory_order_seq_cst);
-    const uint32_t used = used_.load(std::memory_order_acquire);
+    const uint32_t used = used_.load(std::memory_order_seq_cst);
     for (uint32_t s = 0; s < used; ++s) {
       const uint64_t e = slots_[s].epoch.load(std::memory_order_seq_cst);
       if (e != kIdle && e < least) least = e;
@@ -96,7 +96,7 @@ class EpochDomain {
     for (uint32_t s = 0; s < kSlots; ++s) {
       bool expected = false;
       if (slots_[s].owned.compare_exchange_strong(expected, true)) {
-        if (s >= used_.load(std::memory_order_relaxed)) used_.store(s + 1, std::memory_order_release);
+        if (s >= used_.load(std::memory_order_relaxed)) used_.store(s + 1, std::memory_order_seq_cst);
         return s;
       }
     }

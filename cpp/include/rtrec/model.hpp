@@ -145,6 +145,7 @@ class Model {
 
   void validate(const EventBatch& events) const;
   void fit_pinned(const EventBatch& events, uint32_t epochs, int num_threads);
+  void set_features_pinned(bool items, const IdBatch& ids, const std::vector<std::vector<std::string>>& features);
   void update_pinned(const EventBatch& events);
   bool is_positive(float label) const noexcept;
   double batch_time(const EventBatch& events, size_t i, double now) const noexcept;
@@ -189,8 +190,11 @@ class Model {
   // the keys for the next delta.
   uint64_t evict_rows(const std::vector<uint32_t>& users, const std::vector<uint32_t>& items, bool log = true);
   void recycle();  // maintenance_mutex_ held: reuses the pending rows that are safe now
+  void log_evictions(const Pending& p);  // eviction_log_mutex_ held
   // Evicts the rows of these keys (a replica applying a delta); unknown keys are skipped.
   void evict_keys(const std::vector<uint64_t>& users, const std::vector<uint64_t>& items);
+  // Evicts every row whose key is not listed (a delta that lists the trainer's live keys).
+  void keep_only(const std::vector<uint64_t>& users, const std::vector<uint64_t>& items);
   void maintain();
   // Live rows of `table` last updated before `cutoff`.
   std::vector<uint32_t> rows_before(const EmbeddingTable& table, double cutoff) const;
@@ -251,6 +255,8 @@ class Model {
   mutable std::mutex eviction_log_mutex_;  // a save (const) takes the log
   mutable std::vector<uint64_t> evicted_user_keys_, evicted_item_keys_;
   mutable std::atomic<bool> logging_evictions_{false};
+  // The log outgrew the live keys and was dropped: the next delta lists the live keys.
+  mutable bool evictions_overflowed_ = false;  // under eviction_log_mutex_
   std::unique_ptr<CountMinSketch> user_sketch_, item_sketch_;  // only when min_count > 1
 
   // Persistence. Every change marks its rows with the current generation; a delta cuts a
