@@ -116,8 +116,8 @@ class Recommender:
             call may exceed the cap by the new IDs it brings until it returns.
 
     Evicted rows leave the model at once (their IDs score as unknown and are not
-    recommended; their seen items are forgotten) and are reused by new IDs once no thread
-    can still hold them. ``evict`` does the same on demand. Counts are in
+    recommended) and are reused by new IDs, with their seen items and features dropped,
+    once no call that started before the eviction is still running. ``evict`` does the same on demand. Counts are in
     ``stats()["evicted_users"]`` / ``["evicted_items"]``, and deltas carry evicted IDs so
     replicas drop them too. An update racing with the eviction of its own ID may be lost,
     as if it had arrived just before the eviction.
