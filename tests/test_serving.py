@@ -172,3 +172,23 @@ def test_sigterm_flushes_and_a_restart_resumes_from_the_snapshot_dir(tmp_path):
         assert second.get("/recommend?user=3&k=5")[1] == expected
     finally:
         second.stop()
+
+
+def test_a_capped_service_stays_capped_and_resumes_with_the_same_rows(tmp_path):
+    first = Server("--snapshot-dir", str(tmp_path), "--snapshot-interval", "0.05", "--max-rows", "40")
+    try:
+        for start in range(0, 200, 20):  # 200 users through a 40-row cap, deltas meanwhile
+            first.post("/feedback", {"events": [{"user": u, "item": u % 9} for u in range(start, start + 20)]})
+            time.sleep(0.02)
+        stats = first.get("/stats")[1]
+        assert stats["n_users"] <= 40 and stats["evicted_users"] == 200 - stats["n_users"]
+        expected = first.get("/recommend?user=199&k=5")[1]
+    finally:
+        assert first.stop(signal.SIGTERM) == 0
+    second = Server("--snapshot-dir", str(tmp_path))
+    try:
+        resumed = second.get("/stats")[1]
+        assert resumed["n_users"] == stats["n_users"] and resumed["evicted_users"] == stats["evicted_users"]
+        assert second.get("/recommend?user=199&k=5")[1] == expected
+    finally:
+        second.stop()
