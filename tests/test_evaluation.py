@@ -350,3 +350,44 @@ def test_movielens_realtime_updates_lower_the_rating_error():
                          policies=["realtime", "static"], n_windows=3)
     assert report.stream["loss"] == "squared" and report.config["positive_threshold"] == 4.0
     assert report.policies["realtime"].metrics["rmse"] < report.policies["static"].metrics["rmse"] - 0.02
+
+
+def test_prequential_gives_ids_their_features_when_they_first_appear(monkeypatch):
+    events = synthetic_stream(n_users=60, n_items=120, n_events=3000, seed=3)
+    order = np.argsort(events.timestamps, kind="stable")
+    items_in_order = events.items[order]
+    first_seen = {item: pos for pos, item in reversed(list(enumerate(items_in_order.tolist())))}
+    item_ids = np.unique(events.items)
+    features = (item_ids, [[f"group={int(i) % 4}"] for i in item_ids])
+    given: dict[int, list] = {}  # per model: the items it was given, in order
+    original = rt.Recommender.set_item_features
+
+    def spy(self, items, lists):
+        given.setdefault(id(self), []).extend(list(items))
+        return original(self, items, lists)
+
+    monkeypatch.setattr(rt.Recommender, "set_item_features", spy)
+    report = prequential(events, model={"dim": 8, "num_threads": 1}, policies=("realtime", "static"),
+                         batch_size=50, warmup=0.3, epochs=1, item_features=features)
+    assert set(report.policies) == {"realtime", "static"}
+    for items in given.values():
+        assert len(items) == len(set(items))  # each item once per model
+    # Never before its time: the warm-up model gets the warm-up's items only, and every
+    # item arrives no earlier than the micro-batch holding its first event.
+    n_warmup = report.config["n_warmup"]
+    realtime_items = max(given.values(), key=len)
+    assert set(realtime_items) == set(item_ids.tolist())
+    warm = [i for i in realtime_items if first_seen[i] < n_warmup]
+    assert realtime_items[:len(warm)] == warm and all(first_seen[i] >= n_warmup for i in realtime_items[len(warm):])
+    positions = [first_seen[i] for i in realtime_items[len(warm):]]
+    batches = [(p - n_warmup) // 50 for p in positions]
+    assert batches == sorted(batches)  # registered batch by batch, in stream order
+    assert len(set(batches)) > 1
+
+
+def test_prequential_refuses_malformed_features():
+    events = small_events()
+    with pytest.raises(TypeError, match="item_features"):
+        prequential(events, model={"dim": 4}, item_features=[["a"]] * 3)
+    with pytest.raises(ValueError, match="2 IDs but 1 feature lists"):
+        prequential(events, model={"dim": 4}, item_features=(np.array([1, 2]), [["a"]]))

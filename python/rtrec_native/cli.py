@@ -499,22 +499,6 @@ def _features_for(args: argparse.Namespace, events: Any, data_info: dict[str, An
     return out
 
 
-def _model_spec(params: dict[str, Any], features: Sequence[_SideFeatures]) -> Any:
-    """What :func:`prequential` takes as the model: the parameters, or with side features a
-    factory giving every fresh model (each policy, each periodic refit) its features."""
-    if not features:
-        return params
-    from .recommender import Recommender
-
-    def make() -> Any:
-        rec = Recommender(**params)
-        for side_features in features:
-            side_features.apply(rec)
-        return rec
-
-    return make
-
-
 def _retrain_schedule(args: argparse.Namespace, n_events: int, synthetic: bool) -> tuple[int | None, float | None]:
     if args.retrain_every is not None or args.retrain_period is not None:
         return args.retrain_every, args.retrain_period
@@ -560,11 +544,13 @@ def _run_prequential(args: argparse.Namespace, policies: Sequence[str]) -> tuple
     progress = _Progress(enabled=not args.no_progress)
     began = time.perf_counter()
     try:
+        by_side = {f.side: (f.ids, f.lists) for f in features}
         report = prequential(
-            events, model=_model_spec(_model_params(args, events.labels), features), policies=tuple(policies),
+            events, model=_model_params(args, events.labels), policies=tuple(policies),
             batch_size=args.batch_size, warmup=args.warmup, epochs=args.epochs,
             retrain_every=retrain_every, retrain_period=retrain_period, k=args.k,
             n_windows=args.windows, positive_threshold=args.positive_threshold, progress=progress,
+            item_features=by_side.get("item"), user_features=by_side.get("user"),
         )
     finally:
         progress.close()

@@ -680,6 +680,50 @@ def _refit_due(
     return False
 
 
+class _FeatureCatalogue:
+    """Side features to hand to models during a replay: an ID's features are set when it
+    first appears in the stream, just before the micro-batch that mentions it is scored (as
+    if the catalogue entry were published with its first event), never earlier, so a replay
+    does not recommend items before they exist."""
+
+    def __init__(self, item_features: Any = None, user_features: Any = None) -> None:
+        self.sides = [(True, _feature_map(item_features, "item_features")),
+                      (False, _feature_map(user_features, "user_features"))]
+        self.sides = [(on_items, m) for on_items, m in self.sides if m]
+        self.model: Recommender | None = None  # the model being fed (one at a time)
+        self.done: list[set] = []              # its IDs already given their features
+
+    def register(self, rec: Recommender, events: Events, lo: int, hi: int, *, fresh: bool = False) -> None:
+        if not self.sides:
+            return
+        if fresh or rec is not self.model:
+            self.model, self.done = rec, [set() for _ in self.sides]
+        for (on_items, mapping), done in zip(self.sides, self.done):
+            ids = events.items[lo:hi] if on_items else events.users[lo:hi]
+            new = [i for i in dict.fromkeys(ids.tolist()) if i not in done and i in mapping]
+            if not new:
+                continue
+            done.update(new)
+            lists = [mapping[i] for i in new]
+            if on_items:
+                rec.set_item_features(new, lists)
+            else:
+                rec.set_user_features(new, lists)
+
+
+def _feature_map(features: Any, name: str) -> dict:
+    """(ids, lists) as returned by :func:`rtrec_native.data.load_features` -> {id: list}."""
+    if features is None:
+        return {}
+    if not isinstance(features, (tuple, list)) or len(features) != 2:
+        raise TypeError(f"{name}: expected (ids, feature lists) as from data.load_features, got {type(features).__name__}")
+    ids, lists = features
+    ids = np.asarray(ids).tolist()
+    if len(ids) != len(lists):
+        raise ValueError(f"{name}: {len(ids)} IDs but {len(lists)} feature lists")
+    return dict(zip(ids, lists))
+
+
 def _replay(
     policy: str,
     make: Callable[[], Recommender],
@@ -693,6 +737,7 @@ def _replay(
     retrain_period: float | None,
     progress: Callable[[str, int, int], Any] | None,
     total: int,
+    features: _FeatureCatalogue | None = None,
 ) -> tuple[_Recorder, list[float], float]:
     """Run one policy over the stream after the warm-up.
 
@@ -700,7 +745,15 @@ def _replay(
     the wall time of the replay.
     """
     events = stream.events
-    rec = make().fit(**_learn_args(events, 0, warmup), epochs=epochs)
+    catalogue = features or _FeatureCatalogue()
+
+    def fresh(hi: int) -> Recommender:
+        """A new model, given the features of the IDs seen before `hi`, fitted on them."""
+        model = make()
+        catalogue.register(model, events, 0, hi, fresh=True)
+        return model.fit(**_learn_args(events, 0, hi), epochs=epochs)
+
+    rec = fresh(warmup)
     recorder = _Recorder(stream, warmup, k)
     synced = warmup  # the model has learned the stream up to here
     refresh_seconds: list[float] = []
@@ -710,9 +763,11 @@ def _replay(
         if policy == "periodic" and _refit_due(stream, lo, synced, retrain_every, retrain_period):
             t0 = time.perf_counter()
             # A fresh model on everything so far: what a nightly batch job does.
-            rec = make().fit(**_learn_args(events, 0, lo), epochs=epochs)
+            rec = fresh(lo)
             refresh_seconds.append(time.perf_counter() - t0)
             synced = lo
+        # IDs appearing for the first time bring their features (published with them).
+        catalogue.register(rec, events, lo, hi)
         # Test: score the whole micro-batch with the model as it was before it.
         recorder.add_scores(lo, rec.predict(events.users[lo:hi], events.items[lo:hi]))
         trial_hi = trial_lo + int(np.count_nonzero(stream.ranked[lo:hi]))
@@ -788,6 +843,8 @@ def prequential(
     n_windows: int = 20,
     positive_threshold: float | None = None,
     progress: Callable[[str, int, int], Any] | None = None,
+    item_features: Any = None,
+    user_features: Any = None,
 ) -> PrequentialReport:
     """Replay a time-ordered stream through several freshness policies, test-then-train.
 
@@ -816,6 +873,11 @@ def prequential(
             default :func:`default_positive_threshold` of the warm-up labels.
         progress: called after each micro-batch as ``progress(policy, n_events_scored,
             total)``, where ``total = len(policies) * n_scored`` (for a progress bar).
+        item_features, user_features: side features as ``(ids, lists)`` (what
+            :func:`rtrec_native.data.load_features` returns). Every policy's model gets an
+            ID's features when the ID first appears: before the micro-batch that first
+            mentions it is scored (the warm-up fit and every refit: the IDs seen so far),
+            so items are never recommendable before they exist in the stream.
 
     Returns:
         A :class:`PrequentialReport`.
@@ -856,11 +918,12 @@ def prequential(
 
     results: dict[str, PolicyResult] = {}
     n_scored = stream.n - n_warmup
+    catalogue = _FeatureCatalogue(item_features, user_features)
     for policy in policies:
         recorder, refresh_seconds, seconds = _replay(
             policy, make, stream, n_warmup, batch_size=batch_size, epochs=epochs, k=k,
             retrain_every=retrain_every, retrain_period=retrain_period, progress=progress,
-            total=len(policies) * n_scored,
+            total=len(policies) * n_scored, features=catalogue,
         )
         seconds = max(seconds, 1e-9)  # a finite events/s even on a coarse clock
         results[policy] = PolicyResult(
