@@ -39,7 +39,7 @@ struct ModelConfig {
   uint32_t min_count = 1;
   // Expiry: rows not updated for `ttl` seconds of the model's clock are evicted (0: never),
   // and each table keeps at most `max_rows` rows, the least recently updated going first
-  // (0: no cap). Checked after every fit/update call.
+  // (0: no cap). Checked after every fit, update and set_features call.
   double ttl = 0.0;
   uint64_t max_rows = 0;
 };

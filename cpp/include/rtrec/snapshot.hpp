@@ -1,10 +1,15 @@
 // Versioned binary snapshots of a whole model: config, counters, every row with its
 // optimizer state and metadata, string IDs, seen lists, and checksums.
 //
-// Layout (little-endian): header {magic "RTRECSNP", version, kind, config, counters,
-// snapshot id} + checksum, then per table (users, items) {kind, rows, fixed-size row
-// records, string IDs} + checksum, then the seen lists + checksum, then a trailer
-// {"RTRECEND", checksum of everything}. No pickle, no pointers: a file is self-describing.
+// Layout (little-endian): header {magic "RTRECSNP" or "RTRECDLT", version, kind, config
+// (expiry included), counters, lineage position, popularity pool} + checksum, then per
+// table (users, items) {kind, rows, fixed-size row records, string IDs} + checksum, the seen
+// lists + checksum, per side the side features {feature table rows, one list of feature
+// keys per ID row of the file} + checksum, the evicted keys (deltas; or the live keys when
+// the trainer's eviction log overflowed) + checksum, the admission sketches (full
+// snapshots) + checksum, then a trailer {"RTRECEND", checksum of the section checksums}.
+// Full snapshots hold live rows only, renumbered in order. No pickle, no pointers: a file
+// is self-describing.
 //
 // Writing never stops the world: rows are read while other threads may be training, so a
 // snapshot is Hogwild-consistent (each row as some thread left it at the moment it was
