@@ -176,6 +176,10 @@ void Model::draw_negatives(uint32_t positive, uint32_t n_items, SplitMix64& rng,
   for (uint32_t s = 0; s < config_.negatives; ++s) {
     uint32_t negative = draw();
     if (negative == positive) negative = draw();  // one redraw; a repeat is skipped
+    // A few more for rows freed by eviction (a table after a big eviction is mostly free
+    // rows until new IDs fill them).
+    for (int retry = 0; check_live && retry < 4 && negative < n_items && !items_.is_live(negative); ++retry)
+      negative = draw();
     const bool usable = negative != positive && negative < n_items && (!check_live || items_.is_live(negative));
     out[s] = usable ? negative : kNoRow;
   }
