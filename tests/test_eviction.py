@@ -280,3 +280,13 @@ def test_rows_made_by_set_features_before_any_event_follow_the_streams_clock():
     assert rec.n_items == 1                          # expired like any row, not stuck at wall-clock time
     rec.set_item_features([200], [["brand=acme"]])  # the clock runs now: stamped with it
     assert rec.evict(older_than=1) == 0 and rec.evict(older_than=0, now=1200.5) == 3  # user 1, items 1, 200
+
+
+def test_after_a_big_eviction_negatives_are_drawn_among_the_live_items():
+    rec = rt.Recommender(dim=8, num_threads=1, seed=0)
+    stream(rec, np.arange(10_000) % 50, np.arange(10_000), np.arange(10_000.0))
+    assert rec.evict(older_than=0, now=9_900.0) == 9_900  # 99% of the item rows are now free
+    before = rec.stats()["updates"]
+    stream(rec, np.arange(1_000) % 50, 10_000 + np.arange(1_000) % 20, 10_000 + np.arange(1_000.0))
+    # Every positive found a live negative (drawing row numbers would mostly hit free rows).
+    assert rec.stats()["updates"] - before == 1_000

@@ -42,6 +42,7 @@ EmbeddingTable::Chunk::Chunk(uint32_t stride, bool with_accumulators, bool with_
     }
     meta = new RowMeta[kChunkRows];
     live = new std::atomic<uint8_t>[kChunkRows];
+    live_slot = new uint32_t[kChunkRows];
     for (uint32_t i = 0; i < kChunkRows; ++i) live[i].store(0, std::memory_order_relaxed);
     if (with_names) names.reset(new std::string[kChunkRows]);
   } catch (...) {
@@ -60,10 +61,12 @@ void EmbeddingTable::Chunk::free_arrays() noexcept {
   std::free(keys);
   delete[] meta;
   delete[] live;
+  delete[] live_slot;
   vectors = accumulators = bias = bias_accumulator = nullptr;
   keys = nullptr;
   meta = nullptr;
   live = nullptr;
+  live_slot = nullptr;
 }
 
 EmbeddingTable::EmbeddingTable(const TableOptions& options)
@@ -131,6 +134,8 @@ uint32_t EmbeddingTable::find_or_insert(uint64_t key, const std::string* name, b
   row = reuse ? free_rows_.back() : size_.load(std::memory_order_relaxed);
   if (row >= kNotFound - 1) throw std::length_error("rtrec: table is full");
   Chunk* c = reuse ? chunk(row) : directory_.ensure(row >> kChunkShift, stride_, with_accumulators_, name != nullptr);
+  const uint32_t live = live_.load(std::memory_order_relaxed);
+  LiveChunk* slot_chunk = live_rows_.ensure(live >> kChunkShift);
   index_.reserve_one();  // may throw: before anything is changed
   initialise_row(c, offset(row), key, random_init, time);
   if (name != nullptr) c->names[offset(row)] = *name;
@@ -139,7 +144,9 @@ uint32_t EmbeddingTable::find_or_insert(uint64_t key, const std::string* name, b
   c->live[offset(row)].store(1, std::memory_order_release);
   if (reuse) free_rows_.pop_back();
   else size_.store(row + 1, std::memory_order_release);
-  live_.fetch_add(1, std::memory_order_relaxed);
+  slot_chunk->rows[offset(live)].store(row, std::memory_order_relaxed);
+  c->live_slot[offset(row)] = live;
+  live_.store(live + 1, std::memory_order_release);
   index_.insert(key, row);
   return row;
 }
@@ -152,12 +159,16 @@ std::vector<uint32_t> EmbeddingTable::erase(const std::vector<uint32_t>& rows) {
     if (row >= size_.load(std::memory_order_relaxed) || !is_live(row)) continue;
     if (index_.erase(key(row)) != row) continue;  // cannot happen: a live row is indexed
     chunk(row)->live[offset(row)].store(0, std::memory_order_release);
+    // Swap-remove from the list of live rows: the last one takes its slot.
+    const uint32_t last_slot = live_.load(std::memory_order_relaxed) - 1;
+    const uint32_t slot = chunk(row)->live_slot[offset(row)];
+    const uint32_t moved = live_rows_.get(last_slot >> kChunkShift)->rows[offset(last_slot)].load(std::memory_order_relaxed);
+    live_rows_.get(slot >> kChunkShift)->rows[offset(slot)].store(moved, std::memory_order_relaxed);
+    chunk(moved)->live_slot[offset(moved)] = slot;
+    live_.store(last_slot, std::memory_order_release);
     erased.push_back(row);
   }
-  if (!erased.empty()) {
-    erased_any_.store(true, std::memory_order_relaxed);
-    live_.fetch_sub(static_cast<uint32_t>(erased.size()), std::memory_order_relaxed);
-  }
+  if (!erased.empty()) erased_any_.store(true, std::memory_order_relaxed);
   index_.collect();
   return erased;
 }
@@ -195,7 +206,8 @@ void EmbeddingTable::check_batch(const uint64_t* keys, const std::string* names,
 
 uint64_t EmbeddingTable::memory_bytes() const noexcept {
   const uint64_t chunks = directory_.allocated();
-  uint64_t per_row = sizeof(float) * stride_ + sizeof(float) + sizeof(uint64_t) + sizeof(RowMeta) + 1;
+  // Per row: vector, bias, key, metadata, live flag, its slot in the live list and that slot.
+  uint64_t per_row = sizeof(float) * stride_ + sizeof(float) + sizeof(uint64_t) + sizeof(RowMeta) + 1 + 2 * sizeof(uint32_t);
   if (with_accumulators_) per_row += sizeof(float) * stride_ + sizeof(float);
   if (kind() == IdKind::kString) per_row += sizeof(std::string);
   return chunks * kChunkRows * per_row + index_.memory_bytes();

@@ -168,18 +168,19 @@ Model::Resolved Model::resolve(const EventBatch& e, size_t i, double now) {
 void Model::draw_negatives(uint32_t positive, uint32_t n_items, SplitMix64& rng, uint32_t* out) const noexcept {
   const uint64_t pooled = std::min<uint64_t>(pool_written_.load(std::memory_order_relaxed), kPoolSize);
   const bool from_pool = config_.popularity_negatives && pooled > 0;
+  // After evictions, uniform draws pick among the live rows (a table may be mostly free rows
+  // after a big eviction); before, row numbers are the live rows and draw directly, which
+  // keeps seeded runs identical to what they always were.
+  const bool check_live = items_.has_erased();
+  const uint32_t n_live = check_live ? items_.live_count() : n_items;
   auto draw = [&]() -> uint32_t {
     if (from_pool) return pool_[rng.below(static_cast<uint32_t>(pooled))].load(std::memory_order_relaxed);
-    return n_items < 2 ? kNoRow : rng.below(n_items);
+    if (n_live < 2) return kNoRow;
+    return check_live ? items_.live_row(rng.below(n_live)) : rng.below(n_items);
   };
-  const bool check_live = items_.has_erased();  // evicted rows are no negatives
   for (uint32_t s = 0; s < config_.negatives; ++s) {
     uint32_t negative = draw();
     if (negative == positive) negative = draw();  // one redraw; a repeat is skipped
-    // A few more for rows freed by eviction (a table after a big eviction is mostly free
-    // rows until new IDs fill them).
-    for (int retry = 0; check_live && retry < 4 && negative < n_items && !items_.is_live(negative); ++retry)
-      negative = draw();
     const bool usable = negative != positive && negative < n_items && (!check_live || items_.is_live(negative));
     out[s] = usable ? negative : kNoRow;
   }

@@ -53,13 +53,18 @@ class EmbeddingTable {
   // Rows [0, size()) have been allocated; all are live unless some were erased.
   uint32_t size() const noexcept { return size_.load(std::memory_order_acquire); }
   // Rows that hold an ID now.
-  uint32_t live_count() const noexcept { return live_.load(std::memory_order_relaxed); }
+  uint32_t live_count() const noexcept { return live_.load(std::memory_order_acquire); }
   bool is_live(uint32_t row) const noexcept { return chunk(row)->live[offset(row)].load(std::memory_order_acquire) != 0; }
   // The live flags of a whole chunk (kChunkRows bytes). A scan that reads them before the
   // values, while pinned, only uses rows that cannot be recycled under it.
   void live_flags(uint32_t chunk_index, uint8_t* out) const noexcept {
     const std::atomic<uint8_t>* live = directory_.get(chunk_index)->live;
     for (uint32_t r = 0; r < kChunkRows; ++r) out[r] = live[r].load(std::memory_order_acquire);
+  }
+  // A live row by position in [0, live_count()), for sampling uniformly among live rows
+  // after evictions (lock-free; a concurrent erase may leave a stale entry: check is_live).
+  uint32_t live_row(uint32_t i) const noexcept {
+    return live_rows_.get(i >> kChunkShift)->rows[offset(i)].load(std::memory_order_relaxed);
   }
   // True once any row was erased: until then every row below size() is live, and hot loops
   // skip the liveness check.
@@ -179,6 +184,7 @@ class EmbeddingTable {
     uint64_t* keys = nullptr;
     RowMeta* meta = nullptr;
     std::atomic<uint8_t>* live = nullptr;  // 1 while the row holds an ID
+    uint32_t* live_slot = nullptr;         // writer-only: the row's position in live_rows_
     std::unique_ptr<std::string[]> names;
   };
 
@@ -200,6 +206,11 @@ class EmbeddingTable {
   std::atomic<uint32_t> live_{0};
   std::atomic<bool> erased_any_{false};
   std::vector<uint32_t> free_rows_;  // under insert_mutex_: released rows, reused first
+  // The live rows, densely (positions [0, live_)), kept by swap-remove under insert_mutex_.
+  struct LiveChunk {
+    std::atomic<uint32_t> rows[kChunkRows];
+  };
+  ChunkDirectory<LiveChunk> live_rows_;
   ConcurrentIndex index_;
   ChunkDirectory<Chunk> directory_;
 };
