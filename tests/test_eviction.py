@@ -3,6 +3,10 @@ under concurrent use, evicted IDs carried to replicas."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 
 import numpy as np
@@ -290,3 +294,50 @@ def test_after_a_big_eviction_negatives_are_drawn_among_the_live_items():
     stream(rec, np.arange(1_000) % 50, 10_000 + np.arange(1_000) % 20, 10_000 + np.arange(1_000.0))
     # Every positive found a live negative (drawing row numbers would mostly hit free rows).
     assert rec.stats()["updates"] - before == 1_000
+
+
+FORK_CHILD = textwrap.dedent('''
+import os, sys, threading, time
+import numpy as np
+import rtrec_native as rt
+
+rec = rt.Recommender(dim=16, num_threads=1, max_rows=1000, seed=0)
+rec.update(np.arange(1000), np.arange(1000) % 50, timestamps=np.zeros(1000))
+stop = threading.Event()
+users = np.arange(2_000_000) % 1000
+items = np.arange(2_000_000) % 50
+
+def busy():
+    while not stop.is_set():
+        rec.predict(users, items)  # pinned for most of its life
+
+t = threading.Thread(target=busy)
+t.start()
+time.sleep(0.3)
+pid = os.fork()
+if pid == 0:
+    # The child: only this thread exists. Stream new IDs through the cap.
+    memory = []
+    for step in range(60):
+        ids = 10_000 + step * 1000 + np.arange(1000)
+        rec.update(ids, ids % 50, timestamps=np.full(1000, 1.0 + step))
+        memory.append(rec.stats()["memory_bytes"])
+    ok = rec.n_users <= 1000 and max(memory[30:]) <= 1.1 * max(memory[5:30])
+    print("child", rec.n_users, memory[5], memory[-1], flush=True)
+    os._exit(0 if ok else 1)
+stop.set()
+t.join()
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+''')
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_child_forked_while_another_thread_is_mid_call_still_recycles_rows(tmp_path):
+    # The parent's other threads do not exist in a fork child; had their epoch pins stayed,
+    # the child would never reuse an evicted row again and its memory would grow without end.
+    script = tmp_path / "fork_child.py"
+    script.write_text(FORK_CHILD)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("child ")

@@ -15,10 +15,13 @@
 // started after the unlink and cannot reach the unlinked thing.
 #pragma once
 
+#include <pthread.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -82,7 +85,7 @@ class EpochDomain {
   struct ThreadState {
     uint32_t slot;
     uint32_t depth = 0;
-    explicit ThreadState(EpochDomain& d) : slot(d.claim()) {}
+    explicit ThreadState(EpochDomain& d) : slot(d.claim()) { current_slot = slot; }
     ~ThreadState() { EpochDomain::instance().slots_[slot].owned.store(false, std::memory_order_release); }
   };
 
@@ -103,11 +106,31 @@ class EpochDomain {
     throw std::length_error("rtrec: more than 4096 threads use the library at once");
   }
 
+  EpochDomain() { ::pthread_atfork(nullptr, nullptr, &EpochDomain::after_fork_in_child); }
+
+  // A forked child has only the thread that forked: slots of the parent's other threads
+  // would stay pinned for ever (nothing would be reclaimed again), and one of them may have
+  // held the claim mutex. Free them all but the forking thread's own.
+  static void after_fork_in_child() {
+    EpochDomain& d = instance();
+    new (&d.claim_mutex_) std::mutex();
+    const int64_t mine = current_slot;
+    for (uint32_t s = 0; s < kSlots; ++s) {
+      if (int64_t(s) == mine) continue;
+      d.slots_[s].epoch.store(kIdle, std::memory_order_relaxed);
+      d.slots_[s].owned.store(false, std::memory_order_relaxed);
+    }
+  }
+
+  static thread_local int64_t current_slot;  // this thread's slot once claimed, else -1
+
   std::atomic<uint64_t> epoch_{1};
   std::atomic<uint32_t> used_{0};  // slots [0, used_) have ever been claimed
   std::mutex claim_mutex_;
   Slot slots_[kSlots];
 };
+
+inline thread_local int64_t EpochDomain::current_slot = -1;
 
 // Pins the calling thread for a scope (see EpochDomain).
 class EpochGuard {
