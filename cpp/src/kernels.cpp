@@ -248,22 +248,9 @@ RTREC_INLINE bool pairwise_impl(const StepConfig& c, const RowRef& user, const R
   return true;
 }
 
-// The effective vector and bias of a composite side.
-RTREC_INLINE void combine(const Parts& side, uint32_t n, float* __restrict out, float* bias) noexcept {
-  std::fill(out, out + n, 0.0f);
-  *bias = 0.0f;
-  for (uint32_t p = 0; p < side.size; ++p) {
-    const Part& part = side.parts[p];
-    const float w = part.weight;
-    const float* __restrict v = part.row.vector;
-    for (uint32_t t = 0; t < n; ++t) out[t] += w * v[t];
-    *bias += w * *part.row.bias;
-  }
-}
-
 // Steps for every part of a side given the gradient `grad` (n floats) and `bias_grad` of
 // its effective vector; written to `steps` (per part: n steps, n squared gradients, then
-// bias step and new bias accumulator). Returns the non-finite flag sum.
+// the bias step and the bias's squared gradient). Returns the non-finite flag sum.
 template <bool kAdagrad>
 RTREC_INLINE float composite_steps_impl(const StepConfig& c, const Parts& side, const float* __restrict grad,
                                         float bias_grad, bool move_bias, float* __restrict steps) noexcept {
@@ -326,19 +313,34 @@ RTREC_INLINE void apply_composite(const StepConfig& c, const Parts& side, const 
 
 RTREC_INLINE size_t composite_floats(uint32_t n, uint32_t parts) { return size_t(parts) * (2 * n + 2); }
 
-// The effective vector and bias a side would have after its steps (for the overflow check
-// on the event's own score, as in the fused kernels).
-RTREC_INLINE void combine_after(const Parts& side, uint32_t n, const float* steps, bool move_bias, float* __restrict out,
-                                float* bias) noexcept {
+// The effective vector and bias of a composite side: now (`steps` null), or as it would be
+// after its steps (for the overflow check on the event's own score, as in the fused kernels).
+RTREC_INLINE void combine(const Parts& side, uint32_t n, const float* steps, bool move_bias, float* __restrict out,
+                          float* bias) noexcept {
   std::fill(out, out + n, 0.0f);
   *bias = 0.0f;
   for (uint32_t p = 0; p < side.size; ++p) {
     const Part& part = side.parts[p];
     const float w = part.weight;
     const float* __restrict v = part.row.vector;
+    if (steps == nullptr) {
+      for (uint32_t t = 0; t < n; ++t) out[t] += w * v[t];
+      *bias += w * *part.row.bias;
+      continue;
+    }
     const float* __restrict step = steps + size_t(p) * (2 * n + 2);
     for (uint32_t t = 0; t < n; ++t) out[t] += w * (v[t] - step[t]);
     *bias += w * (*part.row.bias - (move_bias ? step[2 * n] : 0.0f));
+  }
+}
+
+// Room for `need` floats; false if it cannot be had (the step is then skipped).
+RTREC_INLINE bool grow(std::vector<float>& scratch, size_t need) noexcept {
+  try {
+    if (scratch.size() < need) scratch.resize(need);
+    return true;
+  } catch (...) {
+    return false;
   }
 }
 
@@ -348,11 +350,7 @@ RTREC_HOT bool pointwise_composite(const StepConfig& c, Loss loss, Parts user, P
                                    float weight, std::vector<float>& scratch) noexcept {
   const uint32_t n = c.stride;
   const size_t need = 4 * size_t(n) + composite_floats(n, user.size) + composite_floats(n, item.size);
-  try {
-    if (scratch.size() < need) scratch.resize(need);
-  } catch (...) {
-    return false;
-  }
+  if (!grow(scratch, need)) return false;
   float* p = scratch.data();
   float* q = p + n;
   float* gp = q + n;
@@ -360,8 +358,8 @@ RTREC_HOT bool pointwise_composite(const StepConfig& c, Loss loss, Parts user, P
   float* user_steps = gq + n;
   float* item_steps = user_steps + composite_floats(n, user.size);
   float bu, bi;
-  combine(user, n, p, &bu);
-  combine(item, n, q, &bi);
+  combine(user, n, nullptr, true, p, &bu);
+  combine(item, n, nullptr, true, q, &bi);
   float s = offset + bu + bi;
   for (uint32_t t = 0; t < n; ++t) s += p[t] * q[t];
   const float g = weight * (loss == Loss::kLogistic ? sigmoid(s) - label : s - label);
@@ -370,8 +368,8 @@ RTREC_HOT bool pointwise_composite(const StepConfig& c, Loss loss, Parts user, P
     gq[t] = g * p[t];
   }
   float flag = composite_steps(c, user, gp, g, true, user_steps) + composite_steps(c, item, gq, g, true, item_steps);
-  combine_after(user, n, user_steps, true, p, &bu);
-  combine_after(item, n, item_steps, true, q, &bi);
+  combine(user, n, user_steps, true, p, &bu);
+  combine(item, n, item_steps, true, q, &bi);
   float s_after = offset + bu + bi;
   for (uint32_t t = 0; t < n; ++t) s_after += p[t] * q[t];
   flag += nonfinite_flag(s_after);
@@ -386,11 +384,7 @@ RTREC_HOT bool pairwise_composite(const StepConfig& c, Parts user, Parts positiv
   const uint32_t n = c.stride;
   const size_t need = 6 * size_t(n) + composite_floats(n, user.size) + composite_floats(n, positive.size) +
                       composite_floats(n, negative.size);
-  try {
-    if (scratch.size() < need) scratch.resize(need);
-  } catch (...) {
-    return false;
-  }
+  if (!grow(scratch, need)) return false;
   float* p = scratch.data();
   float* qi = p + n;
   float* qj = qi + n;
@@ -401,9 +395,9 @@ RTREC_HOT bool pairwise_composite(const StepConfig& c, Parts user, Parts positiv
   float* pos_steps = user_steps + composite_floats(n, user.size);
   float* neg_steps = pos_steps + composite_floats(n, positive.size);
   float bu, bi, bj;
-  combine(user, n, p, &bu);
-  combine(positive, n, qi, &bi);
-  combine(negative, n, qj, &bj);
+  combine(user, n, nullptr, true, p, &bu);
+  combine(positive, n, nullptr, true, qi, &bi);
+  combine(negative, n, nullptr, true, qj, &bj);
   float x = bi - bj;
   for (uint32_t t = 0; t < n; ++t) x += p[t] * (qi[t] - qj[t]);
   const float g = -weight * sigmoid(-x);
@@ -416,9 +410,9 @@ RTREC_HOT bool pairwise_composite(const StepConfig& c, Parts user, Parts positiv
   float flag = composite_steps(c, user, gp, 0.0f, false, user_steps) +
                composite_steps(c, positive, gi, g, true, pos_steps) +
                composite_steps(c, negative, gj, -g, true, neg_steps);
-  combine_after(user, n, user_steps, false, p, &bu);
-  combine_after(positive, n, pos_steps, true, qi, &bi);
-  combine_after(negative, n, neg_steps, true, qj, &bj);
+  combine(user, n, user_steps, false, p, &bu);
+  combine(positive, n, pos_steps, true, qi, &bi);
+  combine(negative, n, neg_steps, true, qj, &bj);
   float x_after = bi - bj;
   for (uint32_t t = 0; t < n; ++t) x_after += p[t] * (qi[t] - qj[t]);
   flag += nonfinite_flag(x_after);
