@@ -468,8 +468,7 @@ void write_keys(Writer& w, const Evictions& e) {
 
 std::vector<uint64_t> live_keys(const EmbeddingTable& t, uint32_t n) {
   std::vector<uint64_t> keys;
-  for (uint32_t r = 0; r < n; ++r)
-    if (t.is_live(r)) keys.push_back(t.key(r));
+  for (uint32_t r : live_rows(t, n)) keys.push_back(t.key(r));
   return keys;
 }
 

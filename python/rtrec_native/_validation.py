@@ -190,6 +190,15 @@ def real(value: Any, name: str, *, low: float, low_inclusive: bool) -> float:
     return v
 
 
+def finite(value: Any, name: str) -> float:
+    """Any finite number (seconds on a clock, say)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})")
+    if not np.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
 def num_threads(value: Any) -> int:
     """None -> 0 (the core's default: OMP_NUM_THREADS, else all cores); an int > 0 is exact."""
     if value is None:

@@ -346,12 +346,7 @@ class Recommender:
         reused by new IDs.
         """
         older_than = check.real(older_than, "older_than", low=0.0, low_inclusive=True)
-        if now is not None:
-            if isinstance(now, (bool, np.bool_)) or not isinstance(now, (int, float, np.integer, np.floating)):
-                raise TypeError(f"now must be a number of seconds, got {type(now).__name__} ({now!r})")
-            if not np.isfinite(now):
-                raise ValueError(f"now must be a finite number of seconds, got {now!r}")
-        reference = self._model.clock if now is None else float(now)
+        reference = self._model.clock if now is None else check.finite(now, "now")
         return int(self._model.evict_before(reference - older_than))
 
     @staticmethod
