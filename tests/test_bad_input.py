@@ -153,7 +153,7 @@ def test_update_one_rejects_bad_events_and_changes_nothing(args, exc, words):
 
 
 def test_dim_has_an_upper_bound():
-    with pytest.raises(ValueError, match="dim must be <= 65536"):
+    with pytest.raises(ValueError, match="dim must be between 1 and 65536"):
         rt.Recommender(dim=70_000)
 
 

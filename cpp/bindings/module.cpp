@@ -1,15 +1,22 @@
 // The only file that knows about Python: converts and checks arguments, releases the GIL
-// around every core call, and returns numpy arrays. No defaults and no model logic here.
+// around every core call, and returns numpy arrays. Defaults, limits and rules are the
+// core's (config.hpp), exported here as they are; none are decided here.
 // C++ exceptions map to Python ones by pybind11's rules: std::invalid_argument and
 // std::length_error -> ValueError, std::bad_alloc -> MemoryError.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <iterator>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "rtrec/config.hpp"
 #include "rtrec/hash.hpp"
 #include "rtrec/model.hpp"
 #include "rtrec/parallel.hpp"
@@ -157,6 +164,91 @@ rtrec::EventBatch make_batch(const Ids& users, const Ids& items, const std::opti
   return b;
 }
 
+// A float32 parameter as the Python float that prints like it (0.05, not 0.0500000007...).
+py::float_ shortest(float v) {
+  char text[32];
+  const auto end = std::to_chars(text, text + sizeof text, v).ptr;
+  return py::float_(std::strtod(std::string(text, end).c_str(), nullptr));
+}
+
+// ModelConfig <-> the dict of constructor arguments Python uses (its names and values; the
+// two_tower fields are None for mf, ttl and max_rows None when off).
+py::dict config_to_dict(const rtrec::ModelConfig& c) {
+  const bool two_tower = c.family == rtrec::Family::kTwoTower;
+  py::dict d;
+  d["model"] = rtrec::family_name(c.family);
+  d["dim"] = c.dim;
+  d["loss"] = rtrec::loss_name(c.loss);
+  d["optimizer"] = rtrec::optimizer_name(c.optimizer);
+  d["learning_rate"] = shortest(c.learning_rate);
+  d["l2"] = shortest(c.l2);
+  d["grad_clip"] = shortest(c.grad_clip);
+  d["init_std"] = shortest(c.init_std);
+  d["negatives"] = c.negatives;
+  d["negative_sampling"] = c.popularity_negatives ? "popularity" : "uniform";
+  d["seed"] = c.seed;
+  d["min_count"] = c.min_count;
+  d["ttl"] = c.ttl > 0.0 ? py::object(py::float_(c.ttl)) : py::object(py::none());
+  d["max_rows"] = c.max_rows > 0 ? py::object(py::int_(c.max_rows)) : py::object(py::none());
+  d["tower"] = two_tower ? py::object(py::tuple(py::cast(c.tower))) : py::object(py::none());
+  d["history"] = two_tower ? py::object(py::int_(c.history)) : py::object(py::none());
+  d["recency"] = two_tower ? py::object(shortest(c.recency)) : py::object(py::none());
+  return d;
+}
+
+// An unsigned integer field: a negative or oversized value is refused here with its name
+// (the core checks the field's real range).
+template <class T>
+T unsigned_field(const py::dict& d, const char* key) {
+  const py::object v = d[key];
+  if (!PyLong_Check(v.ptr())) throw py::type_error(std::string(key) + " must be an int");
+  int overflow = 0;
+  const long long x = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
+  if (overflow != 0 || x < 0 || static_cast<unsigned long long>(x) > std::numeric_limits<T>::max())
+    throw py::value_error(std::string(key) + " must be a non-negative int that fits in " + std::to_string(8 * sizeof(T)) +
+                          " bits, got " + py::str(v).cast<std::string>());
+  return static_cast<T>(x);
+}
+
+// The inverse: every key of config_to_dict is required (Python fills in the defaults), and
+// values arrive type-checked by the Python layer; ranges are checked by the core.
+rtrec::ModelConfig config_from_dict(const py::dict& d) {
+  for (const auto& item : d) {
+    const std::string key = py::str(item.first);
+    static const char* known[] = {"model", "dim", "loss", "optimizer", "learning_rate", "l2", "grad_clip", "init_std",
+                                  "negatives", "negative_sampling", "seed", "min_count", "ttl", "max_rows", "tower",
+                                  "history", "recency"};
+    if (std::find(std::begin(known), std::end(known), key) == std::end(known))
+      throw py::value_error("unknown model parameter '" + key + "'");
+  }
+  rtrec::ModelConfig c;
+  c.family = rtrec::parse_family(d["model"].cast<std::string>());
+  c.dim = unsigned_field<uint32_t>(d, "dim");
+  c.loss = rtrec::parse_loss(d["loss"].cast<std::string>());
+  c.optimizer = rtrec::parse_optimizer(d["optimizer"].cast<std::string>());
+  c.learning_rate = d["learning_rate"].cast<float>();
+  c.l2 = d["l2"].cast<float>();
+  c.grad_clip = d["grad_clip"].cast<float>();
+  c.init_std = d["init_std"].cast<float>();
+  c.negatives = unsigned_field<uint32_t>(d, "negatives");
+  c.popularity_negatives = rtrec::parse_negative_sampling(d["negative_sampling"].cast<std::string>());
+  c.seed = unsigned_field<uint64_t>(d, "seed");
+  c.min_count = unsigned_field<uint32_t>(d, "min_count");
+  c.ttl = d["ttl"].is_none() ? 0.0 : d["ttl"].cast<double>();
+  c.max_rows = d["max_rows"].is_none() ? 0 : unsigned_field<uint64_t>(d, "max_rows");
+  if (!d["tower"].is_none()) {
+    for (const py::handle width : d["tower"].cast<py::tuple>()) {
+      py::dict one;
+      one["tower"] = width;
+      c.tower.push_back(unsigned_field<uint32_t>(one, "tower"));
+    }
+  }
+  if (!d["history"].is_none()) c.history = unsigned_field<uint32_t>(d, "history");
+  if (!d["recency"].is_none()) c.recency = d["recency"].cast<float>();
+  rtrec::validate_config(c);
+  return c;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -165,6 +257,44 @@ PYBIND11_MODULE(_core, m) {
   m.def("default_threads", [] { return rtrec::resolve_threads(0); },
         "Threads used when num_threads is None: OMP_NUM_THREADS if set, else all cores.");
   m.def("hash_string_id", [](const std::string& s) { return rtrec::hash_string_id(s); });
+  m.def("defaults", [](const std::string& model) { return config_to_dict(rtrec::default_config(rtrec::parse_family(model))); },
+        py::arg("model"), "The default constructor arguments of a model family ('mf' or 'two_tower').");
+  m.def("check_config", [](const py::dict& d) { config_from_dict(d); }, py::arg("config"),
+        "Raises ValueError naming the first argument that is out of range for its family.");
+  m.def(
+      "losses",
+      [](const std::string& model) {
+        std::vector<std::string> names;
+        for (rtrec::Loss l : rtrec::losses_of(rtrec::parse_family(model))) names.push_back(rtrec::loss_name(l));
+        return names;
+      },
+      py::arg("model"), "The losses a model family trains with.");
+  {
+    py::dict limits;
+    limits["max_dim"] = rtrec::kMaxDim;
+    limits["max_features_per_id"] = rtrec::kMaxFeaturesPerId;
+    limits["max_min_count"] = rtrec::kMaxMinCount;
+    limits["max_rows"] = rtrec::kMaxRows;
+    limits["max_negatives"] = rtrec::kMaxNegatives;
+    limits["max_tower_layers"] = rtrec::kMaxTowerLayers;
+    limits["max_tower_width"] = rtrec::kMaxTowerWidth;
+    limits["max_history"] = rtrec::kMaxHistory;
+    m.attr("limits") = limits;
+  }
+  m.def(
+      "consumed",
+      [](const std::string& loss, std::optional<FloatArray> labels, std::optional<FloatArray> weights, size_t n) {
+        const rtrec::Loss l = rtrec::parse_loss(loss);
+        const float* y = optional_data(labels, n, "labels");
+        const float* w = optional_data(weights, n, "weights");
+        py::array_t<bool> out(n);
+        bool* p = out.mutable_data();
+        for (size_t i = 0; i < n; ++i) p[i] = rtrec::consumed(l, y != nullptr ? y[i] : 1.0f, w != nullptr ? w[i] : 1.0f);
+        return out;
+      },
+      py::arg("loss"), py::arg("labels"), py::arg("weights"), py::arg("n"),
+      "Which events put their item among the user's consumed items (the core's rule; a missing label counts as 1, "
+      "a missing weight as 1).");
   py::register_exception<rtrec::SnapshotError>(m, "SnapshotError", PyExc_ValueError);
   py::register_exception<rtrec::DeltaOrderError>(m, "DeltaOrderError", PyExc_ValueError);
   py::register_exception<rtrec::MissingFileError>(m, "MissingFileError", PyExc_FileNotFoundError);
@@ -181,29 +311,7 @@ PYBIND11_MODULE(_core, m) {
       py::arg("path"), "(kind, lineage, sequence) from a snapshot or delta file's verified header.");
 
   py::class_<Model>(m, "Model")
-      .def(py::init([](uint32_t dim, const std::string& loss, const std::string& optimizer, float learning_rate,
-                       float l2, float grad_clip, float init_std, uint32_t negatives, uint64_t seed,
-                       const std::string& negative_sampling, uint32_t min_count, double ttl, uint64_t max_rows) {
-             rtrec::ModelConfig c;
-             c.dim = dim;
-             c.loss = rtrec::parse_loss(loss);
-             c.optimizer = rtrec::parse_optimizer(optimizer);
-             c.learning_rate = learning_rate;
-             c.l2 = l2;
-             c.grad_clip = grad_clip;
-             c.init_std = init_std;
-             c.negatives = negatives;
-             c.seed = seed;
-             c.popularity_negatives = rtrec::parse_negative_sampling(negative_sampling);
-             c.min_count = min_count;
-             c.ttl = ttl;
-             c.max_rows = max_rows;
-             return new Model(c);
-           }),
-           py::arg("dim"), py::arg("loss"), py::arg("optimizer"), py::arg("learning_rate"), py::arg("l2"),
-           py::arg("grad_clip"), py::arg("init_std"), py::arg("negatives"), py::arg("seed"),
-           py::arg("negative_sampling") = "uniform", py::arg("min_count") = 1, py::arg("ttl") = 0.0,
-           py::arg("max_rows") = 0)
+      .def(py::init([](const py::dict& config) { return new Model(config_from_dict(config)); }), py::arg("config"))
       .def(
           "fit",
           [](Model& model, py::handle users, py::handle items, std::optional<FloatArray> labels,
@@ -382,25 +490,7 @@ PYBIND11_MODULE(_core, m) {
             return rtrec::load_snapshot(path);
           },
           py::arg("path"))
-      .def_property_readonly("config", [](const Model& m) {
-        const rtrec::ModelConfig& c = m.config();
-        py::dict d;
-        static const char* losses[] = {"squared", "logistic", "bpr"};
-        d["dim"] = c.dim;
-        d["loss"] = losses[static_cast<int>(c.loss)];
-        d["optimizer"] = c.optimizer == rtrec::Optimizer::kSgd ? "sgd" : "adagrad";
-        d["learning_rate"] = c.learning_rate;
-        d["l2"] = c.l2;
-        d["negatives"] = c.negatives;
-        d["seed"] = c.seed;
-        d["grad_clip"] = c.grad_clip;
-        d["init_std"] = c.init_std;
-        d["negative_sampling"] = c.popularity_negatives ? "popularity" : "uniform";
-        d["min_count"] = c.min_count;
-        d["ttl"] = c.ttl > 0.0 ? py::object(py::float_(c.ttl)) : py::object(py::none());
-        d["max_rows"] = c.max_rows > 0 ? py::object(py::int_(c.max_rows)) : py::object(py::none());
-        return d;
-      })
+      .def_property_readonly("config", [](const Model& m) { return config_to_dict(m.config()); })
       .def_property_readonly("n_users", [](const Model& m) { return m.users().live_count(); })
       .def_property_readonly("n_items", [](const Model& m) { return m.items().live_count(); })
       .def_property_readonly("user_id_kind", [](const Model& m) { return kind_name(m.users().kind()); })

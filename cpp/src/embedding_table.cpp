@@ -15,6 +15,7 @@ namespace rtrec {
 namespace {
 
 constexpr uint64_t kInitStream = 0x1417;
+constexpr uint64_t kInputInitStream = 0x1418;
 
 template <class T>
 T* aligned_array(size_t n) {
@@ -29,7 +30,7 @@ uint32_t padded(uint32_t dim) { return (dim + 15u) & ~15u; }
 
 }  // namespace
 
-EmbeddingTable::Chunk::Chunk(uint32_t stride, bool with_accumulators, bool with_names) {
+EmbeddingTable::Chunk::Chunk(uint32_t stride, bool with_accumulators, bool with_names, bool with_inputs) {
   // Rows are initialised one by one as they are allocated; only the metadata arrays need
   // constructing here. On a throw, the destructor is not run, so free by hand.
   try {
@@ -39,6 +40,10 @@ EmbeddingTable::Chunk::Chunk(uint32_t stride, bool with_accumulators, bool with_
     if (with_accumulators) {
       accumulators = aligned_array<float>(size_t(kChunkRows) * stride);
       bias_accumulator = aligned_array<float>(kChunkRows);
+    }
+    if (with_inputs) {
+      inputs = aligned_array<float>(size_t(kChunkRows) * stride);
+      if (with_accumulators) input_accumulators = aligned_array<float>(size_t(kChunkRows) * stride);
     }
     meta = new RowMeta[kChunkRows];
     live = new std::atomic<uint8_t>[kChunkRows];
@@ -58,11 +63,13 @@ void EmbeddingTable::Chunk::free_arrays() noexcept {
   std::free(accumulators);
   std::free(bias);
   std::free(bias_accumulator);
+  std::free(inputs);
+  std::free(input_accumulators);
   std::free(keys);
   delete[] meta;
   delete[] live;
   delete[] live_slot;
-  vectors = accumulators = bias = bias_accumulator = nullptr;
+  vectors = accumulators = bias = bias_accumulator = inputs = input_accumulators = nullptr;
   keys = nullptr;
   meta = nullptr;
   live = nullptr;
@@ -73,6 +80,7 @@ EmbeddingTable::EmbeddingTable(const TableOptions& options)
     : dim_(options.dim),
       stride_(padded(options.dim)),
       with_accumulators_(options.with_accumulators),
+      with_inputs_(options.with_inputs),
       init_std_(options.init_std),
       seed_(options.seed) {
   if (options.dim == 0) throw std::invalid_argument("dim must be >= 1");
@@ -93,6 +101,16 @@ void EmbeddingTable::initialise_row(Chunk* c, uint32_t o, uint64_t key, bool ran
   if (with_accumulators_) {
     std::memset(c->accumulators + size_t(o) * stride_, 0, sizeof(float) * stride_);
     c->bias_accumulator[o] = 0.0f;
+  }
+  if (with_inputs_) {
+    float* in = c->inputs + size_t(o) * stride_;
+    std::memset(in, 0, sizeof(float) * stride_);
+    if (random_init) {
+      SplitMix64 rng(derive_seed(seed_, kInputInitStream, key));
+      const float a = init_std_ * 1.7320508f;
+      for (uint32_t k = 0; k < dim_; ++k) in[k] = (2.0f * rng.uniform() - 1.0f) * a;
+    }
+    if (with_accumulators_) std::memset(c->input_accumulators + size_t(o) * stride_, 0, sizeof(float) * stride_);
   }
   c->keys[o] = key;
   c->meta[o].update_count.store(0, std::memory_order_relaxed);
@@ -133,7 +151,7 @@ uint32_t EmbeddingTable::find_or_insert(uint64_t key, const std::string* name, b
   const bool reuse = !free_rows_.empty();
   row = reuse ? free_rows_.back() : size_.load(std::memory_order_relaxed);
   if (row >= kNotFound - 1) throw std::length_error("rtrec: table is full");
-  Chunk* c = reuse ? chunk(row) : directory_.ensure(row >> kChunkShift, stride_, with_accumulators_, name != nullptr);
+  Chunk* c = reuse ? chunk(row) : directory_.ensure(row >> kChunkShift, stride_, with_accumulators_, name != nullptr, with_inputs_);
   const uint32_t live = live_.load(std::memory_order_relaxed);
   LiveChunk* slot_chunk = live_rows_.ensure(live >> kChunkShift);
   index_.reserve_one();  // may throw: before anything is changed
@@ -209,6 +227,7 @@ uint64_t EmbeddingTable::memory_bytes() const noexcept {
   // Per row: vector, bias, key, metadata, live flag, its slot in the live list and that slot.
   uint64_t per_row = sizeof(float) * stride_ + sizeof(float) + sizeof(uint64_t) + sizeof(RowMeta) + 1 + 2 * sizeof(uint32_t);
   if (with_accumulators_) per_row += sizeof(float) * stride_ + sizeof(float);
+  if (with_inputs_) per_row += sizeof(float) * stride_ * (with_accumulators_ ? 2 : 1);
   if (kind() == IdKind::kString) per_row += sizeof(std::string);
   return chunks * kChunkRows * per_row + index_.memory_bytes();
 }

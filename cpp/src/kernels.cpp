@@ -4,101 +4,13 @@
 #include <cmath>
 #include <cstring>
 
-// Portable builds target baseline x86-64 (SSE2). On x86-64 Linux with GCC we also compile an
-// AVX2/FMA-era clone of each hot kernel and let the loader pick it at start-up (ifunc), so a
-// default wheel is fast on current CPUs and still runs on old ones. Skipped when the whole
-// build already targets the host CPU (RTREC_NATIVE_ARCH).
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(RTREC_NATIVE_ARCH_BUILD)
-#define RTREC_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define RTREC_HOT
-#endif
-// Helpers are forced inline so that each clone compiles them for its own instruction set.
-#if defined(__GNUC__)
-#define RTREC_INLINE inline __attribute__((always_inline))
-#else
-#define RTREC_INLINE inline
-#endif
+#include "row_steps.hpp"
+#include "simd.hpp"
 
 namespace rtrec {
 namespace {
-
-constexpr float kAdagradEpsilon = 1e-8f;
-
-RTREC_INLINE float clip(float g, float c) noexcept { return std::min(std::max(g, -c), c); }
-
-// Vectors are padded to a multiple of 16 floats, so dot products run on whole 16-float
-// blocks held in a GCC/Clang vector type: the compiler lowers it to 4 SSE, 2 AVX or 1
-// AVX-512 operations per block in each clone, with no scalar tail and no need for
-// -ffast-math reassociation. The horizontal sum is a fixed tree, so results are
-// deterministic for a given build and CPU.
-// Two 8-float accumulators (16 lanes); 64-byte vector types would be passed through memory
-// on targets without AVX-512.
-typedef float Vec8 __attribute__((vector_size(32)));
-typedef float Vec4 __attribute__((vector_size(16)));
-constexpr size_t kLanes = 16;
-
-struct Lanes {
-  Vec8 lo = {}, hi = {};
-};
-
-RTREC_INLINE Vec8 load8(const float* p) noexcept {
-  Vec8 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-RTREC_INLINE float sum_lanes(const Lanes& l) noexcept {
-  const Vec8 h = l.lo + l.hi;
-  Vec4 a, b;
-  std::memcpy(&a, &h, sizeof a);
-  std::memcpy(&b, reinterpret_cast<const char*>(&h) + sizeof a, sizeof b);
-  const Vec4 q = a + b;
-  return (q[0] + q[2]) + (q[1] + q[3]);
-}
-
-RTREC_INLINE float dot_padded(const float* a, const float* b, uint32_t stride) noexcept {
-  Lanes acc;
-  for (size_t k = 0; k < stride; k += kLanes) {
-    acc.lo += load8(a + k) * load8(b + k);
-    acc.hi += load8(a + k + 8) * load8(b + k + 8);
-  }
-  return sum_lanes(acc);
-}
-
-// <a, b - c> with the same lane structure.
-RTREC_INLINE float dot_difference(const float* a, const float* b, const float* c, uint32_t stride) noexcept {
-  Lanes acc;
-  for (size_t k = 0; k < stride; k += kLanes) {
-    acc.lo += load8(a + k) * (load8(b + k) - load8(c + k));
-    acc.hi += load8(a + k + 8) * (load8(b + k + 8) - load8(c + k + 8));
-  }
-  return sum_lanes(acc);
-}
-
-// Sums 16 lane values in a fixed tree (deterministic for a given build and CPU).
-RTREC_INLINE float sum16(const float* lanes) noexcept {
-  Lanes l;
-  l.lo = load8(lanes);
-  l.hi = load8(lanes + 8);
-  return sum_lanes(l);
-}
-
-// One parameter's optimizer step from its gradient g: returns the amount to subtract and,
-// under AdaGrad, updates `acc` (the new accumulator value, not yet written to the row).
-template <bool kAdagrad>
-RTREC_INLINE float step_of(float g, float lr, float& acc) noexcept {
-  if (kAdagrad) {
-    acc += g * g;
-    return lr * g / (std::sqrt(acc) + kAdagradEpsilon);
-  }
-  return lr * g;
-}
-
-// (x - x) is 0 for finite x and NaN for inf/NaN, and unlike std::isfinite it vectorises:
-// summing it over everything a step would write flags any non-finite value.
-RTREC_INLINE float nonfinite_flag(float x) noexcept { return x - x; }
+using namespace simd;
+using namespace row_steps;
 
 // Per-event steps are computed in one fused pass over 16-float blocks into scratch (the
 // amounts to subtract and, under AdaGrad, the squared gradients), checked, and only then
@@ -246,102 +158,6 @@ RTREC_INLINE bool pairwise_impl(const StepConfig& c, const RowRef& user, const R
   apply_bias<kAdagrad>(positive, sbi, abi);
   apply_bias<kAdagrad>(negative, sbj, abj);
   return true;
-}
-
-// Steps for every part of a side given the gradient `grad` (n floats) and `bias_grad` of
-// its effective vector; written to `steps` (per part: n steps, n squared gradients, then
-// the bias step and the bias's squared gradient). Returns the non-finite flag sum.
-template <bool kAdagrad>
-RTREC_INLINE float composite_steps_impl(const StepConfig& c, const Parts& side, const float* __restrict grad,
-                                        float bias_grad, bool move_bias, float* __restrict steps) noexcept {
-  const uint32_t n = c.stride;
-  const float lr = c.learning_rate, l2 = c.l2, cl = c.grad_clip;
-  float flags[kLanes] = {};
-  for (uint32_t p = 0; p < side.size; ++p) {
-    const Part& part = side.parts[p];
-    const float w = part.weight;
-    const float* __restrict v = part.row.vector;
-    const float* __restrict acc_in = part.row.accumulator;
-    float* __restrict step = steps + size_t(p) * (2 * n + 2);
-    float* __restrict squared = step + n;
-    for (size_t k = 0; k < n; k += kLanes) {
-      for (size_t j = 0; j < kLanes; ++j) {
-        const size_t t = k + j;
-        const float g = clip(w * grad[t] + l2 * v[t], cl);
-        float acc = kAdagrad ? acc_in[t] : 0.0f;
-        const float st = step_of<kAdagrad>(g, lr, acc);
-        step[t] = st;
-        squared[t] = g * g;
-        flags[j] += nonfinite_flag(v[t] - st) + nonfinite_flag(acc);
-      }
-    }
-    float bias_acc = kAdagrad ? *part.row.bias_accumulator : 0.0f;
-    float bias_step = 0.0f;
-    if (move_bias) bias_step = step_of<kAdagrad>(clip(w * bias_grad + l2 * *part.row.bias, cl), lr, bias_acc);
-    step[2 * n] = bias_step;
-    // The squared gradient, added (not the new accumulator, stored): a feature shared by
-    // the positive and the negative item gets both steps' contributions.
-    step[2 * n + 1] = bias_acc - (kAdagrad ? *part.row.bias_accumulator : 0.0f);
-    flags[0] += nonfinite_flag(*part.row.bias - bias_step) + nonfinite_flag(bias_acc);
-  }
-  return sum16(flags);
-}
-
-RTREC_INLINE float composite_steps(const StepConfig& c, const Parts& side, const float* grad, float bias_grad,
-                                   bool move_bias, float* steps) noexcept {
-  return c.adagrad ? composite_steps_impl<true>(c, side, grad, bias_grad, move_bias, steps)
-                   : composite_steps_impl<false>(c, side, grad, bias_grad, move_bias, steps);
-}
-
-RTREC_INLINE void apply_composite(const StepConfig& c, const Parts& side, const float* steps, bool move_bias) noexcept {
-  const uint32_t n = c.stride;
-  for (uint32_t p = 0; p < side.size; ++p) {
-    const Part& part = side.parts[p];
-    const float* __restrict step = steps + size_t(p) * (2 * n + 2);
-    float* __restrict v = part.row.vector;
-    for (uint32_t t = 0; t < n; ++t) v[t] -= step[t];
-    if (c.adagrad) {
-      float* __restrict acc = part.row.accumulator;
-      for (uint32_t t = 0; t < n; ++t) acc[t] += step[n + t];
-    }
-    if (move_bias) {
-      *part.row.bias -= step[2 * n];
-      if (c.adagrad) *part.row.bias_accumulator += step[2 * n + 1];
-    }
-  }
-}
-
-RTREC_INLINE size_t composite_floats(uint32_t n, uint32_t parts) { return size_t(parts) * (2 * n + 2); }
-
-// The effective vector and bias of a composite side: now (`steps` null), or as it would be
-// after its steps (for the overflow check on the event's own score, as in the fused kernels).
-RTREC_INLINE void combine(const Parts& side, uint32_t n, const float* steps, bool move_bias, float* __restrict out,
-                          float* bias) noexcept {
-  std::fill(out, out + n, 0.0f);
-  *bias = 0.0f;
-  for (uint32_t p = 0; p < side.size; ++p) {
-    const Part& part = side.parts[p];
-    const float w = part.weight;
-    const float* __restrict v = part.row.vector;
-    if (steps == nullptr) {
-      for (uint32_t t = 0; t < n; ++t) out[t] += w * v[t];
-      *bias += w * *part.row.bias;
-      continue;
-    }
-    const float* __restrict step = steps + size_t(p) * (2 * n + 2);
-    for (uint32_t t = 0; t < n; ++t) out[t] += w * (v[t] - step[t]);
-    *bias += w * (*part.row.bias - (move_bias ? step[2 * n] : 0.0f));
-  }
-}
-
-// Room for `need` floats; false if it cannot be had (the step is then skipped).
-RTREC_INLINE bool grow(std::vector<float>& scratch, size_t need) noexcept {
-  try {
-    if (scratch.size() < need) scratch.resize(need);
-    return true;
-  } catch (...) {
-    return false;
-  }
 }
 
 }  // namespace

@@ -27,48 +27,41 @@ constexpr int64_t kPrefetchAhead = 8;
 
 }  // namespace
 
-Loss parse_loss(const std::string& name) {
-  if (name == "squared") return Loss::kSquared;
-  if (name == "logistic") return Loss::kLogistic;
-  if (name == "bpr") return Loss::kBpr;
-  throw std::invalid_argument("loss must be 'squared', 'logistic' or 'bpr', got '" + name + "'");
+namespace {
+TableOptions table_options(const ModelConfig& c, uint64_t seed, bool inputs = false) {
+  validate_config(c);  // before any table is sized from it
+  TableOptions o;
+  o.dim = c.dim;
+  o.with_accumulators = c.optimizer == Optimizer::kAdagrad;
+  o.init_std = c.init_std;
+  o.seed = seed;
+  o.with_inputs = inputs;
+  return o;
 }
-
-bool parse_negative_sampling(const std::string& name) {
-  if (name == "uniform") return false;
-  if (name == "popularity") return true;
-  throw std::invalid_argument("negative_sampling must be 'uniform' or 'popularity', got '" + name + "'");
+// Feature rows start at zero (no random draw): adding features to an ID leaves its scores
+// as they were until training moves them.
+TableOptions feature_options(const ModelConfig& c) {
+  TableOptions o = table_options(c, 0);
+  o.init_std = 0.0f;
+  return o;
 }
-
-Optimizer parse_optimizer(const std::string& name) {
-  if (name == "sgd") return Optimizer::kSgd;
-  if (name == "adagrad") return Optimizer::kAdagrad;
-  throw std::invalid_argument("optimizer must be 'sgd' or 'adagrad', got '" + name + "'");
-}
+}  // namespace
 
 Model::Model(const ModelConfig& config)
     : config_(config),
-      users_(TableOptions{config.dim, config.optimizer == Optimizer::kAdagrad, config.init_std, config.seed}),
-      items_(TableOptions{config.dim, config.optimizer == Optimizer::kAdagrad, config.init_std,
-                          derive_seed(config.seed, 0x17e5)}),
-      // Feature rows start at zero (no random draw): adding features to an ID leaves its
-      // scores as they were until training moves them.
-      user_features_(TableOptions{config.dim, config.optimizer == Optimizer::kAdagrad, 0.0f, 0}),
-      item_features_(TableOptions{config.dim, config.optimizer == Optimizer::kAdagrad, 0.0f, 0}) {
-  if (config.dim == 0 || config.dim > kMaxDim)
-    throw std::invalid_argument("dim must be between 1 and " + std::to_string(kMaxDim));
-  if (!(config.learning_rate > 0.0f) || !std::isfinite(config.learning_rate))
-    throw std::invalid_argument("learning_rate must be a finite number > 0");
-  if (!(config.l2 >= 0.0f) || !std::isfinite(config.l2)) throw std::invalid_argument("l2 must be a finite number >= 0");
-  if (!(config.grad_clip > 0.0f)) throw std::invalid_argument("grad_clip must be > 0");
-  if (!(config.init_std >= 0.0f) || !std::isfinite(config.init_std))
-    throw std::invalid_argument("init_std must be a finite number >= 0");
-  if (config.loss == Loss::kBpr && config.negatives == 0) throw std::invalid_argument("negatives must be >= 1 for BPR");
-  if (config.min_count == 0) throw std::invalid_argument("min_count must be >= 1");
-  if (!(config.ttl >= 0.0) || !std::isfinite(config.ttl)) throw std::invalid_argument("ttl must be a finite number of seconds >= 0");
+      users_(table_options(config, config.seed)),
+      items_(table_options(config, derive_seed(config.seed, 0x17e5), config.family == Family::kTwoTower)),
+      user_features_(feature_options(config)),
+      item_features_(feature_options(config)) {
   if (config.min_count > 1) {
     user_sketch_ = std::make_unique<CountMinSketch>();
     item_sketch_ = std::make_unique<CountMinSketch>();
+  }
+  if (two_tower()) {
+    // The tower reads [user vector ; pooled history] and writes a query of the item vectors' size.
+    tower_ = std::make_unique<DenseTower>(2 * config.dim, config.tower, config.dim,
+                                          config.optimizer == Optimizer::kAdagrad, derive_seed(config.seed, 0x7077));
+    history_ = std::make_unique<HistoryStore>(config.history);
   }
 }
 
@@ -82,7 +75,7 @@ void Model::validate(const EventBatch& e) const {
   if (e.users.size != e.size || e.items.size != e.size) throw std::invalid_argument("users and items differ in length");
   check_kind(users_, e.users, "user");
   check_kind(items_, e.items, "item");
-  if (config_.loss != Loss::kBpr && e.labels == nullptr && e.size > 0)
+  if (!sampled_loss() && e.labels == nullptr && e.size > 0)
     throw std::invalid_argument("labels are required for the squared and logistic losses");
   for (size_t i = 0; i < e.size; ++i) {
     if (e.labels != nullptr) {
@@ -98,15 +91,6 @@ void Model::validate(const EventBatch& e) const {
   }
   users_.check_batch(e.users.keys, e.users.names, e.size);
   items_.check_batch(e.items.keys, e.items.names, e.size);
-}
-
-bool Model::is_positive(float label) const noexcept {
-  switch (config_.loss) {
-    case Loss::kSquared: return true;  // any rated item has been consumed
-    case Loss::kLogistic: return label >= 0.5f;
-    case Loss::kBpr: return label > 0.0f;
-  }
-  return false;
 }
 
 StepConfig Model::step_config() const noexcept {
@@ -127,7 +111,7 @@ RowRef Model::item_row(uint32_t row) const noexcept {
 }
 
 void Model::record_labels(double label_sum, double weight_sum) noexcept {
-  if (config_.loss == Loss::kBpr || weight_sum <= 0.0) return;
+  if (sampled_loss() || weight_sum <= 0.0) return;
   // Plain load + store: concurrent writers may lose a contribution (a value race, never a
   // torn or structural one), which only nudges the running mean.
   const double sum = label_sum_.load(std::memory_order_relaxed) + label_sum;
@@ -149,7 +133,7 @@ void Model::record(const EventBatch& e, size_t i, double now, Resolved& r) {
   const uint32_t g = generation();
   users_.touch(r.user, t, g);
   items_.touch(r.item, t, g);
-  if (r.weight > 0.0f && is_positive(r.label)) seen_.add(r.user, r.item);
+  if (consumed(config_.loss, r.label, r.weight)) seen_.add(r.user, r.item);
 }
 
 Model::Resolved Model::resolve(const EventBatch& e, size_t i, double now) {
@@ -227,35 +211,6 @@ void Model::train_one(const StepConfig& step, const Resolved& e, const uint32_t*
     const bool ok = pairwise_step(step, user, positive, item_row(negatives[s]), e.weight, scratch);
     ++(ok ? applied : skipped);
   }
-}
-
-std::vector<int64_t> Model::partition_by_item(std::vector<Resolved>& events, int parts) const {
-  // Hogwild threads that write the same rows fight over their cache lines; with skewed
-  // (Zipf) item popularity the popular items' rows are written by every thread all the time.
-  // Giving each thread a disjoint set of positive items removes that traffic: greedy
-  // longest-processing-time assignment of items (most events first) to the least loaded
-  // thread keeps the parts within a few percent of each other.
-  const uint32_t n_items = items_.size();
-  std::vector<uint32_t> count(n_items, 0);
-  for (const Resolved& r : events) ++count[r.item];
-  std::vector<uint32_t> order(n_items);
-  for (uint32_t i = 0; i < n_items; ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return count[a] > count[b] || (count[a] == count[b] && a < b); });
-  std::vector<uint64_t> load(parts, 0);
-  std::vector<uint16_t> owner(n_items, 0);
-  for (uint32_t item : order) {
-    if (count[item] == 0) break;
-    const int p = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
-    owner[item] = static_cast<uint16_t>(p);
-    load[p] += count[item];
-  }
-  std::vector<int64_t> bounds(parts + 1, 0);
-  for (int p = 0; p < parts; ++p) bounds[p + 1] = bounds[p] + static_cast<int64_t>(load[p]);
-  std::vector<Resolved> sorted(events.size());
-  std::vector<int64_t> next(bounds.begin(), bounds.end() - 1);
-  for (const Resolved& r : events) sorted[next[owner[r.item]]++] = r;
-  events.swap(sorted);
-  return bounds;
 }
 
 void Model::train_epoch(std::vector<Resolved>& events, const std::vector<int64_t>& bounds, uint64_t call,
@@ -383,19 +338,23 @@ void Model::fit_pinned(const EventBatch& e, uint32_t epochs, int num_threads) {
   }
   else advance_clock(now);
 
-  // 2. Hogwild epochs: every thread steps on shared rows without locks.
+  // 2. Hogwild epochs: every thread steps on shared rows without locks. (two_tower first
+  // orders the batch in time to give every event its input history.)
+  if (two_tower()) fit_two_tower(events, e, epochs, threads, call);
   events.erase(std::remove_if(events.begin(), events.end(), [](const Resolved& r) { return !(r.weight > 0.0f); }),
                events.end());
-  if (config_.loss == Loss::kBpr && config_.popularity_negatives) {
-    SplitMix64 pool_rng(derive_seed(config_.seed, kPoolStream, call));
-    pool_refill(events, pool_rng);
+  if (!two_tower()) {
+    if (sampled_loss() && config_.popularity_negatives) {
+      SplitMix64 pool_rng(derive_seed(config_.seed, kPoolStream, call));
+      pool_refill(events, pool_rng);
+    }
+    std::vector<float> scratch(size_t(scratch_floats(users_.stride())) * threads);
+    std::vector<uint32_t> negatives(size_t(kPrefetchAhead + 1) * config_.negatives * threads);
+    const int parts = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, events.size() / 1024)));
+    const std::vector<int64_t> bounds = parts > 1 ? partition_by_item(events, items_.size(), parts)
+                                                  : std::vector<int64_t>{0, static_cast<int64_t>(events.size())};
+    for (uint32_t epoch = 0; epoch < epochs; ++epoch) train_epoch(events, bounds, call, epoch, scratch, negatives);
   }
-  std::vector<float> scratch(size_t(scratch_floats(users_.stride())) * threads);
-  std::vector<uint32_t> negatives(size_t(kPrefetchAhead + 1) * config_.negatives * threads);
-  const int parts = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, events.size() / 1024)));
-  const std::vector<int64_t> bounds =
-      parts > 1 ? partition_by_item(events, parts) : std::vector<int64_t>{0, static_cast<int64_t>(events.size())};
-  for (uint32_t epoch = 0; epoch < epochs; ++epoch) train_epoch(events, bounds, call, epoch, scratch, negatives);
   mark_trained(events, touched_in);
   changes_.fetch_add(1, std::memory_order_release);  // after mark_trained
 }
@@ -411,8 +370,10 @@ void Model::mark_trained(const std::vector<Resolved>& events, uint32_t touched_i
   for (const FeatureSide* side : {&user_features_, &item_features_})
     if (side->lists.any())
       for (uint32_t f = 0, n = side->table.size(); f < n; ++f) side->table.mark(f, generation_);
+  // Sampled negatives and (two_tower) history input vectors can be any item.
+  const bool all_items = sampled_loss() || two_tower();
   const uint32_t n_items = items_.size();
-  if (config_.loss == Loss::kBpr)
+  if (all_items)
     for (uint32_t i = 0; i < n_items; ++i) items_.mark_relaxed(i, touched_in);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (generation_.load(std::memory_order_seq_cst) == touched_in) return;
@@ -420,7 +381,7 @@ void Model::mark_trained(const std::vector<Resolved>& events, uint32_t touched_i
     users_.mark(r.user, generation_);
     items_.mark(r.item, generation_);
   }
-  if (config_.loss == Loss::kBpr)
+  if (all_items)
     for (uint32_t i = 0; i < n_items; ++i) items_.mark(i, generation_);
 }
 
@@ -450,6 +411,7 @@ void Model::update_pinned(const EventBatch& e) {
   uint32_t few_negatives[16];
   std::vector<uint32_t> many_negatives(config_.negatives > 16 ? config_.negatives : 0);
   uint32_t* negatives = config_.negatives > 16 ? many_negatives.data() : few_negatives;
+  uint32_t recent[kMaxHistory];  // two_tower: the user's history before the event
   uint64_t applied = 0, skipped = 0;
   for (size_t i = 0; i < e.size; ++i) {
     const Resolved r = resolve(e, i, now);
@@ -461,19 +423,30 @@ void Model::update_pinned(const EventBatch& e) {
       items_.mark(r.item, generation_);
       continue;
     }
-    if (config_.loss == Loss::kBpr && r.label > 0.0f && config_.popularity_negatives) pool_add(r.item);
-    if (config_.loss == Loss::kBpr) draw_negatives(r.item, items_.size(), rng, negatives);
-    train_one(step, r, negatives, buffer, applied, skipped);
+    const bool sampled = sampled_loss();
+    if (sampled && r.label > 0.0f && config_.popularity_negatives) pool_add(r.item);
+    if (sampled) draw_negatives(r.item, items_.size(), rng, negatives);
+    uint32_t n_recent = 0;
+    if (two_tower()) {
+      // The event's input is the history before it; then it joins the history, so the
+      // user's next encoding (in any thread) already reflects it.
+      n_recent = recent_items(r.user, recent);
+      train_two_tower(step, r, recent, n_recent, negatives, nullptr, applied, skipped);
+      if (consumed(config_.loss, r.label, r.weight)) history_->push(r.user, r.item);
+    } else {
+      train_one(step, r, negatives, buffer, applied, skipped);
+    }
     // Marked after the step (see EmbeddingTable::mark): the change goes into a delta.
     users_.mark(r.user, generation_);
     items_.mark(r.item, generation_);
-    if (config_.loss == Loss::kBpr)
+    for (uint32_t k = 0; k < n_recent; ++k) items_.mark(recent[k], generation_);  // their input vectors
+    if (sampled)
       for (uint32_t s = 0; s < config_.negatives; ++s)
         if (negatives[s] != kNoRow) items_.mark(negatives[s], generation_);
     if (any_features()) {  // the feature rows that took part in the step changed too
       mark_features(user_features_, r.user);
       mark_features(item_features_, r.item);
-      if (config_.loss == Loss::kBpr)
+      if (sampled)
         for (uint32_t s = 0; s < config_.negatives; ++s)
           if (negatives[s] != kNoRow) mark_features(item_features_, negatives[s]);
     }
@@ -495,15 +468,15 @@ void Model::predict(const IdBatch& u, const IdBatch& it, float* out, int num_thr
   const float mu = offset();
   const uint32_t stride = users_.stride();
   const bool featured = any_features();
-  // Effective vectors of featured rows: two per thread, allocated here (nothing inside the
-  // parallel loop may throw).
-  std::vector<float> buffers(featured ? 2 * size_t(stride) * threads : 0);
+  // Query and item vectors (featured or two_tower rows): two per thread, allocated here
+  // (nothing inside the parallel loop may throw).
+  std::vector<float> buffers(featured || two_tower() ? 2 * size_t(stride) * threads : 0);
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const uint32_t ur = lookup(users_, u.keys[i], u.names != nullptr ? &u.names[i] : nullptr);
     const uint32_t ir = lookup(items_, it.keys[i], it.names != nullptr ? &it.names[i] : nullptr);
     float s = mu;
-    if (!featured) {
+    if (!featured && !two_tower()) {
       if (ur != EmbeddingTable::kNotFound) s += users_.bias(ur);
       if (ir != EmbeddingTable::kNotFound) s += items_.bias(ir);
       if (ur != EmbeddingTable::kNotFound && ir != EmbeddingTable::kNotFound)
@@ -511,7 +484,7 @@ void Model::predict(const IdBatch& u, const IdBatch& it, float* out, int num_thr
     } else {  // effective vectors: ID row + side features
       float* p = buffers.data() + 2 * size_t(stride) * thread_index();
       float* q = p + stride;
-      if (ur != EmbeddingTable::kNotFound) s += effective(users_, user_features_, ur, p);
+      if (ur != EmbeddingTable::kNotFound) s += user_query(ur, p);
       if (ir != EmbeddingTable::kNotFound) s += effective(items_, item_features_, ir, q);
       if (ur != EmbeddingTable::kNotFound && ir != EmbeddingTable::kNotFound) s += dot(p, q, stride);
     }
@@ -526,7 +499,7 @@ float Model::prepare_query(uint32_t user, bool exclude_seen, float* query, std::
     std::fill(query, query + stride, 0.0f);
     return offset();
   }
-  const float bias = effective(users_, user_features_, user, query);
+  const float bias = user_query(user, query);
   if (exclude_seen) {
     seen_.collect(user, excluded);
     std::sort(excluded.begin(), excluded.end());
@@ -639,6 +612,7 @@ ModelStats Model::stats() const noexcept {
   s.evicted_items = evicted_items_.load(std::memory_order_relaxed);
   s.clock = clock();
   if (user_sketch_) s.memory_bytes += 2 * CountMinSketch::memory_bytes();
+  if (two_tower()) s.memory_bytes += tower_->memory_bytes() + history_->memory_bytes();
   return s;
 }
 

@@ -115,6 +115,8 @@ void Model::recycle() {
   // No reader holds these rows now, and no one can find them: drop their seen pairs and
   // features (a recycled row must start clean), then hand them back to the tables.
   for (uint32_t u : users) seen_.clear_user(u);
+  if (history_)
+    for (uint32_t u : users) history_->clear(u);
   for (uint32_t u : users)
     if (user_features_.lists.get(u) != nullptr) user_features_.lists.set(u, {});
   for (uint32_t i : items)
@@ -122,6 +124,7 @@ void Model::recycle() {
   if (!items.empty()) {
     for (uint32_t i : items) dead[i] = 1;
     seen_.remove_items(dead);
+    if (history_) history_->remove_items(dead);
   }
   users_.release(users);  // reserved: cannot throw
   items_.release(items);

@@ -2,9 +2,11 @@
 // model_eviction.cpp). Internal: not part of the core's interface.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "rtrec/model.hpp"
 
@@ -33,6 +35,37 @@ inline void check_kind(const EmbeddingTable& table, const IdBatch& ids, const ch
     throw std::invalid_argument(std::string(side) + (have == IdKind::kString ? " IDs of this model are strings, got integers"
                                                                               : " IDs of this model are integers, got strings"));
   }
+}
+
+// Splits fit events (anything with an `item` row) into `parts` contiguous runs, each run
+// holding whole items, balanced by event count; returns the run boundaries (parts + 1).
+// Hogwild threads that write the same rows fight over their cache lines; with skewed (Zipf)
+// item popularity the popular items' rows are written by every thread all the time. Giving
+// each thread a disjoint set of positive items removes that traffic: greedy
+// longest-processing-time assignment of items (most events first) to the least loaded
+// thread keeps the parts within a few percent of each other.
+template <class Event>
+std::vector<int64_t> partition_by_item(std::vector<Event>& events, uint32_t n_items, int parts) {
+  std::vector<uint32_t> count(n_items, 0);
+  for (const Event& r : events) ++count[r.item];
+  std::vector<uint32_t> order(n_items);
+  for (uint32_t i = 0; i < n_items; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return count[a] > count[b] || (count[a] == count[b] && a < b); });
+  std::vector<uint64_t> load(parts, 0);
+  std::vector<uint16_t> owner(n_items, 0);
+  for (uint32_t item : order) {
+    if (count[item] == 0) break;
+    const int p = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+    owner[item] = static_cast<uint16_t>(p);
+    load[p] += count[item];
+  }
+  std::vector<int64_t> bounds(parts + 1, 0);
+  for (int p = 0; p < parts; ++p) bounds[p + 1] = bounds[p] + static_cast<int64_t>(load[p]);
+  std::vector<Event> sorted(events.size());
+  std::vector<int64_t> next(bounds.begin(), bounds.end() - 1);
+  for (const Event& r : events) sorted[next[owner[r.item]]++] = r;
+  events.swap(sorted);
+  return bounds;
 }
 
 }  // namespace model_detail

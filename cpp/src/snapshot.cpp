@@ -26,7 +26,9 @@ namespace {
 constexpr char kMagic[8] = {'R', 'T', 'R', 'E', 'C', 'S', 'N', 'P'};
 constexpr char kDeltaMagic[8] = {'R', 'T', 'R', 'E', 'C', 'D', 'L', 'T'};
 constexpr char kEndMagic[8] = {'R', 'T', 'R', 'E', 'C', 'E', 'N', 'D'};
-constexpr uint32_t kVersion = 3;  // 2: lineage + sequence, 4-lane checksum; 3: expiry, evicted keys
+// 2: lineage + sequence, 4-lane checksum; 3: expiry, evicted keys, then side features;
+// 4: model families (two_tower: item input vectors, user histories, the tower).
+constexpr uint32_t kVersion = 4;
 constexpr uint32_t kFullSnapshot = 0;
 constexpr uint32_t kDelta = 1;
 constexpr uint32_t kAnyKind = 2;  // read_header: accept either (peek_snapshot)
@@ -199,10 +201,21 @@ class Reader {
   Checksum section_, total_;
 };
 
+// What a table's rows hold: their size, AdaGrad accumulators, input vectors (two_tower items).
+struct RowShape {
+  uint32_t dim;
+  bool accumulators;
+  bool inputs;
+};
+
+RowShape shape_of(const EmbeddingTable& t) { return RowShape{t.dim(), t.has_accumulators(), t.has_inputs()}; }
+
 // Fixed-size row record: key, update count, last update, bias, bias accumulator, vector
-// (dim floats, unpadded), accumulator (dim floats, AdaGrad only).
-size_t record_size(uint32_t dim, bool accumulators) {
-  return 8 + 4 + 8 + 4 + 4 + size_t(dim) * 4 * (accumulators ? 2 : 1);
+// (dim floats, unpadded), accumulator (dim floats, AdaGrad only), then for tables with input
+// vectors the input vector and its accumulator likewise.
+size_t record_size(const RowShape& s) {
+  const size_t vectors = (s.accumulators ? 2 : 1) * (s.inputs ? 2 : 1);
+  return 8 + 4 + 8 + 4 + 4 + size_t(s.dim) * 4 * vectors;
 }
 
 void write_rows(Writer& w, const EmbeddingTable& t, const std::vector<uint32_t>& rows) {
@@ -210,7 +223,7 @@ void write_rows(Writer& w, const EmbeddingTable& t, const std::vector<uint32_t>&
   const bool acc = t.has_accumulators();
   w.value<uint32_t>(static_cast<uint32_t>(t.kind()));
   w.value<uint32_t>(static_cast<uint32_t>(rows.size()));
-  std::vector<char> record(record_size(dim, acc));
+  std::vector<char> record(record_size(shape_of(t)));
   for (uint32_t r : rows) {
     char* p = record.data();
     const uint64_t key = t.key(r);
@@ -224,7 +237,11 @@ void write_rows(Writer& w, const EmbeddingTable& t, const std::vector<uint32_t>&
     std::memcpy(p, &bias, 4), p += 4;
     std::memcpy(p, &bias_acc, 4), p += 4;
     std::memcpy(p, t.vector(r), size_t(dim) * 4), p += size_t(dim) * 4;
-    if (acc) std::memcpy(p, t.accumulator(r), size_t(dim) * 4);
+    if (acc) std::memcpy(p, t.accumulator(r), size_t(dim) * 4), p += size_t(dim) * 4;
+    if (t.has_inputs()) {
+      std::memcpy(p, t.input(r), size_t(dim) * 4), p += size_t(dim) * 4;
+      if (acc) std::memcpy(p, t.input_accumulator(r), size_t(dim) * 4);
+    }
     w.bytes(record.data(), record.size());
   }
   if (t.kind() == IdKind::kString) {
@@ -240,17 +257,18 @@ void write_rows(Writer& w, const EmbeddingTable& t, const std::vector<uint32_t>&
 struct TableImage {
   IdKind kind;
   uint32_t rows;
+  size_t record;  // bytes per row
   std::vector<char> records;
   std::vector<std::string> names;
 };
 
-TableImage read_rows(Reader& r, uint32_t dim, bool acc, const char* name) {
+TableImage read_rows(Reader& r, const RowShape& shape, const char* name) {
   TableImage t;
   const uint32_t kind = r.value<uint32_t>();
   if (kind > static_cast<uint32_t>(IdKind::kString)) r.fail(std::string("corrupted file (bad ID kind in ") + name + ")");
   t.kind = static_cast<IdKind>(kind);
   t.rows = r.value<uint32_t>();
-  const size_t size = record_size(dim, acc);
+  const size_t size = t.record = record_size(shape);
   r.expect_room(t.rows, size, name);
   t.records.resize(size_t(t.rows) * size);
   r.bytes(t.records.data(), t.records.size());
@@ -274,17 +292,16 @@ TableImage read_rows(Reader& r, uint32_t dim, bool acc, const char* name) {
   return t;
 }
 
-std::vector<uint64_t> keys_of(const TableImage& image, uint32_t dim, bool acc) {
+std::vector<uint64_t> keys_of(const TableImage& image) {
   std::vector<uint64_t> keys(image.rows);
-  const size_t size = record_size(dim, acc);
-  for (uint32_t i = 0; i < image.rows; ++i) std::memcpy(&keys[i], image.records.data() + size_t(i) * size, 8);
+  for (uint32_t i = 0; i < image.rows; ++i) std::memcpy(&keys[i], image.records.data() + size_t(i) * image.record, 8);
   return keys;
 }
 
 void check_applicable(Reader& r, const TableImage& image, const EmbeddingTable& t, const char* name) {
   if (image.rows > 0 && t.kind() != IdKind::kUnset && t.kind() != image.kind)
     r.fail(std::string("ID kind of the ") + name + " does not match the model");
-  const std::vector<uint64_t> keys = keys_of(image, t.dim(), t.has_accumulators());
+  const std::vector<uint64_t> keys = keys_of(image);
   try {
     t.check_batch(keys.data(), image.kind == IdKind::kString ? image.names.data() : nullptr, keys.size());
   } catch (const std::invalid_argument& e) {
@@ -300,7 +317,8 @@ void apply_rows(Reader& r, const TableImage& image, EmbeddingTable& t, bool in_o
     r.fail(std::string("ID kind of the ") + name + " does not match the model");
   const uint32_t dim = t.dim();
   const bool acc = t.has_accumulators();
-  const size_t size = record_size(dim, acc);
+  const size_t size = record_size(shape_of(t));
+  if (image.rows > 0 && image.record != size) r.fail(std::string("corrupted file (row size of the ") + name + ")");
   for (uint32_t i = 0; i < image.rows; ++i) {
     const char* p = image.records.data() + size_t(i) * size;
     uint64_t key;
@@ -317,8 +335,12 @@ void apply_rows(Reader& r, const TableImage& image, EmbeddingTable& t, bool in_o
     if (in_order && row != i) r.fail(std::string("corrupted file (duplicate ID in ") + name + ")");
     std::memcpy(t.vector(row), p, size_t(dim) * 4), p += size_t(dim) * 4;
     if (acc) {
-      std::memcpy(t.accumulator(row), p, size_t(dim) * 4);
+      std::memcpy(t.accumulator(row), p, size_t(dim) * 4), p += size_t(dim) * 4;
       t.bias_accumulator(row) = bias_acc;
+    }
+    if (t.has_inputs()) {
+      std::memcpy(t.input(row), p, size_t(dim) * 4), p += size_t(dim) * 4;
+      if (acc) std::memcpy(t.input_accumulator(row), p, size_t(dim) * 4);
     }
     t.bias(row) = bias;
     t.set_metadata(row, count, last);
@@ -374,9 +396,9 @@ struct FeatureImage {
   std::vector<std::vector<uint64_t>> lists;
 };
 
-FeatureImage read_features(Reader& r, uint32_t dim, bool acc, uint32_t id_rows, const char* name) {
+FeatureImage read_features(Reader& r, const RowShape& shape, uint32_t id_rows, const char* name) {
   FeatureImage f;
-  f.table = read_rows(r, dim, acc, name);
+  f.table = read_rows(r, shape, name);
   if (f.table.rows > 0 && f.table.kind != IdKind::kString) r.fail(std::string("corrupted file (") + name + " are not named)");
   const uint32_t flag = r.value<uint32_t>();
   if (flag > 1) r.fail(std::string("corrupted file (bad ") + name + " flag)");
@@ -392,6 +414,33 @@ FeatureImage read_features(Reader& r, uint32_t dim, bool acc, uint32_t id_rows, 
   }
   r.end_section(name);
   return f;
+}
+
+// The two_tower section: the tower's parameters, then one history per user row of the
+// file (item keys, oldest first). Empty for mf (no parameters, no histories).
+struct TwoTowerImage {
+  std::vector<float> parameters;
+  std::vector<std::vector<uint64_t>> histories;
+};
+
+TwoTowerImage read_two_tower(Reader& r, const ModelConfig& c, uint32_t user_rows) {
+  TwoTowerImage t;
+  const uint64_t count = r.value<uint64_t>();
+  r.expect_room(count, 4, "two_tower");
+  t.parameters.resize(count);
+  r.bytes(t.parameters.data(), count * 4);
+  const uint32_t users = r.value<uint32_t>();
+  const bool two_tower = c.family == Family::kTwoTower;
+  if (users != (two_tower ? user_rows : 0)) r.fail("corrupted file (histories do not match the users)");
+  t.histories.resize(users);
+  for (auto& history : t.histories) {
+    const uint32_t n = r.value<uint32_t>();
+    if (n > c.history) r.fail("corrupted file (a history longer than the model keeps)");
+    history.resize(n);
+    r.bytes(history.data(), size_t(n) * 8);
+  }
+  r.end_section("two_tower");
+  return t;
 }
 
 void fsync_directory_of(const std::string& path) {
@@ -542,6 +591,11 @@ static void write_header(Writer& w, const SnapshotHeader& h) {
   w.value<uint64_t>(h.evicted_users);
   w.value<uint64_t>(h.evicted_items);
   w.value<double>(h.clock);
+  w.value<uint32_t>(static_cast<uint32_t>(c.family));
+  w.value<uint32_t>(c.history);
+  w.value<float>(c.recency);
+  w.value<uint32_t>(static_cast<uint32_t>(c.tower.size()));
+  w.bytes(c.tower.data(), c.tower.size() * sizeof(uint32_t));
   w.value<uint64_t>(h.pool_written);
   w.value<uint32_t>(static_cast<uint32_t>(h.pool.size()));
   w.bytes(h.pool.data(), h.pool.size() * sizeof(uint32_t));
@@ -589,6 +643,14 @@ static SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   h.evicted_users = r.value<uint64_t>();
   h.evicted_items = r.value<uint64_t>();
   h.clock = r.value<double>();
+  const uint32_t family = r.value<uint32_t>();
+  c.history = r.value<uint32_t>();
+  c.recency = r.value<float>();
+  const uint32_t layers = r.value<uint32_t>();
+  if (family > 1 || layers > kMaxTowerLayers) r.fail("corrupted file (bad model family)");
+  c.family = static_cast<Family>(family);
+  c.tower.resize(layers);
+  r.bytes(c.tower.data(), layers * sizeof(uint32_t));
   h.pool_written = r.value<uint64_t>();
   const uint32_t pool_size = r.value<uint32_t>();
   r.expect_room(pool_size, 4, "pool");
@@ -599,7 +661,7 @@ static SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   if (popularity > 1 || pool_size > Model::kPoolSize || c.min_count == 0 || !(c.ttl >= 0.0) || !std::isfinite(c.ttl) ||
       !std::isfinite(h.clock))
     r.fail("corrupted file (bad header)");
-  if (h.kind != (expected_kind == kAnyKind ? (delta ? kDelta : kFullSnapshot) : expected_kind) || c.dim == 0 || c.dim > Model::kMaxDim || loss > 2 || optimizer > 1)
+  if (h.kind != (expected_kind == kAnyKind ? (delta ? kDelta : kFullSnapshot) : expected_kind) || c.dim == 0 || c.dim > kMaxDim || loss > 3 || optimizer > 1)
     r.fail("corrupted file (bad header)");
   c.loss = static_cast<Loss>(loss);
   c.optimizer = static_cast<Optimizer>(optimizer);
@@ -663,6 +725,60 @@ static void write_sketches(Writer& w, const CountMinSketch* users, const CountMi
   w.bytes(cells.data(), cells.size() * sizeof(uint16_t));
   w.end_section("sketch");
 }
+
+// Model internals the file format needs for the two_tower family.
+struct TwoTowerAccess {
+  // `in_file`: for a full snapshot, item row -> its place in the file (kNotFound: left out);
+  // null for a delta, which names live items.
+  static void write(Writer& w, const Model& m, const std::vector<uint32_t>& user_rows, uint32_t n_items,
+                    const std::vector<uint32_t>* in_file) {
+    if (!m.two_tower()) {
+      w.value<uint64_t>(0);
+      w.value<uint32_t>(0);
+      w.end_section("two_tower");
+      return;
+    }
+    // Copied while other threads may step: Hogwild-consistent, like the rows.
+    const DenseTower& tower = *m.tower_;
+    std::vector<float> parameters(tower.parameters(), tower.parameters() + tower.parameter_count());
+    w.value<uint64_t>(parameters.size());
+    w.bytes(parameters.data(), parameters.size() * 4);
+    w.value<uint32_t>(static_cast<uint32_t>(user_rows.size()));
+    std::vector<uint32_t> recent(m.config_.history);
+    std::vector<uint64_t> keys;
+    for (uint32_t u : user_rows) {
+      keys.clear();
+      const uint32_t n = m.recent_items(u, recent.data());
+      for (uint32_t k = n; k-- > 0;) {  // oldest first
+        const uint32_t i = recent[k];
+        if (i >= n_items) continue;  // created after the cut: the next file has it
+        if (in_file != nullptr ? (*in_file)[i] != EmbeddingTable::kNotFound : m.items_.is_live(i)) keys.push_back(m.items_.key(i));
+      }
+      w.value<uint32_t>(static_cast<uint32_t>(keys.size()));
+      w.bytes(keys.data(), keys.size() * 8);
+    }
+    w.end_section("two_tower");
+  }
+
+  // After the ID rows are in place: `user_rows[u]` is the model row of the file's u-th user.
+  // A full snapshot must name only items it holds; a delta skips unknown ones.
+  static void apply(Reader& r, Model& m, const TwoTowerImage& image, const std::vector<uint32_t>& user_rows, bool full) {
+    if (!m.two_tower()) return;
+    DenseTower& tower = *m.tower_;
+    if (image.parameters.size() != tower.parameter_count()) r.fail("corrupted file (the tower does not match the model)");
+    std::copy(image.parameters.begin(), image.parameters.end(), tower.parameters());
+    std::vector<uint32_t> items;
+    for (size_t u = 0; u < image.histories.size(); ++u) {
+      items.clear();
+      for (uint64_t key : image.histories[u]) {
+        const uint32_t row = m.items_.find(key);
+        if (row != EmbeddingTable::kNotFound) items.push_back(row);
+        else if (full) r.fail("corrupted file (a history names an item that is not in the file)");
+      }
+      if (user_rows[u] != EmbeddingTable::kNotFound) m.history_->assign(user_rows[u], items.data(), uint32_t(items.size()));
+    }
+  }
+};
 
 // Model internals the file format needs for side features.
 struct FeatureAccess {
@@ -747,6 +863,7 @@ void save_snapshot(const Model& m, const std::string& path) {
     write_seen(w, m.seen_, m.items_, users, n_items, &position);
     FeatureAccess::write(w, m, false, users, false, 0);
     FeatureAccess::write(w, m, true, items, false, 0);
+    TwoTowerAccess::write(w, m, users, n_items, &position);
     write_keys(w, Evictions{});
     write_sketches(w, m.user_sketch_.get(), m.item_sketch_.get());
   });
@@ -758,6 +875,7 @@ struct FileImage {
   TableImage users, items;
   std::vector<std::vector<uint64_t>> seen;
   FeatureImage user_features, item_features;
+  TwoTowerImage two_tower;
   Evictions evicted;
   std::vector<uint16_t> sketches;  // full snapshots of admission models: users', then items'
 };
@@ -765,12 +883,16 @@ struct FileImage {
 static FileImage read_file(Reader& r, uint32_t kind) {
   FileImage f;
   f.header = read_header(r, kind);
-  const bool acc = f.header.config.optimizer == Optimizer::kAdagrad;
-  f.users = read_rows(r, f.header.config.dim, acc, "users");
-  f.items = read_rows(r, f.header.config.dim, acc, "items");
+  const ModelConfig& c = f.header.config;
+  const RowShape plain{c.dim, c.optimizer == Optimizer::kAdagrad, false};
+  RowShape items = plain;
+  items.inputs = c.family == Family::kTwoTower;
+  f.users = read_rows(r, plain, "users");
+  f.items = read_rows(r, items, "items");
   f.seen = read_seen(r, f.users.rows);
-  f.user_features = read_features(r, f.header.config.dim, acc, f.users.rows, "user features");
-  f.item_features = read_features(r, f.header.config.dim, acc, f.items.rows, "item features");
+  f.user_features = read_features(r, plain, f.users.rows, "user features");
+  f.item_features = read_features(r, plain, f.items.rows, "item features");
+  f.two_tower = read_two_tower(r, c, f.users.rows);
   f.evicted.users = read_key_list(r);
   f.evicted.items = read_key_list(r);
   const uint32_t membership = r.value<uint32_t>();
@@ -823,6 +945,7 @@ std::unique_ptr<Model> load_snapshot(const std::string& path) {
   for (uint32_t i = 0; i < items.rows; ++i) in_order_items[i] = i;
   FeatureAccess::apply(r, *m, false, f.user_features, in_order_users, true);
   FeatureAccess::apply(r, *m, true, f.item_features, in_order_items, true);
+  TwoTowerAccess::apply(r, *m, f.two_tower, in_order_users, true);
   restore_counters(*m, h);
   for (size_t i = 0; i < h.pool.size(); ++i) {
     if (h.pool[i] >= items.rows) r.fail("corrupted file (pool item out of range)");
@@ -888,6 +1011,7 @@ void save_delta(const Model& m, const std::string& path) {
       write_seen(w, m.seen_, m.items_, users, n_items, nullptr);
       FeatureAccess::write(w, m, false, users, true, m.next_since_);
       FeatureAccess::write(w, m, true, items, true, m.next_since_);
+      TwoTowerAccess::write(w, m, users, n_items, nullptr);
       write_keys(w, evicted);
     });
   } catch (...) {
@@ -923,9 +1047,10 @@ void apply_delta(Model& m, const std::string& path) {
   const TableImage& users = f.users;
   const TableImage& items = f.items;
   const auto& seen = f.seen;
-  const bool acc = h.config.optimizer == Optimizer::kAdagrad;
-  if (h.config.dim != m.config_.dim || h.config.optimizer != m.config_.optimizer || h.config.loss != m.config_.loss ||
-      h.config.popularity_negatives != m.config_.popularity_negatives)
+  const ModelConfig& c = m.config_;
+  if (h.config.family != c.family || h.config.dim != c.dim || h.config.optimizer != c.optimizer ||
+      h.config.loss != c.loss || h.config.popularity_negatives != c.popularity_negatives || h.config.tower != c.tower ||
+      h.config.history != c.history || h.config.recency != c.recency)
     throw DeltaOrderError(path + ": this delta is for a model with another configuration");
   if (h.lineage != m.lineage_)
     throw DeltaOrderError(path + ": this delta belongs to another model's lineage than the one this copy was loaded from");
@@ -951,7 +1076,7 @@ void apply_delta(Model& m, const std::string& path) {
     apply_rows(r, items, m.items_, false, "items");
     for (uint32_t u = 0; u < users.rows; ++u) {
       uint64_t user_key;
-      std::memcpy(&user_key, users.records.data() + size_t(u) * record_size(h.config.dim, acc), 8);
+      std::memcpy(&user_key, users.records.data() + size_t(u) * users.record, 8);
       const uint32_t user = m.users_.find(user_key);
       for (uint64_t key : seen[u]) {
         const uint32_t item = m.items_.find(key);
@@ -960,11 +1085,13 @@ void apply_delta(Model& m, const std::string& path) {
     }
     auto rows_of = [](const TableImage& image, const EmbeddingTable& t) {
       std::vector<uint32_t> rows;
-      for (uint64_t key : keys_of(image, t.dim(), t.has_accumulators())) rows.push_back(t.find(key));
+      for (uint64_t key : keys_of(image)) rows.push_back(t.find(key));
       return rows;
     };
-    FeatureAccess::apply(r, m, false, f.user_features, rows_of(users, m.users_), false);
+    const std::vector<uint32_t> user_rows = rows_of(users, m.users_);
+    FeatureAccess::apply(r, m, false, f.user_features, user_rows, false);
     FeatureAccess::apply(r, m, true, f.item_features, rows_of(items, m.items_), false);
+    TwoTowerAccess::apply(r, m, f.two_tower, user_rows, false);
     restore_counters(m, h);
     m.sequence_ = h.sequence;
     m.last_link_ = h.link;

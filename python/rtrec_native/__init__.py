@@ -16,18 +16,21 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 from ._core import DeltaOrderError, SnapshotError, openmp_enabled  # noqa: E402
-from .recommender import DEFAULTS, Recommender  # noqa: E402
+from ._batch import BatchRecommendations  # noqa: E402
+from .recommender import DEFAULTS, Recommender, defaults  # noqa: E402
 from .replication import Publisher, Replica  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULTS",
+    "BatchRecommendations",
     "DeltaOrderError",
     "Publisher",
     "Recommender",
     "Replica",
     "SnapshotError",
     "__version__",
+    "defaults",
     "openmp_enabled",
 ]

@@ -7,33 +7,24 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, _params
 from . import _validation as check
+from ._batch import BatchRecommendations
 
-LOSSES = ("squared", "logistic", "bpr")
-OPTIMIZERS = ("sgd", "adagrad")
+#: The mf family's default constructor arguments (see :func:`defaults` for either family).
+DEFAULTS: dict[str, Any] = _params.defaults("mf")
 
-# The one place the defaults live.
-DEFAULTS: dict[str, Any] = {
-    "dim": 64,
-    "loss": "bpr",
-    "optimizer": "adagrad",
-    "learning_rate": 0.05,
-    "l2": 1e-4,
-    "negatives": 1,
-    "num_threads": None,
-    "seed": 0,
-    "grad_clip": 10.0,
-    "init_std": 0.1,
-    "negative_sampling": "uniform",
-    "min_count": 1,
-    "ttl": None,
-    "max_rows": None,
-}
-NEGATIVE_SAMPLING = ("uniform", "popularity")
-MAX_DIM = 65536  # the core's limit (Model::kMaxDim)
-MAX_MIN_COUNT = 65535  # the admission sketch's 16-bit counters
-MAX_ROWS = 1 << 28  # rows per table (ChunkDirectory::kMaxChunks x 1024)
+
+# The core's limits, under the names the CLI uses.
+MAX_DIM: int = _core.limits["max_dim"]
+MAX_MIN_COUNT: int = _core.limits["max_min_count"]
+MAX_ROWS: int = _core.limits["max_rows"]
+
+
+def defaults(model: str = "mf") -> dict[str, Any]:
+    """The default constructor arguments of a model family (``"mf"`` or ``"two_tower"``),
+    as the native core defines them; arguments that do not apply to the family are None."""
+    return _params.defaults(model)
 
 
 _NOT_ONE = object()
@@ -68,32 +59,49 @@ def _single_event(users: Any, items: Any, labels: Any, weights: Any, timestamps:
 
 
 class Recommender:
-    """A matrix-factorisation recommender that learns from every event, in place.
+    """A recommender that learns from every event, in place, in one of two model families.
 
-    score(u, i) = mu + b_u + b_i + <p_u, q_i>, where mu is the running (weighted) mean label
-    (its logit for ``loss="logistic"``; 0 for BPR) and p_u, q_i are rows of a sparse embedding
-    table that grows as new IDs appear. ``fit`` runs Hogwild epochs on all threads; ``update``
-    / ``update_one`` learn from live events one at a time and the very next
-    ``predict``/``recommend`` (in any thread) sees the change.
+    ``model="mf"`` (the default), matrix factorisation: score(u, i) = mu + b_u + b_i +
+    <p_u, q_i>. ``model="two_tower"``, the behaviour encoder and item decoder:
+    score(u, i) = mu + b_i + <c_u, q_i> where c_u is a dense ReLU tower (``tower`` hidden
+    widths) over [p_u ; the recency-weighted mean of the *input* vectors of u's last
+    ``history`` positive items]; each item has an input vector (pooled into its consumers'
+    encodings) and an output vector q_i (scored). A user is encoded from what they just did,
+    so one event already personalises their recommendations, where an ID embedding needs many
+    steps; top-K is still one exact scan over the item vectors. mu is the running (weighted)
+    mean label (its logit for ``loss="logistic"``; 0 for BPR and softmax); p_u and q_i are
+    rows of a sparse embedding table that grows as new IDs appear, plus the rows of their side
+    features. ``fit`` runs Hogwild epochs on all threads; ``update`` / ``update_one`` learn
+    from live events one at a time and the very next ``predict``/``recommend`` (in any
+    thread) sees the change.
+
+    Every argument left at None takes the family's default (:func:`defaults`; the core owns
+    them and their ranges). Arguments that do not apply to a family (``tower`` for mf, say)
+    raise ValueError when given.
 
     Args:
-        dim: embedding size (>= 1).
+        model: ``"mf"`` or ``"two_tower"``.
+        dim: embedding size (>= 1); two_tower's encoding has the same size.
         loss: ``"squared"`` (ratings; labels required), ``"logistic"`` (clicks; labels in
-            [0, 1] required) or ``"bpr"`` (implicit positives; labels optional, an event with
-            label <= 0 is not a positive; ``negatives`` items sampled uniformly from the known
-            items per positive, without checking the user's history: with a catalogue much
-            larger than one user's history such collisions are rare noise).
-        optimizer: ``"sgd"`` or ``"adagrad"`` (per coordinate).
+            [0, 1] required), ``"bpr"`` (implicit positives against ``negatives`` items
+            sampled per positive; labels optional, label <= 0 is not a positive) or, for
+            two_tower, ``"softmax"`` (sampled softmax over the positive and ``negatives``
+            sampled items, accidental hits of the positive removed, with the log-probability
+            correction of the sampling distribution — a constant for uniform sampling).
+            Negatives are drawn without checking the user's history: with a catalogue much
+            larger than one user's history such collisions are rare noise.
+        optimizer: ``"sgd"`` or ``"adagrad"`` (per coordinate for embedding rows; per weight
+            row for two_tower's dense layers).
         learning_rate: step size (> 0).
         l2: L2 penalty applied to the rows an event touches (>= 0).
-        negatives: sampled negatives per positive (BPR).
+        negatives: sampled negatives per positive (bpr, softmax).
         num_threads: threads for ``fit``, ``predict`` and ``recommend``; None uses the
             OpenMP default (``OMP_NUM_THREADS`` if set, else all cores); an int >= 1 is exact.
-        seed: seeds initialisation, shuffling and negative sampling. With ``num_threads=1``
-            the same calls on the same data give bit-for-bit identical models.
+        seed: seeds initialisation, shuffling and negative sampling (default 0). With
+            ``num_threads=1`` the same calls on the same data give bit-for-bit identical models.
         grad_clip: per-coordinate gradient clip (> 0), a guard against exploding steps.
         init_std: standard deviation of the initial embedding values (>= 0).
-        negative_sampling: BPR negatives drawn ``"uniform"``-ly from the known items, or by
+        negative_sampling: negatives drawn ``"uniform"``-ly from the known items, or by
             ``"popularity"`` (from a 65,536-slot pool of recent positives' items: refilled
             with a sample of the data by ``fit``, refreshed by every ``update``). Popularity
             negatives learn personal taste over plain popularity in fewer epochs.
@@ -104,7 +112,6 @@ class Recommender:
             (counted in ``stats()["not_admitted"]``) and the ID scores as unknown. The sketch
             may admit an ID a little early (it overcounts by at most e/2^20 of all sightings
             with 98% probability, far less with its conservative update), never late.
-
         ttl: expiry: a row (user or item) not updated for this many seconds of the model's
             clock is evicted (None: never). The clock is the newest event time seen (event
             timestamps when given, else the wall clock at each call), so a stream that pauses
@@ -114,10 +121,15 @@ class Recommender:
             table over the cap, the least recently updated rows are evicted down to ~97% of
             it (so the scan for the oldest runs once per ~3% new rows). None: no cap. A single
             call may exceed the cap by the new IDs it brings until it returns.
+        tower: two_tower: the hidden layer widths of the user tower, e.g. ``(128,)``.
+        history: two_tower: how many recent positive items each user keeps and encodes.
+        recency: two_tower: the weight of the k-th most recent history item is recency^k
+            (1: a plain mean), normalised to sum to 1.
 
     Evicted rows leave the model at once (their IDs score as unknown and are not
-    recommended) and are reused by new IDs, with their seen items and features dropped,
-    once no call that started before the eviction is still running. ``evict`` does the same on demand. Counts are in
+    recommended) and are reused by new IDs, with their seen items, history and features
+    dropped (an evicted item also leaves every user's history), once no call that started
+    before the eviction is still running. ``evict`` does the same on demand. Counts are in
     ``stats()["evicted_users"]`` / ``["evicted_items"]``, and deltas carry evicted IDs so
     replicas drop them too. An update racing with the eviction of its own ID may be lost,
     as if it had arrived just before the eviction.
@@ -125,53 +137,46 @@ class Recommender:
     An update that would write a non-finite value is skipped and counted in
     ``stats()["skipped_updates"]``. IDs are int64 values or strings (not both on one side).
     All methods may be called concurrently from several Python threads: the GIL is released
-    inside the core, parameter values are shared Hogwild-style, and the table structure is
-    never raced on.
+    inside the core, parameter values are shared Hogwild-style (two threads updating the
+    same two_tower user at once may also lose one of the two history entries), and the table
+    structure is never raced on.
     """
 
     def __init__(
         self,
-        dim: int = DEFAULTS["dim"],
-        loss: str = DEFAULTS["loss"],
-        optimizer: str = DEFAULTS["optimizer"],
-        learning_rate: float = DEFAULTS["learning_rate"],
-        l2: float = DEFAULTS["l2"],
-        negatives: int = DEFAULTS["negatives"],
-        num_threads: int | None = DEFAULTS["num_threads"],
-        seed: int = DEFAULTS["seed"],
-        grad_clip: float = DEFAULTS["grad_clip"],
-        init_std: float = DEFAULTS["init_std"],
-        negative_sampling: str = DEFAULTS["negative_sampling"],
-        min_count: int = DEFAULTS["min_count"],
-        ttl: float | None = DEFAULTS["ttl"],
-        max_rows: int | None = DEFAULTS["max_rows"],
+        model: str = "mf",
+        dim: int | None = None,
+        loss: str | None = None,
+        optimizer: str | None = None,
+        learning_rate: float | None = None,
+        l2: float | None = None,
+        negatives: int | None = None,
+        num_threads: int | None = None,
+        seed: int | None = None,
+        grad_clip: float | None = None,
+        init_std: float | None = None,
+        negative_sampling: str | None = None,
+        min_count: int | None = None,
+        ttl: float | None = None,
+        max_rows: int | None = None,
+        tower: tuple[int, ...] | None = None,
+        history: int | None = None,
+        recency: float | None = None,
     ) -> None:
-        self._params = {
-            "dim": check.positive_int(dim, "dim", high=MAX_DIM),
-            "loss": check.choice(loss, "loss", LOSSES),
-            "optimizer": check.choice(optimizer, "optimizer", OPTIMIZERS),
-            "learning_rate": check.real(learning_rate, "learning_rate", low=0.0, low_inclusive=False),
-            "l2": check.real(l2, "l2", low=0.0, low_inclusive=True),
-            "negatives": check.positive_int(negatives, "negatives"),
-            "num_threads": num_threads,
-            "seed": seed,
-            "grad_clip": check.real(grad_clip, "grad_clip", low=0.0, low_inclusive=False),
-            "init_std": check.real(init_std, "init_std", low=0.0, low_inclusive=True),
-            "negative_sampling": check.choice(negative_sampling, "negative_sampling", NEGATIVE_SAMPLING),
-            "min_count": check.positive_int(min_count, "min_count", high=MAX_MIN_COUNT),
-            "ttl": None if ttl is None else check.real(ttl, "ttl", low=0.0, low_inclusive=False),
-            "max_rows": None if max_rows is None else check.positive_int(max_rows, "max_rows", high=MAX_ROWS),
-        }
-        self._threads = check.num_threads(num_threads)
-        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
-            raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
-        p = self._params
-        self._model = _core.Model(
-            dim=p["dim"], loss=p["loss"], optimizer=p["optimizer"], learning_rate=p["learning_rate"],
-            l2=p["l2"], grad_clip=p["grad_clip"], init_std=p["init_std"], negatives=p["negatives"],
-            seed=int(seed), negative_sampling=p["negative_sampling"], min_count=p["min_count"],
-            ttl=p["ttl"] or 0.0, max_rows=p["max_rows"] or 0,
-        )
+        params = _params.resolve(model, {
+            "dim": dim, "loss": loss, "optimizer": optimizer, "learning_rate": learning_rate, "l2": l2,
+            "negatives": negatives, "seed": seed, "grad_clip": grad_clip, "init_std": init_std,
+            "negative_sampling": negative_sampling, "min_count": min_count, "ttl": ttl, "max_rows": max_rows,
+            "tower": tower, "history": history, "recency": recency,
+        })
+        threads = check.num_threads(num_threads)
+        self._attach(_core.Model(params), threads, num_threads)
+
+    def _attach(self, model: Any, threads: int, num_threads: int | None) -> None:
+        """The one place a Recommender's state is set (``__init__`` and ``load``)."""
+        self._model = model
+        self._threads = threads
+        self._params = {**model.config, "num_threads": num_threads}
 
     # ------------------------------------------------------------------ learning
 
@@ -235,7 +240,7 @@ class Recommender:
         user_ids, item_ids, n = self._id_pairs(users, items, allow_empty=allow_empty)
         loss = self._params["loss"]
         if labels is None:
-            if loss != "bpr" and n > 0:
+            if loss in ("squared", "logistic") and n > 0:
                 raise ValueError(f"labels are required for loss={loss!r} (ratings for 'squared', "
                                  "0/1 clicks for 'logistic'); got None")
             label_arr = None
@@ -271,29 +276,23 @@ class Recommender:
         found, scores = self._model.recommend(user, min(k, _K_LIMIT), bool(exclude_seen), self._threads)
         return self._id_array(found), scores
 
-    def recommend_batch(self, users: Any, k: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def recommend_batch(self, users: Any, k: int = 10, exclude_seen: bool = True) -> BatchRecommendations:
         """Top-k for many users at once (blocks of users share each pass over the items,
-        blocks spread over threads): ``(ids[n, c], scores[n, c])``
-        with c = min(k, n_items). A row with fewer than c results (items excluded) is padded
-        with score NaN and ID -2**63 (integer IDs) or None (string IDs)."""
+        blocks spread over threads).
+
+        Returns a :class:`BatchRecommendations`: ``ids[n, c]``, ``scores[n, c]`` with
+        c = min(k, n_items), and ``counts[n]``, how many entries of each row are results
+        (fewer than c when items were excluded); ``mask`` marks them. Entries beyond a row's
+        count are filler (score NaN) and must not be read as IDs. It unpacks as
+        ``ids, scores = rec.recommend_batch(...)``.
+        """
         k = check.positive_int(k, "k")
         user_kind, user_ids, n = check.ids(users, "users")
         check.check_kind(self._model.user_id_kind, user_kind, "users")
         n_items_before = self._model.n_items
         keys, names, scores, counts = self._model.recommend_batch(user_ids, min(k, _K_LIMIT), bool(exclude_seen),
                                                                  self._threads)
-        width = keys.shape[1]
-        cols = min(width, max(min(k, n_items_before), int(counts.max()) if n else 0))
-        valid = np.arange(cols)[None, :] < counts[:, None]
-        scores = np.where(valid, scores[:, :cols], np.float32(np.nan)).astype(np.float32)
-        if names is not None:
-            flat = np.empty(len(names), dtype=object)
-            flat[:] = names
-            ids = np.full((n, cols), None, dtype=object)
-            ids[valid] = flat.reshape(n, width)[:, :cols][valid]
-        else:
-            ids = np.where(valid, keys[:, :cols].view(np.int64), np.iinfo(np.int64).min)
-        return ids, scores
+        return BatchRecommendations.from_core(keys, names, scores, counts, min(k, n_items_before))
 
     # ------------------------------------------------------------------ side features
 
@@ -406,16 +405,9 @@ class Recommender:
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no snapshot file at {path!r}")
-        model = _core.Model.load(path)
-        config = model.config
+        threads = check.num_threads(num_threads)
         self = cls.__new__(cls)
-        self._model = model
-        self._threads = check.num_threads(num_threads)
-        self._params = {key: DEFAULTS[key] for key in DEFAULTS}
-        for key, value in config.items():
-            # float32 in the file: show 0.05, not 0.05000000074505806.
-            self._params[key] = float(f"{value:.7g}") if isinstance(value, float) else value
-        self._params["num_threads"] = num_threads
+        self._attach(_core.Model.load(path), threads, num_threads)
         return self
 
     # ------------------------------------------------------------------ introspection
@@ -436,9 +428,10 @@ class Recommender:
         (steps dropped because they would write a non-finite value), not_admitted (events
         not learned because an ID had not reached ``min_count``), evicted_users and
         evicted_items (rows evicted so far), clock (newest event time seen, seconds),
-        seen_pairs, memory_bytes (table, index and seen-list memory), global_bias, plus the
-        config."""
+        seen_pairs, memory_bytes (tables, index, seen lists, two_tower's histories and tower),
+        global_bias, plus the model family, dim, loss, optimizer and threads."""
         out = dict(self._model.stats())
+        out["model"] = self._params["model"]
         out["dim"] = self._params["dim"]
         out["loss"] = self._params["loss"]
         out["optimizer"] = self._params["optimizer"]
@@ -447,8 +440,28 @@ class Recommender:
         return out
 
     def get_params(self) -> dict[str, Any]:
-        """The constructor arguments."""
+        """The constructor arguments, every default filled in (``Recommender(**p)`` builds
+        an untrained model like this one)."""
         return dict(self._params)
+
+    @property
+    def user_id_kind(self) -> str | None:
+        """``"int"`` or ``"str"``: the kind of user IDs this model holds (None before the first)."""
+        kind = self._model.user_id_kind
+        return None if kind == "unset" else kind
+
+    @property
+    def item_id_kind(self) -> str | None:
+        """``"int"`` or ``"str"``: the kind of item IDs this model holds (None before the first)."""
+        kind = self._model.item_id_kind
+        return None if kind == "unset" else kind
+
+    @property
+    def change_count(self) -> int:
+        """A counter that moves whenever a call changed the model (training, features,
+        evictions, applied deltas): a publisher that sees it unchanged since its last delta has
+        nothing to write."""
+        return self._model.change_count
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())

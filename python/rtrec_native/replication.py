@@ -153,7 +153,7 @@ class Publisher:
     def _changes(self) -> int:
         # Bumped by the core after each call's rows are marked: read before a cut, an
         # unchanged count means the delta would hold nothing new.
-        return self._rec._model.change_count
+        return self._rec.change_count
 
     def _write_snapshot(self) -> None:
         changes = self._changes()

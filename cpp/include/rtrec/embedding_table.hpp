@@ -34,6 +34,10 @@ struct TableOptions {
   bool with_accumulators = false;  // AdaGrad keeps a per-coordinate accumulator per row
   float init_std = 0.01f;
   uint64_t seed = 0;
+  // A second vector per row (and its accumulator), for IDs that play two roles: a
+  // two_tower item has an output vector (scored, `vector`) and an input vector (pooled into
+  // the encodings of the users who consumed it, `input`). Rows share one key, one life.
+  bool with_inputs = false;
 };
 
 class EmbeddingTable {
@@ -49,6 +53,7 @@ class EmbeddingTable {
   // so every SIMD loop runs whole vectors and rows never share a cache line.
   uint32_t stride() const noexcept { return stride_; }
   bool has_accumulators() const noexcept { return with_accumulators_; }
+  bool has_inputs() const noexcept { return with_inputs_; }
 
   // Rows [0, size()) have been allocated; all are live unless some were erased.
   uint32_t size() const noexcept { return size_.load(std::memory_order_acquire); }
@@ -98,6 +103,8 @@ class EmbeddingTable {
 
   float* vector(uint32_t row) const noexcept { return chunk(row)->vectors + offset(row) * stride_; }
   float* accumulator(uint32_t row) const noexcept { return chunk(row)->accumulators + offset(row) * stride_; }
+  float* input(uint32_t row) const noexcept { return chunk(row)->inputs + offset(row) * stride_; }
+  float* input_accumulator(uint32_t row) const noexcept { return chunk(row)->input_accumulators + offset(row) * stride_; }
   float& bias(uint32_t row) const noexcept { return chunk(row)->bias[offset(row)]; }
   float& bias_accumulator(uint32_t row) const noexcept { return chunk(row)->bias_accumulator[offset(row)]; }
   uint64_t key(uint32_t row) const noexcept { return chunk(row)->keys[offset(row)]; }
@@ -158,6 +165,17 @@ class EmbeddingTable {
       __builtin_prefetch(c->bias_accumulator + o, 1, 3);
     }
   }
+  // The same for a row's input vector (and its accumulator).
+  void prefetch_input(uint32_t row) const noexcept {
+    Chunk* c = chunk(row);
+    const uint32_t o = offset(row);
+    const char* v = reinterpret_cast<const char*>(c->inputs + size_t(o) * stride_);
+    for (uint32_t b = 0; b < stride_ * sizeof(float); b += 64) __builtin_prefetch(v + b, 1, 3);
+    if (with_accumulators_) {
+      const char* a = reinterpret_cast<const char*>(c->input_accumulators + size_t(o) * stride_);
+      for (uint32_t b = 0; b < stride_ * sizeof(float); b += 64) __builtin_prefetch(a + b, 1, 3);
+    }
+  }
 
   // Contiguous block of vectors for rows [chunk_index*kChunkRows, ...): top-K scans whole chunks.
   const float* chunk_vectors(uint32_t chunk_index) const noexcept { return directory_.get(chunk_index)->vectors; }
@@ -174,13 +192,15 @@ class EmbeddingTable {
   };
 
   struct Chunk {
-    Chunk(uint32_t stride, bool with_accumulators, bool with_names);
+    Chunk(uint32_t stride, bool with_accumulators, bool with_names, bool with_inputs);
     ~Chunk();
     void free_arrays() noexcept;
     float* vectors = nullptr;
     float* accumulators = nullptr;
     float* bias = nullptr;
     float* bias_accumulator = nullptr;
+    float* inputs = nullptr;              // with_inputs only
+    float* input_accumulators = nullptr;  // with_inputs and accumulators
     uint64_t* keys = nullptr;
     RowMeta* meta = nullptr;
     std::atomic<uint8_t>* live = nullptr;  // 1 while the row holds an ID
@@ -197,6 +217,7 @@ class EmbeddingTable {
   const uint32_t dim_;
   const uint32_t stride_;
   const bool with_accumulators_;
+  const bool with_inputs_;
   const float init_std_;
   const uint64_t seed_;
 

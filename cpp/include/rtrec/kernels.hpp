@@ -6,10 +6,12 @@
 #include <cstdint>
 #include <vector>
 
+#include "rtrec/config.hpp"
+
 namespace rtrec {
 
-enum class Loss : int { kSquared = 0, kLogistic = 1, kBpr = 2 };
-enum class Optimizer : int { kSgd = 0, kAdagrad = 1 };
+class DenseTower;
+class TowerGradient;
 
 // Pointers into one table row. `accumulator`/`bias_accumulator` are null under SGD.
 struct RowRef {
@@ -62,6 +64,31 @@ bool pointwise_composite(const StepConfig& config, Loss loss, Parts user, Parts 
                          float weight, std::vector<float>& scratch) noexcept;
 bool pairwise_composite(const StepConfig& config, Parts user, Parts positive, Parts negative, float weight,
                         std::vector<float>& scratch) noexcept;
+
+// ---- two_tower. The user encoding c_u = tower([user ; history]): `user` is the user's
+// effective vector (ID row plus weighted feature rows) and `history` the pooled input rows
+// of their recent positives (weights summing to 1; no parts: zeros).
+struct EncoderInput {
+  Parts user;
+  Parts history;
+};
+
+// Writes c_u (stride floats, zero padded) to `out`; `scratch` grows as needed.
+void encode(const DenseTower& tower, const EncoderInput& in, uint32_t stride, float* out,
+            std::vector<float>& scratch) noexcept;
+
+// One event's step: `candidates[0]` is the positive (the rated item for the pointwise
+// losses), the rest sampled negatives (accidental hits already removed). Softmax: sampled
+// softmax over the candidates with logits <c_u, q_j> + b_j - log_q[j] (log_q: the sampling
+// log-probabilities, null for uniform sampling, where the correction is a constant); bpr:
+// the positive against each negative; logistic / squared: the positive alone, with
+// `offset` (mu). Gradients flow into the candidates' rows, the tower and both encoder
+// inputs. The tower's step goes into `buffer` when given (applied later by its owner), else
+// straight into the weights. All-or-nothing: if any signal of the forward or backward pass
+// or any new embedding value is non-finite, nothing is written and false is returned.
+bool two_tower_step(const StepConfig& config, Loss loss, DenseTower& tower, TowerGradient* buffer,
+                    const EncoderInput& in, const Parts* candidates, const float* log_q, uint32_t n_candidates,
+                    float offset, float label, float weight, std::vector<float>& scratch) noexcept;
 
 // scores[r] = biases[r] + <query, vectors[r]> for r in [0, rows).
 void score_block(const float* query, const float* vectors, const float* biases, uint32_t rows, uint32_t stride,

@@ -1,6 +1,13 @@
-// The recommender model: score(u, i) = mu + b_u + b_i + <p_u, q_i>, learned online or in
-// Hogwild epochs, served by exact top-K. All methods are safe to call concurrently: training
-// threads and serving threads share one Model (see EmbeddingTable for the contract).
+// The recommender model, learned online or in Hogwild epochs, served by exact top-K. Two
+// families share every piece of machinery (tables, seen sets, features, admission,
+// eviction, top-K, snapshots) and differ in how a user's query vector is made:
+//  * mf:        score(u, i) = mu + b_u + b_i + <p_u, q_i>, p_u the user's effective vector;
+//  * two_tower: score(u, i) = mu + b_i + <c_u, q_i>, c_u = tower([p_u ; pool of the input
+//               vectors of u's last `history` positives, recency-weighted]); items have an
+//               output vector (q_i, scored by top-K) and an input vector (pooled).
+// q_i is the item's effective vector (ID row plus side features) in both. All methods are
+// safe to call concurrently: training threads and serving threads share one Model (see
+// EmbeddingTable for the contract).
 #pragma once
 
 #include <atomic>
@@ -10,43 +17,19 @@
 #include <string>
 #include <vector>
 
+#include "rtrec/config.hpp"
 #include "rtrec/count_sketch.hpp"
 #include "rtrec/embedding_table.hpp"
 #include "rtrec/feature_lists.hpp"
+#include "rtrec/history_store.hpp"
 #include "rtrec/kernels.hpp"
 #include "rtrec/random.hpp"
 #include "rtrec/seen_store.hpp"
 #include "rtrec/snapshot.hpp"
 #include "rtrec/topk.hpp"
+#include "rtrec/tower.hpp"
 
 namespace rtrec {
-
-struct ModelConfig {
-  uint32_t dim = 32;
-  Loss loss = Loss::kBpr;
-  Optimizer optimizer = Optimizer::kAdagrad;
-  float learning_rate = 0.05f;
-  float l2 = 1e-4f;
-  float grad_clip = 10.0f;
-  float init_std = 0.1f;
-  uint32_t negatives = 1;
-  uint64_t seed = 0;
-  // BPR negatives: uniform over known items, or popularity-weighted (drawn from a pool of
-  // recent positives' items), which pushes personal taste over plain popularity sooner.
-  bool popularity_negatives = false;
-  // Admission: an ID gets a row only once it has been seen this many times (counted in a
-  // count-min sketch, no row per rare ID); events involving an unadmitted ID are not learned.
-  uint32_t min_count = 1;
-  // Expiry: rows not updated for `ttl` seconds of the model's clock are evicted (0: never),
-  // and each table keeps at most `max_rows` rows, the least recently updated going first
-  // (0: no cap). Checked after every fit, update and set_features call.
-  double ttl = 0.0;
-  uint64_t max_rows = 0;
-};
-
-Loss parse_loss(const std::string& name);            // throws std::invalid_argument
-bool parse_negative_sampling(const std::string& name);  // "uniform" -> false, "popularity" -> true
-Optimizer parse_optimizer(const std::string& name);  // throws std::invalid_argument
 
 // IDs of one side (users or items) of a batch: `keys` always; `names` only for string IDs,
 // in which case keys[i] == hash_string_id(names[i]).
@@ -84,14 +67,13 @@ struct RecommendOutput {
 class Model {
  public:
   static constexpr uint32_t kPoolSize = 1u << 16;  // popularity-negative pool (see pool_)
-  static constexpr uint32_t kMaxDim = 1u << 16;    // rows stay far from any size overflow
-  static constexpr uint32_t kMaxFeaturesPerId = 1024;
 
   explicit Model(const ModelConfig& config);
 
   const ModelConfig& config() const noexcept { return config_; }
   const EmbeddingTable& users() const noexcept { return users_; }
   const EmbeddingTable& items() const noexcept { return items_; }
+  bool two_tower() const noexcept { return config_.family == Family::kTwoTower; }
 
   // Hogwild epochs over the batch (shuffled each epoch), continuing from the current state.
   void fit(const EventBatch& events, uint32_t epochs, int num_threads);
@@ -136,6 +118,7 @@ class Model {
   friend SnapshotHeader header_of(const Model& m, uint32_t kind, uint64_t lineage, uint64_t sequence);
   friend void restore_counters(Model& m, const SnapshotHeader& h);
   friend struct FeatureAccess;
+  friend struct TwoTowerAccess;
   friend void fill_pool(const Model& m, SnapshotHeader& h, const std::vector<uint32_t>& position);
 
   struct Resolved {
@@ -147,15 +130,15 @@ class Model {
   void fit_pinned(const EventBatch& events, uint32_t epochs, int num_threads);
   void set_features_pinned(bool items, const IdBatch& ids, const std::vector<std::vector<std::string>>& features);
   void update_pinned(const EventBatch& events);
-  bool is_positive(float label) const noexcept;
-  double batch_time(const EventBatch& events, size_t i, double now) const noexcept;
+  // Losses that learn from positives against sampled negative items.
+  bool sampled_loss() const noexcept { return config_.loss == Loss::kBpr || config_.loss == Loss::kSoftmax; }
   void record_labels(double label_sum, double weight_sum) noexcept;
   float offset() const noexcept { return global_bias_.load(std::memory_order_relaxed); }
   StepConfig step_config() const noexcept;
   RowRef user_row(uint32_t row) const noexcept;
   RowRef item_row(uint32_t row) const noexcept;
-  // Draws the BPR negatives of one event into `out` (config_.negatives entries; kNoRow
-  // where the draw hit the positive twice).
+  // Draws the negatives of one event into `out` (config_.negatives entries; kNoRow where
+  // the draw hit the positive twice).
   void draw_negatives(uint32_t positive, uint32_t n_items, SplitMix64& rng, uint32_t* out) const noexcept;
   // One event's gradient step(s), `negatives` drawn beforehand (BPR); adds to `applied` /
   // `skipped` (BPR: one per negative).
@@ -164,9 +147,6 @@ class Model {
   // train_one for events whose rows have side features (the composite kernels).
   void train_composite(const StepConfig& step, const Resolved& e, const uint32_t* negatives, uint64_t& applied,
                        uint64_t& skipped) const noexcept;
-  // Splits events into `parts` contiguous runs, each run holding whole items, balanced by
-  // event count; returns the run boundaries (parts + 1 entries).
-  std::vector<int64_t> partition_by_item(std::vector<Resolved>& events, int parts) const;
   // One Hogwild epoch: part p of `bounds` is shuffled and trained by one thread.
   void train_epoch(std::vector<Resolved>& events, const std::vector<int64_t>& bounds, uint64_t call, uint32_t epoch,
                    std::vector<float>& scratch, std::vector<uint32_t>& negatives);
@@ -175,6 +155,9 @@ class Model {
   uint32_t admit(EmbeddingTable& table, CountMinSketch* sketch, uint64_t key, const std::string* name, double time);
   void advance_clock(double time) noexcept;
   void stamp_untouched(double time) noexcept;
+  // The user's query vector (stride floats into `out`): mf its effective vector, two_tower
+  // its encoding. Returns the user-side bias (none in two_tower).
+  float user_query(uint32_t user, float* out) const noexcept;
   // Copies k results' keys, names and scores (in predict's units) into `out` at `at`.
   void emit(const ScoredRow* best, uint32_t found, float base, const RecommendOutput& out, size_t at) const;
 
@@ -209,6 +192,35 @@ class Model {
   // Fills `query` (stride floats) and the sorted `excluded` rows for a user row (kNotFound:
   // zeros, nothing excluded); returns the constant added to every item's score.
   float prepare_query(uint32_t user, bool exclude_seen, float* query, std::vector<uint32_t>& excluded) const;
+
+  // ---- two_tower (model_two_tower.cpp).
+  // An event of a fit with its input history: positions [history_end - history_length,
+  // history_end) of the fit's sequence array, the user's positives before it, oldest first.
+  struct SequenceEvent {
+    uint32_t user, item;
+    float label, weight;
+    uint32_t history_end, history_length;
+  };
+  // The user's recent positives that are still live items, most recent first, into `out`
+  // (history capacity entries); returns how many.
+  uint32_t recent_items(uint32_t user, uint32_t* out) const noexcept;
+  // Parts of the pool of these item rows' input vectors (most recent first, recency-weighted).
+  void history_parts(const uint32_t* items, uint32_t n, std::vector<Part>& out) const;
+  // One event's step (`history`: the user's positives before it, most recent first;
+  // `negatives`: config_.negatives draws, kNoRow where unusable). The tower's step goes into
+  // `buffer` when given. Adds one to `applied` or `skipped`.
+  void train_two_tower(const StepConfig& step, const Resolved& e, const uint32_t* history, uint32_t n_history,
+                       const uint32_t* negatives, TowerGradient* buffer, uint64_t& applied, uint64_t& skipped) noexcept;
+  // The epochs of fit(): `events` holds one entry per batch event (kNoRow rows and weight 0
+  // for events that are not learned); each event's input history is its user's positives
+  // before it in time order (timestamps, else batch order), after those already remembered.
+  void fit_two_tower(const std::vector<Resolved>& events, const EventBatch& batch, uint32_t epochs, int threads,
+                     uint64_t call);
+  void train_sequence_epoch(std::vector<SequenceEvent>& events, const std::vector<int64_t>& bounds,
+                            const std::vector<uint32_t>& sequence, uint64_t call, uint32_t epoch,
+                            std::vector<TowerGradient>& buffers);
+  std::unique_ptr<DenseTower> tower_;      // two_tower only: shared, Hogwild
+  std::unique_ptr<HistoryStore> history_;  // two_tower only
 
   // Side features of one table's IDs.
   struct FeatureSide {

@@ -1,0 +1,214 @@
+// Model: the two_tower family's user encoding and training (the rest of the machinery —
+// tables, seen sets, features, admission, eviction, top-K, snapshots — is shared with mf).
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "model_internal.hpp"
+#include "rtrec/epoch.hpp"
+#include "rtrec/model.hpp"
+#include "rtrec/parallel.hpp"
+
+namespace rtrec {
+using namespace model_detail;
+namespace {
+
+constexpr uint64_t kSequenceStream = 5;  // shuffles and negatives of two_tower fit epochs
+// Events whose tower gradients a fit thread sums before it writes the shared weights: one
+// write per batch instead of per event keeps threads off each other's cache lines (the
+// tower is small and read by every event), at the cost of steps that lag by < 32 events.
+constexpr uint32_t kTowerBatch = 32;
+
+}  // namespace
+
+uint32_t Model::recent_items(uint32_t user, uint32_t* out) const noexcept {
+  const uint32_t found = history_->recent(user, out);
+  // An item evicted since it was remembered leaves a hole only once recycled; until then
+  // its row is skipped here (and it may not be reused before no reader holds it).
+  const uint32_t n_items = items_.size();
+  const bool check_live = items_.has_erased();
+  uint32_t kept = 0;
+  for (uint32_t k = 0; k < found; ++k)
+    if (out[k] < n_items && (!check_live || items_.is_live(out[k]))) out[kept++] = out[k];
+  return kept;
+}
+
+void Model::history_parts(const uint32_t* items, uint32_t n, std::vector<Part>& out) const {
+  if (n == 0) return;
+  // Recency weights recency^k, normalised: a pool of one item is that item's input vector,
+  // whatever the history length.
+  float total = 0.0f, w = 1.0f;
+  for (uint32_t k = 0; k < n; ++k, w *= config_.recency) total += w;
+  const bool ada = items_.has_accumulators();
+  w = 1.0f / total;
+  for (uint32_t k = 0; k < n; ++k, w *= config_.recency) {
+    const uint32_t r = items[k];
+    out.push_back(Part{RowRef{items_.input(r), ada ? items_.input_accumulator(r) : nullptr, &items_.bias(r),
+                              ada ? &items_.bias_accumulator(r) : nullptr},
+                       w});
+  }
+}
+
+float Model::user_query(uint32_t user, float* out) const noexcept {
+  if (!two_tower()) return effective(users_, user_features_, user, out);
+  thread_local std::vector<Part> user_parts, pool_parts;
+  thread_local std::vector<uint32_t> recent;
+  thread_local std::vector<float> scratch;
+  try {
+    user_parts.clear();
+    pool_parts.clear();
+    recent.resize(config_.history);
+    parts_of(users_, user_features_, user, user_parts);
+    history_parts(recent.data(), recent_items(user, recent.data()), pool_parts);
+    const EncoderInput in{Parts{user_parts.data(), uint32_t(user_parts.size())},
+                          Parts{pool_parts.data(), uint32_t(pool_parts.size())}};
+    encode(*tower_, in, users_.stride(), out, scratch);
+  } catch (...) {  // out of memory for the part lists: scored like an unknown user
+    std::fill(out, out + users_.stride(), 0.0f);
+  }
+  return 0.0f;  // no user bias: it cannot change a user's ranking
+}
+
+void Model::train_two_tower(const StepConfig& step, const Resolved& e, const uint32_t* history, uint32_t n_history,
+                            const uint32_t* negatives, TowerGradient* buffer, uint64_t& applied,
+                            uint64_t& skipped) noexcept {
+  const bool sampled = sampled_loss();
+  if (sampled && !(e.label > 0.0f)) return;  // softmax and BPR learn from positives only
+  thread_local std::vector<Part> user_parts, pool_parts, item_parts;
+  thread_local std::vector<uint32_t> sizes;
+  thread_local std::vector<Parts> candidates;
+  thread_local std::vector<float> scratch;
+  try {
+    user_parts.clear();
+    pool_parts.clear();
+    item_parts.clear();
+    sizes.clear();
+    parts_of(users_, user_features_, e.user, user_parts);
+    history_parts(history, n_history, pool_parts);
+    parts_of(items_, item_features_, e.item, item_parts);
+    sizes.push_back(uint32_t(item_parts.size()));
+    if (sampled) {
+      for (uint32_t s = 0; s < config_.negatives; ++s) {
+        if (negatives[s] == kNoRow) continue;  // an accidental hit of the positive, or no item to draw
+        parts_of(items_, item_features_, negatives[s], item_parts);
+        sizes.push_back(uint32_t(item_parts.size()) - std::accumulate(sizes.begin(), sizes.end(), 0u));
+      }
+      if (sizes.size() < 2) return;  // nothing to contrast the positive with
+    }
+    candidates.clear();
+    const Part* at = item_parts.data();
+    for (uint32_t size : sizes) {
+      candidates.push_back(Parts{at, size});
+      at += size;
+    }
+    const EncoderInput in{Parts{user_parts.data(), uint32_t(user_parts.size())},
+                          Parts{pool_parts.data(), uint32_t(pool_parts.size())}};
+    const bool ok = two_tower_step(step, config_.loss, *tower_, buffer, in, candidates.data(), nullptr,
+                                   uint32_t(candidates.size()), offset(), e.label, e.weight, scratch);
+    ++(ok ? applied : skipped);
+  } catch (...) {  // out of memory for the part lists: the step is skipped, like a bad one
+    ++skipped;
+  }
+}
+
+void Model::fit_two_tower(const std::vector<Resolved>& events, const EventBatch& batch, uint32_t epochs, int threads,
+                          uint64_t call) {
+  // 1. The learned events in time order (timestamps, ties and no timestamps: batch order),
+  // grouped by user with that order kept.
+  std::vector<uint32_t> order;
+  order.reserve(events.size());
+  for (uint32_t i = 0; i < events.size(); ++i)
+    if (events[i].weight > 0.0f) order.push_back(i);  // admitted, weight > 0
+  if (batch.timestamps != nullptr)
+    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return batch.timestamps[a] < batch.timestamps[b]; });
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return events[a].user < events[b].user; });
+
+  // 2. Each user's sequence: the positives remembered before this fit, then the batch's
+  // positives; an event's input history is the part of it before the event.
+  const uint32_t capacity = config_.history;
+  std::vector<uint32_t> sequence;
+  std::vector<SequenceEvent> sequenced;
+  sequenced.reserve(order.size());
+  struct Span {
+    uint32_t user, begin, end;  // the batch's new positives of a user
+  };
+  std::vector<Span> spans;
+  std::vector<uint32_t> recent(capacity);
+  for (size_t g = 0; g < order.size();) {
+    const uint32_t user = events[order[g]].user;
+    const size_t start = sequence.size();
+    const uint32_t n_recent = recent_items(user, recent.data());
+    for (uint32_t k = n_recent; k-- > 0;) sequence.push_back(recent[k]);  // oldest first
+    const uint32_t fresh = static_cast<uint32_t>(sequence.size());
+    for (; g < order.size() && events[order[g]].user == user; ++g) {
+      const Resolved& r = events[order[g]];
+      const size_t end = sequence.size();
+      if (end >= uint64_t(UINT32_MAX)) throw std::length_error("fit: too many events in one call for two_tower");
+      sequenced.push_back(SequenceEvent{r.user, r.item, r.label, r.weight, uint32_t(end),
+                                        uint32_t(std::min<size_t>(capacity, end - start))});
+      if (consumed(config_.loss, r.label, r.weight)) sequence.push_back(r.item);
+    }
+    if (sequence.size() > fresh) spans.push_back(Span{user, fresh, uint32_t(sequence.size())});
+  }
+
+  // 3. Hogwild epochs.
+  if (sampled_loss() && config_.popularity_negatives && !sequenced.empty()) {
+    SplitMix64 pool_rng(derive_seed(config_.seed, kSequenceStream, call, 0xf00d));
+    const uint64_t n = std::min<uint64_t>(kPoolSize, sequenced.size());
+    for (uint64_t s = 0; s < n; ++s)
+      pool_[s].store(sequenced[pool_rng.below(uint32_t(sequenced.size()))].item, std::memory_order_relaxed);
+    if (pool_written_.load(std::memory_order_relaxed) < n) pool_written_.store(n, std::memory_order_release);
+  }
+  const int parts = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, sequenced.size() / 1024)));
+  const std::vector<int64_t> bounds = parts > 1 ? partition_by_item(sequenced, items_.size(), parts)
+                                                : std::vector<int64_t>{0, static_cast<int64_t>(sequenced.size())};
+  std::vector<TowerGradient> buffers;
+  buffers.reserve(parts);
+  for (int p = 0; p < parts; ++p) buffers.emplace_back(*tower_);
+  for (uint32_t epoch = 0; epoch < epochs; ++epoch) train_sequence_epoch(sequenced, bounds, sequence, call, epoch, buffers);
+
+  // 4. The users remember the batch's positives, in order.
+  for (const Span& span : spans)
+    for (uint32_t k = std::max(span.begin, span.end > capacity ? span.end - capacity : 0); k < span.end; ++k)
+      history_->push(span.user, sequence[k]);
+}
+
+void Model::train_sequence_epoch(std::vector<SequenceEvent>& events, const std::vector<int64_t>& bounds,
+                                 const std::vector<uint32_t>& sequence, uint64_t call, uint32_t epoch,
+                                 std::vector<TowerGradient>& buffers) {
+  const StepConfig step = step_config();
+  const TowerStep tower_step{step.learning_rate, step.l2, step.grad_clip, step.adagrad};
+  const uint32_t n_neg = sampled_loss() ? config_.negatives : 0;
+  const uint32_t n_items = items_.size();
+  const int parts = static_cast<int>(bounds.size()) - 1;
+  uint64_t applied = 0, skipped = 0;
+  ExceptionSlot failure;
+#pragma omp parallel num_threads(parts) reduction(+ : applied, skipped)
+  {
+    const int t = thread_index();
+    failure.run([&] {
+      std::vector<uint32_t> negatives(std::max<uint32_t>(n_neg, 1));
+      std::vector<uint32_t> history(config_.history);
+      TowerGradient& buffer = buffers[t];
+      for (int part = t; part < parts; part += team_size()) {
+        const int64_t begin = bounds[part], end = bounds[part + 1];
+        SplitMix64 rng(derive_seed(config_.seed, kSequenceStream, call * 65536 + epoch, part));
+        for (int64_t i = end - 1; i > begin; --i) std::swap(events[i], events[begin + rng.below(uint32_t(i - begin + 1))]);
+        for (int64_t i = begin; i < end; ++i) {
+          const SequenceEvent& e = events[i];
+          for (uint32_t k = 0; k < e.history_length; ++k) history[k] = sequence[e.history_end - 1 - k];  // most recent first
+          if (n_neg > 0) draw_negatives(e.item, n_items, rng, negatives.data());
+          train_two_tower(step, Resolved{e.user, e.item, e.label, e.weight}, history.data(), e.history_length,
+                          negatives.data(), &buffer, applied, skipped);
+          if (buffer.events() >= kTowerBatch) buffer.apply(*tower_, tower_step);
+        }
+      }
+      buffer.apply(*tower_, tower_step);
+    });
+  }
+  failure.rethrow();
+  updates_.fetch_add(applied, std::memory_order_relaxed);
+  skipped_.fetch_add(skipped, std::memory_order_relaxed);
+}
+
+}  // namespace rtrec

@@ -1,0 +1,113 @@
+// Steps of embedding rows that make up an effective vector (an ID row plus weighted feature
+// rows, or a user's pooled history rows): computed into scratch first, checked, then applied.
+// Shared by the MF composite kernels (kernels.cpp) and the two_tower step (two_tower_step.cpp).
+// Internal header.
+#pragma once
+
+#include <vector>
+
+#include "rtrec/kernels.hpp"
+#include "simd.hpp"
+
+namespace rtrec {
+namespace row_steps {
+using namespace simd;
+
+// Steps for every part of a side given the gradient `grad` (n floats) and `bias_grad` of
+// its effective vector; written to `steps` (per part: n steps, n squared gradients, then
+// the bias step and the bias's squared gradient). Returns the non-finite flag sum.
+template <bool kAdagrad>
+RTREC_INLINE float composite_steps_impl(const StepConfig& c, const Parts& side, const float* __restrict grad,
+                                        float bias_grad, bool move_bias, float* __restrict steps) noexcept {
+  const uint32_t n = c.stride;
+  const float lr = c.learning_rate, l2 = c.l2, cl = c.grad_clip;
+  float flags[kLanes] = {};
+  for (uint32_t p = 0; p < side.size; ++p) {
+    const Part& part = side.parts[p];
+    const float w = part.weight;
+    const float* __restrict v = part.row.vector;
+    const float* __restrict acc_in = part.row.accumulator;
+    float* __restrict step = steps + size_t(p) * (2 * n + 2);
+    float* __restrict squared = step + n;
+    for (size_t k = 0; k < n; k += kLanes) {
+      for (size_t j = 0; j < kLanes; ++j) {
+        const size_t t = k + j;
+        const float g = clip(w * grad[t] + l2 * v[t], cl);
+        float acc = kAdagrad ? acc_in[t] : 0.0f;
+        const float st = step_of<kAdagrad>(g, lr, acc);
+        step[t] = st;
+        squared[t] = g * g;
+        flags[j] += nonfinite_flag(v[t] - st) + nonfinite_flag(acc);
+      }
+    }
+    float bias_acc = kAdagrad ? *part.row.bias_accumulator : 0.0f;
+    float bias_step = 0.0f;
+    if (move_bias) bias_step = step_of<kAdagrad>(clip(w * bias_grad + l2 * *part.row.bias, cl), lr, bias_acc);
+    step[2 * n] = bias_step;
+    // The squared gradient, added (not the new accumulator, stored): a feature shared by
+    // the positive and the negative item gets both steps' contributions.
+    step[2 * n + 1] = bias_acc - (kAdagrad ? *part.row.bias_accumulator : 0.0f);
+    flags[0] += nonfinite_flag(*part.row.bias - bias_step) + nonfinite_flag(bias_acc);
+  }
+  return sum16(flags);
+}
+
+RTREC_INLINE float composite_steps(const StepConfig& c, const Parts& side, const float* grad, float bias_grad,
+                                   bool move_bias, float* steps) noexcept {
+  return c.adagrad ? composite_steps_impl<true>(c, side, grad, bias_grad, move_bias, steps)
+                   : composite_steps_impl<false>(c, side, grad, bias_grad, move_bias, steps);
+}
+
+RTREC_INLINE void apply_composite(const StepConfig& c, const Parts& side, const float* steps, bool move_bias) noexcept {
+  const uint32_t n = c.stride;
+  for (uint32_t p = 0; p < side.size; ++p) {
+    const Part& part = side.parts[p];
+    const float* __restrict step = steps + size_t(p) * (2 * n + 2);
+    float* __restrict v = part.row.vector;
+    for (uint32_t t = 0; t < n; ++t) v[t] -= step[t];
+    if (c.adagrad) {
+      float* __restrict acc = part.row.accumulator;
+      for (uint32_t t = 0; t < n; ++t) acc[t] += step[n + t];
+    }
+    if (move_bias) {
+      *part.row.bias -= step[2 * n];
+      if (c.adagrad) *part.row.bias_accumulator += step[2 * n + 1];
+    }
+  }
+}
+
+RTREC_INLINE size_t composite_floats(uint32_t n, uint32_t parts) { return size_t(parts) * (2 * n + 2); }
+
+// The effective vector and bias of a composite side: now (`steps` null), or as it would be
+// after its steps (for the overflow check on the event's own score, as in the fused kernels).
+RTREC_INLINE void combine(const Parts& side, uint32_t n, const float* steps, bool move_bias, float* __restrict out,
+                          float* bias) noexcept {
+  std::fill(out, out + n, 0.0f);
+  *bias = 0.0f;
+  for (uint32_t p = 0; p < side.size; ++p) {
+    const Part& part = side.parts[p];
+    const float w = part.weight;
+    const float* __restrict v = part.row.vector;
+    if (steps == nullptr) {
+      for (uint32_t t = 0; t < n; ++t) out[t] += w * v[t];
+      *bias += w * *part.row.bias;
+      continue;
+    }
+    const float* __restrict step = steps + size_t(p) * (2 * n + 2);
+    for (uint32_t t = 0; t < n; ++t) out[t] += w * (v[t] - step[t]);
+    *bias += w * (*part.row.bias - (move_bias ? step[2 * n] : 0.0f));
+  }
+}
+
+// Room for `need` floats; false if it cannot be had (the step is then skipped).
+RTREC_INLINE bool grow(std::vector<float>& scratch, size_t need) noexcept {
+  try {
+    if (scratch.size() < need) scratch.resize(need);
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+}  // namespace row_steps
+}  // namespace rtrec
