@@ -73,6 +73,23 @@ def test_column_names_match_case_insensitively_and_explicit_names_win():
     np.testing.assert_allclose(events.labels, [0.1, 0.9], rtol=1e-6)
 
 
+def test_two_candidate_columns_for_one_role_are_an_error_not_a_guess():
+    # One rule for events and features: several candidates is an error naming them (it
+    # used to take the first candidate name silently for events).
+    frame = pd.DataFrame({"user": [1], "item": [2], "rating": [4.0], "label": [1.0]})
+    with pytest.raises(ValueError, match=r"several columns could be the label column: \['rating', 'label'\]; "
+                       r"pass label_col=\.\.\. to choose one"):
+        load_events(frame)
+    events, report = load_events(frame, label_col="label")
+    assert report.columns["label"] == "label" and events.labels.tolist() == [1.0]
+    # Case-insensitive names count too: "user" and "User" are two candidates.
+    with pytest.raises(ValueError, match=r"several columns could be the user column: \['user', 'User'\]"):
+        load_events(pd.DataFrame({"user": [1], "User": [2], "item": [3]}))
+    # A column named for one role is no candidate for another.
+    _, report = load_events(pd.DataFrame({"user": [1], "uid": [5], "item": [3]}), user_col="uid")
+    assert report.columns["user"] == "uid"
+
+
 def test_integral_ids_are_int64_even_with_a_blank_cell_and_text_ids_are_str(tmp_path):
     path = tmp_path / "log.csv"
     path.write_text("user,item\n1,a\n,b\n3,c\n")
@@ -373,8 +390,11 @@ def test_an_explicit_column_that_does_not_exist_is_reported():
 def test_options_are_validated():
     with pytest.raises(ValueError, match="lo <= hi"):
         load_events({"user": [1], "item": [2]}, label_range=(5, 1))
-    with pytest.raises(ValueError, match="min_user_count: expected an int >= 1, got 0"):
+    # The package's one positive-int check: ValueError for a bad value, TypeError for a bad type.
+    with pytest.raises(ValueError, match="min_user_count must be >= 1, got 0"):
         load_events({"user": [1], "item": [2]}, min_user_count=0)
+    with pytest.raises(TypeError, match="min_item_count must be an int"):
+        load_events({"user": [1], "item": [2]}, min_item_count="2")
 
 
 # --------------------------------------------------------------------------- Events
@@ -413,9 +433,11 @@ def test_events_to_dataframe_has_named_columns():
     assert list(events.to_dataframe().columns) == ["user", "item", "label"]
 
 
-def test_data_module_imports_pandas_lazily():
-    tree = ast.parse(Path(data.__file__).read_text())
-    top_level = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    names = {a.name for n in top_level if isinstance(n, ast.Import) for a in n.names}
-    modules = {n.module for n in top_level if isinstance(n, ast.ImportFrom)}
-    assert "pandas" not in names and "pandas" not in modules and "pyarrow" not in names
+def test_data_modules_import_pandas_lazily():
+    package = Path(data.__file__).parent
+    for path in [*package.glob("*.py"), package.parent / "events.py"]:
+        tree = ast.parse(path.read_text())
+        top_level = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        names = {a.name for n in top_level if isinstance(n, ast.Import) for a in n.names}
+        modules = {n.module for n in top_level if isinstance(n, ast.ImportFrom)}
+        assert "pandas" not in names and "pandas" not in modules and "pyarrow" not in names, path

@@ -16,7 +16,7 @@ any download. It imitates a news/e-commerce feed:
   ``logit = global_bias + item_bias + ⟨p_u(t), q_i⟩`` (label 1/0); clicks may turn into
   purchases (event type ``view``/``click``/``purchase``).
 
-:func:`synthetic_stream` returns just the :class:`~rtrec_native.data.Events`;
+:func:`synthetic_stream` returns just the :class:`~rtrec_native.events.Events`;
 :func:`generate_stream` also returns the ground truth (:class:`SyntheticStream`).
 """
 
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, ParamSpec
 
 import numpy as np
 
-from .data import Events
+from .events import Events
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd

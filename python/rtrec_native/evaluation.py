@@ -57,7 +57,7 @@ from typing import Any, Literal
 import numpy as np
 
 from . import metrics
-from .data import Events
+from .events import Events
 from .recommender import Recommender
 
 __all__ = [

@@ -10,6 +10,7 @@ import numpy as np
 from . import _core, _params
 from . import _validation as check
 from ._batch import BatchRecommendations
+from .events import event_arguments
 
 #: The mf family's default constructor arguments (see :func:`defaults` for either family).
 DEFAULTS: dict[str, Any] = _params.defaults("mf")
@@ -180,7 +181,7 @@ class Recommender:
 
     # ------------------------------------------------------------------ learning
 
-    def fit(self, users: Any, items: Any, labels: Any = None, weights: Any = None, epochs: int = 10,
+    def fit(self, users: Any, items: Any = None, labels: Any = None, weights: Any = None, epochs: int = 10,
             timestamps: Any = None) -> Recommender:
         """Train for ``epochs`` Hogwild passes over the events (shuffled each epoch).
 
@@ -189,6 +190,9 @@ class Recommender:
 
         Args:
             users, items: equal-length sequences of IDs (int64 or str; lists, arrays, Series).
+                Or ``users`` is an ``Events`` or a pandas DataFrame (columns found by name as in
+                ``data.load_events``) holding every field, and items, labels, weights and
+                timestamps are left out.
             labels: ratings (squared), click labels in [0, 1] (logistic), or optional for BPR.
             weights: optional per-event importance >= 0 (a purchase may count 3, a view 0.2).
             epochs: passes over the data (>= 1).
@@ -196,21 +200,24 @@ class Recommender:
                 row's last-update time; the wall clock is used otherwise.
         """
         epochs = check.positive_int(epochs, "epochs")
+        users, items, labels, weights, timestamps = event_arguments(users, items, labels, weights, timestamps)
         args = self._events(users, items, labels, weights, timestamps, allow_empty=False)
         self._model.fit(*args, epochs=epochs, num_threads=self._threads)
         return self
 
-    def update(self, users: Any, items: Any, labels: Any = None, weights: Any = None,
+    def update(self, users: Any, items: Any = None, labels: Any = None, weights: Any = None,
                timestamps: Any = None) -> Recommender:
         """Learn from a batch of live events, one after another in the given order, in place.
 
         When this returns, every thread's next ``predict``/``recommend`` sees the new
-        parameters. An empty batch is a no-op. Returns ``self``.
+        parameters. An empty batch is a no-op. The events come as ``fit`` takes them (separate
+        sequences, or an ``Events`` / pandas DataFrame first). Returns ``self``.
         """
         single = _single_event(users, items, labels, weights, timestamps)
         if single is not None:  # one event in plain lists: skip the array machinery (~1 µs vs ~14)
             self._model.update_one(*single)
             return self
+        users, items, labels, weights, timestamps = event_arguments(users, items, labels, weights, timestamps)
         args = self._events(users, items, labels, weights, timestamps, allow_empty=True)
         self._model.update(*args)
         return self
