@@ -391,3 +391,58 @@ def test_prequential_refuses_malformed_features():
         prequential(events, model={"dim": 4}, item_features=[["a"]] * 3)
     with pytest.raises(ValueError, match="2 IDs but 1 feature lists"):
         prequential(events, model={"dim": 4}, item_features=(np.array([1, 2]), [["a"]]))
+
+
+# =========================================================================== consumed items, from the stream
+
+
+def popular_first_stream(n_items: int = 20, ttl: float = 1000.0) -> tuple[Events, int]:
+    """Warm-up: warm user w consumes items 0..n_items-1-w, so item i is the (i+1)-th most
+    popular. Then user 0 consumes every item, most popular first, each event 10 ttl after the
+    previous one and right after a keep-alive pass where user 100 consumes every item again
+    (repeats, so no ranking trials): a model with this ttl evicts user 0 before each of its
+    events, and with it user 0's seen list, while every item stays."""
+    users = [100 + w for w in range(n_items) for _ in range(n_items - w)]
+    items = [i for w in range(n_items) for i in range(n_items - w)]
+    times = [float(t) for t in range(len(users))]
+    n_warm = len(users)
+    for j in range(n_items):
+        t = (j + 1) * 10 * ttl
+        users += [100] * n_items + [0]
+        items += [*range(n_items), j]
+        times += [t + i * 1e-3 for i in range(n_items)] + [t + 1]
+    return Events(users=users, items=items, timestamps=times), n_warm
+
+
+@pytest.mark.parametrize("policy", ["realtime", "static"])
+def test_items_consumed_before_an_eviction_are_still_never_ranked(policy):
+    # In the last window at most 10 unconsumed items remain, so with k=10 every new item is a
+    # hit -- if the evaluation leaves out what user 0 consumed. The model itself evicts user 0
+    # (ttl) before every one of its events and so forgets its history: trusting the model's
+    # seen list put the most popular, already consumed items in the top 10 (HitRate 0.6 in the
+    # last window for realtime). (Not run for periodic: a fit with a ttl this short expires
+    # items as well, which changes what there is to rank.)
+    events, n_warm = popular_first_stream()
+    report = prequential(events, model={"dim": 4, "num_threads": 1, "ttl": 1000.0}, policies=[policy],
+                         batch_size=1, warmup=n_warm / len(events), retrain_every=100, epochs=5, n_windows=2)
+    assert report.stream["n_ranked"] == 20
+    assert report.policies[policy].windows[-1]["hitrate@10"] == 1.0
+
+
+def test_items_consumed_by_a_not_yet_admitted_user_are_never_ranked_in_a_split():
+    # 12 items, k=7; user 7 consumed 5 in training, so the 7 unconsumed items fill the top 7
+    # and the test item (the least popular one) is a hit. With min_count=6 the model never
+    # admitted user 7 (5 events), so it has no seen list and ranks the popular items first:
+    # trusting it ranked the 5 consumed ones (HitRate 0).
+    base = [(200 + b, i) for b in range(6) for i in range(12)]  # every item admitted
+    # Item i is the (i+1)-th most popular; three passes so that each user gets admitted.
+    popular = [(100 + w, i) for w in range(12) for _ in range(3) for i in range(12 - w)]
+    pairs = base + popular + [(7, i) for i in range(5)]
+    events = Events(users=[u for u, _ in pairs] + [7], items=[i for _, i in pairs] + [11],
+                    timestamps=[*range(len(pairs)), 10**6])
+    split = temporal_split(events, 1 / len(events), by="global")
+    assert split.test.items.tolist() == [11]
+    rec = rt.Recommender(dim=4, num_threads=1, min_count=6).fit(split.train, epochs=20)
+    assert rec.stats()["not_admitted"] > 0 and rec.n_items == 12
+    result = evaluate_split(rec, split, k=7)
+    assert result.n_ranked_users == 1 and result.metrics["hitrate@7"] == 1.0
