@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 __all__ = ["load_features"]
 
-_DUPLICATE_POLICIES = ("error", "first", "last", "merge")
+#: What ``duplicates=`` accepts: an ID on several rows is an error, keeps one row, or merges them.
+DUPLICATE_POLICIES = ("error", "first", "last", "merge")
 # A Python list written to CSV by pandas ("['Drama', 'Comedy']"): splitting it on a
 # separator would give garbage features such as "['Drama'", so it is an error instead.
 _LIST_REPR = re.compile(r"\[\s*\]|\[\s*['\"].*['\"]\s*\]", re.DOTALL)
@@ -48,8 +49,8 @@ def _check_prefix(name: str, prefix: Any) -> str | None:
 def _check_feature_options(sep: Any, drop: Any, duplicates: Any) -> frozenset[str]:
     if sep is not None and (not isinstance(sep, str) or sep == ""):
         raise TypeError(f"sep: expected a non-empty str such as '|', or None, got {sep!r}")
-    if duplicates not in _DUPLICATE_POLICIES:
-        raise ValueError(f"duplicates: expected one of {list(_DUPLICATE_POLICIES)}, got {duplicates!r}")
+    if duplicates not in DUPLICATE_POLICIES:
+        raise ValueError(f"duplicates: expected one of {list(DUPLICATE_POLICIES)}, got {duplicates!r}")
     if drop is None:
         return frozenset()
     if isinstance(drop, str):

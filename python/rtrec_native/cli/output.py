@@ -1,0 +1,141 @@
+"""What the commands print and write: the demo's table and plot, run descriptions, JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+# =========================================================================== output
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def _refresh_text(name: str, result: Any, config: dict[str, Any]) -> str:
+    if name == "realtime":
+        size = config["batch_size"]
+        return f"{result.update_latency_ms:.3f} ms per update of {size} event{'s' if size != 1 else ''}"
+    if name == "periodic":
+        return f"{result.update_latency_ms:,.1f} ms per refit ({result.n_updates} refits)"
+    return "never updated"
+
+
+def format_table(report: Any) -> str:
+    """The demo's table: one row per policy."""
+    k = report.config["k"]
+    pointwise = "rmse" if "rmse" in report.metric_names else "auc" if "auc" in report.metric_names else None
+    headers = ["policy", f"HitRate@{k}", f"NDCG@{k}"]
+    if pointwise is not None:
+        headers.append(pointwise.upper())
+    headers += ["events/s", "update latency"]
+    rows = []
+    for name, result in report.policies.items():
+        row = [name, fmt(result.metrics[f"hitrate@{k}"]), fmt(result.metrics[f"ndcg@{k}"])]
+        if pointwise is not None:
+            row.append(fmt(result.metrics[pointwise]))
+        row += [f"{result.events_per_s:,.0f}", _refresh_text(name, result, report.config)]
+        rows.append(row)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        middle = [c.rjust(w) for c, w in zip(cells[1:-1], widths[1:-1])]
+        return "  ".join([first, *middle, cells[-1]])
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def describe_run(report: Any, data_info: dict[str, Any]) -> str:
+    s, c = report.stream, report.config
+    source = "synthetic stream (taste drift, new items)" if data_info["source"] == "synthetic" else data_info["source"]
+    if c["retrain_period"] is not None and c["retrain_every"] is None:
+        schedule = f"every {c['retrain_period'] / 3600:g} h of event time"
+    elif c["retrain_period"] is None:
+        schedule = f"every {c['retrain_every']:,} events"
+    else:
+        schedule = f"every {c['retrain_every']:,} events or {c['retrain_period'] / 3600:g} h"
+    from ..recommender import DEFAULTS
+
+    model = c["model"]
+    extras = "".join(f", {key}={model[key]}" for key in ("min_count", "ttl", "max_rows")
+                     if key in model and model[key] != DEFAULTS[key])
+    for side in ("item", "user"):
+        info = data_info.get(f"{side}_features")
+        if info is not None:
+            extras += f"; {info['n_features']:,} {side} features ({info['path']})"
+    return (
+        f"data: {source}: {s['n_events']:,} events, {s['n_users']:,} users, {s['n_items']:,} items; "
+        f"loss={s['loss']}, dim={model['dim']}{extras}\n"
+        f"protocol: {c['protocol']}; warm-up fit on the first {c['n_warmup']:,} events "
+        f"({c['epochs']} epochs); periodic refit {schedule}; {s['n_scored']:,} events scored, "
+        f"{s['n_ranked']:,} new positives ranked (label >= {c['positive_threshold']:g})"
+    )
+
+
+def write_plot(report: Any, path: Path) -> None:
+    """PNG of the metrics per window for each policy (matplotlib, no display needed)."""
+    from matplotlib.figure import Figure  # the object API: no pyplot, no global backend
+
+    names = [m for m in report.metric_names if m in (report.primary_metric, "auc", "rmse")]
+    fig = Figure(figsize=(9, 3.2 * len(names)), layout="constrained")
+    axes = fig.subplots(len(names), 1, squeeze=False)[:, 0]
+    spans = report.windows
+    x: np.ndarray
+    if spans and spans[0].t_start is not None:
+        seconds = np.array([(w.t_start + w.t_end) / 2 for w in spans], dtype=np.float64)
+        x = seconds.astype("datetime64[s]")
+        xlabel = "event time (middle of each window of equal event counts)"
+    else:
+        x = np.array([(w.start + w.end) / 2 for w in spans], dtype=np.float64)
+        xlabel = "event position in the stream (middle of each window)"
+    styles = {"realtime": "-o", "periodic": "-s", "static": "-^"}
+    for ax, metric in zip(axes, names):
+        for name, result in report.policies.items():
+            y = np.array([w[metric] for w in result.windows], dtype=np.float64)
+            ax.plot(x, y, styles.get(name, "-"), markersize=3, label=name)
+        ax.set_ylabel(metric.upper() if metric in ("auc", "rmse") else metric.replace("hitrate", "HitRate"))
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best")
+    axes[-1].set_xlabel(xlabel)
+    if x.dtype.kind == "M":
+        for ax in axes:
+            for label in ax.get_xticklabels():
+                label.set_rotation(20)
+                label.set_horizontalalignment("right")
+    axes[0].set_title(f"Prequential replay ({report.config['protocol']})")
+    fig.savefig(path, dpi=110)
+
+
+def print_json(payload: dict[str, Any]) -> None:
+    print(json.dumps(payload, indent=2, allow_nan=False, default=json_default))
+
+
+def json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+
+
+def nan_low(value: float) -> float:
+    return -math.inf if value is None or math.isnan(value) else value
+
+
+
+def eviction_text(params: dict[str, Any]) -> str:
+    ttl = "never" if params["ttl"] is None else f"{params['ttl']:g} s"
+    cap = "none" if params["max_rows"] is None else f"{params['max_rows']:,} rows"
+    return f"ttl {ttl}, cap {cap}"
+
+

@@ -1,0 +1,235 @@
+"""The steps the commands share: load the data, read the side features, build a model and
+fit it, run a prequential replay."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CliError, one_line
+
+DAY = 86_400.0
+
+
+# =========================================================================== shared steps
+
+
+def load_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], bool]:
+    """Return ``(events, data_info, is_synthetic)`` for the --data / synthetic options."""
+    if args.data is None:
+        for flag in ("user_col", "item_col", "label_col", "time_col"):
+            if getattr(args, flag) is not None:
+                raise CliError(f"--{flag.replace('_', '-')} needs --data")
+        from ..datasets import synthetic_stream
+
+        events = synthetic_stream(n_users=args.users, n_items=args.items, n_events=args.events, seed=args.seed)
+        info = {"source": "synthetic", "n_events": len(events), "n_users": args.users,
+                "n_items": args.items, "seed": args.seed}
+        return events, info, True
+    from ..data import load_events
+
+    events, report = load_events(
+        args.data, user_col=args.user_col, item_col=args.item_col,
+        label_col=args.label_col, time_col=args.time_col,
+    )
+    if len(events) == 0:
+        raise CliError(f"{args.data}: no valid events left after cleaning ({report.n_dropped} dropped)")
+    return events, {"source": str(args.data), "cleaning": report.to_dict()}, False
+
+
+def model_params(args: argparse.Namespace, labels: Any) -> dict[str, Any]:
+    from ..evaluation import infer_loss
+
+    return {
+        "dim": args.dim,
+        "loss": infer_loss(labels) if args.loss == "auto" else args.loss,
+        "optimizer": args.optimizer,
+        "learning_rate": args.learning_rate,
+        "l2": args.l2,
+        "seed": args.seed,
+        "num_threads": args.threads,
+        "min_count": args.min_count,
+        "ttl": args.ttl,
+        "max_rows": args.max_rows,
+    }
+
+
+# --------------------------------------------------------------------------- side features
+
+
+class SideFeatures:
+    """Features read from ``--item-features`` / ``--user-features``: IDs and one list of
+    strings per ID, ready for ``set_item_features`` / ``set_user_features``."""
+
+    def __init__(self, side: str, path: Path, ids: np.ndarray, lists: list[list[str]]) -> None:
+        self.side, self.path, self.ids, self.lists = side, path, ids, lists
+        self.n_in_file = len(ids)
+        self.n_in_data: int | None = None  # IDs of the file found in the data (when checked)
+
+    @property
+    def flag(self) -> str:
+        return f"--{self.side}-features"
+
+    def check_against(self, data_ids: np.ndarray) -> SideFeatures:
+        """Fail clearly when the file cannot be about the data's IDs; count the overlap."""
+        ours, theirs = _id_kind(self.ids), _id_kind(data_ids)
+        if ours != theirs:
+            raise CliError(f"{self.flag} {self.path}: its IDs are {ours}s but the data's {self.side} IDs "
+                           f"are {theirs}s")
+        self.n_in_data = int(np.isin(self.ids, data_ids).sum())
+        if self.n_in_data == 0:
+            raise CliError(f"{self.flag} {self.path}: none of its {len(self.ids):,} IDs is a {self.side} of "
+                           f"the data (choose the ID column with --{self.side}-feature-id-col)")
+        return self
+
+    def restricted_to(self, data_ids: np.ndarray) -> SideFeatures:
+        """Only the IDs that occur in the data: an evaluation ranks the data's catalogue."""
+        keep = np.isin(self.ids, data_ids)
+        out = SideFeatures(self.side, self.path, self.ids[keep],
+                            [features for features, kept in zip(self.lists, keep) if kept])
+        out.n_in_file, out.n_in_data = self.n_in_file, len(out.ids)
+        return out
+
+    def apply(self, rec: Any) -> None:
+        setter = rec.set_item_features if self.side == "item" else rec.set_user_features
+        try:
+            setter(self.ids, self.lists)
+        except (ValueError, TypeError) as exc:
+            raise CliError(f"{self.flag} {self.path}: {one_line(str(exc))}") from None
+
+    def info(self) -> dict[str, Any]:
+        """For JSON output: the file, its IDs, how many are in the data, how many got their
+        features (all, or the data's only in an evaluation) and the distinct features."""
+        return {"path": str(self.path), "n_ids": self.n_in_file, "n_in_data": self.n_in_data,
+                "n_applied": len(self.ids), "n_features": len({f for features in self.lists for f in features})}
+
+    def describe(self) -> str:
+        return (f"{self.side} features from {self.path}: {self.info()['n_features']:,} distinct on "
+                f"{len(self.ids):,} {self.side}s")
+
+
+def _id_kind(ids: np.ndarray) -> str:
+    return "string" if ids.dtype == object else "integer"
+
+
+def load_side_features(args: argparse.Namespace) -> list[SideFeatures]:
+    """The --item-features / --user-features files, loaded (none given: an empty list)."""
+    out = []
+    for side in ("item", "user"):
+        path = getattr(args, f"{side}_features")
+        cols = getattr(args, f"{side}_feature_col")
+        prefix = getattr(args, f"{side}_feature_prefix")
+        id_col = getattr(args, f"{side}_feature_id_col")
+        duplicates = getattr(args, f"{side}_feature_duplicates")
+        if path is None:
+            for flag, value in (("col", cols), ("prefix", prefix), ("id-col", id_col), ("duplicates", duplicates)):
+                if value is not None:
+                    raise CliError(f"--{side}-feature-{flag} needs --{side}-features")
+            continue
+        from ..data import load_features
+
+        try:
+            ids, lists = load_features(path, id_col=id_col, prefix=prefix, duplicates=duplicates or "error",
+                                       feature_col=None if cols is None else cols[0] if len(cols) == 1 else cols)
+        except (ValueError, TypeError, OSError, ImportError) as exc:
+            # The library's message as it is (its hints name load_features' arguments, which
+            # each --{side}-feature-* option's help names), with the option and file it is about.
+            message = one_line(str(exc)) or type(exc).__name__
+            if str(path) not in message:
+                message = f"{path}: {message}"
+            raise CliError(f"--{side}-features: {message}") from None
+        out.append(SideFeatures(side, Path(path), ids, lists))
+    return out
+
+
+def features_for(args: argparse.Namespace, events: Any, data_info: dict[str, Any], *,
+                  data_ids_only: bool) -> list[SideFeatures]:
+    """The side features files, checked against the events (recorded in ``data_info``).
+    ``data_ids_only``: keep the data's IDs only (an evaluation ranks the data's catalogue;
+    other IDs would take top-k slots that can never be hits)."""
+    out = []
+    for side_features in load_side_features(args):
+        data_ids = np.unique(events.items if side_features.side == "item" else events.users)
+        side_features.check_against(data_ids)
+        out.append(side_features.restricted_to(data_ids) if data_ids_only else side_features)
+    data_info.update({f"{f.side}_features": f.info() for f in out})
+    return out
+
+
+def _retrain_schedule(args: argparse.Namespace, n_events: int, synthetic: bool) -> tuple[int | None, float | None]:
+    if args.retrain_every is not None or args.retrain_period is not None:
+        return args.retrain_every, args.retrain_period
+    if synthetic:
+        return None, DAY  # the stream spans 30 days: a nightly batch job
+    return max(1, n_events // 10), None
+
+
+class _Progress:
+    """A tqdm bar on stderr fed by :func:`prequential`'s progress callback."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+        self.policy = ""
+
+    def __call__(self, policy: str, advanced: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="ev", unit_scale=True, file=sys.stderr,
+                            dynamic_ncols=True, leave=False)
+        if policy != self.policy:
+            self.policy = policy
+            self.bar.set_description(policy, refresh=False)
+        self.bar.update(advanced)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_prequential(args: argparse.Namespace, policies: Sequence[str]) -> tuple[Any, dict[str, Any], float]:
+    from ..evaluation import prequential
+
+    events, data_info, synthetic = load_data(args)
+    retrain_every, retrain_period = _retrain_schedule(args, len(events), synthetic)
+    if retrain_period is not None and events.timestamps is None:
+        raise CliError("--retrain-period needs timestamps and the data has no time column; use --retrain-every")
+    features = features_for(args, events, data_info, data_ids_only=True)
+    progress = _Progress(enabled=not args.no_progress)
+    began = time.perf_counter()
+    try:
+        by_side = {f.side: (f.ids, f.lists) for f in features}
+        report = prequential(
+            events, model=model_params(args, events.labels), policies=tuple(policies),
+            batch_size=args.batch_size, warmup=args.warmup, epochs=args.epochs,
+            retrain_every=retrain_every, retrain_period=retrain_period, k=args.k,
+            n_windows=args.windows, positive_threshold=args.positive_threshold, progress=progress,
+            item_features=by_side.get("item"), user_features=by_side.get("user"),
+        )
+    finally:
+        progress.close()
+    return report, data_info, time.perf_counter() - began
+
+
+def fit_model(args: argparse.Namespace, events: Any, features: Sequence[SideFeatures]) -> tuple[Any, dict[str, Any], float]:
+    """Build the model the options describe (loss inferred from ``events`` for ``--loss auto``),
+    give it the side features, fit it on ``events`` for ``--epochs``; return the model, its
+    parameters and the seconds it took."""
+    from ..recommender import Recommender
+
+    params = model_params(args, events.labels)
+    began = time.perf_counter()
+    rec = Recommender(**params)
+    for side_features in features:
+        side_features.apply(rec)
+    rec.fit(events, epochs=args.epochs)
+    return rec, params, time.perf_counter() - began
