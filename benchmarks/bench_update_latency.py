@@ -6,7 +6,9 @@ NOT subtracted). Squared loss, SGD, dim/n_factors 64 on both sides, same learnin
 Contenders (each with its own model, all fed the same seeded Zipf rating stream):
   - River   `river.reco.BiasedMF.learn_one(user, item, y)`
   - ours    `rec.update_one(user, item, y)`           (scalar fast path)
-  - ours    `rec.update([user], [item], [y])`         (list form, lists built inside the timed call)
+  - ours    `rec.update(users, items, ys)` on numpy batches of --batch events, reported per
+            event (call time / batch size): the batch path. (A one-event `update([u], [i], [y])`
+            is routed to update_one, so it would only measure that again plus three lists.)
 
 Warm phase: every model first sees the whole stream once, untimed, so timed calls touch known
 users/items. Timed phase: the stream again, split into rounds; contenders are interleaved
@@ -36,6 +38,7 @@ def parse_args(argv=None):
     p.add_argument("--calls", type=int, default=50_000, help="timed calls per contender (warm IDs)")
     p.add_argument("--new-calls", type=int, default=20_000, help="timed calls with new IDs each call")
     p.add_argument("--rounds", type=int, default=5, help="interleaving rounds")
+    p.add_argument("--batch", type=int, default=1000, help="events per update() call of the batch contender")
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--l2", type=float, default=1e-4)
@@ -67,22 +70,22 @@ def loop_scalar(fn, us, its, ys, out, off):
         out[off + k] = t1 - t0
 
 
-def loop_list(fn, us, its, ys, out, off):
+def loop_batch(fn, us, its, ys, out, off, batch):
+    """One update() call per `batch` events (numpy arrays, sliced outside the timed call);
+    each event of a batch gets the call's time divided by the batch size."""
     pc = time.perf_counter_ns
-    for k in range(len(us)):
-        u = us[k]
-        i = its[k]
-        y = ys[k]
+    us, its, ys = np.asarray(us, dtype=np.int64), np.asarray(its, dtype=np.int64), np.asarray(ys, dtype=np.float32)
+    for lo in range(0, len(us), batch):
+        u, i, y = us[lo : lo + batch], its[lo : lo + batch], ys[lo : lo + batch]
         t0 = pc()
-        fn([u], [i], [y])
+        fn(u, i, y)
         t1 = pc()
-        out[off + k] = t1 - t0
+        out[off + lo : off + lo + len(u)] = (t1 - t0) / len(u)
 
 
-def untimed(fn, us, its, ys, listform):
-    if listform:
-        for u, i, y in zip(us, its, ys, strict=True):
-            fn([u], [i], [y])
+def untimed(fn, us, its, ys, batch):
+    if batch:
+        fn(np.asarray(us, dtype=np.int64), np.asarray(its, dtype=np.int64), np.asarray(ys, dtype=np.float32))
     else:
         for u, i, y in zip(us, its, ys, strict=True):
             fn(u, i, y)
@@ -105,54 +108,41 @@ def make_river(args):
         l2_latent=args.l2,
         seed=args.seed,
     )
-    return m.learn_one, False, m
+    return m.learn_one, 0, m
 
 
-def make_ours(rt, args, listform):
+def make_ours(rt, args, batch):
+    """Our model and the function timed: update_one (batch 0) or update on batches."""
     rec = rt.Recommender(
         dim=args.dim, loss="squared", optimizer="sgd", learning_rate=args.lr, l2=args.l2,
         num_threads=args.threads, seed=args.seed,
     )
-    note = None
-    if listform:
-        return rec.update, True, rec, note
-    fn = getattr(rec, "update_one", None)
-    if fn is None:
-        note = "update_one missing: fell back to update([u],[i],[y])"
-        return rec.update, True, rec, note
-    return fn, False, rec, note
+    return (rec.update if batch else rec.update_one), batch, rec
 
 
 def sanity_ours(rt, args, ev_u, ev_i, ev_y):
-    """Checks on our update path (not timed): (1) update_one and update([u],[i],[y]) from
-    the same seed give the same model; (2) one update moves the pair's score toward y."""
+    """Checks on our update path (not timed): (1) update_one event by event and update on
+    one batch of the same events, from the same seed, give the same model (the batch is
+    applied in order); (2) one update moves the pair's score toward y."""
     out = {}
     n = min(2000, len(ev_u))
     a = rt.Recommender(dim=args.dim, loss="squared", optimizer="sgd", learning_rate=args.lr,
                        l2=args.l2, num_threads=1, seed=args.seed)
     b = rt.Recommender(dim=args.dim, loss="squared", optimizer="sgd", learning_rate=args.lr,
                        l2=args.l2, num_threads=1, seed=args.seed)
-    if hasattr(a, "update_one"):
-        for k in range(n):
-            a.update_one(ev_u[k], ev_i[k], ev_y[k])
-    else:
-        for k in range(n):
-            a.update([ev_u[k]], [ev_i[k]], [ev_y[k]])
     for k in range(n):
-        b.update([ev_u[k]], [ev_i[k]], [ev_y[k]])
+        a.update_one(ev_u[k], ev_i[k], ev_y[k])
     pu = np.asarray(ev_u[:n], dtype=np.int64)
     pi = np.asarray(ev_i[:n], dtype=np.int64)
+    b.update(pu, pi, np.asarray(ev_y[:n], dtype=np.float32))
     sa = np.asarray(a.predict(pu, pi), dtype=np.float64)
     sb = np.asarray(b.predict(pu, pi), dtype=np.float64)
-    out["update_one_vs_list_max_abs_diff"] = float(np.max(np.abs(sa - sb)))
+    out["update_one_vs_batch_max_abs_diff"] = float(np.max(np.abs(sa - sb)))
     out["finite"] = bool(np.isfinite(sa).all() and np.isfinite(sb).all())
     u, i = ev_u[0], ev_i[0]
     before = float(a.predict(np.array([u]), np.array([i]))[0])
     target = before + 2.0
-    if hasattr(a, "update_one"):
-        a.update_one(u, i, target)
-    else:
-        a.update([u], [i], [target])
+    a.update_one(u, i, target)
     after = float(a.predict(np.array([u]), np.array([i]))[0])
     out["one_update_moves_toward_label"] = bool(after > before)
     out["one_update_before_after_target"] = (before, after, target)
@@ -186,16 +176,16 @@ def main(argv=None):
     new_its = list(range(base, base + args.new_calls))
     new_ys = [ys[k % len(ys)] for k in range(args.new_calls)]
 
-    contenders = []  # (name, fn, listform, model, note)
+    contenders = []  # (name, fn, batch (0: one event per call), model, note)
     if run_peers:
-        fn, lf, m = make_river(args)
-        contenders.append(("River BiasedMF.learn_one(u, i, y)", fn, lf, m, None))
+        fn, b, m = make_river(args)
+        contenders.append(("River BiasedMF.learn_one(u, i, y)", fn, b, m, None))
     if rt is not None:
-        fn, lf, m, note = make_ours(rt, args, listform=False)
-        name = "rtrec_native update_one(u, i, y)" if not lf else "rtrec_native update_one→update([u],[i],[y])"
-        contenders.append((name, fn, lf, m, note))
-        fn, lf, m, note = make_ours(rt, args, listform=True)
-        contenders.append(("rtrec_native update([u], [i], [y])", fn, lf, m, note))
+        fn, b, m = make_ours(rt, args, 0)
+        contenders.append(("rtrec_native update_one(u, i, y)", fn, b, m, None))
+        fn, b, m = make_ours(rt, args, args.batch)
+        contenders.append((f"rtrec_native update(batch of {args.batch}), per event", fn, b, m,
+                           "call time / batch size"))
 
     warm = {}
     cold = {}
@@ -222,8 +212,10 @@ def main(argv=None):
                     continue
                 gc.collect()
                 try:
-                    (loop_list if lf else loop_scalar)(fn, pu[lo:hi], pi[lo:hi], py[lo:hi],
-                                                       store[name], lo)
+                    if lf:
+                        loop_batch(fn, pu[lo:hi], pi[lo:hi], py[lo:hi], store[name], lo, lf)
+                    else:
+                        loop_scalar(fn, pu[lo:hi], pi[lo:hi], py[lo:hi], store[name], lo)
                 except Exception as exc:
                     errors[name] = f"{label}: {type(exc).__name__}: {exc}"
 

@@ -132,15 +132,18 @@ def test_corrupted_files_are_rejected_with_a_clear_error(tmp_path, case):
     rec, *_ = _trained(ids="str")
     rec.save(tmp_path / "good")
     data = dict(_corruptions((tmp_path / "good").read_bytes()))[case]
-    bad = tmp_path / "bad"
-    bad.write_bytes(data)
-    with pytest.raises(rt.SnapshotError, match="bad") as info:
-        rt.Recommender.load(bad)
+    path = tmp_path / "model.rtrec"
+    path.write_bytes(data)
+    with pytest.raises(rt.SnapshotError) as info:
+        rt.Recommender.load(path)
     assert isinstance(info.value, ValueError)
+    message = str(info.value)
+    assert message.startswith(f"{path}: "), message  # names the file first...
     words = {"truncated": "truncated", "truncated trailer": "truncated", "empty": "truncated",
              "not a snapshot": "not an rtrec_native snapshot", "flipped byte": "checksum|corrupted",
              "wrong version": "version 99 is not supported", "trailing junk": "unexpected data"}[case]
-    assert any(w in str(info.value) for w in words.split("|")), str(info.value)
+    reason = message[len(f"{path}: "):]
+    assert any(w in reason for w in words.split("|")), message  # ...then says what is wrong with it
 
 
 def test_missing_file_is_file_not_found(tmp_path):
