@@ -69,10 +69,12 @@ def main(argv=None) -> int:
         known = np.unique(test_u[np.isin(test_u, train_u)])[:2000]
         ids, _ = rec.recommend_batch(known, k=10)
         held = {}
-        for u, i in zip(test_u, test_i):
+        for u, i in zip(test_u, test_i, strict=True):
             held.setdefault(int(u), set()).add(int(i))
-        hits = np.mean([bool(held[int(u)] & set(row.tolist())) for u, row in zip(known, ids)]) if len(known) else float("nan")
-        rows.append([f"min_count={n}", f"{s['n_users']:,}", f"{s['n_items']:,}", f"{s['memory_bytes'] / 2**20:,.0f} MiB",
+        hits = (np.mean([bool(held[int(u)] & set(row.tolist())) for u, row in zip(known, ids, strict=True)])
+                if len(known) else float("nan"))
+        rows.append([f"min_count={n}", f"{s['n_users']:,}", f"{s['n_items']:,}",
+                     f"{s['memory_bytes'] / 2**20:,.0f} MiB",
                      f"{s['not_admitted']:,}", f"{auc:.4f}", f"{hits:.4f}", f"{secs:.1f} s"])
         if baseline_rows is None:  # N = 1, the first setting
             baseline_rows = s["n_users"] + s["n_items"]

@@ -39,8 +39,9 @@ import os
 import time
 from pathlib import Path
 
-import _common as C
 import numpy as np
+
+import _common as C
 
 DEFAULT_DATA = Path(os.environ.get(
     "RTREC_ML_SMALL", Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-latest-small"))
@@ -54,6 +55,7 @@ K = 10
 
 def load(data_dir: Path):
     import pandas as pd  # a dependency of rtrec_native
+
     from rtrec_native.data import load_features
 
     ratings = pd.read_csv(data_dir / "ratings.csv")
@@ -335,7 +337,8 @@ def main(argv=None) -> int:
         print(f"## seed {seed} ({time.perf_counter() - t0:.1f} s): " +
               ", ".join(f"{k} {v:,}" for k, v in res["split"].items()))
         C.print_table(
-            ["contender", "cold HR@10", "cold Recall@10", "cold NDCG@10", "cold AUC", "warm HR@10", "warm NDCG@10", "fit"],
+            ["contender", "cold HR@10", "cold Recall@10", "cold NDCG@10", "cold AUC", "warm HR@10", "warm NDCG@10",
+             "fit"],
             [[label, f"{res[key]['cold']['hr']:.4f}", f"{res[key]['cold']['recall']:.4f}",
               f"{res[key]['cold']['ndcg']:.4f}", f"{res[key]['cold']['auc']:.4f}",
               f"{res[key]['warm']['hr']:.4f}", f"{res[key]['warm']['ndcg']:.4f}",

@@ -123,7 +123,7 @@ def run_stream(args, max_rows: int | None, n_ids: int) -> dict:
         streamed = stop
         s = rec.stats()
         check_counts(s, f"after {streamed:,} IDs")
-        if streamed == next_mark or streamed == n_ids:
+        if streamed in (next_mark, n_ids):
             r = rss_bytes()
             points.append({
                 "ids": streamed, "n_users": s["n_users"], "n_items": s["n_items"],

@@ -49,8 +49,9 @@ import tempfile
 import time
 import traceback
 
-import _common as C
 import numpy as np
+
+import _common as C
 
 PROBE_BASE = 10**12  # ID range of never-seen probe users/items ("new" probes)
 
@@ -167,7 +168,7 @@ def trainer_main(args, cfg, directory, probe_tx, ready, result_tx):
         pub.close()
         result_tx.send({"ok": True, "deltas_written": pub.deltas_written, "snapshots_written": pub.snapshots_written,
                         "update_call_s_p50": float(np.median(t_update_cost)), "stats": rec.stats()})
-    except BaseException:  # noqa: BLE001 - reported to the parent, which fails the run
+    except BaseException:
         result_tx.send({"ok": False, "error": traceback.format_exc()})
 
 
@@ -224,7 +225,7 @@ def replica_main(args, cfg, directory, probe_rx, ready, result_tx, snapshot_time
         rep.close()
         result_tx.send({"ok": True, "lags": lags, "kinds": kinds, "deltas_applied": rep.deltas_applied,
                         "position": rep.position, "replica_stats": stats})
-    except BaseException:  # noqa: BLE001 - reported to the parent, which fails the run
+    except BaseException:
         ready.set()  # do not leave the trainer waiting
         result_tx.send({"ok": False, "error": traceback.format_exc()})
 
@@ -307,7 +308,7 @@ def main(argv=None):
         print(f"- running: {label}", flush=True)
         try:
             out, wall = run_config(args, cfg, ctx)
-        except Exception as exc:  # noqa: BLE001 - one configuration's failure is reported, the rest run
+        except Exception as exc:
             failed = True
             rows.append([label] + ["—"] * 9 + [f"error: {exc}"])
             results.append({"config": cfg, "error": repr(exc)})
@@ -336,7 +337,8 @@ def main(argv=None):
                      f"{(cfg['interval'] + poll) / 2 * 1e3:.0f} ms", f"{n_exact}/{n_sup}/{n_unm}/{n_to}",
                      f"{tr['deltas_written']}/{tr['snapshots_written']}", f"{wall:.0f} s"])
         results.append({"config": cfg, "label": label, "lags_s": lags.tolist(), "exact": n_exact, "superseded": n_sup,
-                        "timeouts": n_to, "unmeasured": n_unm, "trainer": tr, "replica": {k: v for k, v in rep.items() if k != "lags"},
+                        "timeouts": n_to, "unmeasured": n_unm, "trainer": tr,
+                        "replica": {k: v for k, v in rep.items() if k != "lags"},
                         "wall_s": wall})
         print(f"  p50 {ms(50)}, p99 {ms(99)}; replica applied {rep['deltas_applied']} deltas, "
               f"position {rep['position']}", flush=True)

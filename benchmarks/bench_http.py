@@ -40,8 +40,9 @@ import tempfile
 import time
 import urllib.request
 
-import _common as C
 import numpy as np
+
+import _common as C
 
 HOST = "127.0.0.1"
 
@@ -278,7 +279,7 @@ def check_body(stats, endpoint, resp, k, m):
             ok = len(doc["items"]) == k and len(doc["scores"]) == k
         if not ok:
             stats.check_failures.append(resp[:200])
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         stats.check_failures.append(f"{exc!r}: {resp[:200]!r}")
 
 
@@ -364,7 +365,8 @@ def main(argv=None):
                       f"bodies checked {st.checked}, bad {len(st.check_failures)}", flush=True)
             noise = meter.stop()
             # The server is our child but not yet waited for: its CPU is not noise.
-            srv_share = (proc_cpu_seconds(server.proc.pid) - srv_meter) / ((time.monotonic() - t_meter) * os.cpu_count())
+            elapsed = time.monotonic() - t_meter
+            srv_share = (proc_cpu_seconds(server.proc.pid) - srv_meter) / (elapsed * os.cpu_count())
             noise = max(0.0, noise - srv_share)
             stats1 = http_json(server.port, "/stats")
             acked = sum(r["events_acked"] for r in results)
@@ -372,7 +374,7 @@ def main(argv=None):
             print(f"\nserver /stats: updates {stats0.get('updates')} -> {stats1.get('updates')} (+{upd}); "
                   f"users {stats0.get('n_users')} -> {stats1.get('n_users')}; events acknowledged in timed "
                   f"phases {acked} (warm-up events are applied but not counted)")
-        except Exception as exc:  # noqa: BLE001 - reported; the server is still stopped below
+        except Exception as exc:
             failed = True
             print(f"benchmark failed: {type(exc).__name__}: {exc}")
             noise = float("nan")

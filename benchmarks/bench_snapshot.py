@@ -39,8 +39,9 @@ import sys
 import tempfile
 import time
 
-import _common as C
 import numpy as np
+
+import _common as C
 
 MB = 1e6
 
@@ -262,7 +263,8 @@ def run_optimizer(rt, args, optimizer, workdir, meter_total):
     meter_total.append(meter.stop())
     med = {k: C.median(v) for k, v in t.items()}
     return {"optimizer": optimizer, "size": size, "np_bytes": np_bytes, "rows": st["n_users"] + st["n_items"],
-            "build_s": t_build, "start_delta_s": start_delta_s, "start_delta_size": start_delta_size, "median_s": med, "all_s": t, "sizes": {k: C.median(v) for k, v in sizes.items()},
+            "build_s": t_build, "start_delta_s": start_delta_s, "start_delta_size": start_delta_size, "median_s": med,
+            "all_s": t, "sizes": {k: C.median(v) for k, v in sizes.items()},
             "cold_cache_fraction_after_drop": cache_check, "stats": st}
 
 

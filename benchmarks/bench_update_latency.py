@@ -151,7 +151,7 @@ def sanity_ours(rt, args, ev_u, ev_i, ev_y):
 
 def summarize(ns):
     ns = np.asarray(ns, dtype=np.float64)
-    return {"n": int(len(ns)), "p50_ns": C.percentile(ns, 50), "p90_ns": C.percentile(ns, 90),
+    return {"n": len(ns), "p50_ns": C.percentile(ns, 50), "p90_ns": C.percentile(ns, 90),
             "p99_ns": C.percentile(ns, 99), "mean_ns": float(ns.mean()) if len(ns) else float("nan")}
 
 

@@ -61,6 +61,6 @@ def fingerprint(rec: rt.Recommender, users, items) -> tuple:
     )
 
 
-@pytest.fixture(params=VARIANTS, ids=[f"{l}-{o}" for l, o in VARIANTS])
+@pytest.fixture(params=VARIANTS, ids=[f"{loss}-{opt}" for loss, opt in VARIANTS])
 def variant(request) -> tuple[str, str]:
     return request.param

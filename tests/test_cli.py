@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import rtrec_native as rt
 from conftest import MOVIELENS
 from rtrec_native.cli import build_parser, main
@@ -28,7 +29,7 @@ def write_ratings(path: Path, n: int = 1200, seed: int = 0, header: str = "userI
     items = rng.integers(1, 70, size=n)
     ratings = np.clip(np.round(2 * (3 + np.sin(users) + np.cos(items))) / 2, 0.5, 5.0)
     times = 1_000_000_000 + np.sort(rng.integers(0, 10**7, size=n))
-    lines = [header] + [f"{u},{i},{r:g},{t}" for u, i, r, t in zip(users, items, ratings, times)]
+    lines = [header] + [f"{u},{i},{r:g},{t}" for u, i, r, t in zip(users, items, ratings, times, strict=True)]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -106,7 +107,7 @@ def test_demo_reads_movielens_ratings_as_they_are(tmp_path, capsys):
     # The file itself, cut to its first 5000 rows to keep the test fast.
     head = tmp_path / "ratings.csv"
     with RATINGS.open() as source:
-        head.write_text("".join(line for _, line in zip(range(5001), source)))
+        head.write_text("".join(line for _, line in zip(range(5001), source, strict=False)))
     assert main(["demo", "--data", str(head), "--out", str(tmp_path / "o"), "--no-progress", "--epochs", "2"]) == 0
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["stream"]["loss"] == "squared" and report["config"]["positive_threshold"] == 4.0
@@ -501,7 +502,7 @@ def test_bad_features_files_exit_1_with_one_line_naming_the_file(tmp_path, capsy
 def test_train_with_movielens_genres(tmp_path, capsys):
     head = tmp_path / "ratings.csv"
     with RATINGS.open() as source:
-        head.write_text("".join(line for _, line in zip(range(5001), source)))
+        head.write_text("".join(line for _, line in zip(range(5001), source, strict=False)))
     model = tmp_path / "m.rtrec"
     trained = train_json(capsys, "--data", str(head), "--model-out", str(model),
                          "--item-features", str(MOVIES), "--item-feature-prefix", "genre")

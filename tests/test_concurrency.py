@@ -61,7 +61,7 @@ def test_writers_growing_the_tables_while_readers_recommend():
                 ids, scores = rec.recommend(u, k=20)
                 if not np.isfinite(scores).all() or len(ids) != len(scores):
                     seen_bad.append(("recommend", u))
-                b_ids, b_scores = rec.recommend_batch(rng.integers(0, 5000, 8), k=5)
+                _, b_scores = rec.recommend_batch(rng.integers(0, 5000, 8), k=5)
                 if np.isinf(b_scores).any():
                     seen_bad.append(("batch", b_scores))
                 p = rec.predict(rng.integers(0, 5000, 256), rng.integers(0, 3000, 256))

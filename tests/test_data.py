@@ -337,7 +337,7 @@ def test_unsupported_source_type_is_a_type_error():
 
 
 def test_missing_file_names_the_path(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.csv"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.csv"):
         load_events(tmp_path / "nope.csv")
 
 

@@ -40,7 +40,8 @@ def test_default_stream_has_the_documented_shape_and_dtypes(default_stream):
 
 
 def test_synthetic_stream_is_the_events_of_generate_stream():
-    np.testing.assert_array_equal(synthetic_stream(**SMALL, seed=4).items, generate_stream(**SMALL, seed=4).events.items)
+    np.testing.assert_array_equal(synthetic_stream(**SMALL, seed=4).items,
+                                  generate_stream(**SMALL, seed=4).events.items)
 
 
 def test_same_seed_gives_identical_streams():

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+
 import rtrec_native as rt
 from conftest import MOVIELENS
 from rtrec_native.data import Events, load_events
@@ -55,7 +56,8 @@ def test_global_split_puts_everything_before_the_cut_in_train_and_the_rest_in_te
     assert len(split.train) + len(split.test) == len(events)
     assert split.train.timestamps.max() < split.cutoff <= split.test.timestamps.min()
     # Ties at the cut all go to test, so no test event is older than a training event.
-    assert np.count_nonzero(events.timestamps == split.cutoff) == np.count_nonzero(split.test.timestamps == split.cutoff)
+    at_cut = np.count_nonzero(events.timestamps == split.cutoff)
+    assert at_cut == np.count_nonzero(split.test.timestamps == split.cutoff)
     assert abs(len(split.test) - 50) <= np.count_nonzero(events.timestamps == split.cutoff)
     for part in (split.train, split.test):
         assert np.all(np.diff(part.timestamps) >= 0)
@@ -64,7 +66,7 @@ def test_global_split_puts_everything_before_the_cut_in_train_and_the_rest_in_te
 def rows(events: Events) -> list[tuple]:
     """Every event as a tuple, sorted: equal lists mean the same multiset of events."""
     columns = (events.users, events.items, events.labels, events.timestamps)
-    return sorted(zip(*(c.tolist() for c in columns)))
+    return sorted(zip(*(c.tolist() for c in columns), strict=True))
 
 
 def test_split_keeps_every_event_exactly_once():
@@ -146,8 +148,10 @@ def test_split_evaluation_reports_rmse_for_ratings():
         split.train.users, split.train.items, split.train.labels, epochs=3
     )
     result = evaluate_split(rec, split)
-    assert {"rmse", "mae", "hitrate@10", "ndcg@10", "precision@10", "recall@10", "mrr@10", "coverage@10"} <= set(result.metrics)
-    assert 0 < result.metrics["rmse"] < 5 and result.positive_threshold == default_positive_threshold(split.train.labels, "squared")
+    expected = {"rmse", "mae", "hitrate@10", "ndcg@10", "precision@10", "recall@10", "mrr@10", "coverage@10"}
+    assert expected <= set(result.metrics)
+    assert 0 < result.metrics["rmse"] < 5
+    assert result.positive_threshold == default_positive_threshold(split.train.labels, "squared")
 
 
 @needs_movielens
@@ -205,7 +209,8 @@ def drift_report() -> PrequentialReport:
 def test_realtime_learning_beats_a_static_model_on_a_drifting_stream(drift_report):
     assert realtime_clearly_beats_static(drift_report)
     # And it is at least as good as refitting every 4000 events from scratch.
-    assert drift_report.policies["realtime"].metrics["hitrate@10"] > drift_report.policies["periodic"].metrics["hitrate@10"]
+    policies = drift_report.policies
+    assert policies["realtime"].metrics["hitrate@10"] > policies["periodic"].metrics["hitrate@10"]
 
 
 def test_a_model_whose_update_does_nothing_does_not_pass_the_same_bar():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 import rtrec_native as rt
 from conftest import fingerprint
 from rtrec_native import data, events

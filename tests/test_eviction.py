@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 import rtrec_native as rt
-
 from conftest import fingerprint
 
 
@@ -86,7 +85,8 @@ def test_max_rows_keeps_each_table_under_the_cap_evicting_the_least_recently_upd
     last = np.arange(990, 1000)
     unknown = rec.predict([10**9], [0])[0]
     assert np.all(rec.predict(last, np.zeros(10, dtype=np.int64)) != unknown)
-    assert np.all(rec.predict(np.arange(10), np.zeros(10, dtype=np.int64)) == rec.predict(np.full(10, 10**9), np.zeros(10, dtype=np.int64)))
+    item = np.zeros(10, dtype=np.int64)
+    assert np.all(rec.predict(np.arange(10), item) == rec.predict(np.full(10, 10**9), item))
     assert rec.n_items == 7  # well under the cap: nothing evicted there
     assert stats["evicted_items"] == 0
 
@@ -233,7 +233,7 @@ def test_eviction_is_safe_while_other_threads_learn_and_serve(kind):
                 users = offset + step * 200 + np.arange(200)
                 items = rng.integers(0, 4000, 200) + (step // 10) * 4000  # items churn too
                 rec.update(as_ids(users), as_ids(items), timestamps=np.full(200, t))
-        except BaseException as e:  # noqa: BLE001 - surfaced below
+        except BaseException as e:
             errors.append(e)
 
     def reader() -> None:
@@ -243,14 +243,14 @@ def test_eviction_is_safe_while_other_threads_learn_and_serve(kind):
                 assert np.all(np.isfinite(scores)) and len(ids) == len(set(ids))
                 rec.recommend_batch(as_ids(np.arange(32)), k=5)
                 rec.predict(as_ids(np.arange(100)), as_ids(np.arange(100)))
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(e)
 
     def evictor() -> None:
         try:
             while not stop.is_set():
                 rec.evict(older_than=40)
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(e)
 
     writers = [threading.Thread(target=writer, args=(o,)) for o in (0, 10**7)]

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import rtrec_native as rt
-
 from conftest import VARIANTS, fingerprint
 
 N_ITEMS = 300
@@ -179,17 +178,17 @@ def test_setting_features_while_other_threads_train_and_serve_is_safe():
             for step in range(200):
                 ids = np.arange(step % 50, N_ITEMS, 50)
                 rec.set_item_features(ids, [[f"genre={step % 7}", f"batch={step}"] for _ in ids])
-        except BaseException as e:  # noqa: BLE001 - surfaced below
+        except BaseException as e:
             errors.append(e)
 
     def worker() -> None:
         try:
             while not stop.is_set():
                 rec.update(users[:100], items[:100])
-                ids, scores = rec.recommend(3, k=10)
+                _, scores = rec.recommend(3, k=10)
                 assert np.all(np.isfinite(scores))
                 rec.recommend_batch(np.arange(20), k=5)
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=worker) for _ in range(2)]

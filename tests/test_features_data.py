@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import MOVIELENS
 from rtrec_native import data
 from rtrec_native.data import Events, load_features
-from conftest import MOVIELENS
 
 pd = pytest.importorskip("pandas")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -17,8 +19,8 @@ def _per_user_temporal_split(users, timestamps, test_fraction=0.2):
     order = np.lexsort((timestamps, users))
     test = np.zeros(users.size, dtype=bool)
     bounds = np.r_[0, np.flatnonzero(np.diff(users[order])) + 1, users.size]
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        test[order[b - max(1, int(round((b - a) * test_fraction))):b]] = True
+    for a, b in itertools.pairwise(bounds):
+        test[order[b - max(1, round((b - a) * test_fraction)):b]] = True
     return test
 
 
@@ -31,10 +33,10 @@ def test_recall_at_10_beats_popularity_on_a_per_user_temporal_split():
     users, items, ts = data[:, 0].astype(np.int64), data[:, 1].astype(np.int64), data[:, 3]
     test = _per_user_temporal_split(users, ts)
     relevant: dict = {}
-    for u, i in zip(users[test], items[test]):
+    for u, i in zip(users[test], items[test], strict=True):
         relevant.setdefault(u, set()).add(i)
     seen: dict = {}
-    for u, i in zip(users[~test], items[~test]):
+    for u, i in zip(users[~test], items[~test], strict=True):
         seen.setdefault(u, set()).add(i)
 
     train_items, counts = np.unique(items[~test], return_counts=True)

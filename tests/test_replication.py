@@ -137,7 +137,8 @@ def test_replica_in_another_process_sees_an_update_within_seconds(tmp_path):
         print("seen", float(rep.predict([424242], [515151])[0]), flush=True)
     """)
     with rt.Publisher(rec, tmp_path, interval=0.1):
-        proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True)
         try:
             assert proc.stdout.readline().strip() == "ready"
             rec.update_one(424242, 515151, 5.0)
@@ -158,7 +159,8 @@ def test_replica_in_another_process_sees_an_update_within_seconds(tmp_path):
 
 def test_what_fit_learns_while_a_publisher_runs_is_published(tmp_path):
     rng = np.random.default_rng(3)
-    rec = rt.Recommender(dim=16, num_threads=2, seed=0).fit(rng.integers(0, 3000, 5000), rng.integers(0, 2000, 5000), epochs=1)
+    rec = rt.Recommender(dim=16, num_threads=2, seed=0)
+    rec.fit(rng.integers(0, 3000, 5000), rng.integers(0, 2000, 5000), epochs=1)
     with rt.Publisher(rec, tmp_path, interval=0.002):
         rec.fit(rng.integers(0, 3000, 200_000), rng.integers(0, 2000, 200_000), epochs=2)
     restored = restore_latest(tmp_path, num_threads=1)

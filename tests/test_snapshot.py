@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -168,7 +167,7 @@ def test_save_while_other_threads_update_and_recommend(tmp_path):
     worker = threading.Thread(target=churn)
     worker.start()
     try:
-        for n in range(15):
+        for _ in range(15):
             rec.save(tmp_path / "live")
             loaded = rt.Recommender.load(tmp_path / "live")
             assert loaded.n_items >= 50 and np.isfinite(loaded.predict([1, 2], [3, 4])).all()
@@ -193,7 +192,7 @@ def test_kill_9_during_save_always_leaves_a_loadable_snapshot(tmp_path):
             rec.save({str(path)!r})
     """)
     rng = np.random.default_rng(1)
-    for attempt in range(8):  # bounded
+    for _attempt in range(8):  # bounded
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
         try:
             assert proc.stdout.readline().strip() == b"ready"

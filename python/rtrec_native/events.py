@@ -174,10 +174,10 @@ def as_columns(obj: Events | pd.DataFrame) -> dict[str, Any]:
         return {name: getattr(obj, name) for name in EVENT_FIELDS}
     if not _is_dataframe(obj):
         raise TypeError(f"expected Events or a pandas DataFrame, got {type(obj).__name__}")
+    import pandas as pd
+
     from .data.columns import resolve_event_columns
     from .data.parsing import datetimes_to_seconds
-
-    import pandas as pd
 
     columns = resolve_event_columns(list(obj.columns), "DataFrame", {}, want_events=False)
     out: dict[str, Any] = {}

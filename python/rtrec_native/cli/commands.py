@@ -18,7 +18,6 @@ from .options import POLICY_CHOICES
 from .output import describe_run, eviction_text, fmt, format_table, json_default, nan_low, print_json, write_plot
 from .steps import features_for, fit_model, load_data, load_side_features, model_params, run_prequential
 
-
 # =========================================================================== commands
 
 
@@ -148,7 +147,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         print_json({"user": args.user, "k": args.k, "items": items, "scores": [float(s) for s in scores]})
         return 0
     print(f"top {len(items)} for user {args.user}:")
-    for rank, (item, score) in enumerate(zip(items, scores), start=1):
+    for rank, (item, score) in enumerate(zip(items, scores, strict=True), start=1):
         print(f"{rank:>4}  {item!s:>12}  {score:.4f}")
     return 0
 

@@ -200,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--snapshot-interval", type=positive_float, default=1.0, metavar="SECONDS",
                        help="seconds between deltas: at most this much feedback is lost in a crash "
                        "(default: %(default)s)")
-    serve.add_argument("--max-k", type=positive_int, default=1000, help="largest k a request may ask (default: %(default)s)")
+    serve.add_argument("--max-k", type=positive_int, default=1000,
+                       help="largest k a request may ask (default: %(default)s)")
     serve.add_argument("--max-body-bytes", type=positive_int, default=1 << 20,
                        help="largest request body accepted (default: %(default)s)")
     serve.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="warning",
@@ -235,7 +236,7 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    help="synthetic stream: number of items (default: %(default)s)")
 
 
-def _FIT_EPOCHS() -> int:  # noqa: N802 - reads as the constant it stands for
+def _FIT_EPOCHS() -> int:
     """``Recommender.fit``'s default number of epochs: the one place it is defined."""
     from ..recommender import Recommender
 
@@ -302,7 +303,8 @@ def _add_feature_options(p: argparse.ArgumentParser, *, evaluation: bool = False
                        help=f"{side} ID column of the features file, load_features' id_col (default: found "
                        f"by name, e.g. {'movieId' if side == 'item' else 'userId'})")
         g.add_argument(f"--{side}-feature-duplicates", choices=DUPLICATE_POLICIES, default=None,
-                       help="load_features' duplicates: an ID on several rows: error, keep the first or last row, or merge the "
+                       help="load_features' duplicates: an ID on several rows: error, keep the first or "
+                       "last row, or merge the "
                        "rows' features (a long table with one row per ID and feature"
                        + (", such as MovieLens tags.csv" if side == "item" else "") + ") (default: error)")
 

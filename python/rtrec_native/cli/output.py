@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-
 # =========================================================================== output
 
 
@@ -47,7 +46,7 @@ def format_table(report: Any) -> str:
 
     def line(cells: list[str]) -> str:
         first = cells[0].ljust(widths[0])
-        middle = [c.rjust(w) for c, w in zip(cells[1:-1], widths[1:-1])]
+        middle = [c.rjust(w) for c, w in zip(cells[1:-1], widths[1:-1], strict=True)]
         return "  ".join([first, *middle, cells[-1]])
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
@@ -97,7 +96,7 @@ def write_plot(report: Any, path: Path) -> None:
         x = np.array([(w.start + w.end) / 2 for w in spans], dtype=np.float64)
         xlabel = "event position in the stream (middle of each window)"
     styles = {"realtime": "-o", "periodic": "-s", "static": "-^"}
-    for ax, metric in zip(axes, names):
+    for ax, metric in zip(axes, names, strict=True):
         for name, result in report.policies.items():
             y = np.array([w[metric] for w in result.windows], dtype=np.float64)
             ax.plot(x, y, styles.get(name, "-"), markersize=3, label=name)

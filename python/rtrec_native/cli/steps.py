@@ -92,7 +92,7 @@ class SideFeatures:
         """Only the IDs that occur in the data: an evaluation ranks the data's catalogue."""
         keep = np.isin(self.ids, data_ids)
         out = SideFeatures(self.side, self.path, self.ids[keep],
-                            [features for features, kept in zip(self.lists, keep) if kept])
+                            [features for features, kept in zip(self.lists, keep, strict=True) if kept])
         out.n_in_file, out.n_in_data = self.n_in_file, len(out.ids)
         return out
 
@@ -220,7 +220,9 @@ def run_prequential(args: argparse.Namespace, policies: Sequence[str]) -> tuple[
     return report, data_info, time.perf_counter() - began
 
 
-def fit_model(args: argparse.Namespace, events: Any, features: Sequence[SideFeatures]) -> tuple[Any, dict[str, Any], float]:
+def fit_model(
+    args: argparse.Namespace, events: Any, features: Sequence[SideFeatures]
+) -> tuple[Any, dict[str, Any], float]:
     """Build the model the options describe (loss inferred from ``events`` for ``--loss auto``),
     give it the side features, fit it on ``events`` for ``--epochs``; return the model, its
     parameters and the seconds it took."""

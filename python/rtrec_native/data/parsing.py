@@ -108,7 +108,7 @@ def to_python(value: Any) -> Any:
 
 
 def is_missing_scalar(value: Any) -> bool:
-    if value is None or isinstance(value, (float, np.floating)) and value != value:
+    if value is None or (isinstance(value, (float, np.floating)) and value != value):
         return True
     import pandas as pd
 

@@ -137,7 +137,7 @@ def dense_items(ids: np.ndarray, catalogue: np.ndarray) -> np.ndarray:
     treated as empty slots too rather than silently aliasing another item.
     """
     if ids.dtype == object:
-        empty = np.asarray(ids == None, dtype=bool)
+        empty = np.equal(ids, None)  # elementwise: the padding of string-ID rows
         probe = np.where(empty, catalogue[0], ids)
     else:
         empty = ids == np.iinfo(np.int64).min

@@ -119,7 +119,7 @@ class _FeatureCatalogue:
             return
         if fresh or rec is not self.model:
             self.model, self.done = rec, [set() for _ in self.sides]
-        for (on_items, mapping), done in zip(self.sides, self.done):
+        for (on_items, mapping), done in zip(self.sides, self.done, strict=True):
             ids = events.items[lo:hi] if on_items else events.users[lo:hi]
             new = [i for i in dict.fromkeys(ids.tolist()) if i not in done and i in mapping]
             if not new:
@@ -137,12 +137,14 @@ def _feature_map(features: Any, name: str) -> dict:
     if features is None:
         return {}
     if not isinstance(features, (tuple, list)) or len(features) != 2:
-        raise TypeError(f"{name}: expected (ids, feature lists) as from data.load_features, got {type(features).__name__}")
+        raise TypeError(
+            f"{name}: expected (ids, feature lists) as from data.load_features, got {type(features).__name__}"
+        )
     ids, lists = features
     ids = np.asarray(ids).tolist()
     if len(ids) != len(lists):
         raise ValueError(f"{name}: {len(ids)} IDs but {len(lists)} feature lists")
-    return dict(zip(ids, lists))
+    return dict(zip(ids, lists, strict=True))
 
 
 def _replay(
