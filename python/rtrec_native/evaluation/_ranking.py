@@ -10,6 +10,8 @@ items the user has not consumed, whatever the model's seen list holds.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..events import Events
@@ -78,62 +80,50 @@ def top_k_unconsumed(
     filtered list comes up short although the model filled it (its seen list missed older
     items) is asked again for ``k`` + every item the user consumed: exact whatever it holds.
     """
-    top, short = _ask(rec, user_ids, users, index, position, k, catalogue,
-                      extra=index.count(users, learned_until, position))
+    ranker = _Ranker(rec, index, position, k, catalogue)
+    top, short = ranker.ask(user_ids, users, extra=index.count(users, learned_until, position))
     if short.any():
         rows = np.flatnonzero(short)
-        top[rows], _ = _ask(rec, user_ids[rows], users[rows], index, position, k, catalogue,
-                            extra=index.count(users[rows], 0, position))
+        top[rows], _ = ranker.ask(user_ids[rows], users[rows], extra=index.count(users[rows], 0, position))
     return top
 
 
-def _ask(
-    rec: Recommender,
-    user_ids: np.ndarray,
-    users: np.ndarray,
-    index: ConsumedIndex,
-    position: int,
-    k: int,
-    catalogue: np.ndarray,
-    *,
-    extra: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The filtered top-``k`` of each row from lists of ``k + extra`` items, and which rows
-    came up short: fewer than ``k`` kept although the model filled the list (so it may hold
-    more items than it listed)."""
-    if users.size <= _ROWS_PER_CALL:  # the usual case: one call, no grouping
-        return _ask_once(rec, user_ids, users, index, position, k, catalogue, int(extra.max(initial=0)))
-    out = np.full((users.size, k), PAD, dtype=np.int64)
-    short = np.zeros(users.size, dtype=bool)
-    order = np.argsort(extra, kind="stable")  # similar extras share a call
-    for lo in range(0, order.size, _ROWS_PER_CALL):
-        rows = order[lo : lo + _ROWS_PER_CALL]
-        out[rows], short[rows] = _ask_once(rec, user_ids[rows], users[rows], index, position, k, catalogue,
-                                           int(extra[rows].max()))
-    return out, short
+@dataclass(frozen=True)
+class _Ranker:
+    """Asks ``rec`` for top lists and filters them with ``index`` at ``position``."""
 
+    rec: Recommender
+    index: ConsumedIndex
+    position: int
+    k: int
+    catalogue: np.ndarray
 
-def _ask_once(
-    rec: Recommender,
-    user_ids: np.ndarray,
-    users: np.ndarray,
-    index: ConsumedIndex,
-    position: int,
-    k: int,
-    catalogue: np.ndarray,
-    extra: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    n_items = max(rec.n_items, 1)
-    want = min(k + extra, n_items)
-    ids, _ = rec.recommend_batch(user_ids, k=want, exclude_seen=True)
-    top = dense_items(ids, catalogue)
-    listed = top != PAD
-    drop = listed & index.consumed_before(users[:, None], np.maximum(top, 0), position)
-    if not drop.any():  # nothing to filter (the model's seen list had it all): no copy
-        return _fit_width(top, k), np.zeros(users.size, dtype=bool)
-    keep = listed & ~drop
-    short = (keep.sum(axis=1) < k) & (listed.sum(axis=1) >= want) & (want < n_items)
-    return _compact(top, keep, k), short
+    def ask(self, user_ids: np.ndarray, users: np.ndarray, *, extra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The filtered top-``k`` of each row from lists of ``k + extra`` items, and which
+        rows came up short: fewer than ``k`` kept although the model filled the list (so it
+        may hold more items than it listed)."""
+        if users.size <= _ROWS_PER_CALL:  # the usual case: one call, no grouping
+            return self._ask_once(user_ids, users, int(extra.max(initial=0)))
+        out = np.full((users.size, self.k), PAD, dtype=np.int64)
+        short = np.zeros(users.size, dtype=bool)
+        order = np.argsort(extra, kind="stable")  # similar extras share a call
+        for lo in range(0, order.size, _ROWS_PER_CALL):
+            rows = order[lo : lo + _ROWS_PER_CALL]
+            out[rows], short[rows] = self._ask_once(user_ids[rows], users[rows], int(extra[rows].max()))
+        return out, short
+
+    def _ask_once(self, user_ids: np.ndarray, users: np.ndarray, extra: int) -> tuple[np.ndarray, np.ndarray]:
+        n_items = max(self.rec.n_items, 1)
+        want = min(self.k + extra, n_items)
+        ids, _ = self.rec.recommend_batch(user_ids, k=want, exclude_seen=True)
+        top = dense_items(ids, self.catalogue)
+        listed = top != PAD
+        drop = listed & self.index.consumed_before(users[:, None], np.maximum(top, 0), self.position)
+        if not drop.any():  # nothing to filter (the model's seen list had it all): no copy
+            return _fit_width(top, self.k), np.zeros(users.size, dtype=bool)
+        keep = listed & ~drop
+        short = (keep.sum(axis=1) < self.k) & (listed.sum(axis=1) >= want) & (want < n_items)
+        return _compact(top, keep, self.k), short
 
 
 def _compact(top: np.ndarray, keep: np.ndarray, k: int) -> np.ndarray:
