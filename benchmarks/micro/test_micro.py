@@ -20,15 +20,14 @@ import pytest
 
 import rtrec_native as rt
 
-#: The model families to measure, as Recommender keyword arguments ({} is matrix factorisation).
-# TODO(lead): add {"model": "two_tower"} once Recommender takes model=.
-MODELS: list[dict[str, Any]] = [{}]
+#: The model families to measure, as Recommender keyword arguments.
+MODELS: list[dict[str, Any]] = [{"model": "mf"}, {"model": "two_tower"}]
 
 N_USERS, N_ITEMS, N_EVENTS = 5_000, 20_000, 100_000
 
 
 def _name(kwargs: dict[str, Any]) -> str:
-    return ",".join(f"{key}={value}" for key, value in kwargs.items()) or "mf"
+    return ",".join(f"{value}" if key == "model" else f"{key}={value}" for key, value in kwargs.items()) or "default"
 
 
 @pytest.fixture(scope="module", params=MODELS, ids=_name)

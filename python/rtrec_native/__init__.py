@@ -15,10 +15,10 @@ import os
 # Set before the native module loads libgomp; an explicit user setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
-from ._core import DeltaOrderError, SnapshotError, openmp_enabled  # noqa: E402
-from ._batch import BatchRecommendations  # noqa: E402
-from .recommender import DEFAULTS, Recommender, defaults  # noqa: E402
-from .replication import Publisher, Replica  # noqa: E402
+from ._batch import BatchRecommendations
+from ._core import DeltaOrderError, SnapshotError, openmp_enabled
+from .recommender import DEFAULTS, Recommender, defaults
+from .replication import Publisher, Replica
 
 __version__ = "0.1.0"
 

@@ -41,10 +41,10 @@ Metrics per scored event (overall, and per window of equal event counts):
 * **Pointwise** — ``predict`` on every scored event before it is learned: AUC (and log
   loss for ``loss="logistic"``) for 0/1 labels, RMSE and MAE for ``loss="squared"``.
 
-"Consumed" is the rule the core applies to its seen lists (what
-:meth:`Recommender.recommend`'s ``exclude_seen`` leaves out): an event with weight > 0 and,
-for ``squared`` any label, for ``logistic`` a label >= 0.5, for ``bpr`` a label > 0 (or no
-label).
+"Consumed" is the core's rule, the one its seen lists follow (``rtrec_native._core.consumed``,
+what :meth:`Recommender.recommend`'s ``exclude_seen`` leaves out): an event with weight > 0
+and, for ``squared`` any label, for ``logistic`` a label >= 0.5, for ``bpr`` and ``softmax``
+a label > 0 (or no label).
 
 The parts: :mod:`.split` (temporal split and its evaluation), :mod:`.replay` (prequential
 replay), :mod:`.reports` (the replay's report types), :mod:`._ranking` (top-K without

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import _validation as check
 from .. import metrics
+from .._batch import BatchRecommendations
 from ..events import Events
 from ..recommender import Recommender
 
@@ -50,20 +51,6 @@ def default_positive_threshold(labels: np.ndarray | None, loss: str) -> float:
     if loss != "squared" or labels is None or len(labels) == 0:
         return 0.5
     return float(np.round(np.quantile(np.asarray(labels, dtype=np.float64), 0.75) * 2.0) / 2.0)
-
-
-def consumed_mask(events: Events, loss: str) -> np.ndarray:
-    """Events that consume their item (weight > 0 and, for ``logistic`` a label >= 0.5, for
-    ``bpr`` a label > 0 or none, for ``squared`` any label): a copy of the core's rule for
-    its seen lists (``Model::is_positive``) until the core exports it."""
-    n = len(events)
-    mask = np.ones(n, dtype=bool) if events.weights is None else events.weights > 0
-    if events.labels is not None:
-        if loss == "logistic":
-            mask &= events.labels >= 0.5
-        elif loss == "bpr":
-            mask &= events.labels > 0
-    return mask
 
 
 def check_events(events: Any, name: str = "events") -> Events:
@@ -130,18 +117,15 @@ def time_order(events: Events) -> np.ndarray:
     return np.argsort(events.timestamps, kind="stable")
 
 
-def dense_items(ids: np.ndarray, catalogue: np.ndarray) -> np.ndarray:
-    """Item IDs from ``recommend_batch`` as indices into ``catalogue`` (``PAD`` = empty).
+def dense_items(batch: BatchRecommendations, catalogue: np.ndarray) -> np.ndarray:
+    """``recommend_batch`` results as indices into ``catalogue`` (``PAD`` = no result).
 
-    IDs the catalogue does not hold (cannot happen for a model trained on the stream) are
-    treated as empty slots too rather than silently aliasing another item.
+    What is a result comes from the batch's counts, never from an ID value. IDs the catalogue
+    does not hold (cannot happen for a model trained on the stream) are treated as empty
+    slots too rather than silently aliasing another item.
     """
-    if ids.dtype == object:
-        empty = np.equal(ids, None)  # elementwise: the padding of string-ID rows
-        probe = np.where(empty, catalogue[0], ids)
-    else:
-        empty = ids == np.iinfo(np.int64).min
-        probe = np.where(empty, catalogue[0], ids)
+    ids, empty = batch.ids, ~batch.mask
+    probe = np.where(empty, catalogue[0], ids)
     index = np.minimum(np.searchsorted(catalogue, probe), catalogue.size - 1)
     known = catalogue[index] == probe
     return np.where(empty | ~known, PAD, index).astype(np.int64)

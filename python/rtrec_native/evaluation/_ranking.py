@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _core
 from ..events import Events
 from ..recommender import Recommender
-from ._common import PAD, consumed_mask, dense_items
+from ._common import PAD, dense_items
 
 # Users per recommend_batch call: rows are grouped by history length, so a heavy user makes
 # only its own group ask for many items.
@@ -33,8 +34,8 @@ class ConsumedIndex:
 
     def __init__(self, events: Events, loss: str, user: np.ndarray, item: np.ndarray, n_items: int) -> None:
         self._n_items = np.int64(n_items)
-        # TODO(core rule): use rtrec_native._core.consumed(loss, labels, weights, n) once exported.
-        consumed = np.flatnonzero(consumed_mask(events, loss))
+        # The core's rule, the one its seen lists follow: one owner, no copy here.
+        consumed = np.flatnonzero(_core.consumed(loss, events.labels, events.weights, len(events)))
         # First consumption of each (user, item) pair: from then on the item is consumed.
         self.keys, first = np.unique(user[consumed] * self._n_items + item[consumed], return_index=True)
         self.since = consumed[first]  # the position that made each key consumed
@@ -115,8 +116,7 @@ class _Ranker:
     def _ask_once(self, user_ids: np.ndarray, users: np.ndarray, extra: int) -> tuple[np.ndarray, np.ndarray]:
         n_items = max(self.rec.n_items, 1)
         want = min(self.k + extra, n_items)
-        ids, _ = self.rec.recommend_batch(user_ids, k=want, exclude_seen=True)
-        top = dense_items(ids, self.catalogue)
+        top = dense_items(self.rec.recommend_batch(user_ids, k=want, exclude_seen=True), self.catalogue)
         listed = top != PAD
         drop = listed & self.index.consumed_before(users[:, None], np.maximum(top, 0), self.position)
         if not drop.any():  # nothing to filter (the model's seen list had it all): no copy
