@@ -157,6 +157,39 @@ def test_oversized_and_unsized_bodies_are_refused_before_reading(server):
     assert server.get("/stats")[1]["n_users"] == 0
 
 
+# Bodies whose validation error used to echo input JSON cannot encode: the error response
+# itself failed (HTTP 500, connection dropped). Non-finite numbers are refused by the parser.
+UNENCODABLE_ECHO = [
+    ("/feedback", b'{"events":[{"user":1e400,"item":2}]}', "64-bit float"),
+    ("/feedback", b'{"events":[{"user":NaN,"item":2}]}', "finite"),
+    ("/feedback", b'{"events":[{"user":1,"item":2,"label":-Infinity}]}', "finite"),
+    ("/feedback", b'{"events":[{"user":1,"item":2,"weight":1e999}]}', "64-bit float"),
+    ("/recommend", b'{"users":[Infinity],"k":2}', "finite"),
+    ("/features/items", b'{"ids":[NaN],"features":[["a"]]}', "finite"),
+    ("/recommend", b'{"users":[1],"k":"\\ud800"}', "integer"),                      # lone surrogate as input
+    ("/feedback", b'{"events":[{"user":1,"item":2,"\\udfff":1}]}', "string"),       # ... and as a key
+]
+
+
+def test_unencodable_input_gets_a_422_and_the_connection_stays_open(server):
+    server.post("/feedback", {"events": [{"user": 1, "item": 2}]})
+    _, before = server.get("/stats")
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        for path, body, words in UNENCODABLE_ECHO:
+            conn.request("POST", path, body, {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            reply = json.loads(resp.read())
+            assert resp.status == 422, (path, body, reply)
+            assert words in json.dumps(reply["detail"]), (body, reply)
+            assert conn.sock is not None, "the server closed the connection"  # kept alive
+        conn.request("GET", "/stats")
+        resp = conn.getresponse()
+        assert resp.status == 200 and json.loads(resp.read()) == before
+    finally:
+        conn.close()
+
+
 def test_sigterm_flushes_and_a_restart_resumes_from_the_snapshot_dir(tmp_path):
     first = Server("--snapshot-dir", str(tmp_path), "--snapshot-interval", "30")
     try:

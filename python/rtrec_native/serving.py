@@ -9,7 +9,10 @@ acknowledged feedback can be lost in a crash; a restart resumes from the directo
 Endpoints: ``POST /feedback``, ``GET /recommend?user=..&k=..``, ``POST /recommend``,
 ``POST /features/items`` and ``POST /features/users`` (side features, e.g. a new item's
 attributes: recommendable at once), ``GET /healthz``, ``GET /stats``. Bad requests get 4xx
-with a reason and change nothing.
+with a reason and change nothing. Every error body is JSON with a ``detail``; it never echoes
+input that JSON cannot carry (non-finite numbers, lone surrogates, raw bytes), and a body with
+a non-finite number (``NaN``, ``Infinity`` or a literal outside the float range such as
+``1e400``) is refused with 422.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the request models of the
@@ -17,7 +20,7 @@ with a reason and change nothing.
 
 import json
 import math
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 from .recommender import Recommender
 
@@ -26,6 +29,13 @@ __all__ = ["create_app"]
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_MAX_K = 1000
 DEFAULT_MAX_EVENTS = 10_000
+
+# Bounds on what an error body echoes of the input: enough to see what was wrong, never the
+# whole (up to 1 MiB) body, and nothing JSON cannot encode.
+_ECHO_TEXT = 200
+_ECHO_ITEMS = 10
+_ECHO_DEPTH = 3
+_ECHO_ERRORS = 20
 
 
 def _import_fastapi() -> None:
@@ -65,17 +75,129 @@ async def _json_reply(send: Any, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _safe_text(text: str, limit: int = _ECHO_TEXT) -> str:
+    """`text` cut to `limit` characters, with anything UTF-8 cannot encode (lone surrogates,
+    which JSON escapes like "\\ud800" decode to) written as a backslash escape."""
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    """A JSON-encodable stand-in for `value`, bounded in size: finite numbers, booleans,
+    None and sanitised text pass; non-finite floats become their name as text ("inf"), raw
+    bytes their escaped text, huge integers a description; containers are cut short."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        # JSON has no integer limit, but a client's parser may; and str() of a huge int raises.
+        return value if value.bit_length() <= 64 else f"an integer of {value.bit_length()} bits"
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, str):
+        return _safe_text(value)
+    if isinstance(value, (bytes, bytearray)):
+        return _safe_text(bytes(value[: _ECHO_TEXT + 1]).decode("utf-8", "backslashreplace"))
+    if depth >= _ECHO_DEPTH:
+        return "..."
+    if isinstance(value, dict):
+        items = list(value.items())
+        out = {_safe_text(str(k), 100): _json_safe(v, depth + 1) for k, v in items[:_ECHO_ITEMS]}
+        if len(items) > _ECHO_ITEMS:
+            out["..."] = f"{len(items) - _ECHO_ITEMS} more"
+        return out
+    if isinstance(value, (list, tuple)):
+        out_list = [_json_safe(v, depth + 1) for v in value[:_ECHO_ITEMS]]
+        if len(value) > _ECHO_ITEMS:
+            out_list.append(f"... {len(value) - _ECHO_ITEMS} more")
+        return out_list
+    return _safe_text(repr(value))
+
+
+def _validation_detail(errors: Any) -> list[dict[str, Any]]:
+    """FastAPI's list of validation errors (type, loc, msg, input, ctx), made JSON-safe: its
+    default handler echoes the offending input as is, and an input JSON cannot encode (a
+    non-finite float, a lone surrogate in a value or a key) made the error response itself
+    fail: HTTP 500 and a dropped connection instead of a 422."""
+    out = []
+    for err in list(errors)[:_ECHO_ERRORS]:
+        if not isinstance(err, dict):
+            out.append({"msg": _safe_text(str(err))})
+            continue
+        item: dict[str, Any] = {"type": _safe_text(str(err.get("type", "")), 100),
+                                "loc": [p if isinstance(p, int) and not isinstance(p, bool) else _safe_text(str(p), 100)
+                                        for p in err.get("loc", ())],
+                                "msg": _safe_text(str(err.get("msg", "")))}
+        if "input" in err:
+            item["input"] = _json_safe(err["input"])
+        if isinstance(err.get("ctx"), dict):
+            item["ctx"] = {_safe_text(str(k), 100): _json_safe(v, _ECHO_DEPTH - 1) for k, v in err["ctx"].items()}
+        out.append(item)
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    """json.loads hook for the NaN/Infinity/-Infinity literals (not JSON, but Python reads them)."""
+    from fastapi import HTTPException  # noqa: PLC0415
+
+    raise HTTPException(status_code=422, detail=f"JSON numbers must be finite, got {name}")
+
+
+def _finite_float(text: str) -> float:
+    """json.loads hook for numbers with a fraction or exponent: a literal outside the float
+    range (1e400) would otherwise become inf."""
+    value = float(text)
+    if not math.isfinite(value):
+        from fastapi import HTTPException  # noqa: PLC0415
+
+        raise HTTPException(status_code=422,
+                            detail=f"JSON numbers must fit in a 64-bit float, got {_safe_text(text, 40)}")
+    return value
+
+
+def _parse_json(body: bytes) -> Any:
+    """The request body as JSON, refusing non-finite numbers with a 422."""
+    return json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def _strict_json_route() -> type:
+    """An APIRoute whose requests parse JSON bodies with `_parse_json` (FastAPI's way to
+    change body parsing: a route class handing the endpoint its own Request subclass)."""
+    from fastapi.routing import APIRoute  # noqa: PLC0415
+    from starlette.requests import Request  # noqa: PLC0415
+
+    class StrictJSONRequest(Request):
+        async def json(self) -> Any:
+            if not hasattr(self, "_json"):
+                self._json = _parse_json(await self.body())
+            return self._json
+
+    class StrictJSONRoute(APIRoute):
+        def get_route_handler(self) -> Any:
+            handler = super().get_route_handler()
+
+            async def strict_json_handler(request: Request) -> Any:
+                return await handler(StrictJSONRequest(request.scope, request.receive))
+
+            return strict_json_handler
+
+    return StrictJSONRoute
+
+
 def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                max_k: int = DEFAULT_MAX_K, max_events: int = DEFAULT_MAX_EVENTS) -> Any:
     """A FastAPI app serving `rec`. `publisher` (optional) is closed on shutdown, which
     writes the last delta."""
     _import_fastapi()
-    from fastapi import FastAPI, HTTPException, Query  # noqa: PLC0415
+    from fastapi import FastAPI, HTTPException, Query, Request  # noqa: PLC0415
+    from fastapi.exceptions import RequestValidationError  # noqa: PLC0415
     from fastapi.responses import JSONResponse  # noqa: PLC0415
+    from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: PLC0415
     from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr  # noqa: PLC0415
 
     Id = Union[StrictInt, StrictStr]
-    Number = Union[StrictInt, StrictFloat]
+    # Non-finite labels and weights never reach the model (the JSON parser refuses them first).
+    Number = Union[StrictInt, Annotated[StrictFloat, Field(allow_inf_nan=False)]]
 
     class Event(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -100,10 +222,21 @@ def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int =
         features: list[list[StrictStr]] = Field(min_length=1, max_length=max_events)
 
     app = FastAPI(title="rtrec_native", version="1")
+    app.router.route_class = _strict_json_route()
     if publisher is not None:
         app.router.on_shutdown.append(publisher.close)
 
     app.add_middleware(_BodyLimit, max_body_bytes=max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_detail(exc.errors())}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Our own details quote IDs with repr(), but a detail must never be what breaks the reply.
+        return JSONResponse({"detail": _json_safe(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
 
     def unprocessable(exc: Exception) -> HTTPException:
         return HTTPException(status_code=422, detail=str(exc))
