@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -25,11 +26,16 @@ def _free_port() -> int:
 
 
 class Server:
+    """`rtrec serve` on a free loopback port. Its stderr goes to a file (a pipe nobody reads
+    would block a server that logs much); `stderr_text` holds it after `stop`."""
+
     def __init__(self, *args: str) -> None:
         self.port = _free_port()
+        self.stderr_text = ""
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rtrec_native.cli", "serve", "--port", str(self.port), "--dim", "8",
-             "--threads", "1", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             "--threads", "1", *args], stdout=subprocess.DEVNULL, stderr=self._log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -61,7 +67,9 @@ class Server:
         try:
             return self.proc.wait(30)
         finally:
-            self.proc.stderr.close()
+            self._log.seek(0)
+            self.stderr_text = self._log.read().decode("utf-8", "replace")
+            self._log.close()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ a non-finite number (``NaN``, ``Infinity`` or a literal outside the float range 
 
 import json
 import math
+import re
 from typing import Annotated, Any, Union
 
 from .recommender import Recommender
@@ -36,6 +37,7 @@ _ECHO_TEXT = 200
 _ECHO_ITEMS = 10
 _ECHO_DEPTH = 3
 _ECHO_ERRORS = 20
+_INT_TEXT = re.compile(r"-?[0-9]+")
 
 
 def _import_fastapi() -> None:
@@ -61,13 +63,15 @@ class _BodyLimit:
             headers = dict(scope.get("headers") or ())
             length = headers.get(b"content-length")
             if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
-                return await _json_reply(send, 411, "a Content-Length header is required")
-            if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-                return await _json_reply(send, 413, f"request body over {self.max_body_bytes} bytes")
+                return await _json_reply(411, send=send, detail="a Content-Length header is required")
+            if length is not None and not length.isdigit():
+                return await _json_reply(400, send=send, detail="the Content-Length header must be a number of bytes")
+            if length is not None and int(length) > self.max_body_bytes:
+                return await _json_reply(413, send=send, detail=f"request body over {self.max_body_bytes} bytes")
         await self.app(scope, receive, send)
 
 
-async def _json_reply(send: Any, status: int, detail: str) -> None:
+async def _json_reply(status: int, *, send: Any, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -136,11 +140,15 @@ def _validation_detail(errors: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _reject_constant(name: str) -> Any:
-    """json.loads hook for the NaN/Infinity/-Infinity literals (not JSON, but Python reads them)."""
+def _http_error(status: int, detail: str) -> Exception:
     from fastapi import HTTPException  # noqa: PLC0415
 
-    raise HTTPException(status_code=422, detail=f"JSON numbers must be finite, got {name}")
+    return HTTPException(status_code=status, detail=detail)
+
+
+def _reject_constant(name: str) -> Any:
+    """json.loads hook for the NaN/Infinity/-Infinity literals (not JSON, but Python reads them)."""
+    raise _http_error(422, f"JSON numbers must be finite, got {name}")
 
 
 def _finite_float(text: str) -> float:
@@ -148,21 +156,50 @@ def _finite_float(text: str) -> float:
     range (1e400) would otherwise become inf."""
     value = float(text)
     if not math.isfinite(value):
-        from fastapi import HTTPException  # noqa: PLC0415
-
-        raise HTTPException(status_code=422,
-                            detail=f"JSON numbers must fit in a 64-bit float, got {_safe_text(text, 40)}")
+        raise _http_error(422, f"JSON numbers must fit in a 64-bit float, got {_safe_text(text, 40)}")
     return value
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads hook for objects: a key given twice is ambiguous (which value is the
+    event's user?), so it is an error rather than last-one-wins."""
+    out = dict(pairs)
+    if len(out) == len(pairs):
+        return out
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _http_error(422, f"duplicate key {_safe_text(repr(key), 80)} in a JSON object")
+        seen.add(key)
+    return out  # not reached
+
+
+_JSON_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json")
+
+
 def _parse_json(body: bytes) -> Any:
-    """The request body as JSON, refusing non-finite numbers with a 422."""
-    return json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
+    """The request body as strict JSON (RFC 8259): UTF-8, finite numbers, unique keys;
+    anything else is a 422 saying what was wrong."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _http_error(422, f"the request body must be UTF-8 JSON; invalid byte at position {exc.start}") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
+                          object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise _http_error(422, "the JSON body is nested too deeply") from None
+    except json.JSONDecodeError:
+        raise  # FastAPI turns it into its usual json_invalid error (position and reason)
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise _http_error(422, f"the request body is not usable JSON: {_safe_text(str(exc))}") from None
 
 
 def _strict_json_route() -> type:
     """An APIRoute whose requests parse JSON bodies with `_parse_json` (FastAPI's way to
-    change body parsing: a route class handing the endpoint its own Request subclass)."""
+    change body parsing: a route class handing the endpoint its own Request subclass), and
+    whose body-taking routes want a JSON content type (FastAPI would otherwise validate the
+    raw bytes against the model and answer with a confusing error)."""
     from fastapi.routing import APIRoute  # noqa: PLC0415
     from starlette.requests import Request  # noqa: PLC0415
 
@@ -175,8 +212,14 @@ def _strict_json_route() -> type:
     class StrictJSONRoute(APIRoute):
         def get_route_handler(self) -> Any:
             handler = super().get_route_handler()
+            wants_json = self.body_field is not None
 
             async def strict_json_handler(request: Request) -> Any:
+                if wants_json:
+                    ctype = request.headers.get("content-type", "")
+                    if not _JSON_TYPE.fullmatch(ctype.split(";", 1)[0].strip().lower()):
+                        raise _http_error(415, f"the body must be JSON (Content-Type: application/json), got "
+                                               f"Content-Type {_safe_text(repr(ctype), 80) if ctype else 'none'}")
                 return await handler(StrictJSONRequest(request.scope, request.receive))
 
             return strict_json_handler
@@ -242,16 +285,17 @@ def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int =
         return HTTPException(status_code=422, detail=str(exc))
 
     def user_id(text: str) -> int | str:
-        """Query strings are text: an integer-ID model reads the user as an int."""
+        """Query strings are text: an integer-ID model reads the user as an int, written in
+        ASCII digits only (int() would also take " 7", "1_000" and other scripts' digits,
+        and answer for a user the client did not name)."""
         kind = rec._model.user_id_kind
         if kind == "str":
             return text
-        try:
+        if _INT_TEXT.fullmatch(text):
             return int(text)
-        except ValueError:
-            if kind == "int":
-                raise HTTPException(status_code=422, detail=f"user IDs are integers here, got {text!r}") from None
-            return text
+        if kind == "int":
+            raise HTTPException(status_code=422, detail=f"user IDs are integers here, got {text!r}")
+        return text
 
     def finite_or_none(values: Any) -> list:
         return [None if isinstance(v, float) and not math.isfinite(v) else v for v in values]
