@@ -53,6 +53,9 @@ def _int_ids(arr: np.ndarray, name: str) -> np.ndarray:
 
 
 def _float_ids(arr: np.ndarray, name: str) -> np.ndarray:
+    # float64 first: comparing a float16/float32 array with 2.0**63 would overflow in the cast
+    # (a RuntimeWarning, an error under -W error) before any check could speak.
+    arr = arr.astype(np.float64)
     finite = np.isfinite(arr)
     if not finite.all():
         bad = arr[~finite][0]
@@ -83,8 +86,11 @@ def _object_ids(arr: np.ndarray, name: str) -> tuple[IdKind, Any]:
     if kinds == {"str"}:
         return "str", [str(v) for v in arr]
     if "float" in kinds:
-        return "int", _float_ids(np.array(arr, dtype=np.float64), name)
-    values = [int(v) for v in arr]
+        # Element by element: one float array for all would round ints above 2**53 to another
+        # ID ([2**53 + 1, 0.0] -> 2**53) and overflow on ints beyond the float range.
+        values = [int(v) if isinstance(v, Integral) else int(_float_ids(np.array([float(v)]), name)[0]) for v in arr]
+    else:
+        values = [int(v) for v in arr]
     if values and (min(values) < _INT64_MIN or max(values) > _INT64_MAX):
         raise ValueError(f"{name}: integer IDs must fit in int64")
     return "int", np.array(values, dtype=np.int64)
@@ -166,7 +172,14 @@ def timestamps(values: Any, n: int) -> np.ndarray:
     if arr.dtype.kind == "M":
         if np.isnat(arr).any():
             raise ValueError("timestamps must not contain NaT")
-        arr = arr.astype("datetime64[ns]").astype(np.int64) / 1e9
+        ns = arr.astype("datetime64[ns]")
+        # The cast wraps around silently outside datetime64[ns]'s range (years 1678-2262): a
+        # year 5000 became 1709. A coarser unit that does not survive the round trip wrapped.
+        if np.datetime_data(arr.dtype)[0] not in ("ps", "fs", "as") and (ns.astype(arr.dtype) != arr).any():
+            i = int(np.flatnonzero(ns.astype(arr.dtype) != arr)[0])
+            raise ValueError(f"timestamps must lie within the years 1678-2262 (datetime64[ns]), got {arr[i]} "
+                             f"at position {i}")
+        arr = ns.astype(np.int64) / 1e9
     return numbers(arr, "timestamps", n, np.float64)
 
 
@@ -180,10 +193,18 @@ def positive_int(value: Any, name: str, *, high: int | None = None) -> int:
     return int(value)
 
 
+def _to_float(value: Real, name: str) -> float:
+    """float(value), with an int beyond the float range a ValueError (not OverflowError)."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must be a finite number, got an integer of {int(value).bit_length()} bits") from None
+
+
 def real(value: Any, name: str, *, low: float, low_inclusive: bool) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})")
-    v = float(value)
+    v = _to_float(value, name)
     ok = np.isfinite(v) and (v >= low if low_inclusive else v > low)
     if not ok:
         raise ValueError(f"{name} must be a finite number {'>=' if low_inclusive else '>'} {low}, got {value!r}")
@@ -194,17 +215,25 @@ def finite(value: Any, name: str) -> float:
     """Any finite number (seconds on a clock, say)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})")
-    if not np.isfinite(float(value)):
+    v = _to_float(value, name)
+    if not np.isfinite(v):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
+    return v
+
+
+# More threads than any machine has cores: OpenMP would try to start them all, and a count
+# beyond the core's C int (2**31 - 1) failed only at the first call, with pybind11's
+# "incompatible function arguments"; when thread creation fails, libgomp ends the process.
+MAX_THREADS = 1024
 
 
 def num_threads(value: Any) -> int:
-    """None -> 0 (the core's default: OMP_NUM_THREADS, else all cores); an int > 0 is exact."""
+    """None -> 0 (the core's default: OMP_NUM_THREADS, else all cores); an int in
+    [1, MAX_THREADS] is exact."""
     if value is None:
         return 0
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"num_threads must be None (all cores) or an int >= 1, got {value!r}")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral) or not 1 <= value <= MAX_THREADS:
+        raise ValueError(f"num_threads must be None (all cores) or an int in [1, {MAX_THREADS}], got {value!r}")
     return int(value)
 
 
