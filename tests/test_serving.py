@@ -93,6 +93,7 @@ def test_feedback_is_learned_before_the_reply_and_recommendations_follow(server)
     assert len(body["results"][2]["items"]) == 2
     status, stats = server.get("/stats")
     assert stats["n_users"] == 3 and stats["n_items"] == 3 and stats["updates"] > 0
+    assert stats["events_applied"] == 3 + 30  # events acknowledged, not gradient steps
 
 
 def test_a_new_item_with_features_is_recommendable_at_once(server):

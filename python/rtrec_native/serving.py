@@ -8,7 +8,8 @@ acknowledged feedback can be lost in a crash; a restart resumes from the directo
 
 Endpoints: ``POST /feedback``, ``GET /recommend?user=..&k=..``, ``POST /recommend``,
 ``POST /features/items`` and ``POST /features/users`` (side features, e.g. a new item's
-attributes: recommendable at once), ``GET /healthz``, ``GET /stats``. Bad requests get 4xx
+attributes: recommendable at once), ``GET /healthz``, ``GET /stats`` (the model's counters,
+plus ``events_applied``: events acknowledged by ``POST /feedback`` since the start). Bad requests get 4xx
 with a reason and change nothing. Every error body is JSON with a ``detail``; it never echoes
 input that JSON cannot carry (non-finite numbers, lone surrogates, raw bytes), and a body with
 a non-finite number (``NaN``, ``Infinity`` or a literal outside the float range such as
@@ -21,6 +22,7 @@ a non-finite number (``NaN``, ``Infinity`` or a literal outside the float range 
 import json
 import math
 import re
+import threading
 from typing import Annotated, Any, Union
 
 from .recommender import Recommender
@@ -297,6 +299,12 @@ def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int =
             raise HTTPException(status_code=422, detail=f"user IDs are integers here, got {text!r}")
         return text
 
+    # Events acknowledged by POST /feedback since the app started, for /stats: the model's
+    # "updates" counts gradient steps (one per BPR negative, none for a BPR non-positive),
+    # not events. Endpoints run in a thread pool, hence the lock.
+    applied_lock = threading.Lock()
+    applied = [0]
+
     def finite_or_none(values: Any) -> list:
         return [None if isinstance(v, float) and not math.isfinite(v) else v for v in values]
 
@@ -313,6 +321,8 @@ def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int =
             rec.update([e.user for e in events], [e.item for e in events], labels, weights)
         except (ValueError, TypeError) as exc:  # validated whole before anything is applied
             raise unprocessable(exc) from exc
+        with applied_lock:
+            applied[0] += len(events)
         return {"applied": len(events)}
 
     def set_features(body: Features, on_items: bool) -> dict[str, int]:
@@ -366,6 +376,7 @@ def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int =
     @app.get("/stats")
     def stats() -> dict[str, Any]:
         out = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in rec.stats().items()}
+        out["events_applied"] = applied[0]  # acknowledged by POST /feedback since the start
         if publisher is not None:
             out["publisher"] = {"deltas_written": publisher.deltas_written, "snapshots_written": publisher.snapshots_written,
                                 "errors": publisher.errors,
