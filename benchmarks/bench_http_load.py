@@ -40,7 +40,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import _common as C
+from bench_http import free_port, proc_cpu_seconds, read_response  # the plain load benchmark's helpers
 
 HOST = "127.0.0.1"  # loopback only
 
@@ -127,22 +127,6 @@ class Tally:
         self.failures[kind] = self.failures.get(kind, 0) + 1
         if len(self.examples) < 10:
             self.examples.append(f"{kind}: {detail[:300]}")
-
-
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    length, close = 0, False
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        name = name.strip().lower()
-        if name == "content-length":
-            length = int(value)
-        elif name == "connection" and value.strip().lower() == "close":
-            close = True
-    body = await reader.readexactly(length) if length else b""
-    return status, body, close
 
 
 def good_request(rng: np.random.Generator, args: argparse.Namespace, roll: float) -> tuple[str, bytes, int]:
@@ -251,12 +235,6 @@ async def load(port: int, args: argparse.Namespace) -> tuple[Tally, float]:
 # --------------------------------------------------------------------------- server
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def get_json(port: int, path: str) -> dict:
     with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=10) as reply:
         return json.loads(reply.read())
@@ -304,9 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                     raise RuntimeError("rtrec serve did not start")
                 time.sleep(0.1)
             before = get_json(port, "/stats")
-            server_cpu0 = process_cpu_seconds(proc.pid)
+            server_cpu0 = proc_cpu_seconds(proc.pid)
             tally, wall = asyncio.run(load(port, args))
-            server_cpu = process_cpu_seconds(proc.pid) - server_cpu0
+            server_cpu = proc_cpu_seconds(proc.pid) - server_cpu0
             after = get_json(port, "/stats")
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -358,16 +336,6 @@ def main(argv: list[str] | None = None) -> int:
                             "balanced": balanced, "server_exit": rc, "tracebacks": tracebacks})
     ok = not tally.failures and balanced and not tracebacks and rc in (0, -signal.SIGTERM)
     return 0 if ok else 1
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process in seconds (all threads)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return float("nan")
 
 
 if __name__ == "__main__":

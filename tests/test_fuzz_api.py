@@ -357,7 +357,7 @@ def test_save_load_and_deltas_reproduce_the_model_after_hostile_calls(tmp_path, 
     rec.save(tmp_path / "base")
     replica = rt.Recommender.load(tmp_path / "base", num_threads=1)
     for i, ev in enumerate(steps):
-        attempt(rec, kind, lambda: rec.update(**ev))
+        attempt(rec, kind, lambda ev=ev: rec.update(**ev))
         rec.save_delta(tmp_path / f"d{i}")
         replica.apply_delta(tmp_path / f"d{i}")
     kind_now = {None: "empty", "unset": "empty"}.get(rec._model.user_id_kind, rec._model.user_id_kind)
