@@ -13,6 +13,7 @@ model families fuzzed are listed once in MODEL_KWARGS.
 from __future__ import annotations
 
 import os
+import warnings
 from collections import Counter
 from decimal import Decimal
 from fractions import Fraction
@@ -173,10 +174,12 @@ def batch(draw: Any, n: int, plausible: Any) -> Any:
 
         values = draw(st.lists(plausible, min_size=n, max_size=n))
         dtype = draw(st.sampled_from([None, "object", "category", "Int64", "string"]))
-        try:
-            return pd.Series(values, dtype=dtype)
-        except (TypeError, ValueError):
-            return pd.Series(values, dtype=object)
+        with warnings.catch_warnings():  # pandas' own cast warnings while building the input
+            warnings.simplefilter("ignore")
+            try:
+                return pd.Series(values, dtype=dtype)
+            except (TypeError, ValueError, OverflowError):
+                return pd.Series(values, dtype=object)
     if how == 7:
         values = draw(st.lists(plausible, min_size=n, max_size=n))
         return np.array(values, dtype=object)
