@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -56,7 +57,8 @@ HOST = "127.0.0.1"  # loopback only
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=60.0, help="length of the load phase (default: %(default)s)")
     p.add_argument("--clients", type=int, default=200, help="concurrent keep-alive clients (default: %(default)s)")
     p.add_argument("--malformed", type=float, default=0.10, help="share of hostile requests (default: %(default)s)")
@@ -175,6 +177,12 @@ def check(kind: str, status: int, body: bytes, sent_events: int, tally: Tally, n
             tally.events_acked += sent_events
 
 
+async def close_quietly(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError, OSError):  # the peer may be gone already
+        await writer.wait_closed()
+
+
 async def client(cid: int, port: int, args: argparse.Namespace, deadline: float, tally: Tally) -> None:
     rng = np.random.default_rng(args.seed * 100_003 + cid)
     reader = writer = None
@@ -210,18 +218,10 @@ async def client(cid: int, port: int, args: argparse.Namespace, deadline: float,
             check(kind, status, body, events, tally, name)
             tally.closes += close
         if close:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
+            await close_quietly(writer)
             reader = writer = None
     if writer is not None:
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
+        await close_quietly(writer)
 
 
 async def load(port: int, args: argparse.Namespace) -> tuple[Tally, float]:

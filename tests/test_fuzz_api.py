@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -314,7 +315,8 @@ def test_evict(model_kwargs, kind, older_than, now):
 
 
 CONFIG = {
-    "dim": st.one_of(st.integers(1, 8), st.sampled_from([0, -1, 65536, 65537, True, 2.0, np.int64(4), 2**64, None, "4"])),
+    "dim": st.one_of(st.integers(1, 8),
+                     st.sampled_from([0, -1, 65536, 65537, True, 2.0, np.int64(4), 2**64, None, "4"])),
     "loss": st.sampled_from(["bpr", "squared", "logistic", "BPR", "", None, 1, "hinge"]),
     "optimizer": st.sampled_from(["sgd", "adagrad", "adam", None]),
     "learning_rate": st.one_of(st.floats(), st.sampled_from([0.05, 1e-30, 1e30, 0, -1, "0.1", None, True])),
@@ -445,7 +447,7 @@ def test_mixed_int_and_float_ids_keep_every_int_exact():
 def test_huge_numbers_are_value_errors(call):
     rec = build(dict(loss="bpr", dim=4), "int")
     before = state(rec, "int")
-    with pytest.raises(ValueError, match="int64|finite|num_threads"):
+    with pytest.raises(ValueError, match=r"int64|finite|num_threads"):
         call(rec)
     assert state(rec, "int") == before
 

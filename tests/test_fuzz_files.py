@@ -433,7 +433,7 @@ def test_a_file_with_a_non_finite_parameter_is_refused(tmp_path):
     rec.save(tmp_path / "m")
     data = (tmp_path / "m").read_bytes()
     spans = sections(data)
-    start, end = spans[1]  # the users' rows: key, count, time, bias, ..., vector (floats)
+    _, end = spans[1]  # the users' rows: key, count, time, bias, ..., vector (floats)
     forged = bytearray(data)
     forged[end - 4:end] = struct.pack("<f", float("nan"))  # the last user's last vector coordinate
     (tmp_path / "forged").write_bytes(reseal(forged, spans))

@@ -225,13 +225,15 @@ def _events(n_strategy: Any) -> Any:
 feedback_body = st.one_of(_events(st.integers(1, 4)), _events(st.sampled_from([LIMITS["max_events"],
                                                                               LIMITS["max_events"] + 1])),
                           values, st.just('{"events":[]}'), st.just('{"events":{}}'))
-users_list = st.lists(st.one_of(st.integers(0, 8).map(str), scalars), max_size=4).map(lambda xs: "[" + ",".join(xs) + "]")
+users_list = st.lists(st.one_of(st.integers(0, 8).map(str), scalars), max_size=4).map(
+    lambda xs: "[" + ",".join(xs) + "]")
 recommend_body = st.one_of(
     st.tuples(users_list, st.one_of(st.sampled_from(["1", "10", str(LIMITS["max_k"]), str(LIMITS["max_k"] + 1), "0"]),
                                     scalars),
               st.sampled_from(["true", "false", '"yes"', "1", "null"])).map(
         lambda t: '{"users":' + t[0] + ',"k":' + t[1] + ',"exclude_seen":' + t[2] + "}"),
-    st.integers(LIMITS["max_events"], LIMITS["max_events"] + 1).map(lambda n: '{"users":[' + ",".join(["1"] * n) + "]}"),
+    st.integers(LIMITS["max_events"], LIMITS["max_events"] + 1).map(
+        lambda n: '{"users":[' + ",".join(["1"] * n) + "]}"),
     values,
 )
 feature_list = st.lists(st.one_of(st.sampled_from(['"genre=x"', '"brand=b"']), st.sampled_from(EDGE_STRINGS), scalars),

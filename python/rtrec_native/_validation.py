@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from numbers import Integral, Real
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 
 IdKind = Literal["int", "str"]
 # What the core takes for one side of a batch: uint64 keys (int64 IDs reinterpreted) or strings.
-CoreIds = Union[np.ndarray, list]
+CoreIds = np.ndarray | list
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -38,9 +38,11 @@ def _as_array(values: Any, name: str) -> np.ndarray:
         arr = np.empty(len(values), dtype=object)
         arr[:] = list(values)
     elif isinstance(values, (str, bytes)) or np.isscalar(values):
-        raise TypeError(f"{name} must be a 1-D sequence of IDs (list, numpy array or pandas Series), got a scalar {values!r}")
+        raise TypeError(f"{name} must be a 1-D sequence of IDs (list, numpy array or pandas Series), "
+                        f"got a scalar {values!r}")
     else:
-        raise TypeError(f"{name} must be a 1-D sequence of IDs (list, numpy array or pandas Series), got {_describe(values)}")
+        raise TypeError(f"{name} must be a 1-D sequence of IDs (list, numpy array or pandas Series), "
+                        f"got {_describe(values)}")
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
     return arr
@@ -168,7 +170,8 @@ def numbers(values: Any, name: str, n: int, dtype: type, *, low: float | None = 
 
 def timestamps(values: Any, n: int) -> np.ndarray:
     """Event times as float64 seconds; numpy datetime64 is converted."""
-    arr = values.to_numpy() if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray) else np.asarray(values)
+    is_series = hasattr(values, "to_numpy") and not isinstance(values, np.ndarray)
+    arr = values.to_numpy() if is_series else np.asarray(values)
     if arr.dtype.kind == "M":
         if np.isnat(arr).any():
             raise ValueError("timestamps must not contain NaT")

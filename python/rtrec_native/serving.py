@@ -23,7 +23,7 @@ import json
 import math
 import re
 import threading
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 from .recommender import Recommender
 
@@ -237,19 +237,19 @@ def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int =
     from fastapi import FastAPI, HTTPException, Query, Request  # noqa: PLC0415
     from fastapi.exceptions import RequestValidationError  # noqa: PLC0415
     from fastapi.responses import JSONResponse  # noqa: PLC0415
-    from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: PLC0415
     from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr  # noqa: PLC0415
+    from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: PLC0415
 
-    Id = Union[StrictInt, StrictStr]
+    Id = StrictInt | StrictStr
     # Non-finite labels and weights never reach the model (the JSON parser refuses them first).
-    Number = Union[StrictInt, Annotated[StrictFloat, Field(allow_inf_nan=False)]]
+    Number = StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)]
 
     class Event(BaseModel):
         model_config = ConfigDict(extra="forbid")
         user: Id
         item: Id
-        label: Union[Number, None] = None
-        weight: Union[Number, None] = None
+        label: Number | None = None
+        weight: Number | None = None
 
     class Feedback(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -360,7 +360,7 @@ def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int =
         except (ValueError, TypeError) as exc:
             raise unprocessable(exc) from exc
         results = []
-        for user, row_ids, row_scores in zip(body.users, ids.tolist(), scores.tolist()):
+        for user, row_ids, row_scores in zip(body.users, ids.tolist(), scores.tolist(), strict=True):
             keep = [j for j, s in enumerate(row_scores) if math.isfinite(s)]  # drop padding
             results.append({"user": user, "items": [row_ids[j] for j in keep], "scores": [row_scores[j] for j in keep]})
         return {"results": results}
@@ -378,8 +378,8 @@ def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int =
         out = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in rec.stats().items()}
         out["events_applied"] = applied[0]  # acknowledged by POST /feedback since the start
         if publisher is not None:
-            out["publisher"] = {"deltas_written": publisher.deltas_written, "snapshots_written": publisher.snapshots_written,
-                                "errors": publisher.errors,
+            out["publisher"] = {"deltas_written": publisher.deltas_written,
+                                "snapshots_written": publisher.snapshots_written, "errors": publisher.errors,
                                 "last_error": None if publisher.last_error is None else str(publisher.last_error)}
         return out
 
