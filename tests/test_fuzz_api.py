@@ -39,9 +39,16 @@ MODEL_KWARGS = [
     pytest.param(dict(loss="logistic", dim=4, min_count=2, max_rows=64), id="mf-logistic-admission-capped"),
 ]
 ALLOWED = (ValueError, TypeError, KeyError)
-EXAMPLES = 60  # per test and model family
 
-FUZZ = settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
+# CI runs every fuzzer (this module, test_fuzz_http.py, test_fuzz_files.py) with the fixed
+# budgets below, derandomised: the same examples on every run. A longer hunt, by hand:
+# RTREC_FUZZ_SCALE=20 multiplies every budget, RTREC_FUZZ_RANDOM=1 draws fresh examples
+# (hypothesis then prints how to reproduce a failure).
+SCALE = int(os.environ.get("RTREC_FUZZ_SCALE", "1"))
+DERANDOMIZE = os.environ.get("RTREC_FUZZ_RANDOM", "") != "1"
+EXAMPLES = 60 * SCALE  # per test and model family
+
+FUZZ = settings(max_examples=EXAMPLES, derandomize=DERANDOMIZE, database=None, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
 CALLS: Counter = Counter()  # API calls fuzzed, by outcome (printed by the last test of the module)
@@ -351,7 +358,7 @@ def test_constructor_and_a_first_call(kwargs, ev):
 
 
 @pytest.mark.parametrize("model_kwargs", MODEL_KWARGS)
-@settings(max_examples=12, derandomize=True, database=None, deadline=None,
+@settings(max_examples=12 * SCALE, derandomize=DERANDOMIZE, database=None, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])
 @given(kind=KINDS, steps=st.lists(events(), min_size=1, max_size=4))

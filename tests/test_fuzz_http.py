@@ -42,14 +42,15 @@ from hypothesis import strategies as st  # noqa: E402
 import rtrec_native as rt  # noqa: E402
 from conftest import fingerprint  # noqa: E402
 from rtrec_native.serving import create_app  # noqa: E402
+from test_fuzz_api import DERANDOMIZE, SCALE  # noqa: E402
 from test_serving import Server  # noqa: E402
 
 # Example budgets: fixed, so CI time is bounded and every run sends the same requests.
-SCHEMA_EXAMPLES = 20          # per operation and generation mode (schemathesis)
-HOSTILE_EXAMPLES = 150        # generated hostile requests per in-process test
-SOCKET_EXAMPLES = 100         # hostile requests to the real server
+SCHEMA_EXAMPLES = 20 * SCALE  # per operation and generation mode (schemathesis)
+HOSTILE_EXAMPLES = 150 * SCALE  # generated hostile requests per in-process test
+SOCKET_EXAMPLES = 100 * SCALE   # hostile requests to the real server
 
-FUZZ = settings(max_examples=HOSTILE_EXAMPLES, derandomize=True, database=None, deadline=None,
+FUZZ = settings(max_examples=HOSTILE_EXAMPLES, derandomize=DERANDOMIZE, database=None, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SENT: Counter = Counter()     # requests fuzzed, by source (printed by the last test of the module)
 
@@ -316,7 +317,7 @@ CONTENT_TYPES = [None, b"", b"text/plain", b"application/x-www-form-urlencoded",
                  b"APPLICATION/JSON", b"application/jsonx"]
 
 
-@settings(max_examples=50, derandomize=True, database=None, deadline=None)
+@settings(max_examples=50 * SCALE, derandomize=DERANDOMIZE, database=None, deadline=None)
 @given(ctype=st.sampled_from(CONTENT_TYPES), body=damaged(feedback_body),
        length=st.sampled_from([None, "-1", "abc", "1e3", "99999999999999999999", " 5"]))
 def test_hostile_headers(live, ctype, body, length):
@@ -381,7 +382,7 @@ def test_query_ids_that_int_would_bend_are_refused(live, user):
 _schema_rec = _trained()
 _schema_app = create_app(_schema_rec, **LIMITS)
 schema = schemathesis.openapi.from_asgi("/openapi.json", _schema_app)
-schema.config.generation.update(modes=["positive", "negative"], max_examples=SCHEMA_EXAMPLES, deterministic=True,
+schema.config.generation.update(modes=["positive", "negative"], max_examples=SCHEMA_EXAMPLES, deterministic=DERANDOMIZE,
                                 database="none")
 
 
@@ -463,7 +464,7 @@ hostile_request = st.one_of(
 )
 
 
-@settings(max_examples=SOCKET_EXAMPLES, derandomize=True, database=None, deadline=None,
+@settings(max_examples=SOCKET_EXAMPLES, derandomize=DERANDOMIZE, database=None, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(request=hostile_request)
 def test_a_real_server_never_drops_a_hostile_request(served, request):
