@@ -422,14 +422,11 @@ def test_forged_files_are_refused_or_load_a_working_model(files):
     wrong = [r for r in results if (r["outcome"] == "refused" and not r["valueerror"]) or r["outcome"] == "broken"
              or (r["outcome"] == "loaded" and not r["stable"])]
     assert not wrong, f"forging seed {seed}: " + json.dumps(wrong, indent=1)
-    # A forged non-finite parameter loads today (see the xfail test below); count them.
+    # A forged non-finite parameter is refused (test_a_file_with_a_non_finite_parameter_is_refused).
     CORRUPTED["forged, loaded with non-finite scores"] += sum(r["outcome"] == "loaded" and not r["finite"]
                                                               for r in results)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: the loader checks checksums and structure but not values; a "
-                                       "file whose checksums are right but whose rows hold NaN/inf loads, and the "
-                                       "model then scores NaN (updates never write non-finite values)")
 def test_a_file_with_a_non_finite_parameter_is_refused(tmp_path):
     rec = rt.Recommender(dim=4, loss="squared", optimizer="sgd", num_threads=1, seed=0)
     rec.fit([1, 2, 3], [4, 5, 6], [1.0, 2.0, 3.0], epochs=1)

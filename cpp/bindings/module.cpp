@@ -480,6 +480,33 @@ PYBIND11_MODULE(_core, m) {
             rtrec::apply_delta(model, path);
           },
           py::arg("path"))
+      .def(
+          "vectors",
+          [](const Model& model, bool items, py::handle ids) {
+            Model::Vectors v;
+            {
+              std::optional<Ids> wanted;
+              if (!ids.is_none()) wanted = to_ids(ids, items ? "items" : "users");
+              py::gil_scoped_release release;
+              try {
+                v = model.export_vectors(items, wanted ? &wanted->batch : nullptr);
+              } catch (const std::out_of_range& e) {
+                py::gil_scoped_acquire acquire;
+                throw py::key_error(e.what());
+              }
+            }
+            const size_t n = v.keys.size(), dim = model.config().dim;
+            py::array_t<float> values({n, dim});
+            std::copy(v.values.begin(), v.values.end(), values.mutable_data());
+            py::array_t<float> biases(n);
+            std::copy(v.biases.begin(), v.biases.end(), biases.mutable_data());
+            const bool strings = (items ? model.items() : model.users()).kind() == IdKind::kString;
+            return py::make_tuple(ids_of(v.keys.data(), strings ? v.names.data() : nullptr, n), values, biases);
+          },
+          py::arg("items"), py::arg("ids"))
+      .def_property(
+          "source_position", &Model::source_position,
+          [](Model& model, const std::string& position) { model.set_source_position(position); })
       .def_property_readonly("lineage", &Model::lineage)
       .def_property_readonly("change_count", &Model::change_count)
       .def_property_readonly("sequence", &Model::sequence)

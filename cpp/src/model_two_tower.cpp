@@ -77,19 +77,23 @@ void Model::train_two_tower(const StepConfig& step, const Resolved& e, const uin
   thread_local std::vector<Part> user_parts, pool_parts, item_parts;
   thread_local std::vector<uint32_t> sizes;
   thread_local std::vector<Parts> candidates;
-  thread_local std::vector<float> scratch;
+  thread_local std::vector<uint32_t> rows;
+  thread_local std::vector<float> scratch, log_q;
   try {
     user_parts.clear();
     pool_parts.clear();
     item_parts.clear();
     sizes.clear();
+    rows.clear();
     parts_of(users_, user_features_, e.user, user_parts);
     history_parts(history, n_history, pool_parts);
     parts_of(items_, item_features_, e.item, item_parts);
     sizes.push_back(uint32_t(item_parts.size()));
+    rows.push_back(e.item);
     if (sampled) {
       for (uint32_t s = 0; s < config_.negatives; ++s) {
         if (negatives[s] == kNoRow) continue;  // an accidental hit of the positive, or no item to draw
+        rows.push_back(negatives[s]);
         parts_of(items_, item_features_, negatives[s], item_parts);
         sizes.push_back(uint32_t(item_parts.size()) - std::accumulate(sizes.begin(), sizes.end(), 0u));
       }
@@ -103,7 +107,15 @@ void Model::train_two_tower(const StepConfig& step, const Resolved& e, const uin
     }
     const EncoderInput in{Parts{user_parts.data(), uint32_t(user_parts.size())},
                           Parts{pool_parts.data(), uint32_t(pool_parts.size())}};
-    const bool ok = two_tower_step(step, config_.loss, *tower_, buffer, in, candidates.data(), nullptr,
+    // Popularity-sampled negatives come from a pool of recent positives, so an item's
+    // sampling probability is its share of positives; its count of events estimates that up
+    // to a constant factor, which softmax ignores. Uniform sampling needs no correction.
+    const bool correct = config_.loss == Loss::kSoftmax && config_.popularity_negatives;
+    if (correct) {
+      log_q.clear();
+      for (uint32_t r : rows) log_q.push_back(std::log(float(std::max<uint32_t>(items_.update_count(r), 1))));
+    }
+    const bool ok = two_tower_step(step, config_.loss, *tower_, buffer, in, candidates.data(), correct ? log_q.data() : nullptr,
                                    uint32_t(candidates.size()), offset(), e.label, e.weight, scratch);
     ++(ok ? applied : skipped);
   } catch (...) {  // out of memory for the part lists: the step is skipped, like a bad one

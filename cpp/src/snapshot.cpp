@@ -284,6 +284,17 @@ TableImage read_rows(Reader& r, const RowShape& shape, const char* name) {
   }
   r.end_section(name);
   if (t.rows > 0 && t.kind == IdKind::kUnset) r.fail(std::string("corrupted file (rows without ID kind in ") + name + ")");
+  // Every float of a record (bias, bias accumulator, vectors) is finite in a file this
+  // library wrote: training never writes a non-finite value.
+  for (uint32_t i = 0; i < t.rows; ++i) {
+    const char* p = t.records.data() + size_t(i) * size + 8 + 4 + 8;
+    const size_t floats = (size - 8 - 4 - 8) / 4;
+    for (size_t k = 0; k < floats; ++k) {
+      float v;
+      std::memcpy(&v, p + 4 * k, 4);
+      if (!std::isfinite(v)) r.fail(std::string("corrupted file (a non-finite value in ") + name + ")");
+    }
+  }
   for (uint32_t i = 0; i < t.names.size(); ++i) {
     uint64_t key;
     std::memcpy(&key, t.records.data() + size_t(i) * size, 8);
@@ -429,6 +440,8 @@ TwoTowerImage read_two_tower(Reader& r, const ModelConfig& c, uint32_t user_rows
   r.expect_room(count, 4, "two_tower");
   t.parameters.resize(count);
   r.bytes(t.parameters.data(), count * 4);
+  for (float v : t.parameters)
+    if (!std::isfinite(v)) r.fail("corrupted file (a non-finite tower parameter)");
   const uint32_t users = r.value<uint32_t>();
   const bool two_tower = c.family == Family::kTwoTower;
   if (users != (two_tower ? user_rows : 0)) r.fail("corrupted file (histories do not match the users)");
@@ -558,6 +571,7 @@ struct SnapshotHeader {
   uint64_t pool_written = 0;
   uint64_t evicted_users = 0, evicted_items = 0;
   double clock = 0.0;
+  std::string source_position;  // where the model's input stream stood (e.g. a stream entry ID)
 };
 
 static void write_header(Writer& w, const SnapshotHeader& h) {
@@ -596,6 +610,8 @@ static void write_header(Writer& w, const SnapshotHeader& h) {
   w.value<float>(c.recency);
   w.value<uint32_t>(static_cast<uint32_t>(c.tower.size()));
   w.bytes(c.tower.data(), c.tower.size() * sizeof(uint32_t));
+  w.value<uint32_t>(static_cast<uint32_t>(h.source_position.size()));
+  w.bytes(h.source_position.data(), h.source_position.size());
   w.value<uint64_t>(h.pool_written);
   w.value<uint32_t>(static_cast<uint32_t>(h.pool.size()));
   w.bytes(h.pool.data(), h.pool.size() * sizeof(uint32_t));
@@ -651,6 +667,10 @@ static SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   c.family = static_cast<Family>(family);
   c.tower.resize(layers);
   r.bytes(c.tower.data(), layers * sizeof(uint32_t));
+  const uint32_t position_bytes = r.value<uint32_t>();
+  if (position_bytes > Model::kMaxSourcePosition) r.fail("corrupted file (bad source position)");
+  h.source_position.resize(position_bytes);
+  r.bytes(&h.source_position[0], position_bytes);
   h.pool_written = r.value<uint64_t>();
   const uint32_t pool_size = r.value<uint32_t>();
   r.expect_room(pool_size, 4, "pool");
@@ -683,6 +703,7 @@ SnapshotHeader header_of(const Model& m, uint32_t kind, uint64_t lineage, uint64
   h.evicted_users = m.evicted_users_.load(std::memory_order_relaxed);
   h.evicted_items = m.evicted_items_.load(std::memory_order_relaxed);
   h.clock = m.clock();
+  h.source_position = m.source_position_;
   return h;
 }
 
@@ -696,6 +717,7 @@ void restore_counters(Model& m, const SnapshotHeader& h) {
   m.evicted_users_.store(h.evicted_users);
   m.evicted_items_.store(h.evicted_items);
   m.advance_clock(h.clock);
+  m.source_position_ = h.source_position;
 }
 
 // The popularity pool of a full snapshot, with item rows renumbered to their place in the
@@ -837,37 +859,53 @@ void save_snapshot(const Model& m, const std::string& path) {
   // this cut. Later snapshots do not cut: replicas that follow the deltas must still get
   // every change, and a copy loaded from this file may apply the next delta as well (it
   // repeats rows the file already has, with values as new or newer; deltas are idempotent).
-  if (m.lineage_ == 0) {
+  const bool starts_lineage = m.lineage_ == 0;
+  if (starts_lineage) {
     m.lineage_ = fresh_id();
     m.last_link_ = m.lineage_;  // the chain starts at the lineage itself
     m.next_since_ = m.generation_.fetch_add(1, std::memory_order_seq_cst) + 1;
     m.logging_evictions_.store(true);
   }
-  EpochGuard pin;  // rows being written are not recycled meanwhile
-  // The rows that exist now are the snapshot; rows created while it is written are left
-  // for the next delta, and so are seen pairs that name them. Evicted rows are left out,
-  // so the file's row numbers are the live rows renumbered in order.
-  const uint32_t n_users = m.users_.size();
-  const uint32_t n_items = m.items_.size();
-  const std::vector<uint32_t> users = live_rows(m.users_, n_users);
-  const std::vector<uint32_t> items = live_rows(m.items_, n_items);
-  std::vector<uint32_t> position(n_items, EmbeddingTable::kNotFound);
-  for (uint32_t i = 0; i < items.size(); ++i) position[items[i]] = i;
-  write_atomically(path, [&](Writer& w) {
-    SnapshotHeader h = header_of(m, kFullSnapshot, m.lineage_, m.sequence_);
-    h.link = m.last_link_;
-    fill_pool(m, h, position);
-    write_header(w, h);
-    write_rows(w, m.users_, users);
-    write_rows(w, m.items_, items);
-    write_seen(w, m.seen_, m.items_, users, n_items, &position);
-    FeatureAccess::write(w, m, false, users, false, 0);
-    FeatureAccess::write(w, m, true, items, false, 0);
-    TwoTowerAccess::write(w, m, users, n_items, &position);
-    write_keys(w, Evictions{});
-    write_sketches(w, m.user_sketch_.get(), m.item_sketch_.get());
-  });
+  try {
+    EpochGuard pin;  // rows being written are not recycled meanwhile
+    // The rows that exist now are the snapshot; rows created while it is written are left
+    // for the next delta, and so are seen pairs that name them. Evicted rows are left out,
+    // so the file's row numbers are the live rows renumbered in order.
+    const uint32_t n_users = m.users_.size();
+    const uint32_t n_items = m.items_.size();
+    const std::vector<uint32_t> users = live_rows(m.users_, n_users);
+    const std::vector<uint32_t> items = live_rows(m.items_, n_items);
+    std::vector<uint32_t> position(n_items, EmbeddingTable::kNotFound);
+    for (uint32_t i = 0; i < items.size(); ++i) position[items[i]] = i;
+    write_atomically(path, [&](Writer& w) {
+      SnapshotHeader h = header_of(m, kFullSnapshot, m.lineage_, m.sequence_);
+      h.link = m.last_link_;
+      fill_pool(m, h, position);
+      write_header(w, h);
+      write_rows(w, m.users_, users);
+      write_rows(w, m.items_, items);
+      write_seen(w, m.seen_, m.items_, users, n_items, &position);
+      FeatureAccess::write(w, m, false, users, false, 0);
+      FeatureAccess::write(w, m, true, items, false, 0);
+      TwoTowerAccess::write(w, m, users, n_items, &position);
+      write_keys(w, Evictions{});
+      write_sketches(w, m.user_sketch_.get(), m.item_sketch_.get());
+    });
+  } catch (...) {
+    if (starts_lineage) {  // nothing was written: no lineage, no delta can follow
+      std::lock_guard<std::mutex> log_lock(m.eviction_log_mutex_);
+      m.logging_evictions_.store(false);
+      m.evicted_user_keys_.clear();
+      m.evicted_item_keys_.clear();
+      m.evictions_overflowed_ = false;
+      m.lineage_ = 0;
+      m.last_link_ = 0;
+    }
+    throw;
+  }
 }
+
+
 
 // A whole file read and verified (checksums, trailer) before anything is applied.
 struct FileImage {

@@ -43,7 +43,7 @@ RTREC_HOT void encode(const DenseTower& tower, const EncoderInput& in, uint32_t 
   float* act = z + z_stride;
   assemble(in, dim, stride, user, pool, z, z_stride);
   const float* c = tower.forward(z, act);
-  std::memcpy(out, c, sizeof(float) * stride);
+  for (uint32_t t = 0; t < stride; ++t) out[t] = c[t] + user[t] + pool[t];
 }
 
 RTREC_HOT bool two_tower_step(const StepConfig& cfg, Loss loss, DenseTower& tower, TowerGradient* buffer,
@@ -76,7 +76,9 @@ RTREC_HOT bool two_tower_step(const StepConfig& cfg, Loss loss, DenseTower& towe
 
   // Forward.
   assemble(in, dim, n, user, pool, z, z_stride);
-  const float* c = tower.forward(z, act);
+  const float* tc = tower.forward(z, act);
+  float* c = g_pool;  // the encoding, until g_pool is needed
+  for (uint32_t t = 0; t < n; ++t) c[t] = tc[t] + user[t] + pool[t];
   float flag = 0.0f;
   for (uint32_t j = 0; j < m; ++j) {
     combine(candidates[j], n, nullptr, true, q + size_t(j) * n, &qb[j]);
@@ -119,10 +121,11 @@ RTREC_HOT bool two_tower_step(const StepConfig& cfg, Loss loss, DenseTower& towe
     }
   }
   tower.backward(act, g_c, deltas, g_z);
-  std::fill(g_user, g_user + n, 0.0f);
-  std::fill(g_pool, g_pool + n, 0.0f);
-  std::memcpy(g_user, g_z, sizeof(float) * dim);
-  std::memcpy(g_pool, g_z + dim, sizeof(float) * dim);
+  // Each input reaches c_u twice: through the tower and through the skip connection.
+  for (uint32_t t = 0; t < n; ++t) {
+    g_user[t] = (t < dim ? g_z[t] : 0.0f) + g_c[t];
+    g_pool[t] = (t < dim ? g_z[dim + t] : 0.0f) + g_c[t];
+  }
   for (uint32_t t = 0; t < z_stride; ++t) flag += nonfinite_flag(g_z[t]);
 
   flag += composite_steps(cfg, in.user, g_user, 0.0f, false, user_steps);

@@ -40,7 +40,10 @@ def _integer(value: Any, name: str) -> int:
 def _real(value: Any, name: str) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond the float range
+        raise ValueError(f"{name} must be a finite number, got an int of {len(str(abs(int(value))))} digits") from None
 
 
 def _tower(value: Any) -> tuple[int, ...]:

@@ -59,15 +59,26 @@ def _single_event(users: Any, items: Any, labels: Any, weights: Any, timestamps:
     return user, item, label, 1.0 if weight is None else weight, timestamp
 
 
+def _path(path: str | os.PathLike) -> str:
+    """A file path for the core; a NUL byte would silently cut it short there."""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if "\x00" in text:
+        raise ValueError(f"a file path must not contain a NUL character, got {text!r}")
+    return text
+
+
 class Recommender:
     """A recommender that learns from every event, in place, in one of two model families.
 
     ``model="mf"`` (the default), matrix factorisation: score(u, i) = mu + b_u + b_i +
     <p_u, q_i>. ``model="two_tower"``, the behaviour encoder and item decoder:
-    score(u, i) = mu + b_i + <c_u, q_i> where c_u is a dense ReLU tower (``tower`` hidden
-    widths) over [p_u ; the recency-weighted mean of the *input* vectors of u's last
-    ``history`` positive items]; each item has an input vector (pooled into its consumers'
-    encodings) and an output vector q_i (scored). A user is encoded from what they just did,
+    score(u, i) = mu + b_i + <c_u, q_i> with c_u = tower([p_u ; h_u]) + p_u + h_u, where h_u
+    is the recency-weighted mean of the *input* vectors of u's last ``history`` positive items
+    and the tower is dense ReLU layers (``tower`` hidden widths) with a skip connection; each
+    item has an input vector (pooled into its consumers' encodings) and an output vector q_i
+    (scored); user ID rows start at zero. A user is encoded from what they just did,
     so one event already personalises their recommendations, where an ID embedding needs many
     steps; top-K is still one exact scan over the item vectors. mu is the running (weighted)
     mean label (its logit for ``loss="logistic"``; 0 for BPR and softmax); p_u and q_i are
@@ -355,6 +366,31 @@ class Recommender:
         reference = self._model.clock if now is None else check.finite(now, "now")
         return int(self._model.evict_before(reference - older_than))
 
+    # ------------------------------------------------------------------ export
+
+    def item_vectors(self, ids: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(ids, vectors, biases)`` of the given items (None: every item), ``vectors``
+        float32 of shape (n, dim): each item's vector and bias as scoring uses them (the ID
+        row plus its features). For any user, ranking items by ``user_vector @ item_vector +
+        item_bias`` is exactly ``recommend``'s order, so these feed an ANN index (faiss, say)
+        or another system. Unknown IDs raise KeyError."""
+        return self._vectors(True, ids)
+
+    def user_vectors(self, ids: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(ids, vectors, biases)`` of the given users (None: every user): the query vector
+        each user's recommendations are scored with (mf: the user's vector with features;
+        two_tower: the encoding of their current history, bias 0). See ``item_vectors``."""
+        return self._vectors(False, ids)
+
+    def _vectors(self, on_items: bool, ids: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        payload = None
+        if ids is not None:
+            side = "items" if on_items else "users"
+            kind, payload, _ = check.ids(ids, side)
+            check.check_kind(self._model.item_id_kind if on_items else self._model.user_id_kind, kind, side)
+        found, vectors, biases = self._model.vectors(on_items, payload)
+        return self._id_array(found), vectors, biases
+
     @staticmethod
     def _id_array(found: np.ndarray | list) -> np.ndarray:
         if isinstance(found, list):
@@ -365,6 +401,20 @@ class Recommender:
 
     # ------------------------------------------------------------------ persistence
 
+    @property
+    def source_position(self) -> str:
+        """Where the model's input stream stood (e.g. the last stream entry ID learned), as
+        set by its feeder: saved in every snapshot and delta and restored by ``load`` and
+        ``apply_delta``, so a consumer restarting from a file knows which events it holds.
+        Empty until set."""
+        return self._model.source_position
+
+    @source_position.setter
+    def source_position(self, position: str) -> None:
+        if not isinstance(position, str):
+            raise TypeError(f"source_position must be a str, got {type(position).__name__}")
+        self._model.source_position = position
+
     def save(self, path: str | os.PathLike) -> None:
         """Write a snapshot of the whole model (parameters, optimizer state, metadata, IDs,
         seen items) to ``path``, atomically: a temporary file in the same directory is
@@ -372,7 +422,7 @@ class Recommender:
         intact. Other threads may keep predicting and updating while it is written; the file
         then holds each row as it was when copied (Hogwild-consistent), and every ID that
         existed when the save began."""
-        self._model.save(os.fspath(path))
+        self._model.save(_path(path))
 
     def save_delta(self, path: str | os.PathLike) -> None:
         """Write the rows that changed since the previous delta (or, for the first one, since
@@ -382,14 +432,14 @@ class Recommender:
         follow that snapshot, and a copy that applied every delta keeps going across later
         snapshots. Atomic like ``save``. Raises ``DeltaOrderError`` if no full snapshot was
         saved or loaded first."""
-        self._model.save_delta(os.fspath(path))
+        self._model.save_delta(_path(path))
 
     def apply_delta(self, path: str | os.PathLike) -> None:
         """Apply the next delta of the lineage this copy was loaded from (see
         ``save_delta``). The file is verified whole first; a delta of another lineage, out of
         order or after a gap raises ``DeltaOrderError`` and changes nothing. Readers in other
         threads keep serving while the rows are overwritten."""
-        path = os.fspath(path)
+        path = _path(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no delta file at {path!r}")
         self._model.apply_delta(path)
@@ -409,7 +459,7 @@ class Recommender:
         same calls) keeps training exactly like the saved one. It continues the saved
         model's delta lineage: it can apply the deltas written after the snapshot, or, as a
         restarted trainer, publish the next ones."""
-        path = os.fspath(path)
+        path = _path(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no snapshot file at {path!r}")
         threads = check.num_threads(num_threads)

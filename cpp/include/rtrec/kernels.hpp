@@ -65,9 +65,10 @@ bool pointwise_composite(const StepConfig& config, Loss loss, Parts user, Parts 
 bool pairwise_composite(const StepConfig& config, Parts user, Parts positive, Parts negative, float weight,
                         std::vector<float>& scratch) noexcept;
 
-// ---- two_tower. The user encoding c_u = tower([user ; history]): `user` is the user's
-// effective vector (ID row plus weighted feature rows) and `history` the pooled input rows
-// of their recent positives (weights summing to 1; no parts: zeros).
+// ---- two_tower. The user encoding c_u = tower([user ; history]) + user + history (a skip
+// connection): `user` is the user's effective vector (ID row plus weighted feature rows)
+// and `history` the pooled input rows of their recent positives (weights summing to 1; no
+// parts: zeros).
 struct EncoderInput {
   Parts user;
   Parts history;

@@ -2,9 +2,11 @@
 // families share every piece of machinery (tables, seen sets, features, admission,
 // eviction, top-K, snapshots) and differ in how a user's query vector is made:
 //  * mf:        score(u, i) = mu + b_u + b_i + <p_u, q_i>, p_u the user's effective vector;
-//  * two_tower: score(u, i) = mu + b_i + <c_u, q_i>, c_u = tower([p_u ; pool of the input
-//               vectors of u's last `history` positives, recency-weighted]); items have an
-//               output vector (q_i, scored by top-K) and an input vector (pooled).
+//  * two_tower: score(u, i) = mu + b_i + <c_u, q_i>, c_u = tower([p_u ; h_u]) + p_u + h_u,
+//               h_u the pool of the input vectors of u's last `history` positives
+//               (recency-weighted); items have an output vector (q_i, scored by top-K) and
+//               an input vector (pooled). The skip connection makes a user with one event
+//               score like the items near that event's item from the first step on.
 // q_i is the item's effective vector (ID row plus side features) in both. All methods are
 // safe to call concurrently: training threads and serving threads share one Model (see
 // EmbeddingTable for the contract).
@@ -67,6 +69,7 @@ struct RecommendOutput {
 class Model {
  public:
   static constexpr uint32_t kPoolSize = 1u << 16;  // popularity-negative pool (see pool_)
+  static constexpr uint32_t kMaxSourcePosition = 1024;  // bytes of a source position
 
   explicit Model(const ModelConfig& config);
 
@@ -101,6 +104,20 @@ class Model {
   void set_features(bool items, const IdBatch& ids, const std::vector<std::vector<std::string>>& features);
   // The feature names of one ID (empty if it has none or is unknown).
   std::vector<std::string> features_of(bool items, uint64_t key, const std::string* name) const;
+
+  // Vectors for other systems (an ANN index, say): for items their effective vector and
+  // bias (what top-K scores against); for users their query vector and bias (mf: the
+  // effective vector; two_tower: the encoding of their current history, bias 0). So for a
+  // user u, ranking items by <user_vector(u), item_vector(i)> + item_bias(i) is exactly
+  // recommend(u)'s order. `ids` null: every live row. Throws std::out_of_range (naming
+  // the ID) when a listed ID is unknown.
+  struct Vectors {
+    std::vector<uint64_t> keys;
+    std::vector<std::string> names;  // string IDs only
+    std::vector<float> values;       // rows x dim
+    std::vector<float> biases;
+  };
+  Vectors export_vectors(bool items, const IdBatch* ids) const;
 
   // Evicts every row (both tables) last updated before `cutoff` (seconds, the clock of
   // event timestamps); returns how many. Safe while other threads read and train.
@@ -286,6 +303,7 @@ class Model {
   mutable uint64_t lineage_ = 0;     // 0 until the first full snapshot is saved or loaded
   mutable uint64_t sequence_ = 0;    // last delta saved or applied in that lineage
   mutable uint64_t last_link_ = 0;   // id of that delta (the lineage id before the first)
+  std::string source_position_;      // see set_source_position
 
   // Items of recent positives, for popularity-weighted negatives: a fixed array (it never
   // moves, so readers need no lock); fit() refills it with a sample of its events and
@@ -305,6 +323,21 @@ class Model {
   uint64_t sequence() const {
     std::lock_guard<std::mutex> lock(persist_mutex_);
     return sequence_;
+  }
+  // Where the model's input stream stood when it last changed, as the feeder records it (a
+  // stream entry ID, an offset): saved in every snapshot and delta and restored with them,
+  // so a consumer that restarts from a file knows which events the file already holds.
+  // The feeder sets it after the update that learned up to there, from the thread that
+  // also saves, so a file never holds a position its rows do not.
+  void set_source_position(const std::string& position) {
+    if (position.size() > kMaxSourcePosition)
+      throw std::invalid_argument("a source position is at most " + std::to_string(kMaxSourcePosition) + " bytes");
+    std::lock_guard<std::mutex> lock(persist_mutex_);
+    source_position_ = position;
+  }
+  std::string source_position() const {
+    std::lock_guard<std::mutex> lock(persist_mutex_);
+    return source_position_;
   }
 };
 
