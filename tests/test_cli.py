@@ -229,10 +229,17 @@ def test_model_options_default_to_the_librarys_defaults():
     # --epochs is read from Recommender.fit, the rest from DEFAULTS: no second copy to drift.
     import inspect
 
+    from rtrec_native.cli.steps import model_params
+
     args = build_parser().parse_args(["train", "--model-out", "m.rtrec"])
     assert args.epochs == inspect.signature(rt.Recommender.fit).parameters["epochs"].default
-    assert (args.dim, args.learning_rate, args.min_count) == (rt.DEFAULTS["dim"], rt.DEFAULTS["learning_rate"],
-                                                              rt.DEFAULTS["min_count"])
+    # Family-dependent options are unset (None) and the model takes its family's defaults.
+    for family in ("mf", "two_tower"):
+        args = build_parser().parse_args(["train", "--model-out", "m.rtrec", "--family", family])
+        built = rt.Recommender(**model_params(args, None)).get_params()
+        expected = rt.defaults(family)
+        for key in ("dim", "learning_rate", "l2", "negatives", "optimizer", "min_count", "tower", "history"):
+            assert built[key] == expected[key], (family, key)
 
 
 def test_every_option_of_every_command_is_explained(capsys):

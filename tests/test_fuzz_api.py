@@ -394,7 +394,7 @@ def test_persistence_paths_of_every_type(tmp_path, monkeypatch, model_kwargs, pa
     in tests/test_snapshot.py) and changes nothing."""
     monkeypatch.chdir(tmp_path)
     rec = build(model_kwargs, "int")
-    rec.save(tmp_path / "first")  # the lineage starts here (a failed first save starts none: test_a_failed_first_save_starts_no_delta_lineage)
+    rec.save(tmp_path / "first")  # the lineage starts here (see test_a_failed_first_save_starts_no_delta_lineage)
     before = state(rec, "int")
     for call in (lambda: rec.save(path), lambda: rt.Recommender.load(path), lambda: rec.save_delta(path),
                  lambda: rec.apply_delta(path)):

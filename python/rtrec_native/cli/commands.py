@@ -175,9 +175,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if rec is None and args.model is not None:
         rec, origin = Recommender.load(args.model, num_threads=args.threads), f"loaded {args.model}"
     if rec is None:
-        params = model_params(args, None)  # no labels yet: auto means bpr
-        rec = Recommender(**params)
-        origin = f"new {params['loss']} model"
+        rec = Recommender(**model_params(args, None))  # no labels yet: auto means the family's default
+        origin = f"new {rec.get_params()['model']} {rec.get_params()['loss']} model"
     else:
         ignored = _ignored_model_options(args, rec.get_params())
         if ignored:
@@ -206,20 +205,22 @@ def _ignored_model_options(args: argparse.Namespace, model: dict[str, Any]) -> s
     (its settings are its own), as text such as "--ttl 3600 (the model has ttl=None)"."""
     from ..recommender import DEFAULTS
 
-    given = {"loss": None if args.loss == "auto" else args.loss}
-    given.update({key: getattr(args, key) for key in ("dim", "optimizer", "learning_rate", "l2", "min_count",
-                                                      "ttl", "max_rows")})
+    given = {"loss": None if args.loss == "auto" else args.loss, "model": args.family}
+    given.update({key: getattr(args, key) for key in ("dim", "optimizer", "learning_rate", "l2", "negatives",
+                                                      "tower", "history", "recency", "min_count", "ttl",
+                                                      "max_rows")})
     out = []
     for key, value in given.items():
-        if key == "loss" and value is None:
-            continue
-        if key != "loss" and value == DEFAULTS[key]:
+        if value is None and key not in ("ttl", "max_rows"):
+            continue  # not asked for: the model's own setting stands
+        if key in ("model", "min_count", "ttl", "max_rows") and value == DEFAULTS[key]:
             continue  # not asked for (or asked for the default)
         have = model.get(key)
         same = have == value or (isinstance(have, float) and isinstance(value, float)
                                  and math.isclose(have, value, rel_tol=1e-6))
         if not same:
-            out.append(f"--{key.replace('_', '-')} {value} (the model has {key}={have})")
+            flag = "family" if key == "model" else key.replace("_", "-")
+            out.append(f"--{flag} {value} (the model has {key}={have})")
     return ", ".join(out)
 
 

@@ -244,20 +244,41 @@ def _FIT_EPOCHS() -> int:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    from ..recommender import DEFAULTS, MAX_MIN_COUNT, MAX_ROWS
+    from ..recommender import DEFAULTS, MAX_MIN_COUNT, MAX_ROWS, defaults
+
+    two_tower = defaults("two_tower")
+
+    def either(key: str) -> str:
+        """A default that may differ between the families, as help text."""
+        mf, tt = DEFAULTS[key], two_tower[key]
+        return f"{mf}" if mf == tt else f"mf {mf}, two_tower {tt}"
 
     g = p.add_argument_group("model")
+    g.add_argument("--family", choices=("mf", "two_tower"), default="mf",
+                   help="mf: matrix factorisation; two_tower: users encoded from their recent items "
+                   "(learns sequences; personal after one event) (default: %(default)s)")
     g.add_argument("--loss", choices=LOSS_CHOICES, default="auto",
-                   help="auto: squared for ratings (labels other than 0/1), else bpr (clicks, "
-                   "implicit); logistic for calibrated click probabilities (default: %(default)s)")
-    g.add_argument("--dim", type=positive_int, default=DEFAULTS["dim"], help="embedding size (default: %(default)s)")
+                   help="auto: mf: squared for ratings (labels other than 0/1), else bpr (clicks, implicit); "
+                   "two_tower: softmax; logistic for calibrated click probabilities (default: %(default)s)")
+    g.add_argument("--dim", type=positive_int, default=None,
+                   help=f"embedding size (default: {either('dim')})")
     g.add_argument("--epochs", type=positive_int, default=_FIT_EPOCHS(),
                    help="passes over the data per fit (warm-up, periodic refits, train) (default: %(default)s)")
-    g.add_argument("--optimizer", choices=("sgd", "adagrad"), default=DEFAULTS["optimizer"],
-                   help="per-coordinate step rule (default: %(default)s)")
-    g.add_argument("--learning-rate", type=positive_float, default=DEFAULTS["learning_rate"], metavar="LR",
-                   help="step size (default: %(default)s)")
-    g.add_argument("--l2", type=nonnegative_float, default=DEFAULTS["l2"], help="L2 penalty (default: %(default)s)")
+    g.add_argument("--optimizer", choices=("sgd", "adagrad"), default=None,
+                   help=f"step rule (default: {either('optimizer')})")
+    g.add_argument("--learning-rate", type=positive_float, default=None, metavar="LR",
+                   help=f"step size (default: {either('learning_rate')})")
+    g.add_argument("--l2", type=nonnegative_float, default=None, help=f"L2 penalty (default: {either('l2')})")
+    g.add_argument("--negatives", type=positive_int, default=None, metavar="N",
+                   help=f"sampled negatives per positive, bpr and softmax (default: {either('negatives')})")
+    g.add_argument("--tower", type=_widths, default=None, metavar="W[,W...]",
+                   help="two_tower: hidden layer widths of the user tower "
+                   f"(default: {_widths_text(two_tower['tower'])})")
+    g.add_argument("--history", type=positive_int, default=None, metavar="N",
+                   help=f"two_tower: recent positives each user keeps and encodes (default: {two_tower['history']})")
+    g.add_argument("--recency", type=_float_in(0.0, 1.0, low_open=True, high_open=False, what="a weight"),
+                   default=None, help="two_tower: weight of the k-th most recent history item is RECENCY^k "
+                   f"(default: {two_tower['recency']})")
     g.add_argument("--seed", type=nonnegative_int, default=0,
                    help="seeds the synthetic stream and the model (default: %(default)s)")
     g.add_argument("--threads", type=positive_int, default=None, metavar="N",
@@ -272,6 +293,21 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-rows", type=_or_none(_int_between(1, MAX_ROWS)), default=DEFAULTS["max_rows"],
                    metavar="N", help="cap on the rows of each table (users, items): over it the least "
                    f"recently updated are evicted (default: {_off(DEFAULTS['max_rows'], 'no cap')})")
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    """'128' or '256,128': hidden layer widths."""
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths such as 128 or 256,128, got {text!r}") from None
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"widths must be >= 1, got {text!r}")
+    return widths
+
+
+def _widths_text(widths: Any) -> str:
+    return ",".join(str(w) for w in widths)
 
 
 def _off(default: Any, word: str) -> str:

@@ -72,7 +72,7 @@ def describe_run(report: Any, data_info: dict[str, Any]) -> str:
             extras += f"; {info['n_features']:,} {side} features ({info['path']})"
     return (
         f"data: {source}: {s['n_events']:,} events, {s['n_users']:,} users, {s['n_items']:,} items; "
-        f"loss={s['loss']}, dim={model['dim']}{extras}\n"
+        f"model={model['model']}, loss={s['loss']}, dim={model['dim']}{extras}\n"
         f"protocol: {c['protocol']}; warm-up fit on the first {c['n_warmup']:,} events "
         f"({c['epochs']} epochs); periodic refit {schedule}; {s['n_scored']:,} events scored, "
         f"{s['n_ranked']:,} new positives ranked (label >= {c['positive_threshold']:g})"

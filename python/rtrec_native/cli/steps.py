@@ -43,21 +43,32 @@ def load_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], bool]:
     return events, {"source": str(args.data), "cleaning": report.to_dict()}, False
 
 
+# Options whose None is a setting (all threads, no expiry, no cap), not "the default".
+_NONE_MEANS_OFF = ("num_threads", "ttl", "max_rows")
+
+
 def model_params(args: argparse.Namespace, labels: Any) -> dict[str, Any]:
     from ..evaluation import infer_loss
 
-    return {
+    params = {
+        "model": args.family,
         "dim": args.dim,
-        "loss": infer_loss(labels) if args.loss == "auto" else args.loss,
+        "loss": infer_loss(labels, args.family) if args.loss == "auto" else args.loss,
         "optimizer": args.optimizer,
         "learning_rate": args.learning_rate,
         "l2": args.l2,
+        "negatives": args.negatives,
         "seed": args.seed,
         "num_threads": args.threads,
         "min_count": args.min_count,
         "ttl": args.ttl,
         "max_rows": args.max_rows,
+        "tower": args.tower,
+        "history": args.history,
+        "recency": args.recency,
     }
+    # Unset options take the family's defaults (Recommender's None).
+    return {key: value for key, value in params.items() if value is not None or key in _NONE_MEANS_OFF}
 
 
 # --------------------------------------------------------------------------- side features
@@ -224,8 +235,8 @@ def fit_model(
     args: argparse.Namespace, events: Any, features: Sequence[SideFeatures]
 ) -> tuple[Any, dict[str, Any], float]:
     """Build the model the options describe (loss inferred from ``events`` for ``--loss auto``),
-    give it the side features, fit it on ``events`` for ``--epochs``; return the model, its
-    parameters and the seconds it took."""
+    give it the side features, fit it on ``events`` for ``--epochs``; return the model, all
+    its parameters and the seconds it took."""
     from ..recommender import Recommender
 
     params = model_params(args, events.labels)
@@ -234,4 +245,4 @@ def fit_model(
     for side_features in features:
         side_features.apply(rec)
     rec.fit(events, epochs=args.epochs)
-    return rec, params, time.perf_counter() - began
+    return rec, rec.get_params(), time.perf_counter() - began  # every default filled in
