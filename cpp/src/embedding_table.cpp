@@ -30,7 +30,8 @@ uint32_t padded(uint32_t dim) { return (dim + 15u) & ~15u; }
 
 }  // namespace
 
-EmbeddingTable::Chunk::Chunk(uint32_t stride, bool with_accumulators, bool with_names, bool with_inputs) {
+EmbeddingTable::Chunk::Chunk(uint32_t stride, uint32_t accumulator_stride, bool with_accumulators, bool with_names,
+                             bool with_inputs) {
   // Rows are initialised one by one as they are allocated; only the metadata arrays need
   // constructing here. On a throw, the destructor is not run, so free by hand.
   try {
@@ -38,12 +39,12 @@ EmbeddingTable::Chunk::Chunk(uint32_t stride, bool with_accumulators, bool with_
     bias = aligned_array<float>(kChunkRows);
     keys = aligned_array<uint64_t>(kChunkRows);
     if (with_accumulators) {
-      accumulators = aligned_array<float>(size_t(kChunkRows) * stride);
+      accumulators = aligned_array<float>(size_t(kChunkRows) * accumulator_stride);
       bias_accumulator = aligned_array<float>(kChunkRows);
     }
     if (with_inputs) {
       inputs = aligned_array<float>(size_t(kChunkRows) * stride);
-      if (with_accumulators) input_accumulators = aligned_array<float>(size_t(kChunkRows) * stride);
+      if (with_accumulators) input_accumulators = aligned_array<float>(kChunkRows);
     }
     meta = new RowMeta[kChunkRows];
     live = new std::atomic<uint8_t>[kChunkRows];
@@ -80,6 +81,7 @@ EmbeddingTable::EmbeddingTable(const TableOptions& options)
     : dim_(options.dim),
       stride_(padded(options.dim)),
       with_accumulators_(options.with_accumulators),
+      accumulator_stride_(options.row_accumulators ? 1 : stride_),
       with_inputs_(options.with_inputs),
       init_std_(options.init_std),
       seed_(options.seed) {
@@ -99,7 +101,7 @@ void EmbeddingTable::initialise_row(Chunk* c, uint32_t o, uint64_t key, bool ran
   }
   c->bias[o] = 0.0f;
   if (with_accumulators_) {
-    std::memset(c->accumulators + size_t(o) * stride_, 0, sizeof(float) * stride_);
+    std::memset(c->accumulators + size_t(o) * accumulator_stride_, 0, sizeof(float) * accumulator_stride_);
     c->bias_accumulator[o] = 0.0f;
   }
   if (with_inputs_) {
@@ -110,7 +112,7 @@ void EmbeddingTable::initialise_row(Chunk* c, uint32_t o, uint64_t key, bool ran
       const float a = init_std_ * 1.7320508f;
       for (uint32_t k = 0; k < dim_; ++k) in[k] = (2.0f * rng.uniform() - 1.0f) * a;
     }
-    if (with_accumulators_) std::memset(c->input_accumulators + size_t(o) * stride_, 0, sizeof(float) * stride_);
+    if (with_accumulators_) c->input_accumulators[o] = 0.0f;
   }
   c->keys[o] = key;
   c->meta[o].update_count.store(0, std::memory_order_relaxed);
@@ -151,7 +153,8 @@ uint32_t EmbeddingTable::find_or_insert(uint64_t key, const std::string* name, b
   const bool reuse = !free_rows_.empty();
   row = reuse ? free_rows_.back() : size_.load(std::memory_order_relaxed);
   if (row >= kNotFound - 1) throw std::length_error("rtrec: table is full");
-  Chunk* c = reuse ? chunk(row) : directory_.ensure(row >> kChunkShift, stride_, with_accumulators_, name != nullptr, with_inputs_);
+  Chunk* c = reuse ? chunk(row) : directory_.ensure(row >> kChunkShift, stride_, accumulator_stride_, with_accumulators_, name != nullptr,
+                                                      with_inputs_);
   const uint32_t live = live_.load(std::memory_order_relaxed);
   LiveChunk* slot_chunk = live_rows_.ensure(live >> kChunkShift);
   index_.reserve_one();  // may throw: before anything is changed
@@ -226,8 +229,8 @@ uint64_t EmbeddingTable::memory_bytes() const noexcept {
   const uint64_t chunks = directory_.allocated();
   // Per row: vector, bias, key, metadata, live flag, its slot in the live list and that slot.
   uint64_t per_row = sizeof(float) * stride_ + sizeof(float) + sizeof(uint64_t) + sizeof(RowMeta) + 1 + 2 * sizeof(uint32_t);
-  if (with_accumulators_) per_row += sizeof(float) * stride_ + sizeof(float);
-  if (with_inputs_) per_row += sizeof(float) * stride_ * (with_accumulators_ ? 2 : 1);
+  if (with_accumulators_) per_row += sizeof(float) * accumulator_stride_ + sizeof(float);
+  if (with_inputs_) per_row += sizeof(float) * (stride_ + (with_accumulators_ ? 1 : 0));
   if (kind() == IdKind::kString) per_row += sizeof(std::string);
   return chunks * kChunkRows * per_row + index_.memory_bytes();
 }

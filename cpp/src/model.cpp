@@ -33,6 +33,10 @@ TableOptions table_options(const ModelConfig& c, uint64_t seed, bool inputs = fa
   TableOptions o;
   o.dim = c.dim;
   o.with_accumulators = c.optimizer == Optimizer::kAdagrad;
+  // two_tower's rows take row-wise AdaGrad (see two_tower_step): every gradient a row gets
+  // in one step is one vector times a scalar, so one accumulator per row keeps the step
+  // sizes adaptive at the cost of one square root per row instead of one per coordinate.
+  o.row_accumulators = c.family == Family::kTwoTower;
   o.init_std = c.init_std;
   o.seed = seed;
   o.with_inputs = inputs;
@@ -440,6 +444,14 @@ void Model::update_pinned(const EventBatch& e) {
       // The event's input is the history before it; then it joins the history, so the
       // user's next encoding (in any thread) already reflects it.
       n_recent = recent_items(r.user, recent);
+      // Start fetching every row the step reads (random rows: cache misses) at once, so the
+      // misses overlap instead of arriving one row after another.
+      for (uint32_t k = 0; k < n_recent; ++k) items_.prefetch_input(recent[k]);
+      if (sampled)
+        for (uint32_t s = 0; s < config_.negatives; ++s)
+          if (negatives[s] != kNoRow) items_.prefetch(negatives[s]);
+      items_.prefetch(r.item);
+      users_.prefetch(r.user);
       train_two_tower(step, r, recent, n_recent, negatives, nullptr, applied, skipped);
       if (consumed(config_.loss, r.label, r.weight)) history_->push(r.user, r.item);
     } else {

@@ -43,9 +43,9 @@ void Model::history_parts(const uint32_t* items, uint32_t n, std::vector<Part>& 
   w = 1.0f / total;
   for (uint32_t k = 0; k < n; ++k, w *= config_.recency) {
     const uint32_t r = items[k];
-    out.push_back(Part{RowRef{items_.input(r), ada ? items_.input_accumulator(r) : nullptr, &items_.bias(r),
-                              ada ? &items_.bias_accumulator(r) : nullptr},
-                       w});
+    // The item's bias is not part of the pool: it is listed only to fill the reference
+    // (pool steps never move it).
+    out.push_back(Part{RowRef{items_.input(r), ada ? &items_.input_accumulator(r) : nullptr, &items_.bias(r), nullptr}, w});
   }
 }
 
@@ -199,19 +199,34 @@ void Model::train_sequence_epoch(std::vector<SequenceEvent>& events, const std::
   {
     const int t = thread_index();
     failure.run([&] {
-      std::vector<uint32_t> negatives(std::max<uint32_t>(n_neg, 1));
+      // Rows are visited in random order, so the loop waits on memory: the rows of the event
+      // kAhead positions ahead (its user, item, negatives and history input rows) are
+      // prefetched while this one computes, its negatives drawn early into a ring of slots.
+      constexpr int64_t kAhead = 2, kSlots = kAhead + 1;
+      std::vector<uint32_t> ring(size_t(kSlots) * std::max<uint32_t>(n_neg, 1));
       std::vector<uint32_t> history(config_.history);
       TowerGradient& buffer = buffers[t];
       for (int part = t; part < parts; part += team_size()) {
         const int64_t begin = bounds[part], end = bounds[part + 1];
         SplitMix64 rng(derive_seed(config_.seed, kSequenceStream, call * 65536 + epoch, part));
         for (int64_t i = end - 1; i > begin; --i) std::swap(events[i], events[begin + rng.below(uint32_t(i - begin + 1))]);
+        auto stage = [&](int64_t j) {
+          const SequenceEvent& e = events[j];
+          uint32_t* neg = ring.data() + (j % kSlots) * n_neg;
+          if (n_neg > 0) draw_negatives(e.item, n_items, rng, neg);
+          users_.prefetch(e.user);
+          items_.prefetch(e.item);
+          for (uint32_t s = 0; s < n_neg; ++s)
+            if (neg[s] != kNoRow) items_.prefetch(neg[s]);
+          for (uint32_t k = 0; k < e.history_length; ++k) items_.prefetch_input(sequence[e.history_end - 1 - k]);
+        };
+        for (int64_t j = begin; j < std::min(end, begin + kAhead); ++j) stage(j);
         for (int64_t i = begin; i < end; ++i) {
+          if (i + kAhead < end) stage(i + kAhead);  // fills another slot than event i's
           const SequenceEvent& e = events[i];
           for (uint32_t k = 0; k < e.history_length; ++k) history[k] = sequence[e.history_end - 1 - k];  // most recent first
-          if (n_neg > 0) draw_negatives(e.item, n_items, rng, negatives.data());
           train_two_tower(step, Resolved{e.user, e.item, e.label, e.weight}, history.data(), e.history_length,
-                          negatives.data(), &buffer, applied, skipped);
+                          ring.data() + (i % kSlots) * n_neg, &buffer, applied, skipped);
           if (buffer.events() >= kTowerBatch) buffer.apply(*tower_, tower_step);
         }
       }

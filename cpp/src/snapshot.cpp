@@ -201,26 +201,34 @@ class Reader {
   Checksum section_, total_;
 };
 
-// What a table's rows hold: their size, AdaGrad accumulators, input vectors (two_tower items).
+// What a table's rows hold: their size, AdaGrad accumulators (per coordinate or per row),
+// input vectors (two_tower items).
 struct RowShape {
   uint32_t dim;
   bool accumulators;
+  bool row_accumulators;
   bool inputs;
+  uint32_t accumulator_floats() const { return accumulators ? (row_accumulators ? 1 : dim) : 0; }
 };
 
-RowShape shape_of(const EmbeddingTable& t) { return RowShape{t.dim(), t.has_accumulators(), t.has_inputs()}; }
+RowShape shape_of(const EmbeddingTable& t) {
+  return RowShape{t.dim(), t.has_accumulators(), t.has_row_accumulators(), t.has_inputs()};
+}
 
 // Fixed-size row record: key, update count, last update, bias, bias accumulator, vector
-// (dim floats, unpadded), accumulator (dim floats, AdaGrad only), then for tables with input
-// vectors the input vector and its accumulator likewise.
+// (dim floats, unpadded), accumulator (dim floats per coordinate, 1 per row, none under
+// SGD), then for tables with input vectors the input vector (dim floats) and its row
+// accumulator (one float, AdaGrad only).
 size_t record_size(const RowShape& s) {
-  const size_t vectors = (s.accumulators ? 2 : 1) * (s.inputs ? 2 : 1);
-  return 8 + 4 + 8 + 4 + 4 + size_t(s.dim) * 4 * vectors;
+  size_t floats = size_t(s.dim) + s.accumulator_floats();
+  if (s.inputs) floats += s.dim + (s.accumulators ? 1 : 0);
+  return 8 + 4 + 8 + 4 + 4 + floats * 4;
 }
 
 void write_rows(Writer& w, const EmbeddingTable& t, const std::vector<uint32_t>& rows) {
   const uint32_t dim = t.dim();
   const bool acc = t.has_accumulators();
+  const uint32_t accumulator_floats = shape_of(t).accumulator_floats();
   w.value<uint32_t>(static_cast<uint32_t>(t.kind()));
   w.value<uint32_t>(static_cast<uint32_t>(rows.size()));
   std::vector<char> record(record_size(shape_of(t)));
@@ -237,10 +245,10 @@ void write_rows(Writer& w, const EmbeddingTable& t, const std::vector<uint32_t>&
     std::memcpy(p, &bias, 4), p += 4;
     std::memcpy(p, &bias_acc, 4), p += 4;
     std::memcpy(p, t.vector(r), size_t(dim) * 4), p += size_t(dim) * 4;
-    if (acc) std::memcpy(p, t.accumulator(r), size_t(dim) * 4), p += size_t(dim) * 4;
+    if (acc) std::memcpy(p, t.accumulator(r), size_t(accumulator_floats) * 4), p += size_t(accumulator_floats) * 4;
     if (t.has_inputs()) {
       std::memcpy(p, t.input(r), size_t(dim) * 4), p += size_t(dim) * 4;
-      if (acc) std::memcpy(p, t.input_accumulator(r), size_t(dim) * 4);
+      if (acc) std::memcpy(p, &t.input_accumulator(r), 4);
     }
     w.bytes(record.data(), record.size());
   }
@@ -328,6 +336,7 @@ void apply_rows(Reader& r, const TableImage& image, EmbeddingTable& t, bool in_o
     r.fail(std::string("ID kind of the ") + name + " does not match the model");
   const uint32_t dim = t.dim();
   const bool acc = t.has_accumulators();
+  const uint32_t accumulator_floats = shape_of(t).accumulator_floats();
   const size_t size = record_size(shape_of(t));
   if (image.rows > 0 && image.record != size) r.fail(std::string("corrupted file (row size of the ") + name + ")");
   for (uint32_t i = 0; i < image.rows; ++i) {
@@ -346,12 +355,12 @@ void apply_rows(Reader& r, const TableImage& image, EmbeddingTable& t, bool in_o
     if (in_order && row != i) r.fail(std::string("corrupted file (duplicate ID in ") + name + ")");
     std::memcpy(t.vector(row), p, size_t(dim) * 4), p += size_t(dim) * 4;
     if (acc) {
-      std::memcpy(t.accumulator(row), p, size_t(dim) * 4), p += size_t(dim) * 4;
+      std::memcpy(t.accumulator(row), p, size_t(accumulator_floats) * 4), p += size_t(accumulator_floats) * 4;
       t.bias_accumulator(row) = bias_acc;
     }
     if (t.has_inputs()) {
       std::memcpy(t.input(row), p, size_t(dim) * 4), p += size_t(dim) * 4;
-      if (acc) std::memcpy(t.input_accumulator(row), p, size_t(dim) * 4);
+      if (acc) std::memcpy(&t.input_accumulator(row), p, 4);
     }
     t.bias(row) = bias;
     t.set_metadata(row, count, last);
@@ -922,7 +931,8 @@ static FileImage read_file(Reader& r, uint32_t kind) {
   FileImage f;
   f.header = read_header(r, kind);
   const ModelConfig& c = f.header.config;
-  const RowShape plain{c.dim, c.optimizer == Optimizer::kAdagrad, false};
+  // two_tower trains every embedding row with row-wise AdaGrad (one accumulator per row).
+  const RowShape plain{c.dim, c.optimizer == Optimizer::kAdagrad, c.family == Family::kTwoTower, false};
   RowShape items = plain;
   items.inputs = c.family == Family::kTwoTower;
   f.users = read_rows(r, plain, "users");

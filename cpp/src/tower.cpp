@@ -25,18 +25,19 @@ RTREC_INLINE void axpy(float* __restrict out, float a, const float* __restrict v
 
 RTREC_INLINE float sum_of_squares(const float* v, uint32_t n) noexcept { return dot_padded(v, v, n); }
 
-// One weight row's step from its gradient `scale * v + l2 * w` (clipped per coordinate):
-// SGD, or row-wise AdaGrad whose accumulator grows by `mean_square` (the row's mean squared
-// gradient, l2 and clipping aside).
+// One weight row's step from its gradient `scale * v` (clipped per coordinate): SGD, or
+// row-wise AdaGrad whose accumulator grows by `mean_square` (the row's mean squared
+// gradient). L2 is weight decay (w *= `decay`), decoupled from AdaGrad's scaling: a row
+// whose gradient is nearly zero would otherwise see its L2 term divided by a nearly zero
+// accumulator.
 RTREC_INLINE void row_step(float* __restrict w, float* acc, float scale, const float* __restrict v, uint32_t n,
-                           float mean_square, float clip_at, const TowerStep& c) noexcept {
+                           float mean_square, float clip_at, float decay, const TowerStep& c) noexcept {
   float factor = c.learning_rate;
   if (c.adagrad) {
     *acc += mean_square;
     factor = c.learning_rate / (std::sqrt(*acc) + kAdagradEpsilon);
   }
-  const float l2 = c.l2;
-  for (uint32_t t = 0; t < n; ++t) w[t] -= factor * clip(scale * v[t] + l2 * w[t], clip_at);
+  for (uint32_t t = 0; t < n; ++t) w[t] = w[t] * decay - factor * clip(scale * v[t], clip_at);
 }
 
 RTREC_INLINE void bias_step(float* __restrict b, float* __restrict acc, const float* __restrict g,
@@ -153,6 +154,7 @@ RTREC_HOT void DenseTower::backward(const float* act, const float* grad_out, flo
 }
 
 RTREC_HOT void DenseTower::step(const TowerStep& c, const float* in, const float* act, const float* deltas) noexcept {
+  const float decay = 1.0f - c.learning_rate * c.l2;
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Layer& L = layers_[l];
     const float* x = l == 0 ? in : act + layers_[l - 1].act;
@@ -164,13 +166,13 @@ RTREC_HOT void DenseTower::step(const TowerStep& c, const float* in, const float
       for (uint32_t j = 0; j < L.out; ++j)
         if (d[j] != 0.0f)
           row_step(w + size_t(j) * L.in_stride, row_acc + j, d[j], x, L.in_stride, d[j] * d[j] * x_mean_square,
-                   c.grad_clip, c);
+                   c.grad_clip, decay, c);
     } else {
       const float d_mean_square = sum_of_squares(d, L.out_stride) / float(L.out);
       for (uint32_t j = 0; j < L.in; ++j)
         if (x[j] != 0.0f)
           row_step(w + size_t(j) * L.out_stride, row_acc + j, x[j], d, L.out_stride, x[j] * x[j] * d_mean_square,
-                   c.grad_clip, c);
+                   c.grad_clip, decay, c);
     }
     bias_step(params_ + L.bias, params_ + L.bias_acc, d, nullptr, L.out, c.grad_clip, c);
   }
@@ -214,6 +216,7 @@ RTREC_HOT void TowerGradient::add(const DenseTower& tower, const float* in, cons
 RTREC_HOT void TowerGradient::apply(DenseTower& tower, const TowerStep& c) noexcept {
   if (events_ == 0) return;
   const float clip_at = c.grad_clip * float(events_);
+  const float decay = 1.0f - c.learning_rate * c.l2 * float(events_);  // once per event summed
   float* params = tower.params_;
   for (const DenseTower::Layer& L : tower.layers_) {
     const uint32_t stride = L.row_stride();
@@ -221,7 +224,7 @@ RTREC_HOT void TowerGradient::apply(DenseTower& tower, const TowerStep& c) noexc
       if (!touched_[L.row_acc + j]) continue;
       float* sum = sums_.data() + L.weights + size_t(j) * stride;
       row_step(params + L.weights + size_t(j) * stride, params + L.row_acc + j, 1.0f, sum, stride,
-               squares_[L.row_acc + j], clip_at, c);
+               squares_[L.row_acc + j], clip_at, decay, c);
       std::memset(sum, 0, sizeof(float) * stride);
       squares_[L.row_acc + j] = 0.0f;
       touched_[L.row_acc + j] = 0;

@@ -31,12 +31,14 @@ enum class IdKind : int { kUnset = 0, kInt = 1, kString = 2 };
 
 struct TableOptions {
   uint32_t dim = 32;
-  bool with_accumulators = false;  // AdaGrad keeps a per-coordinate accumulator per row
+  bool with_accumulators = false;  // AdaGrad keeps accumulators: per coordinate, or
+  bool row_accumulators = false;   // one per row (row-wise AdaGrad: accumulator(row) is 1 float)
   float init_std = 0.01f;
   uint64_t seed = 0;
-  // A second vector per row (and its accumulator), for IDs that play two roles: a
-  // two_tower item has an output vector (scored, `vector`) and an input vector (pooled into
-  // the encodings of the users who consumed it, `input`). Rows share one key, one life.
+  // A second vector per row, for IDs that play two roles: a two_tower item has an output
+  // vector (scored, `vector`) and an input vector (pooled into the encodings of the users who
+  // consumed it, `input`), with one AdaGrad accumulator for the whole row. Rows share one
+  // key, one life.
   bool with_inputs = false;
 };
 
@@ -53,6 +55,8 @@ class EmbeddingTable {
   // so every SIMD loop runs whole vectors and rows never share a cache line.
   uint32_t stride() const noexcept { return stride_; }
   bool has_accumulators() const noexcept { return with_accumulators_; }
+  // Row-wise AdaGrad: one accumulator float per row (else stride floats per row).
+  bool has_row_accumulators() const noexcept { return with_accumulators_ && accumulator_stride_ == 1; }
   bool has_inputs() const noexcept { return with_inputs_; }
 
   // Rows [0, size()) have been allocated; all are live unless some were erased.
@@ -102,9 +106,9 @@ class EmbeddingTable {
   void check_batch(const uint64_t* keys, const std::string* names, size_t n) const;
 
   float* vector(uint32_t row) const noexcept { return chunk(row)->vectors + offset(row) * stride_; }
-  float* accumulator(uint32_t row) const noexcept { return chunk(row)->accumulators + offset(row) * stride_; }
+  float* accumulator(uint32_t row) const noexcept { return chunk(row)->accumulators + offset(row) * accumulator_stride_; }
   float* input(uint32_t row) const noexcept { return chunk(row)->inputs + offset(row) * stride_; }
-  float* input_accumulator(uint32_t row) const noexcept { return chunk(row)->input_accumulators + offset(row) * stride_; }
+  float& input_accumulator(uint32_t row) const noexcept { return chunk(row)->input_accumulators[offset(row)]; }
   float& bias(uint32_t row) const noexcept { return chunk(row)->bias[offset(row)]; }
   float& bias_accumulator(uint32_t row) const noexcept { return chunk(row)->bias_accumulator[offset(row)]; }
   uint64_t key(uint32_t row) const noexcept { return chunk(row)->keys[offset(row)]; }
@@ -160,8 +164,8 @@ class EmbeddingTable {
     for (uint32_t b = 0; b < stride_ * sizeof(float); b += 64) __builtin_prefetch(v + b, 1, 3);
     __builtin_prefetch(c->bias + o, 1, 3);
     if (with_accumulators_) {
-      const char* a = reinterpret_cast<const char*>(c->accumulators + size_t(o) * stride_);
-      for (uint32_t b = 0; b < stride_ * sizeof(float); b += 64) __builtin_prefetch(a + b, 1, 3);
+      const char* a = reinterpret_cast<const char*>(c->accumulators + size_t(o) * accumulator_stride_);
+      for (uint32_t b = 0; b < accumulator_stride_ * sizeof(float); b += 64) __builtin_prefetch(a + b, 1, 3);
       __builtin_prefetch(c->bias_accumulator + o, 1, 3);
     }
   }
@@ -171,10 +175,7 @@ class EmbeddingTable {
     const uint32_t o = offset(row);
     const char* v = reinterpret_cast<const char*>(c->inputs + size_t(o) * stride_);
     for (uint32_t b = 0; b < stride_ * sizeof(float); b += 64) __builtin_prefetch(v + b, 1, 3);
-    if (with_accumulators_) {
-      const char* a = reinterpret_cast<const char*>(c->input_accumulators + size_t(o) * stride_);
-      for (uint32_t b = 0; b < stride_ * sizeof(float); b += 64) __builtin_prefetch(a + b, 1, 3);
-    }
+    if (with_accumulators_) __builtin_prefetch(c->input_accumulators + o, 1, 3);
   }
 
   // Contiguous block of vectors for rows [chunk_index*kChunkRows, ...): top-K scans whole chunks.
@@ -192,7 +193,7 @@ class EmbeddingTable {
   };
 
   struct Chunk {
-    Chunk(uint32_t stride, bool with_accumulators, bool with_names, bool with_inputs);
+    Chunk(uint32_t stride, uint32_t accumulator_stride, bool with_accumulators, bool with_names, bool with_inputs);
     ~Chunk();
     void free_arrays() noexcept;
     float* vectors = nullptr;
@@ -200,7 +201,7 @@ class EmbeddingTable {
     float* bias = nullptr;
     float* bias_accumulator = nullptr;
     float* inputs = nullptr;              // with_inputs only
-    float* input_accumulators = nullptr;  // with_inputs and accumulators
+    float* input_accumulators = nullptr;  // with_inputs and accumulators: one per row
     uint64_t* keys = nullptr;
     RowMeta* meta = nullptr;
     std::atomic<uint8_t>* live = nullptr;  // 1 while the row holds an ID
@@ -217,6 +218,7 @@ class EmbeddingTable {
   const uint32_t dim_;
   const uint32_t stride_;
   const bool with_accumulators_;
+  const uint32_t accumulator_stride_;  // stride_, or 1 for row-wise accumulators
   const bool with_inputs_;
   const float init_std_;
   const uint64_t seed_;

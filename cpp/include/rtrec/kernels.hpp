@@ -69,6 +69,8 @@ bool pairwise_composite(const StepConfig& config, Parts user, Parts positive, Pa
 // connection): `user` is the user's effective vector (ID row plus weighted feature rows)
 // and `history` the pooled input rows of their recent positives (weights summing to 1; no
 // parts: zeros).
+// two_tower rows are trained with row-wise AdaGrad: `accumulator` points at one float per
+// row (the history's parts: items' input vectors and their row accumulators).
 struct EncoderInput {
   Parts user;
   Parts history;
@@ -86,7 +88,8 @@ void encode(const DenseTower& tower, const EncoderInput& in, uint32_t stride, fl
 // `offset` (mu). Gradients flow into the candidates' rows, the tower and both encoder
 // inputs. The tower's step goes into `buffer` when given (applied later by its owner), else
 // straight into the weights. All-or-nothing: if any signal of the forward or backward pass
-// or any new embedding value is non-finite, nothing is written and false is returned.
+// or any step is non-finite, nothing is written and false is returned (steps are clipped and
+// bounded by the learning rate, so finite steps keep finite values finite).
 bool two_tower_step(const StepConfig& config, Loss loss, DenseTower& tower, TowerGradient* buffer,
                     const EncoderInput& in, const Parts* candidates, const float* log_q, uint32_t n_candidates,
                     float offset, float label, float weight, std::vector<float>& scratch) noexcept;

@@ -9,7 +9,8 @@
 //
 // Optimizer: SGD, or AdaGrad with one accumulator per weight row (row-wise AdaGrad, as used
 // for large embedding tables) and one per bias entry. Per-weight AdaGrad would cost a square
-// root and a division for every weight of every event; row-wise it costs one per row.
+// root and a division for every weight of every event; row-wise it costs one per row. L2 is
+// weight decay of the rows a step touches, decoupled from AdaGrad's scaling.
 #pragma once
 
 #include <cstddef>
