@@ -1,0 +1,162 @@
+// The whole Model under concurrent use, the way a serving process uses it: trainers stream
+// new IDs through a capped table (evictions and row recycling all the time), readers
+// recommend and predict, and other threads evict, change side features and save
+// snapshots and deltas. Structure must hold: results name only real items, once each,
+// with finite scores. Mainly a target for the sanitizer builds (see .ci/sanitizers).
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "check.hpp"
+#include "rtrec/hash.hpp"
+#include "rtrec/model.hpp"
+#include "rtrec/snapshot.hpp"
+
+using rtrec::Model;
+using rtrec::ModelConfig;
+
+namespace {
+
+constexpr uint64_t kItemBase = 1u << 20;  // item keys are kItemBase + n, user keys n
+constexpr uint32_t kRounds = 1000;
+
+struct Batch {
+  std::vector<uint64_t> users, items;
+  std::vector<float> labels;
+  std::vector<double> times;
+  rtrec::EventBatch view() const {
+    rtrec::EventBatch b;
+    b.users = rtrec::IdBatch{users.data(), nullptr, users.size()};
+    b.items = rtrec::IdBatch{items.data(), nullptr, items.size()};
+    b.labels = labels.data();
+    b.timestamps = times.data();
+    b.size = users.size();
+    return b;
+  }
+};
+
+// Checks one recommendation result: known item keys, each once, finite scores, best first.
+void check_result(const uint64_t* keys, const float* scores, uint32_t n, uint64_t item_top) {
+  std::vector<uint64_t> sorted(keys, keys + n);
+  std::sort(sorted.begin(), sorted.end());
+  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+    rtrec_test::fail(__FILE__, __LINE__, "an item was recommended twice");
+  for (uint32_t j = 0; j < n; ++j) {
+    if (keys[j] < kItemBase || keys[j] >= kItemBase + item_top)
+      rtrec_test::fail(__FILE__, __LINE__, "a recommended key is not an item key");
+    if (!std::isfinite(scores[j])) rtrec_test::fail(__FILE__, __LINE__, "a non-finite score");
+    if (j > 0 && scores[j] > scores[j - 1]) rtrec_test::fail(__FILE__, __LINE__, "results not best first");
+  }
+}
+
+}  // namespace
+
+STRESS_CASE(trainers_readers_evictions_features_and_saves_at_once) {
+  ModelConfig c;
+  c.dim = 8;
+  c.loss = rtrec::Loss::kBpr;
+  c.optimizer = rtrec::Optimizer::kAdagrad;
+  c.negatives = 2;
+  c.max_rows = 700;  // far fewer rows than IDs: rows are evicted and recycled all the time
+  c.seed = 1;
+  Model model(c);
+  std::atomic<uint64_t> user_top{1}, item_top{1};  // keys below these may exist
+  std::atomic<int> trainers_done{0};
+  std::atomic<uint64_t> reads{0};
+  const std::string snapshot = rtrec_test::scratch_path("stress.snap");
+  const std::string delta = snapshot + ".delta";
+
+  auto trainer = [&](uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    for (uint32_t round = 0; round < kRounds; ++round) {
+      Batch b;
+      const uint64_t users = user_top.fetch_add(8), items = item_top.fetch_add(8);
+      for (int j = 0; j < 48; ++j) {
+        // Mostly recent IDs, some new: the cap evicts the least recently updated.
+        b.users.push_back(users + 8 - 1 - rng() % std::min<uint64_t>(users + 8, 400));
+        b.items.push_back(kItemBase + items + 8 - 1 - rng() % std::min<uint64_t>(items + 8, 400));
+        b.labels.push_back(1.0f);
+        b.times.push_back(double(round) + 1.0);
+      }
+      if (round % 10 == 5) model.fit(b.view(), 1, 1);
+      else model.update(b.view());
+    }
+    trainers_done.fetch_add(1);
+  };
+
+  auto reader = [&](uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    uint64_t keys[20 * 4];
+    float scores[20 * 4];
+    uint32_t counts[4];
+    uint64_t n = 0;
+    while (trainers_done.load() < 2 || n == 0) {
+      const uint64_t user = rng() % user_top.load();
+      const uint32_t found = model.recommend(user, nullptr, 20, true, 1, rtrec::RecommendOutput{keys, nullptr, scores});
+      // Loaded after the call: items created during it may be in the result.
+      check_result(keys, scores, found, item_top.load());
+      uint64_t users[4];
+      for (auto& u : users) u = rng() % user_top.load();
+      model.recommend_batch(rtrec::IdBatch{users, nullptr, 4}, 20, true, 1, rtrec::RecommendOutput{keys, nullptr, scores},
+                            counts);
+      const uint64_t top = item_top.load();
+      for (int q = 0; q < 4; ++q) check_result(keys + 20 * q, scores + 20 * q, counts[q], top);
+      uint64_t pu[16], pi[16];
+      float out[16];
+      for (int j = 0; j < 16; ++j) pu[j] = rng() % user_top.load(), pi[j] = kItemBase + rng() % item_top.load();
+      model.predict(rtrec::IdBatch{pu, nullptr, 16}, rtrec::IdBatch{pi, nullptr, 16}, out, 1);
+      for (float s : out)
+        if (!std::isfinite(s)) rtrec_test::fail(__FILE__, __LINE__, "a non-finite prediction");
+      model.stats();
+      ++n;
+    }
+    reads.fetch_add(n);
+  };
+
+  // Evicts, changes item features and publishes, like a maintenance / publisher thread.
+  auto chores = [&] {
+    std::mt19937_64 rng(99);
+    rtrec::save_snapshot(model, snapshot);  // starts the lineage: deltas from here on
+    int round = 0;
+    while (trainers_done.load() < 2) {
+      const rtrec::ModelStats s = model.stats();
+      model.evict_before(s.clock - 20.0);
+      uint64_t ids[3];
+      std::vector<std::vector<std::string>> features(3);
+      for (int j = 0; j < 3; ++j) {
+        ids[j] = kItemBase + rng() % item_top.load();
+        for (uint64_t f = 0; f < rng() % 3; ++f) features[j].push_back("tag=" + std::to_string(rng() % 20));
+      }
+      model.set_features(true, rtrec::IdBatch{ids, nullptr, 3}, features);
+      if (++round % 4 == 0) rtrec::save_delta(model, delta);
+      if (round % 16 == 0) rtrec::save_snapshot(model, snapshot);
+    }
+  };
+
+  std::thread t1(trainer, 1), t2(trainer, 2), r1(reader, 3), r2(reader, 4), ch(chores);
+  t1.join();
+  t2.join();
+  r1.join();
+  r2.join();
+  ch.join();
+  CHECK(reads.load() > 0);
+  const rtrec::ModelStats s = model.stats();
+  CHECK(s.n_users <= c.max_rows);
+  CHECK(s.n_items <= c.max_rows);
+  CHECK(s.evicted_users > 0 && s.evicted_items > 0);
+  CHECK(s.updates > 0);
+  // The files written under load were whole (each load verifies its checksums).
+  CHECK(rtrec::load_snapshot(snapshot) != nullptr);
+  rtrec::save_snapshot(model, snapshot);
+  const std::unique_ptr<Model> loaded = rtrec::load_snapshot(snapshot);
+  CHECK_EQ(loaded->stats().n_items, s.n_items);
+  CHECK_EQ(loaded->stats().n_users, s.n_users);
+  std::remove(snapshot.c_str());
+  std::remove(delta.c_str());
+}
