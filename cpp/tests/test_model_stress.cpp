@@ -55,16 +55,8 @@ void check_result(const uint64_t* keys, const float* scores, uint32_t n, uint64_
   }
 }
 
-}  // namespace
-
-STRESS_CASE(trainers_readers_evictions_features_and_saves_at_once) {
-  ModelConfig c;
-  c.dim = 8;
-  c.loss = rtrec::Loss::kBpr;
-  c.optimizer = rtrec::Optimizer::kAdagrad;
-  c.negatives = 2;
-  c.max_rows = 700;  // far fewer rows than IDs: rows are evicted and recycled all the time
-  c.seed = 1;
+// Two trainers, two readers and a chores thread (evict, set features, save) on one model.
+void serve_and_train_at_once(const ModelConfig& c) {
   Model model(c);
   std::atomic<uint64_t> user_top{1}, item_top{1};  // keys below these may exist
   std::atomic<int> trainers_done{0};
@@ -159,6 +151,33 @@ STRESS_CASE(trainers_readers_evictions_features_and_saves_at_once) {
   CHECK_EQ(loaded->stats().n_users, s.n_users);
   std::remove(snapshot.c_str());
   std::remove(delta.c_str());
+}
+
+ModelConfig capped(rtrec::Family family) {
+  ModelConfig c = rtrec::default_config(family);
+  c.dim = 8;
+  c.negatives = 2;
+  c.max_rows = 700;  // far fewer rows than IDs: rows are evicted and recycled all the time
+  c.seed = 1;
+  if (family == rtrec::Family::kTwoTower) {
+    c.tower = {16};
+    c.history = 8;
+  }
+  return c;
+}
+
+}  // namespace
+
+STRESS_CASE(mf_trains_serves_evicts_and_saves_at_once) {
+  ModelConfig c = capped(rtrec::Family::kMf);
+  c.loss = rtrec::Loss::kBpr;
+  serve_and_train_at_once(c);
+}
+
+STRESS_CASE(two_tower_trains_serves_evicts_and_saves_at_once) {
+  // Also the users' histories: pushed by training, pooled by every read, purged of evicted
+  // items by recycling.
+  serve_and_train_at_once(capped(rtrec::Family::kTwoTower));
 }
 
 STRESS_CASE(string_ids_keep_their_names_while_rows_are_recycled) {

@@ -83,10 +83,18 @@ Events random_events(size_t n, uint64_t users, uint64_t items, double t0, uint64
 // A small model that uses every section of the format: AdaGrad state, seen sets, side
 // features on both sides, evicted rows (so the file renumbers rows), the popularity pool.
 // `evict_featured`: the IDs with features are among the evicted ones.
-std::unique_ptr<Model> small_model(uint32_t min_count = 1, bool evict_featured = false) {
-  ModelConfig c;
+// two_tower models add the tower's weights and the users' histories.
+std::unique_ptr<Model> small_model(uint32_t min_count = 1, bool evict_featured = false,
+                                   rtrec::Family family = rtrec::Family::kMf) {
+  ModelConfig c = rtrec::default_config(family);
   c.dim = 4;
-  c.loss = rtrec::Loss::kBpr;
+  if (family == rtrec::Family::kTwoTower) {
+    c.tower = {8};
+    c.history = 5;
+    c.negatives = 3;
+  } else {
+    c.loss = rtrec::Loss::kBpr;
+  }
   c.optimizer = rtrec::Optimizer::kAdagrad;
   c.popularity_negatives = true;
   c.min_count = min_count;
@@ -143,11 +151,9 @@ bool refused(const std::string& path, const std::vector<char>& bytes) {
   return false;
 }
 
-}  // namespace
-
-TEST_CASE(a_saved_model_loads_back_bit_identical) {
+void check_round_trip(rtrec::Family family) {
   TempFiles files;
-  const std::unique_ptr<Model> m = small_model();
+  const std::unique_ptr<Model> m = small_model(1, false, family);
   const rtrec::ModelStats before = m->stats();
   REQUIRE(before.evicted_users + before.evicted_items > 0);  // the file renumbers rows
   REQUIRE(before.n_item_features > 0 && before.n_user_features > 0);
@@ -183,10 +189,19 @@ TEST_CASE(a_saved_model_loads_back_bit_identical) {
              std::memcmp(t.accumulator(r), u.accumulator(s), t.stride() * sizeof(float)) == 0 &&
              t.bias(r) == u.bias(s) && t.bias_accumulator(r) == u.bias_accumulator(s) &&
              t.update_count(r) == u.update_count(s) && t.last_update(r) == u.last_update(s);
+      if (t.has_inputs())  // two_tower items: the input vector too
+        same = same && std::memcmp(t.input(r), u.input(s), t.stride() * sizeof(float)) == 0 &&
+               std::memcmp(t.input_accumulator(r), u.input_accumulator(s), t.stride() * sizeof(float)) == 0;
     }
   }
   CHECK(same);
 }
+
+}  // namespace
+
+TEST_CASE(a_saved_model_loads_back_bit_identical) { check_round_trip(rtrec::Family::kMf); }
+
+TEST_CASE(a_saved_two_tower_model_loads_back_bit_identical) { check_round_trip(rtrec::Family::kTwoTower); }
 
 TEST_CASE(admission_counts_round_trip) {
   TempFiles files;
@@ -217,9 +232,9 @@ TEST_CASE(truncations_are_refused) {
   CHECK(refused(bad, longer));
 }
 
-TEST_CASE(single_bit_flips_are_refused) {
+static void check_flips_refused(rtrec::Family family) {
   TempFiles files;
-  const std::unique_ptr<Model> m = small_model();
+  const std::unique_ptr<Model> m = small_model(1, false, family);
   const std::string good = files("good"), bad = files("flipped");
   rtrec::save_snapshot(*m, good);
   const std::vector<char> bytes = read_bytes(good);
@@ -234,6 +249,10 @@ TEST_CASE(single_bit_flips_are_refused) {
   // The untouched file still loads.
   CHECK(rtrec::load_snapshot(good) != nullptr);
 }
+
+TEST_CASE(single_bit_flips_are_refused) { check_flips_refused(rtrec::Family::kMf); }
+
+TEST_CASE(single_bit_flips_in_a_two_tower_file_are_refused) { check_flips_refused(rtrec::Family::kTwoTower); }
 
 TEST_CASE(another_format_version_is_refused_by_number) {
   TempFiles files;
