@@ -95,8 +95,18 @@ uint32_t n_chunks_of(uint32_t n_rows) {
   return (n_rows + EmbeddingTable::kChunkRows - 1) / EmbeddingTable::kChunkRows;
 }
 
-// Best first, at most k.
-uint32_t drain(std::vector<ScoredRow>& candidates, uint32_t k, ScoredRow* out) {
+// Best first, at most k. After evictions, rows that are not live any more are dropped: an
+// item evicted during the scan may have come back under a new row that the scan also took,
+// and would be listed twice. Two passes, because one pass reads the flags at different
+// moments: if old row A passed its check and new row B (same item, made live only after A
+// was erased) passed a later one, A fails the second pass. (An item evicted during the
+// call may be left out either way, so fewer than k rows may come back.)
+uint32_t drain(const EmbeddingTable& items, std::vector<ScoredRow>& candidates, uint32_t k, ScoredRow* out) {
+  if (items.has_erased()) {
+    auto erased = [&](const ScoredRow& c) { return !items.is_live(c.row); };
+    for (int pass = 0; pass < 2; ++pass)
+      candidates.erase(std::remove_if(candidates.begin(), candidates.end(), erased), candidates.end());
+  }
   const uint32_t n = std::min<uint32_t>(k, static_cast<uint32_t>(candidates.size()));
   std::partial_sort(candidates.begin(), candidates.begin() + n, candidates.end(), better);
   std::copy(candidates.begin(), candidates.begin() + n, out);
@@ -133,7 +143,7 @@ uint32_t top_k(const EmbeddingTable& items, uint32_t n_rows, const float* query,
     failure.rethrow();
     for (auto& p : partial) merged.insert(merged.end(), p.begin(), p.end());
   }
-  return drain(merged, k, out);
+  return drain(items, merged, k, out);
 }
 
 void top_k_many(const EmbeddingTable& items, uint32_t n_rows, const float* queries,
@@ -141,7 +151,7 @@ void top_k_many(const EmbeddingTable& items, uint32_t n_rows, const float* queri
                 const FeatureCorrection& features) {
   std::vector<BoundedHeap> heaps(count, BoundedHeap(std::min(k, n_rows)));  // k beyond the catalogue costs nothing
   if (n_rows > 0 && k > 0) scan_chunks(items, 0, n_chunks_of(n_rows), n_rows, queries, excluded, count, heaps.data(), features);
-  for (uint32_t q = 0; q < count; ++q) found[q] = drain(heaps[q].rows(), k, out + size_t(q) * k);
+  for (uint32_t q = 0; q < count; ++q) found[q] = drain(items, heaps[q].rows(), k, out + size_t(q) * k);
 }
 
 }  // namespace rtrec
