@@ -452,7 +452,7 @@ void Model::update_pinned(const EventBatch& e) {
           if (negatives[s] != kNoRow) items_.prefetch(negatives[s]);
       items_.prefetch(r.item);
       users_.prefetch(r.user);
-      train_two_tower(step, r, recent, n_recent, negatives, nullptr, applied, skipped);
+      train_two_tower(r, recent, n_recent, negatives, applied, skipped);
       if (consumed(config_.loss, r.label, r.weight)) history_->push(r.user, r.item);
     } else {
       train_one(step, r, negatives, buffer, applied, skipped);

@@ -14,9 +14,10 @@ using namespace model_detail;
 namespace {
 
 constexpr uint64_t kSequenceStream = 5;  // shuffles and negatives of two_tower fit epochs
-// Events whose tower gradients a fit thread sums before it writes the shared weights: one
-// write per batch instead of per event keeps threads off each other's cache lines (the
-// tower is small and read by every event), at the cost of steps that lag by < 32 events.
+// Events a fit thread trains as one block (see two_tower_block): the tower's work becomes
+// small matrix products and its shared weights are written once per block instead of per
+// event, which keeps threads off each other's cache lines, at the cost of steps that see
+// the embeddings as they were up to 32 events earlier (as Hogwild threads do anyway).
 constexpr uint32_t kTowerBatch = 32;
 
 }  // namespace
@@ -69,58 +70,117 @@ float Model::user_query(uint32_t user, float* out) const noexcept {
   return 0.0f;  // no user bias: it cannot change a user's ranking
 }
 
-void Model::train_two_tower(const StepConfig& step, const Resolved& e, const uint32_t* history, uint32_t n_history,
-                            const uint32_t* negatives, TowerGradient* buffer, uint64_t& applied,
-                            uint64_t& skipped) noexcept {
-  const bool sampled = sampled_loss();
-  if (sampled && !(e.label > 0.0f)) return;  // softmax and BPR learn from positives only
-  thread_local std::vector<Part> user_parts, pool_parts, item_parts;
-  thread_local std::vector<uint32_t> sizes;
-  thread_local std::vector<Parts> candidates;
-  thread_local std::vector<uint32_t> rows;
-  thread_local std::vector<float> scratch, log_q;
-  try {
-    user_parts.clear();
-    pool_parts.clear();
-    item_parts.clear();
-    sizes.clear();
-    rows.clear();
-    parts_of(users_, user_features_, e.user, user_parts);
-    history_parts(history, n_history, pool_parts);
-    parts_of(items_, item_features_, e.item, item_parts);
-    sizes.push_back(uint32_t(item_parts.size()));
-    rows.push_back(e.item);
-    if (sampled) {
-      for (uint32_t s = 0; s < config_.negatives; ++s) {
-        if (negatives[s] == kNoRow) continue;  // an accidental hit of the positive, or no item to draw
-        rows.push_back(negatives[s]);
-        parts_of(items_, item_features_, negatives[s], item_parts);
-        sizes.push_back(uint32_t(item_parts.size()) - std::accumulate(sizes.begin(), sizes.end(), 0u));
-      }
-      if (sizes.size() < 2) return;  // nothing to contrast the positive with
-    }
-    candidates.clear();
-    const Part* at = item_parts.data();
-    for (uint32_t size : sizes) {
-      candidates.push_back(Parts{at, size});
-      at += size;
-    }
-    const EncoderInput in{Parts{user_parts.data(), uint32_t(user_parts.size())},
-                          Parts{pool_parts.data(), uint32_t(pool_parts.size())}};
-    // Popularity-sampled negatives come from a pool of recent positives, so an item's
-    // sampling probability is its share of positives; its count of events estimates that up
-    // to a constant factor, which softmax ignores. Uniform sampling needs no correction.
-    const bool correct = config_.loss == Loss::kSoftmax && config_.popularity_negatives;
-    if (correct) {
-      log_q.clear();
-      for (uint32_t r : rows) log_q.push_back(std::log(float(std::max<uint32_t>(items_.update_count(r), 1))));
-    }
-    const bool ok = two_tower_step(step, config_.loss, *tower_, buffer, in, candidates.data(), correct ? log_q.data() : nullptr,
-                                   uint32_t(candidates.size()), offset(), e.label, e.weight, scratch);
-    ++(ok ? applied : skipped);
-  } catch (...) {  // out of memory for the part lists: the step is skipped, like a bad one
-    ++skipped;
+// Events gathered for one two_tower_block call: their parts live in flat arrays (filled
+// first, pointed into once complete, so no pointer dangles when an array grows).
+struct Model::TwoTowerBlock {
+  struct Span {
+    uint32_t user_begin, user_size, history_begin, history_size, candidates_begin, n_candidates, log_q_begin;
+    float label, weight;
+  };
+  std::vector<Part> parts;
+  std::vector<uint32_t> candidate_sizes;
+  std::vector<float> log_q;
+  std::vector<Span> spans;
+  std::vector<Parts> candidates;
+  std::vector<TwoTowerEvent> events;
+  std::vector<float> scratch;
+
+  void clear() noexcept {
+    parts.clear();
+    candidate_sizes.clear();
+    log_q.clear();
+    spans.clear();
   }
+  uint32_t size() const noexcept { return static_cast<uint32_t>(spans.size()); }
+};
+
+bool Model::add_two_tower_event(TwoTowerBlock& b, const Resolved& e, const uint32_t* history, uint32_t n_history,
+                                const uint32_t* negatives) const {
+  const bool sampled = sampled_loss();
+  if (sampled && !(e.label > 0.0f)) return false;  // softmax and BPR learn from positives only
+  uint32_t n_negatives = 0;
+  if (sampled) {
+    for (uint32_t s = 0; s < config_.negatives; ++s) n_negatives += negatives[s] != kNoRow;
+    if (n_negatives == 0) return false;  // nothing to contrast the positive with
+  }
+  TwoTowerBlock::Span span;
+  span.label = e.label;
+  span.weight = e.weight;
+  span.user_begin = uint32_t(b.parts.size());
+  parts_of(users_, user_features_, e.user, b.parts);
+  span.user_size = uint32_t(b.parts.size()) - span.user_begin;
+  span.history_begin = uint32_t(b.parts.size());
+  history_parts(history, n_history, b.parts);
+  span.history_size = n_history;
+  span.candidates_begin = uint32_t(b.candidate_sizes.size());
+  span.log_q_begin = uint32_t(b.log_q.size());
+  // Popularity-sampled negatives come from a pool of recent positives, so an item's
+  // sampling probability is its share of positives; its count of events estimates that up
+  // to a constant factor, which softmax ignores. Uniform sampling needs no correction.
+  const bool correct = config_.loss == Loss::kSoftmax && config_.popularity_negatives;
+  auto add_candidate = [&](uint32_t row) {
+    const size_t before = b.parts.size();
+    parts_of(items_, item_features_, row, b.parts);
+    b.candidate_sizes.push_back(uint32_t(b.parts.size() - before));
+    if (correct) b.log_q.push_back(std::log(float(std::max<uint32_t>(items_.update_count(row), 1))));
+  };
+  add_candidate(e.item);
+  for (uint32_t s = 0; sampled && s < config_.negatives; ++s)
+    if (negatives[s] != kNoRow) add_candidate(negatives[s]);
+  span.n_candidates = 1 + n_negatives;
+  b.spans.push_back(span);
+  return true;
+}
+
+void Model::train_two_tower_block(TwoTowerBlock& b, uint64_t& applied, uint64_t& skipped) noexcept {
+  const uint32_t n = b.size();
+  if (n == 0) return;
+  try {
+    b.candidates.clear();
+    b.events.clear();
+    // Each event's candidates follow its user and history parts in `parts`, in order.
+    for (const TwoTowerBlock::Span& span : b.spans) {
+      const Part* next = b.parts.data() + span.history_begin + span.history_size;
+      for (uint32_t j = 0; j < span.n_candidates; ++j) {
+        const uint32_t size = b.candidate_sizes[span.candidates_begin + j];
+        b.candidates.push_back(Parts{next, size});
+        next += size;
+      }
+    }
+    size_t c = 0;
+    const bool correct = config_.loss == Loss::kSoftmax && config_.popularity_negatives;
+    for (const TwoTowerBlock::Span& span : b.spans) {
+      TwoTowerEvent ev;
+      ev.in = EncoderInput{Parts{b.parts.data() + span.user_begin, span.user_size},
+                           Parts{b.parts.data() + span.history_begin, span.history_size}};
+      ev.candidates = b.candidates.data() + c;
+      ev.log_q = correct ? b.log_q.data() + span.log_q_begin : nullptr;
+      ev.m = span.n_candidates;
+      ev.label = span.label;
+      ev.weight = span.weight;
+      b.events.push_back(ev);
+      c += span.n_candidates;
+    }
+    const uint32_t done = two_tower_block(step_config(), config_.loss, offset(), *tower_, b.events.data(), n, b.scratch);
+    applied += done;
+    skipped += n - done;
+  } catch (...) {  // out of memory for the event lists: the block is skipped, like bad steps
+    skipped += n;
+  }
+  b.clear();
+}
+
+void Model::train_two_tower(const Resolved& e, const uint32_t* history, uint32_t n_history, const uint32_t* negatives,
+                            uint64_t& applied, uint64_t& skipped) noexcept {
+  thread_local TwoTowerBlock block;
+  try {
+    if (!add_two_tower_event(block, e, history, n_history, negatives)) return;
+  } catch (...) {  // out of memory for the event's lists: skipped, like a bad step
+    block.clear();
+    ++skipped;
+    return;
+  }
+  train_two_tower_block(block, applied, skipped);
 }
 
 void Model::fit_two_tower(const std::vector<Resolved>& events, const EventBatch& batch, uint32_t epochs, int threads,
@@ -174,10 +234,7 @@ void Model::fit_two_tower(const std::vector<Resolved>& events, const EventBatch&
   const int parts = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, sequenced.size() / 1024)));
   const std::vector<int64_t> bounds = parts > 1 ? partition_by_item(sequenced, items_.size(), parts)
                                                 : std::vector<int64_t>{0, static_cast<int64_t>(sequenced.size())};
-  std::vector<TowerGradient> buffers;
-  buffers.reserve(parts);
-  for (int p = 0; p < parts; ++p) buffers.emplace_back(*tower_);
-  for (uint32_t epoch = 0; epoch < epochs; ++epoch) train_sequence_epoch(sequenced, bounds, sequence, call, epoch, buffers);
+  for (uint32_t epoch = 0; epoch < epochs; ++epoch) train_sequence_epoch(sequenced, bounds, sequence, call, epoch);
 
   // 4. The users remember the batch's positives, in order.
   for (const Span& span : spans)
@@ -186,10 +243,7 @@ void Model::fit_two_tower(const std::vector<Resolved>& events, const EventBatch&
 }
 
 void Model::train_sequence_epoch(std::vector<SequenceEvent>& events, const std::vector<int64_t>& bounds,
-                                 const std::vector<uint32_t>& sequence, uint64_t call, uint32_t epoch,
-                                 std::vector<TowerGradient>& buffers) {
-  const StepConfig step = step_config();
-  const TowerStep tower_step{step.learning_rate, step.l2, step.grad_clip, step.adagrad};
+                                 const std::vector<uint32_t>& sequence, uint64_t call, uint32_t epoch) {
   const uint32_t n_neg = sampled_loss() ? config_.negatives : 0;
   const uint32_t n_items = items_.size();
   const int parts = static_cast<int>(bounds.size()) - 1;
@@ -205,7 +259,7 @@ void Model::train_sequence_epoch(std::vector<SequenceEvent>& events, const std::
       constexpr int64_t kAhead = 2, kSlots = kAhead + 1;
       std::vector<uint32_t> ring(size_t(kSlots) * std::max<uint32_t>(n_neg, 1));
       std::vector<uint32_t> history(config_.history);
-      TowerGradient& buffer = buffers[t];
+      TwoTowerBlock block;
       for (int part = t; part < parts; part += team_size()) {
         const int64_t begin = bounds[part], end = bounds[part + 1];
         SplitMix64 rng(derive_seed(config_.seed, kSequenceStream, call * 65536 + epoch, part));
@@ -225,12 +279,12 @@ void Model::train_sequence_epoch(std::vector<SequenceEvent>& events, const std::
           if (i + kAhead < end) stage(i + kAhead);  // fills another slot than event i's
           const SequenceEvent& e = events[i];
           for (uint32_t k = 0; k < e.history_length; ++k) history[k] = sequence[e.history_end - 1 - k];  // most recent first
-          train_two_tower(step, Resolved{e.user, e.item, e.label, e.weight}, history.data(), e.history_length,
-                          ring.data() + (i % kSlots) * n_neg, &buffer, applied, skipped);
-          if (buffer.events() >= kTowerBatch) buffer.apply(*tower_, tower_step);
+          add_two_tower_event(block, Resolved{e.user, e.item, e.label, e.weight}, history.data(), e.history_length,
+                              ring.data() + (i % kSlots) * n_neg);
+          if (block.size() == kTowerBatch) train_two_tower_block(block, applied, skipped);
         }
       }
-      buffer.apply(*tower_, tower_step);
+      train_two_tower_block(block, applied, skipped);
     });
   }
   failure.rethrow();

@@ -122,117 +122,154 @@ RTREC_HOT void encode(const DenseTower& tower, const EncoderInput& in, uint32_t 
   float* z = pool + stride;
   float* act = z + z_stride;
   assemble(in, dim, stride, user, pool, z, z_stride);
-  encoding(tower.forward(z, act), user, pool, stride, out);
+  encoding(tower.forward(z, 1, act), user, pool, stride, out);
 }
 
-RTREC_HOT bool two_tower_step(const StepConfig& cfg, Loss loss, DenseTower& tower, TowerGradient* buffer,
-                              const EncoderInput& in, const Parts* candidates, const float* log_q, uint32_t m,
-                              float offset, float label, float weight, std::vector<float>& scratch) noexcept {
-  const uint32_t n = cfg.stride;
-  const uint32_t dim = tower.output_size();
-  const uint32_t z_stride = tower.input_stride();
-  const size_t act_floats = tower.activation_floats();
-  uint32_t n_parts = in.user.size + in.history.size;
-  for (uint32_t j = 0; j < m; ++j) n_parts += candidates[j].size;
-  constexpr size_t kStepFloats = sizeof(RowStep) / sizeof(float);
-  const size_t need = 6 * size_t(n) + 2 * size_t(z_stride) + 2 * act_floats + size_t(m) * n + 3 * size_t(m) +
-                      kStepFloats * n_parts;
-  if (m == 0 || !grow(scratch, need)) return false;
-  float* user = scratch.data();
-  float* pool = user + n;
-  float* c = pool + n;
-  float* g_c = c + n;
-  float* g_user = g_c + n;
-  float* g_pool = g_user + n;
-  float* z = g_pool + n;
-  float* g_z = z + z_stride;
-  float* act = g_z + z_stride;
-  float* deltas = act + act_floats;
-  float* q = deltas + act_floats;  // m candidate vectors
-  float* qb = q + size_t(m) * n;   // m candidate biases
-  float* s = qb + m;               // m scores
-  float* g_s = s + m;              // m score gradients
-  RowStep* steps = reinterpret_cast<RowStep*>(g_s + m);  // floats only: no alignment beyond a float's
+namespace {
 
-  // Forward.
-  assemble(in, dim, n, user, pool, z, z_stride);
-  encoding(tower.forward(z, act), user, pool, n, c);
-  float flag = 0.0f;
-  for (uint32_t j = 0; j < m; ++j) {
-    combine(candidates[j], n, nullptr, true, q + size_t(j) * n, &qb[j]);
-    s[j] = dot_padded(c, q + size_t(j) * n, n) + qb[j];
-    flag += nonfinite_flag(s[j]);
-  }
-  if (!(flag == 0.0f)) return false;
-
-  // d loss / d score of each candidate.
+// d loss / d score of each candidate of one event into `g_s`, from its scores `s` (which the
+// softmax correction changes in place).
+RTREC_INLINE void score_gradients(Loss loss, float offset, const TwoTowerEvent& ev, float* s, float* g_s) noexcept {
+  const uint32_t m = ev.m;
   std::fill(g_s, g_s + m, 0.0f);
   if (loss == Loss::kSoftmax) {
     float top = -INFINITY;
     for (uint32_t j = 0; j < m; ++j) {
-      s[j] -= log_q != nullptr ? log_q[j] : 0.0f;
+      s[j] -= ev.log_q != nullptr ? ev.log_q[j] : 0.0f;
       top = std::max(top, s[j]);
     }
     float total = 0.0f;
     for (uint32_t j = 0; j < m; ++j) total += (g_s[j] = std::exp(s[j] - top));
-    for (uint32_t j = 0; j < m; ++j) g_s[j] = weight * (g_s[j] / total - (j == 0 ? 1.0f : 0.0f));
+    for (uint32_t j = 0; j < m; ++j) g_s[j] = ev.weight * (g_s[j] / total - (j == 0 ? 1.0f : 0.0f));
   } else if (loss == Loss::kBpr) {
     for (uint32_t j = 1; j < m; ++j) {
-      const float g = -weight * sigmoid(-(s[0] - s[j]));
+      const float g = -ev.weight * sigmoid(-(s[0] - s[j]));
       g_s[0] += g;
       g_s[j] -= g;
     }
   } else {
     const float score = offset + s[0];
-    g_s[0] = weight * (loss == Loss::kLogistic ? sigmoid(score) - label : score - label);
+    g_s[0] = ev.weight * (loss == Loss::kLogistic ? sigmoid(score) - ev.label : score - ev.label);
+  }
+}
+
+}  // namespace
+
+RTREC_HOT uint32_t two_tower_block(const StepConfig& cfg, Loss loss, float offset, DenseTower& tower,
+                                   const TwoTowerEvent* events, uint32_t count, std::vector<float>& scratch) noexcept {
+  if (count == 0 || count > DenseTower::kMaxBlock) return 0;
+  const uint32_t n = cfg.stride;
+  const uint32_t dim = tower.output_size();
+  const uint32_t z_stride = tower.input_stride();
+  const size_t act_floats = tower.activation_floats();
+  uint32_t max_m = 0, max_parts = 0, total_m = 0;
+  for (uint32_t e = 0; e < count; ++e) {
+    const TwoTowerEvent& ev = events[e];
+    uint32_t parts = ev.in.user.size + ev.in.history.size;
+    for (uint32_t j = 0; j < ev.m; ++j) parts += ev.candidates[j].size;
+    max_m = std::max(max_m, ev.m);
+    max_parts = std::max(max_parts, parts);
+    total_m += ev.m;
+  }
+  constexpr size_t kStepFloats = sizeof(RowStep) / sizeof(float);
+  const size_t need = size_t(count) * (4 * size_t(n) + 2 * size_t(z_stride) + 2 * act_floats) + 2 * size_t(n) +
+                      size_t(max_m) * (n + 2) + total_m + count + kStepFloats * max_parts;
+  if (max_m == 0 || !grow(scratch, need)) return 0;
+  float* U = scratch.data();               // count x n: user vectors
+  float* P = U + size_t(count) * n;        // count x n: pools
+  float* C = P + size_t(count) * n;        // count x n: encodings
+  float* GC = C + size_t(count) * n;       // count x n: d loss / d c_u
+  float* Z = GC + size_t(count) * n;       // count x z_stride: tower inputs
+  float* GZ = Z + size_t(count) * z_stride;
+  float* act = GZ + size_t(count) * z_stride;
+  float* deltas = act + size_t(count) * act_floats;
+  float* g_user = deltas + size_t(count) * act_floats;
+  float* g_pool = g_user + n;
+  float* q = g_pool + n;                   // one event's candidate vectors (max_m x n)
+  float* qb = q + size_t(max_m) * n;
+  float* s = qb + max_m;
+  float* G_S = s + max_m;                  // every event's score gradients, in event order
+  float* valid = G_S + total_m;            // 1 or 0 per event
+  RowStep* steps = reinterpret_cast<RowStep*>(valid + count);  // floats only
+
+  // 1. Forward for the whole block.
+  for (uint32_t e = 0; e < count; ++e)
+    assemble(events[e].in, dim, n, U + size_t(e) * n, P + size_t(e) * n, Z + size_t(e) * z_stride, z_stride);
+  const float* out = tower.forward(Z, count, act);
+  float* g_s = G_S;
+  for (uint32_t e = 0; e < count; ++e) {
+    const TwoTowerEvent& ev = events[e];
+    float* c = C + size_t(e) * n;
+    float* g_c = GC + size_t(e) * n;
+    encoding(out + size_t(e) * n, U + size_t(e) * n, P + size_t(e) * n, n, c);
+    float flag = 0.0f;
+    for (uint32_t j = 0; j < ev.m; ++j) {
+      combine(ev.candidates[j], n, nullptr, true, q + size_t(j) * n, &qb[j]);
+      s[j] = dot_padded(c, q + size_t(j) * n, n) + qb[j];
+      flag += nonfinite_flag(s[j]);
+    }
+    // 2. The loss's gradient with respect to the scores and c_u.
+    score_gradients(loss, offset, ev, s, g_s);
+    std::fill(g_c, g_c + n, 0.0f);
+    for (uint32_t j = 0; j < ev.m; ++j) {
+      const float* __restrict qj = q + size_t(j) * n;
+      for (uint32_t t = 0; t < n; ++t) g_c[t] += g_s[j] * qj[t];
+    }
+    for (uint32_t t = 0; t < n; ++t) flag += nonfinite_flag(g_c[t]);
+    valid[e] = flag == 0.0f ? 1.0f : 0.0f;
+    if (valid[e] == 0.0f) std::fill(g_c, g_c + n, 0.0f);  // passes nothing back
+    g_s += ev.m;
   }
 
-  // Backward: d loss / d c_u, through the tower and the skip connection into both inputs.
-  std::fill(g_c, g_c + n, 0.0f);
-  for (uint32_t j = 0; j < m; ++j) {
-    const float* __restrict qj = q + size_t(j) * n;
-    for (uint32_t t = 0; t < n; ++t) g_c[t] += g_s[j] * qj[t];
-  }
-  tower.backward(act, g_c, deltas, g_z);
-  for (uint32_t t = 0; t < n; ++t) {
-    g_user[t] = (t < dim ? g_z[t] : 0.0f) + g_c[t];
-    g_pool[t] = (t < dim ? g_z[dim + t] : 0.0f) + g_c[t];
-  }
-  float signals[kLanes] = {};
-  for (uint32_t b = 0; b < n; b += kLanes)
-    for (uint32_t j = 0; j < kLanes; ++j)
-      signals[j] += nonfinite_flag(c[b + j]) + nonfinite_flag(g_user[b + j]) + nonfinite_flag(g_pool[b + j]);
-  flag += sum16(signals);
+  // 3. Backward through the tower for the whole block.
+  tower.backward(act, GC, count, deltas, GZ);
 
-  // Steps (nothing written yet): the user's rows, the history rows, each candidate's rows.
-  RowStep* user_steps = steps;
-  RowStep* history_steps = user_steps + in.user.size;
-  RowStep* candidate_steps = history_steps + in.history.size;
-  flag += part_steps(cfg, in.user, 1.0f, mean_square(g_user, n, dim), 0.0f, false, user_steps);
-  flag += part_steps(cfg, in.history, 1.0f, mean_square(g_pool, n, dim), 0.0f, false, history_steps);
-  const float c_mean_square = mean_square(c, n, dim);
-  RowStep* at = candidate_steps;
-  for (uint32_t j = 0; j < m; ++j) {
-    flag += part_steps(cfg, candidates[j], g_s[j], c_mean_square, g_s[j], true, at);
-    at += candidates[j].size;
+  // 4. Each event's embedding steps, event by event: decided whole, then written.
+  uint32_t applied = 0;
+  g_s = G_S;
+  for (uint32_t e = 0; e < count; ++e) {
+    const TwoTowerEvent& ev = events[e];
+    const float* c = C + size_t(e) * n;
+    const float* g_c = GC + size_t(e) * n;
+    const float* g_z = GZ + size_t(e) * z_stride;
+    float flag = valid[e] == 1.0f ? 0.0f : INFINITY;
+    // Each input reaches c_u twice: through the tower and through the skip connection.
+    for (uint32_t t = 0; t < n; ++t) {
+      g_user[t] = (t < dim ? g_z[t] : 0.0f) + g_c[t];
+      g_pool[t] = (t < dim ? g_z[dim + t] : 0.0f) + g_c[t];
+      flag += nonfinite_flag(g_user[t]) + nonfinite_flag(g_pool[t]);
+    }
+    RowStep* user_steps = steps;
+    RowStep* history_steps = user_steps + ev.in.user.size;
+    RowStep* candidate_steps = history_steps + ev.in.history.size;
+    if (flag == 0.0f) {
+      flag += part_steps(cfg, ev.in.user, 1.0f, mean_square(g_user, n, dim), 0.0f, false, user_steps);
+      flag += part_steps(cfg, ev.in.history, 1.0f, mean_square(g_pool, n, dim), 0.0f, false, history_steps);
+      const float c_mean_square = mean_square(c, n, dim);
+      RowStep* at = candidate_steps;
+      for (uint32_t j = 0; j < ev.m; ++j) {
+        flag += part_steps(cfg, ev.candidates[j], g_s[j], c_mean_square, g_s[j], true, at);
+        at += ev.candidates[j].size;
+      }
+    }
+    if (flag == 0.0f) {
+      apply_rows(cfg, ev.in.user, 1.0f, g_user, user_steps, false);
+      apply_rows(cfg, ev.in.history, 1.0f, g_pool, history_steps, false);
+      RowStep* at = candidate_steps;
+      for (uint32_t j = 0; j < ev.m; ++j) {
+        apply_rows(cfg, ev.candidates[j], g_s[j], c, at, true);
+        at += ev.candidates[j].size;
+      }
+      ++applied;
+    } else {
+      tower.forget(deltas, count, e);  // a skipped event adds nothing to the tower's step
+    }
+    g_s += ev.m;
   }
-  if (!(flag == 0.0f)) return false;
 
-  // Every step is finite (and clipped): write. The tower's weights last: the backward pass
-  // above read them.
-  apply_rows(cfg, in.user, 1.0f, g_user, user_steps, false);
-  apply_rows(cfg, in.history, 1.0f, g_pool, history_steps, false);
-  at = candidate_steps;
-  for (uint32_t j = 0; j < m; ++j) {
-    apply_rows(cfg, candidates[j], g_s[j], c, at, true);
-    at += candidates[j].size;
-  }
-  if (buffer != nullptr) {
-    buffer->add(tower, z, act, deltas);
-  } else {
-    tower.step(TowerStep{cfg.learning_rate, cfg.l2, cfg.grad_clip, cfg.adagrad}, z, act, deltas);
-  }
-  return true;
+  // 5. One step of the tower's weights from the block (they were read above, not written).
+  if (applied > 0) tower.step(TowerStep{cfg.learning_rate, cfg.l2, cfg.grad_clip, cfg.adagrad}, Z, act, deltas, count);
+  return applied;
 }
 
 }  // namespace rtrec

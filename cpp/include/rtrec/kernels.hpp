@@ -11,7 +11,6 @@
 namespace rtrec {
 
 class DenseTower;
-class TowerGradient;
 
 // Pointers into one table row. `accumulator`/`bias_accumulator` are null under SGD.
 struct RowRef {
@@ -80,19 +79,29 @@ struct EncoderInput {
 void encode(const DenseTower& tower, const EncoderInput& in, uint32_t stride, float* out,
             std::vector<float>& scratch) noexcept;
 
-// One event's step: `candidates[0]` is the positive (the rated item for the pointwise
-// losses), the rest sampled negatives (accidental hits already removed). Softmax: sampled
-// softmax over the candidates with logits <c_u, q_j> + b_j - log_q[j] (log_q: the sampling
-// log-probabilities, null for uniform sampling, where the correction is a constant); bpr:
-// the positive against each negative; logistic / squared: the positive alone, with
-// `offset` (mu). Gradients flow into the candidates' rows, the tower and both encoder
-// inputs. The tower's step goes into `buffer` when given (applied later by its owner), else
-// straight into the weights. All-or-nothing: if any signal of the forward or backward pass
-// or any step is non-finite, nothing is written and false is returned (steps are clipped and
-// bounded by the learning rate, so finite steps keep finite values finite).
-bool two_tower_step(const StepConfig& config, Loss loss, DenseTower& tower, TowerGradient* buffer,
-                    const EncoderInput& in, const Parts* candidates, const float* log_q, uint32_t n_candidates,
-                    float offset, float label, float weight, std::vector<float>& scratch) noexcept;
+// One event of a two_tower step: `candidates[0]` is the positive (the rated item for the
+// pointwise losses), the rest sampled negatives (accidental hits already removed).
+// Softmax: sampled softmax over the candidates with logits <c_u, q_j> + b_j - log_q[j]
+// (log_q: the sampling log-probabilities, null for uniform sampling, where the correction is
+// a constant); bpr: the positive against each negative; logistic / squared: the positive
+// alone, with `offset` (mu).
+struct TwoTowerEvent {
+  EncoderInput in;
+  const Parts* candidates;
+  const float* log_q;
+  uint32_t m;  // candidates
+  float label, weight;
+};
+
+// Trains a block of events (at most DenseTower::kMaxBlock; one on the real-time path): every
+// event is encoded and scored with the weights as they are when the call starts, gradients
+// flow into its candidates' rows, its user's rows and its history rows (written event by
+// event), and the tower takes one step from the block's summed gradient at the end. Per
+// event all-or-nothing: an event any of whose signals or steps is non-finite writes nothing
+// and adds nothing to the tower's step (steps are clipped and bounded by the learning rate,
+// so finite steps keep finite values finite). Returns how many events were applied.
+uint32_t two_tower_block(const StepConfig& config, Loss loss, float offset, DenseTower& tower,
+                         const TwoTowerEvent* events, uint32_t count, std::vector<float>& scratch) noexcept;
 
 // scores[r] = biases[r] + <query, vectors[r]> for r in [0, rows).
 void score_block(const float* query, const float* vectors, const float* biases, uint32_t rows, uint32_t stride,

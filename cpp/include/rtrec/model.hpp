@@ -223,19 +223,25 @@ class Model {
   uint32_t recent_items(uint32_t user, uint32_t* out) const noexcept;
   // Parts of the pool of these item rows' input vectors (most recent first, recency-weighted).
   void history_parts(const uint32_t* items, uint32_t n, std::vector<Part>& out) const;
-  // One event's step (`history`: the user's positives before it, most recent first;
-  // `negatives`: config_.negatives draws, kNoRow where unusable). The tower's step goes into
-  // `buffer` when given. Adds one to `applied` or `skipped`.
-  void train_two_tower(const StepConfig& step, const Resolved& e, const uint32_t* history, uint32_t n_history,
-                       const uint32_t* negatives, TowerGradient* buffer, uint64_t& applied, uint64_t& skipped) noexcept;
+  // Events trained together by one two_tower_block call (model_two_tower.cpp).
+  struct TwoTowerBlock;
+  // Adds an event to `block` (`history`: the user's positives before it, most recent first;
+  // `negatives`: config_.negatives draws, kNoRow where unusable); false when the event has
+  // nothing to learn (a non-positive under softmax/bpr, no usable negative).
+  bool add_two_tower_event(TwoTowerBlock& block, const Resolved& e, const uint32_t* history, uint32_t n_history,
+                           const uint32_t* negatives) const;
+  // Trains the block's events (see two_tower_block), counts them, empties the block.
+  void train_two_tower_block(TwoTowerBlock& block, uint64_t& applied, uint64_t& skipped) noexcept;
+  // One event on its own (the real-time path).
+  void train_two_tower(const Resolved& e, const uint32_t* history, uint32_t n_history, const uint32_t* negatives,
+                       uint64_t& applied, uint64_t& skipped) noexcept;
   // The epochs of fit(): `events` holds one entry per batch event (kNoRow rows and weight 0
   // for events that are not learned); each event's input history is its user's positives
   // before it in time order (timestamps, else batch order), after those already remembered.
   void fit_two_tower(const std::vector<Resolved>& events, const EventBatch& batch, uint32_t epochs, int threads,
                      uint64_t call);
   void train_sequence_epoch(std::vector<SequenceEvent>& events, const std::vector<int64_t>& bounds,
-                            const std::vector<uint32_t>& sequence, uint64_t call, uint32_t epoch,
-                            std::vector<TowerGradient>& buffers);
+                            const std::vector<uint32_t>& sequence, uint64_t call, uint32_t epoch);
   std::unique_ptr<DenseTower> tower_;      // two_tower only: shared, Hogwild
   std::unique_ptr<HistoryStore> history_;  // two_tower only
 

@@ -2,15 +2,23 @@
 // output, trained in place by many threads (Hogwild: weights are read and written without
 // locks; a concurrent step can lose part of another's, never corrupt the structure).
 //
+// It works on blocks of events: forward, backward and the weight step each take `count`
+// events at once (one for the real-time path, a few dozen per thread in fit), so the work is
+// small matrix products that keep the FMA units busy, and the shared weights are written
+// once per block rather than once per event (threads then rarely fight over the tower's
+// cache lines). Matrices are row-major, one row per event, rows padded to 16 floats.
+//
 // Layout, chosen for ReLU sparsity: the first layer's weights are stored one row per output
-// unit (its input is dense; a unit that stays at zero skips its backward work), every later
-// layer's one row per *input* unit (its input is a ReLU output: a zero input skips its row in
-// the forward pass and in both backward products). Rows are padded to 16 floats.
+// unit (its input is dense; a unit that stays at zero skips its weight step), every later
+// layer's one row per *input* unit (its input is a ReLU output: a zero input skips its row
+// in the forward pass and in the weight step).
 //
 // Optimizer: SGD, or AdaGrad with one accumulator per weight row (row-wise AdaGrad, as used
-// for large embedding tables) and one per bias entry. Per-weight AdaGrad would cost a square
-// root and a division for every weight of every event; row-wise it costs one per row. L2 is
-// weight decay of the rows a step touches, decoupled from AdaGrad's scaling.
+// for large embedding tables) and one per bias entry: per-weight AdaGrad would cost a square
+// root and a division for every weight of every event; row-wise it costs one per row. A
+// block's step uses the sum of its events' gradients, the accumulator grows by the sum of
+// their mean squares (so the step size matches that many single steps). L2 is weight decay
+// of the rows a step touches, decoupled from AdaGrad's scaling.
 #pragma once
 
 #include <cstddef>
@@ -22,16 +30,16 @@ namespace rtrec {
 struct TowerStep {
   float learning_rate;
   float l2;
-  float grad_clip;  // per coordinate, on each event's (or batch's) gradient
+  float grad_clip;  // per coordinate, on each event's gradient (a block's sum: count times it)
   bool adagrad;
 };
 
-class TowerGradient;
-
 class DenseTower {
  public:
-  // `input` floats in (the caller passes them padded to a multiple of 16, zeros beyond),
-  // `hidden` widths, `output` floats out. Weights start He-uniform from `seed`.
+  static constexpr uint32_t kMaxBlock = 64;  // events per block
+
+  // `input` floats in (passed padded to input_stride(), zeros beyond), `hidden` widths,
+  // `output` floats out. Weights start He-uniform from `seed`.
   DenseTower(uint32_t input, const std::vector<uint32_t>& hidden, uint32_t output, bool adagrad, uint64_t seed);
   ~DenseTower();
   DenseTower(const DenseTower&) = delete;
@@ -40,21 +48,27 @@ class DenseTower {
   uint32_t input_size() const noexcept { return layers_.front().in; }
   uint32_t input_stride() const noexcept { return layers_.front().in_stride; }
   uint32_t output_size() const noexcept { return layers_.back().out; }
+  uint32_t output_stride() const noexcept { return layers_.back().out_stride; }
   const std::vector<uint32_t>& hidden() const noexcept { return hidden_; }
 
-  // Scratch sizes (floats) for one event: every layer's output, and every layer's delta.
+  // Floats of every layer's output (or delta) for one event; a block needs count times it.
   size_t activation_floats() const noexcept { return activation_floats_; }
 
-  // Fills `act` (activation_floats()) with each layer's output; returns the final output
-  // (output_size() floats, padded to a multiple of 16 with zeros).
-  const float* forward(const float* in, float* act) const noexcept;
-  // Given d loss / d output (padded), fills `deltas` (activation_floats()) with each
-  // layer's d loss / d pre-activation and `grad_in` (input_stride()) with d loss / d input.
-  // Reads the weights, writes none.
-  void backward(const float* act, const float* grad_out, float* deltas, float* grad_in) const noexcept;
-  // One event's weight step from its forward/backward results, scaled by nothing more (the
-  // event weight is already in grad_out).
-  void step(const TowerStep& config, const float* in, const float* act, const float* deltas) noexcept;
+  // in: count x input_stride. Fills `act` (count x activation_floats) with each layer's
+  // outputs; returns the final outputs (count rows of output_stride floats, zero padded).
+  const float* forward(const float* in, uint32_t count, float* act) const noexcept;
+  // Given d loss / d output (count x output_stride, padded with zeros), fills `deltas`
+  // (count x activation_floats) with each layer's d loss / d pre-activation and `grad_in`
+  // (count x input_stride) with d loss / d input. Reads the weights, writes none.
+  void backward(const float* act, const float* grad_out, uint32_t count, float* deltas, float* grad_in) const noexcept;
+  // One step of every weight from the block's summed gradient (the events' weights are
+  // already in their deltas; an event with all-zero deltas contributes nothing).
+  void step(const TowerStep& config, const float* in, const float* act, const float* deltas, uint32_t count) noexcept;
+  // Zeroes event e's deltas in a block of `count` (it then contributes nothing to step()).
+  void forget(float* deltas, uint32_t count, uint32_t e) const noexcept {
+    for (const Layer& L : layers_)
+      for (uint32_t t = 0; t < L.out_stride; ++t) block(deltas, L, count)[size_t(e) * L.out_stride + t] = 0.0f;
+  }
 
   // Every parameter (weights, biases, accumulators) as one flat array, for snapshots.
   size_t parameter_count() const noexcept { return size_; }
@@ -63,15 +77,17 @@ class DenseTower {
   uint64_t memory_bytes() const noexcept { return size_ * sizeof(float); }
 
  private:
-  friend class TowerGradient;
   struct Layer {
     uint32_t in, out, in_stride, out_stride;
     bool by_output;  // rows are output units (first layer) or input units (the rest)
     size_t weights, bias, row_acc, bias_acc;  // offsets into params_
-    size_t act;                                // offset of the layer's output in act/deltas
+    size_t act;                                // offset of the layer's output per event
     uint32_t rows() const noexcept { return by_output ? out : in; }
     uint32_t row_stride() const noexcept { return by_output ? in_stride : out_stride; }
   };
+  // A layer's block of outputs (or deltas): count rows of out_stride floats.
+  static float* block(float* base, const Layer& L, uint32_t count) noexcept { return base + L.act * count; }
+  static const float* block(const float* base, const Layer& L, uint32_t count) noexcept { return base + L.act * count; }
 
   std::vector<uint32_t> hidden_;
   std::vector<Layer> layers_;
@@ -79,26 +95,6 @@ class DenseTower {
   size_t size_ = 0;
   size_t activation_floats_ = 0;
   float* params_ = nullptr;
-};
-
-// Per-thread sums of many events' tower gradients, applied in one step (Hogwild fit: the
-// shared weights are written once per batch instead of once per event, so threads do not
-// fight over the tower's cache lines on every event).
-class TowerGradient {
- public:
-  explicit TowerGradient(const DenseTower& tower);
-  void add(const DenseTower& tower, const float* in, const float* act, const float* deltas) noexcept;
-  // Applies the sums (as one step with the summed gradient; AdaGrad accumulates the sum of
-  // the events' squared gradients, so the step size matches that many single steps) and
-  // clears them.
-  void apply(DenseTower& tower, const TowerStep& config) noexcept;
-  uint32_t events() const noexcept { return events_; }
-
- private:
-  std::vector<float> sums_;      // laid out like the tower's weights and biases
-  std::vector<float> squares_;   // per weight row and per bias entry: sum of squared grads
-  std::vector<uint8_t> touched_; // per weight row (all layers, in order)
-  uint32_t events_ = 0;
 };
 
 }  // namespace rtrec
