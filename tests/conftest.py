@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,37 @@ import rtrec_native as rt
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MOVIELENS = SHARED / "datasets" / "ml-latest-small"
 
-# Every (loss, optimizer) variant: behaviour tests run against all of them.
-VARIANTS = [(loss, opt) for loss in ("squared", "logistic", "bpr") for opt in ("sgd", "adagrad")]
+@dataclass(frozen=True)
+class Variant:
+    """One model configuration the behaviour tests run against: family, loss, optimizer."""
+
+    model: str
+    loss: str
+    optimizer: str
+
+    @property
+    def kwargs(self) -> dict:
+        """Constructor arguments (small two_tower towers and histories keep the tests fast)."""
+        extra = {"tower": (16,), "history": 8} if self.model == "two_tower" else {}
+        return {"model": self.model, "loss": self.loss, "optimizer": self.optimizer, **extra}
+
+    @property
+    def sampled(self) -> bool:
+        """Positives against sampled negatives: labels are optional."""
+        return self.loss in ("bpr", "softmax")
+
+    def __str__(self) -> str:
+        return f"{self.model}-{self.loss}-{self.optimizer}"
+
+
+# Every model variant: behaviour tests run against all of them (one fixture, like a test
+# mixin): mf with each loss and optimizer, two_tower with each loss (and both optimizers).
+VARIANTS = [Variant("mf", loss, opt) for loss in ("squared", "logistic", "bpr") for opt in ("sgd", "adagrad")] + [
+    Variant("two_tower", "softmax", "adagrad"), Variant("two_tower", "bpr", "adagrad"),
+    Variant("two_tower", "logistic", "sgd"), Variant("two_tower", "squared", "adagrad"),
+]
+# The families, for tests of behaviour that does not depend on the loss.
+FAMILIES = ["mf", "two_tower"]
 
 
 def planted(n_users: int = 300, n_items: int = 200, rank: int = 4, per_user: int = 30, seed: int = 0):
@@ -61,6 +91,11 @@ def fingerprint(rec: rt.Recommender, users, items) -> tuple:
     )
 
 
-@pytest.fixture(params=VARIANTS, ids=[f"{loss}-{opt}" for loss, opt in VARIANTS])
-def variant(request) -> tuple[str, str]:
+@pytest.fixture(params=VARIANTS, ids=[str(v) for v in VARIANTS])
+def variant(request) -> Variant:
+    return request.param
+
+
+@pytest.fixture(params=FAMILIES)
+def family(request) -> str:
     return request.param

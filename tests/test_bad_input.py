@@ -12,16 +12,20 @@ USERS = [1, 2, 3, 1]
 ITEMS = [10, 20, 30, 20]
 
 
-@pytest.fixture(params=["squared", "logistic", "bpr"])
+MODELS = [("mf", "squared"), ("mf", "logistic"), ("mf", "bpr"), ("two_tower", "softmax"), ("two_tower", "squared")]
+
+
+@pytest.fixture(params=MODELS, ids=[f"{m}-{loss}" for m, loss in MODELS])
 def trained(request):
-    loss = request.param
-    labels = None if loss == "bpr" else [1.0, 0.0, 1.0, 1.0]
-    rec = rt.Recommender(dim=4, loss=loss, seed=0).fit(USERS, ITEMS, labels, epochs=2)
+    model, loss = request.param
+    labels = None if loss in ("bpr", "softmax") else [1.0, 0.0, 1.0, 1.0]
+    extra = {"tower": (8,), "history": 4} if model == "two_tower" else {}
+    rec = rt.Recommender(model=model, dim=4, loss=loss, seed=0, **extra).fit(USERS, ITEMS, labels, epochs=2)
     return rec
 
 
 def _labels(rec, n):
-    return None if rec.get_params()["loss"] == "bpr" else [1.0] * n
+    return None if rec.get_params()["loss"] in ("bpr", "softmax") else [1.0] * n
 
 
 BAD_EVENTS = {
@@ -110,6 +114,27 @@ def test_fit_needs_data_and_epochs():
     (dict(seed=-1), ValueError, "seed"),
     (dict(grad_clip=0.0), ValueError, "grad_clip"),
     (dict(negative_sampling="hard"), ValueError, "negative_sampling"),
+    # The family and two_tower's own arguments: nothing is built.
+    (dict(model="deep"), ValueError, "model"),
+    (dict(model=2), ValueError, "model"),
+    (dict(model="two_tower", tower=()), ValueError, "tower"),
+    (dict(model="two_tower", tower=(0,)), ValueError, "tower"),
+    (dict(model="two_tower", tower=(-4,)), ValueError, "tower"),
+    (dict(model="two_tower", tower=(10**6,)), ValueError, "tower"),
+    (dict(model="two_tower", tower=tuple([8] * 9)), ValueError, "tower"),
+    (dict(model="two_tower", tower=(8.5,)), TypeError, "tower"),
+    (dict(model="two_tower", tower=128), TypeError, "tower"),
+    (dict(model="two_tower", history=0), ValueError, "history"),
+    (dict(model="two_tower", history=-1), ValueError, "history"),
+    (dict(model="two_tower", history=10**6), ValueError, "history"),
+    (dict(model="two_tower", recency=0.0), ValueError, "recency"),
+    (dict(model="two_tower", recency=1.5), ValueError, "recency"),
+    (dict(model="two_tower", negatives=0), ValueError, "negatives"),
+    (dict(model="two_tower", negatives=-3), ValueError, "negatives"),
+    (dict(model="two_tower", dim=0), ValueError, "dim"),
+    (dict(model="mf", loss="softmax"), ValueError, "loss 'softmax' is not available for model 'mf'"),
+    (dict(model="mf", tower=(8,)), ValueError, "tower applies to model='two_tower' only"),
+    (dict(model="mf", history=5), ValueError, "history applies to model='two_tower' only"),
 ])
 def test_bad_constructor_arguments(kwargs, exc, words):
     with pytest.raises(exc, match=words):

@@ -29,8 +29,8 @@ def _run_threads(targets):
     assert not errors, errors
 
 
-def test_writers_growing_the_tables_while_readers_recommend():
-    rec = rt.Recommender(dim=16, loss="logistic", num_threads=2, seed=0)
+def test_writers_growing_the_tables_while_readers_recommend(family):
+    rec = rt.Recommender(model=family, dim=16, loss="logistic", num_threads=2, seed=0)
     rec.fit([0, 1], [0, 1], [1.0, 0.0], epochs=1)
     rounds = 150
     seen_bad = []
@@ -79,8 +79,8 @@ def test_writers_growing_the_tables_while_readers_recommend():
     assert len(ids) == 10 and np.isfinite(scores).all()
 
 
-def test_updates_from_one_thread_are_visible_to_the_next_read_in_another():
-    rec = rt.Recommender(dim=8, loss="squared", seed=0).fit([1], [1], [3.0], epochs=1)
+def test_updates_from_one_thread_are_visible_to_the_next_read_in_another(family):
+    rec = rt.Recommender(model=family, dim=8, loss="squared", seed=0).fit([1], [1], [3.0], epochs=1)
     observed = []
     done = threading.Event()
 
@@ -99,8 +99,8 @@ def test_updates_from_one_thread_are_visible_to_the_next_read_in_another():
     assert {1000 + i for i in range(200)} <= observed[1]
 
 
-def test_string_ids_under_concurrent_inserts():
-    rec = rt.Recommender(dim=8, seed=0)
+def test_string_ids_under_concurrent_inserts(family):
+    rec = rt.Recommender(model=family, dim=8, seed=0)
 
     def writer(prefix):
         def run():

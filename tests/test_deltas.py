@@ -9,10 +9,10 @@ import rtrec_native as rt
 from conftest import fingerprint
 
 
-def _pair(tmp_path, loss="bpr", optimizer="adagrad"):
+def _pair(tmp_path, loss="bpr", optimizer="adagrad", **kwargs):
     rng = np.random.default_rng(0)
-    trainer = rt.Recommender(dim=8, loss=loss, optimizer=optimizer, num_threads=1, seed=3)
-    labels = None if loss == "bpr" else rng.integers(0, 2, 400).astype(np.float32)
+    trainer = rt.Recommender(**{"dim": 8, "loss": loss, "optimizer": optimizer, "num_threads": 1, "seed": 3, **kwargs})
+    labels = None if loss in ("bpr", "softmax") else rng.integers(0, 2, 400).astype(np.float32)
     trainer.fit(rng.integers(0, 40, 400), rng.integers(0, 60, 400), labels, epochs=2)
     trainer.save(tmp_path / "base")
     return trainer, rt.Recommender.load(tmp_path / "base", num_threads=1)
@@ -22,13 +22,12 @@ USERS, ITEMS = list(range(0, 50, 3)) + [1000, 1001], list(range(60)) + [2000, 20
 
 
 def test_deltas_in_order_make_the_replica_equal_to_the_trainer(tmp_path, variant):
-    loss, optimizer = variant
-    trainer, replica = _pair(tmp_path, loss, optimizer)
+    trainer, replica = _pair(tmp_path, **variant.kwargs)
     rng = np.random.default_rng(1)
     for step in range(1, 4):
         users = np.r_[rng.integers(0, 40, 20), 1000 + step % 2]
         items = np.r_[rng.integers(0, 60, 20), 2000 + step % 2]  # new IDs arrive through deltas
-        labels = None if loss == "bpr" else rng.integers(0, 2, 21).astype(np.float32)
+        labels = None if variant.sampled else rng.integers(0, 2, 21).astype(np.float32)
         trainer.update(users, items, labels)
         if step == 2:
             trainer.fit(users, items, labels, epochs=1)

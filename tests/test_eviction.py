@@ -21,8 +21,8 @@ def stream(rec: rt.Recommender, users, items, times) -> None:
                timestamps=np.asarray(times, dtype=np.float64))
 
 
-def test_evict_removes_rows_not_updated_recently_and_returns_the_count():
-    rec = rt.Recommender(dim=4, num_threads=1, seed=0)
+def test_evict_removes_rows_not_updated_recently_and_returns_the_count(family):
+    rec = rt.Recommender(model=family, dim=4, num_threads=1, seed=0)
     stream(rec, [1, 2, 3], [10, 11, 12], [100.0, 100.0, 100.0])  # old
     stream(rec, [4, 5], [13, 10], [200.0, 200.0])                  # recent; item 10 refreshed
     assert rec.stats()["clock"] == 200.0
@@ -38,8 +38,8 @@ def test_evict_removes_rows_not_updated_recently_and_returns_the_count():
     assert rec.evict(older_than=50) == 0  # nothing left that old
 
 
-def test_evict_with_an_explicit_clock_and_bad_arguments_change_nothing():
-    rec = rt.Recommender(dim=4, num_threads=1, seed=0)
+def test_evict_with_an_explicit_clock_and_bad_arguments_change_nothing(family):
+    rec = rt.Recommender(model=family, dim=4, num_threads=1, seed=0)
     stream(rec, [1, 2], [10, 11], [100.0, 300.0])
     before = fingerprint(rec, [1, 2], [10, 11])
     for bad, error in [(-1, ValueError), (float("nan"), ValueError), (float("inf"), ValueError), ("1", TypeError),
@@ -70,9 +70,9 @@ def test_bad_ttl_is_refused(bad, error):
         rt.Recommender(ttl=bad)
 
 
-def test_max_rows_keeps_each_table_under_the_cap_evicting_the_least_recently_updated():
+def test_max_rows_keeps_each_table_under_the_cap_evicting_the_least_recently_updated(family):
     cap = 64
-    rec = rt.Recommender(dim=4, num_threads=1, max_rows=cap, seed=0)
+    rec = rt.Recommender(model=family, dim=4, num_threads=1, max_rows=cap, seed=0)
     t = 0.0
     for start in range(0, 1000, 10):
         users = np.arange(start, start + 10)
@@ -91,8 +91,8 @@ def test_max_rows_keeps_each_table_under_the_cap_evicting_the_least_recently_upd
     assert stats["evicted_items"] == 0
 
 
-def test_freed_rows_are_reused_so_memory_stays_bounded():
-    rec = rt.Recommender(dim=16, num_threads=1, max_rows=2000, seed=0)
+def test_freed_rows_are_reused_so_memory_stays_bounded(family):
+    rec = rt.Recommender(model=family, dim=16, num_threads=1, max_rows=2000, seed=0)
     t = 0.0
     memory = []
     for start in range(0, 60_000, 1000):
@@ -106,8 +106,8 @@ def test_freed_rows_are_reused_so_memory_stays_bounded():
     assert max(memory[30:]) <= 1.1 * max(memory[5:30])
 
 
-def test_ttl_evicts_automatically_on_the_model_clock():
-    rec = rt.Recommender(dim=4, num_threads=1, ttl=100.0, seed=0)
+def test_ttl_evicts_automatically_on_the_model_clock(family):
+    rec = rt.Recommender(model=family, dim=4, num_threads=1, ttl=100.0, seed=0)
     stream(rec, [1], [10], [0.0])
     stream(rec, [2], [11], [50.0])
     assert rec.n_users == 2
@@ -118,8 +118,8 @@ def test_ttl_evicts_automatically_on_the_model_clock():
     assert rec.n_users == 1 and rec.n_items == 1  # only what was just updated survives
 
 
-def test_a_recycled_row_starts_clean_no_seen_items_of_its_previous_owner():
-    rec = rt.Recommender(dim=4, num_threads=1, seed=0)
+def test_a_recycled_row_starts_clean_no_seen_items_of_its_previous_owner(family):
+    rec = rt.Recommender(model=family, dim=4, num_threads=1, seed=0)
     stream(rec, [1, 1, 2], [10, 11, 12], [0.0, 0.0, 100.0])
     rec.evict(older_than=50)  # user 1 and items 10, 11 go
     # New IDs take the freed rows: the new user must not inherit user 1's seen items, and
@@ -132,8 +132,8 @@ def test_a_recycled_row_starts_clean_no_seen_items_of_its_previous_owner():
     assert set(ids) == {20}
 
 
-def test_string_ids_are_evicted_and_their_names_reused_safely():
-    rec = rt.Recommender(dim=4, num_threads=1, max_rows=50, seed=0)
+def test_string_ids_are_evicted_and_their_names_reused_safely(family):
+    rec = rt.Recommender(model=family, dim=4, num_threads=1, max_rows=50, seed=0)
     for step in range(20):
         names = [f"user-{step}-{j}" for j in range(10)]
         rec.update(names, [f"item-{j}" for j in range(10)], timestamps=np.full(10, float(step)))
@@ -144,8 +144,8 @@ def test_string_ids_are_evicted_and_their_names_reused_safely():
     assert "item-new" in rec.recommend("someone", k=20, exclude_seen=False)[0]
 
 
-def test_snapshots_hold_live_rows_only_and_round_trip(tmp_path):
-    rec = rt.Recommender(dim=4, num_threads=1, seed=0, max_rows=40)
+def test_snapshots_hold_live_rows_only_and_round_trip(family, tmp_path):
+    rec = rt.Recommender(model=family, dim=4, num_threads=1, seed=0, max_rows=40)
     for step in range(10):
         users = np.arange(step * 10, step * 10 + 10)
         stream(rec, users, users % 13, np.full(10, float(step)))
@@ -159,8 +159,8 @@ def test_snapshots_hold_live_rows_only_and_round_trip(tmp_path):
     assert copy.stats()["clock"] == rec.stats()["clock"]
 
 
-def test_deltas_carry_evictions_so_replicas_drop_the_same_ids(tmp_path):
-    trainer = rt.Recommender(dim=4, num_threads=1, seed=0)
+def test_deltas_carry_evictions_so_replicas_drop_the_same_ids(family, tmp_path):
+    trainer = rt.Recommender(model=family, dim=4, num_threads=1, seed=0)
     stream(trainer, [1, 2, 3], [10, 11, 12], [0.0, 0.0, 0.0])
     trainer.save(tmp_path / "base")
     replica = rt.Recommender.load(tmp_path / "base")
@@ -176,8 +176,8 @@ def test_deltas_carry_evictions_so_replicas_drop_the_same_ids(tmp_path):
     assert fingerprint(replica, users, items)[1:] == fingerprint(trainer, users, items)[1:]
 
 
-def test_a_replica_following_deltas_recycles_the_rows_the_trainer_evicted(tmp_path):
-    trainer = rt.Recommender(dim=8, num_threads=1, max_rows=300, seed=0)
+def test_a_replica_following_deltas_recycles_the_rows_the_trainer_evicted(family, tmp_path):
+    trainer = rt.Recommender(model=family, dim=8, num_threads=1, max_rows=300, seed=0)
     stream(trainer, [0], [0], [0.0])
     trainer.save(tmp_path / "base")
     replica = rt.Recommender.load(tmp_path / "base")
@@ -193,11 +193,11 @@ def test_a_replica_following_deltas_recycles_the_rows_the_trainer_evicted(tmp_pa
     assert max(memory[20:]) <= 1.1 * max(memory[5:20])  # the replica's memory is bounded too
 
 
-def test_a_delta_after_very_many_evictions_lists_the_live_keys_and_replicas_follow(tmp_path):
+def test_a_delta_after_very_many_evictions_lists_the_live_keys_and_replicas_follow(family, tmp_path):
     # More evictions than live keys (and than 65,536) without a delta: the trainer drops its
     # eviction log (it would otherwise grow without end) and the next delta lists the live
     # keys instead; the replica drops every other key.
-    trainer = rt.Recommender(dim=4, num_threads=1, max_rows=100, seed=0)
+    trainer = rt.Recommender(model=family, dim=4, num_threads=1, max_rows=100, seed=0)
     stream(trainer, [0], [0], [0.0])
     trainer.save(tmp_path / "base")
     replica = rt.Recommender.load(tmp_path / "base")
@@ -215,8 +215,8 @@ def test_a_delta_after_very_many_evictions_lists_the_live_keys_and_replicas_foll
 
 
 @pytest.mark.parametrize("kind", ["int", "str"])
-def test_eviction_is_safe_while_other_threads_learn_and_serve(kind):
-    rec = rt.Recommender(dim=8, num_threads=2, max_rows=3000, seed=0)
+def test_eviction_is_safe_while_other_threads_learn_and_serve(family, kind):
+    rec = rt.Recommender(model=family, dim=8, num_threads=2, max_rows=3000, seed=0)
     as_ids = (lambda a: a) if kind == "int" else (lambda a: [f"id{v}" for v in a])
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -286,8 +286,8 @@ def test_rows_made_by_set_features_before_any_event_follow_the_streams_clock():
     assert rec.evict(older_than=1) == 0 and rec.evict(older_than=0, now=1200.5) == 3  # user 1, items 1, 200
 
 
-def test_after_a_big_eviction_negatives_are_drawn_among_the_live_items():
-    rec = rt.Recommender(dim=8, num_threads=1, seed=0)
+def test_after_a_big_eviction_negatives_are_drawn_among_the_live_items(family):
+    rec = rt.Recommender(model=family, dim=8, num_threads=1, seed=0)
     stream(rec, np.arange(10_000) % 50, np.arange(10_000), np.arange(10_000.0))
     assert rec.evict(older_than=0, now=9_900.0) == 9_900  # 99% of the item rows are now free
     before = rec.stats()["updates"]

@@ -82,12 +82,13 @@ def test_adding_features_leaves_scores_unchanged_until_training_moves_them():
     assert not np.array_equal(rec.predict(users[:50], items[:50]), before)
 
 
-@pytest.mark.parametrize("loss, optimizer", VARIANTS)
-def test_recommend_scores_equal_predict_with_features_on_both_sides(loss, optimizer):
+@pytest.mark.parametrize("variant", VARIANTS, ids=[str(v) for v in VARIANTS])
+def test_recommend_scores_equal_predict_with_features_on_both_sides(variant):
     users, items = genre_events(80, 10)
-    labels = None if loss == "bpr" else (np.ones(users.size, dtype=np.float32) if loss == "logistic"
-                                         else np.full(users.size, 4.0, dtype=np.float32))
-    rec = rt.Recommender(dim=8, loss=loss, optimizer=optimizer, num_threads=1, seed=0)
+    loss = variant.loss
+    labels = None if variant.sampled else (np.ones(users.size, dtype=np.float32) if loss == "logistic"
+                                           else np.full(users.size, 4.0, dtype=np.float32))
+    rec = rt.Recommender(dim=8, num_threads=1, seed=0, **variant.kwargs)
     rec.set_item_features(*genre_features())
     rec.set_user_features(np.arange(0, 80, 2), [["even"] for _ in range(40)])
     rec.fit(users, items, labels, epochs=3)

@@ -10,16 +10,16 @@ import rtrec_native as rt
 INT64_MIN, INT64_MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
 
 
-def test_sparse_huge_and_negative_int64_ids_round_trip():
+def test_sparse_huge_and_negative_int64_ids_round_trip(family):
     items = np.array([INT64_MIN, -1, 0, 7, 2**40 + 3, INT64_MAX], dtype=np.int64)
-    rec = rt.Recommender(dim=4, seed=0).fit(np.zeros(6, dtype=np.int64), items, epochs=1)
+    rec = rt.Recommender(model=family, dim=4, seed=0).fit(np.zeros(6, dtype=np.int64), items, epochs=1)
     ids, scores = rec.recommend(123, k=10)  # unknown user: by item bias
     assert ids.dtype == np.int64 and sorted(ids.tolist()) == sorted(items.tolist())
     assert scores.dtype == np.float32 and np.all(np.diff(scores) <= 0)
 
 
-def test_string_ids_round_trip_as_strings():
-    rec = rt.Recommender(dim=4, seed=0)
+def test_string_ids_round_trip_as_strings(family):
+    rec = rt.Recommender(model=family, dim=4, seed=0)
     rec.fit(["alice", "bob", "alice"], ["the matrix", "amélie", "東京物語"], epochs=2)
     ids, _ = rec.recommend("carol", k=5)
     assert ids.dtype == object and set(ids.tolist()) == {"the matrix", "amélie", "東京物語"}
@@ -71,11 +71,10 @@ def test_exclude_seen_drops_positives_only_and_k_beyond_catalogue_returns_what_e
 
 
 def test_recommend_scores_match_predict_and_are_best_first(variant):
-    loss, optimizer = variant
     rng = np.random.default_rng(0)
     users, items = rng.integers(0, 20, 300), rng.integers(0, 3000, 300)
-    labels = None if loss == "bpr" else rng.integers(0, 2, 300).astype(np.float32)
-    rec = rt.Recommender(dim=8, loss=loss, optimizer=optimizer, seed=0).fit(users, items, labels, epochs=3)
+    labels = None if variant.sampled else rng.integers(0, 2, 300).astype(np.float32)
+    rec = rt.Recommender(dim=8, seed=0, **variant.kwargs).fit(users, items, labels, epochs=3)
     for u in (0, 5, 999):
         ids, scores = rec.recommend(u, k=25, exclude_seen=False)
         assert len(ids) == 25 and np.all(np.diff(scores) <= 0)
@@ -85,9 +84,9 @@ def test_recommend_scores_match_predict_and_are_best_first(variant):
         assert rec.predict(np.full(all_items.size, u), all_items).max() == pytest.approx(scores[0], rel=1e-5)
 
 
-def test_recommend_batch_equals_one_by_one():
+def test_recommend_batch_equals_one_by_one(family):
     rng = np.random.default_rng(1)
-    rec = rt.Recommender(dim=8, seed=0).fit(rng.integers(0, 50, 2000), rng.integers(0, 40_000, 2000), epochs=2)
+    rec = rt.Recommender(model=family, dim=8, seed=0).fit(rng.integers(0, 50, 2000), rng.integers(0, 40_000, 2000), epochs=2)
     users = np.array([0, 3, 17, 49, 12345])
     ids, scores = rec.recommend_batch(users, k=7)
     assert ids.shape == scores.shape == (5, 7)
@@ -137,12 +136,12 @@ def test_omp_num_threads_is_respected_when_num_threads_is_none():
         assert out.stdout.strip() == expected
 
 
-def test_multi_threaded_scan_over_a_large_catalogue_is_exact_with_exclusions():
+def test_multi_threaded_scan_over_a_large_catalogue_is_exact_with_exclusions(family):
     rng = np.random.default_rng(4)
     n_items = 40_000  # above the size where one user's scan is split across threads
     users = rng.integers(0, 30, 60_000)
     items = np.r_[np.arange(n_items), rng.integers(0, n_items, 60_000 - n_items)]
-    rec = rt.Recommender(dim=8, num_threads=2, seed=0).fit(users, items, epochs=1)
+    rec = rt.Recommender(model=family, dim=8, num_threads=2, seed=0).fit(users, items, epochs=1)
     all_items = np.arange(n_items)
     for u in (0, 7, 29):
         ids, scores = rec.recommend(u, k=15)

@@ -16,13 +16,14 @@ import rtrec_native as rt
 from conftest import fingerprint, labels_for, planted
 
 
-def _trained(loss="bpr", optimizer="adagrad", ids="int", threads=1):
+def _trained(loss="bpr", optimizer="adagrad", ids="int", threads=1, **kwargs):
     users, items, affinity = planted(n_users=60, n_items=50, per_user=8, seed=5)
     labels = labels_for(loss, affinity, users, items)
     if ids == "str":
         users = [f"user-{u}" for u in users]
         items = [f"item-{i}" for i in items]
-    rec = rt.Recommender(dim=12, loss=loss, optimizer=optimizer, num_threads=threads, seed=9, negatives=2)
+    rec = rt.Recommender(**{"dim": 12, "loss": loss, "optimizer": optimizer, "num_threads": threads, "seed": 9,
+                            "negatives": 2, **kwargs})
     rec.fit(users, items, labels, epochs=2, timestamps=np.arange(len(users), dtype=np.float64))
     return rec, users, items, labels
 
@@ -35,8 +36,8 @@ def _ids(kind):
 
 @pytest.mark.parametrize("ids", ["int", "str"])
 def test_round_trip_is_exact_for_every_variant(tmp_path, variant, ids):
-    loss, optimizer = variant
-    rec, *_ = _trained(loss, optimizer, ids)
+    loss, optimizer = variant.loss, variant.optimizer
+    rec, *_ = _trained(ids=ids, **variant.kwargs)
     path = tmp_path / "model.rtrec"
     rec.save(path)
     loaded = rt.Recommender.load(path, num_threads=1)

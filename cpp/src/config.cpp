@@ -30,7 +30,9 @@ ModelConfig default_config(Family family) {
   if (family == Family::kTwoTower) {
     // Chosen by the MovieLens and synthetic-stream sweeps in benchmarks/ (see README).
     c.loss = Loss::kSoftmax;
-    c.negatives = 16;
+    c.learning_rate = 0.1f;
+    c.l2 = 1e-3f;
+    c.negatives = 64;
     c.tower = {128};
     c.history = 50;
     c.recency = 0.9f;

@@ -75,6 +75,13 @@ Model::Model(const ModelConfig& config)
     tower_ = std::make_unique<DenseTower>(2 * config.dim, config.tower, config.dim,
                                           config.optimizer == Optimizer::kAdagrad, derive_seed(config.seed, 0x7077));
     history_ = std::make_unique<HistoryStore>(config.history);
+    recency_.resize(2 * size_t(config.history));
+    double w = 1.0, total = 0.0;
+    for (uint32_t k = 0; k < config.history; ++k, w *= config.recency) {
+      recency_[k] = static_cast<float>(w);
+      total += w;
+      recency_[config.history + k] = static_cast<float>(1.0 / total);
+    }
   }
 }
 
@@ -460,10 +467,8 @@ void Model::update_pinned(const EventBatch& e) {
     // Marked after the step (see EmbeddingTable::mark): the change goes into a delta.
     users_.mark(r.user, generation_);
     items_.mark(r.item, generation_);
-    for (uint32_t k = 0; k < n_recent; ++k) items_.mark(recent[k], generation_);  // their input vectors
-    if (sampled)
-      for (uint32_t s = 0; s < config_.negatives; ++s)
-        if (negatives[s] != kNoRow) items_.mark(negatives[s], generation_);
+    items_.mark_many(recent, n_recent, generation_);  // their input vectors
+    if (sampled) items_.mark_many(negatives, config_.negatives, generation_);
     if (any_features()) {  // the feature rows that took part in the step changed too
       mark_features(user_features_, r.user);
       mark_features(item_features_, r.item);

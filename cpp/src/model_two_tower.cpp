@@ -37,12 +37,12 @@ uint32_t Model::recent_items(uint32_t user, uint32_t* out) const noexcept {
 void Model::history_parts(const uint32_t* items, uint32_t n, std::vector<Part>& out) const {
   if (n == 0) return;
   // Recency weights recency^k, normalised: a pool of one item is that item's input vector,
-  // whatever the history length.
-  float total = 0.0f, w = 1.0f;
-  for (uint32_t k = 0; k < n; ++k, w *= config_.recency) total += w;
+  // whatever the history length. recency_[k] = recency^k, recency_[H + n - 1] = 1 / the sum
+  // of the first n (tables made once, at construction).
   const bool ada = items_.has_accumulators();
-  w = 1.0f / total;
-  for (uint32_t k = 0; k < n; ++k, w *= config_.recency) {
+  const float scale = recency_[config_.history + n - 1];
+  for (uint32_t k = 0; k < n; ++k) {
+    const float w = recency_[k] * scale;
     const uint32_t r = items[k];
     // The item's bias is not part of the pool: it is listed only to fill the reference
     // (pool steps never move it).

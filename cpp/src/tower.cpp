@@ -206,6 +206,11 @@ RTREC_HOT void DenseTower::backward(const float* act, const float* grad_out, uin
     const Layer& P = layers_[l - 1];
     const float* prev = block(act, P, count);
     float* dp = block(deltas, P, count);
+    if (count == 1) {  // one event: only the units that are on need their dot product
+      for (uint32_t j = 0; j < L.in; ++j) dp[j] = prev[j] > 0.0f ? dot_padded(w + size_t(j) * L.out_stride, d, L.out_stride) : 0.0f;
+      for (uint32_t j = L.in; j < P.out_stride; ++j) dp[j] = 0.0f;
+      continue;
+    }
     gemm_nt(d, L.out_stride, w, L.out_stride, count, L.in, L.out_stride, nullptr, dp, P.out_stride);
     for (uint32_t e = 0; e < count; ++e)
       for (uint32_t j = 0; j < P.out_stride; ++j) {

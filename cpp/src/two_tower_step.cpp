@@ -142,8 +142,11 @@ RTREC_INLINE void score_gradients(Loss loss, float offset, const TwoTowerEvent& 
     for (uint32_t j = 0; j < m; ++j) total += (g_s[j] = std::exp(s[j] - top));
     for (uint32_t j = 0; j < m; ++j) g_s[j] = ev.weight * (g_s[j] / total - (j == 0 ? 1.0f : 0.0f));
   } else if (loss == Loss::kBpr) {
+    // The mean of the pairs' losses: with many negatives a sum would scale the positive's
+    // step (and c_u's gradient) with their number.
+    const float scale = ev.weight / float(m - 1);
     for (uint32_t j = 1; j < m; ++j) {
-      const float g = -ev.weight * sigmoid(-(s[0] - s[j]));
+      const float g = -scale * sigmoid(-(s[0] - s[j]));
       g_s[0] += g;
       g_s[j] -= g;
     }

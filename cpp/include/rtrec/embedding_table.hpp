@@ -131,6 +131,18 @@ class EmbeddingTable {
       g = now;
     }
   }
+  // mark() for many rows with one fence: all are stored, then the generation is read again
+  // once; if a cut happened meanwhile, every row is marked again with the full protocol.
+  // (A seq_cst store per row costs a locked instruction each.) kNotFound rows are skipped.
+  void mark_many(const uint32_t* rows, size_t n, const std::atomic<uint32_t>& current) const noexcept {
+    const uint32_t g = current.load(std::memory_order_seq_cst);
+    for (size_t k = 0; k < n; ++k)
+      if (rows[k] != kNotFound) meta(rows[k]).generation.store(g, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (current.load(std::memory_order_seq_cst) == g) return;
+    for (size_t k = 0; k < n; ++k)
+      if (rows[k] != kNotFound) mark(rows[k], current);
+  }
   // A plain mark; the caller orders it against cuts itself (Model::mark_trained).
   void mark_relaxed(uint32_t row, uint32_t generation) const noexcept {
     meta(row).generation.store(generation, std::memory_order_relaxed);

@@ -83,8 +83,8 @@ void encode(const DenseTower& tower, const EncoderInput& in, uint32_t stride, fl
 // pointwise losses), the rest sampled negatives (accidental hits already removed).
 // Softmax: sampled softmax over the candidates with logits <c_u, q_j> + b_j - log_q[j]
 // (log_q: the sampling log-probabilities, null for uniform sampling, where the correction is
-// a constant); bpr: the positive against each negative; logistic / squared: the positive
-// alone, with `offset` (mu).
+// a constant); bpr: the mean over the negatives of the pairwise loss; logistic / squared:
+// the positive alone, with `offset` (mu).
 struct TwoTowerEvent {
   EncoderInput in;
   const Parts* candidates;

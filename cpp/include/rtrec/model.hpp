@@ -244,6 +244,7 @@ class Model {
                             const std::vector<uint32_t>& sequence, uint64_t call, uint32_t epoch);
   std::unique_ptr<DenseTower> tower_;      // two_tower only: shared, Hogwild
   std::unique_ptr<HistoryStore> history_;  // two_tower only
+  std::vector<float> recency_;             // two_tower: recency^k, then 1 / sum of the first n (history_parts)
 
   // Side features of one table's IDs.
   struct FeatureSide {

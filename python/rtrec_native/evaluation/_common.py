@@ -17,7 +17,8 @@ from ..recommender import Recommender
 
 #: What :func:`~rtrec_native.evaluation.prequential` accepts as the model: keyword arguments
 #: for :class:`Recommender`, or a zero-argument callable that returns a fresh, unfitted model
-#: (each policy, and each periodic refit, gets its own).
+#: (each policy, and each periodic refit, gets its own): a Recommender, or any model with
+#: the methods of :data:`MODEL_METHODS`.
 ModelSpec = Mapping[str, Any] | Callable[[], Recommender] | None
 
 PAD = -1  # dense item index of an empty top-K slot
@@ -83,12 +84,32 @@ def positive_int_or_none(value: Any, name: str) -> int | None:
     return None if value is None else check.positive_int(value, name)
 
 
+#: What the evaluations call on a model: a :class:`Recommender` has all of it; a reference
+#: model (a popularity counter, a peer library behind an adapter) can be evaluated by the same
+#: code if it has these too. ``fit``/``update`` take the keyword arguments of
+#: :meth:`Recommender.fit` (``users``, ``items``, ``labels``, ``weights``, ``timestamps``;
+#: ``fit`` also ``epochs``) and ``fit`` returns the model; ``recommend_batch`` returns a
+#: :class:`~rtrec_native.BatchRecommendations`; ``get_params()["loss"]`` names the loss the
+#: labels are read with (which events are consumed, which metrics apply).
+MODEL_METHODS: tuple[str, ...] = ("fit", "update", "predict", "recommend_batch", "get_params")
+
+
+def check_model(model: Any, name: str = "model") -> Any:
+    """``model`` if it has what the evaluations call (see :data:`MODEL_METHODS` and
+    ``n_items``), else a TypeError naming what is missing."""
+    missing = [m for m in MODEL_METHODS if not callable(getattr(model, m, None))]
+    if not hasattr(model, "n_items"):
+        missing.append("n_items")
+    if missing:
+        raise TypeError(f"{name}: expected a Recommender or a model with {', '.join(MODEL_METHODS)} and n_items; "
+                        f"{type(model).__name__} lacks {', '.join(missing)}")
+    return model
+
+
 def model_factory(model: ModelSpec, labels: np.ndarray | None) -> tuple[Callable[[], Recommender], str]:
     """Return ``(make, loss)``: a callable building a fresh model, and its loss."""
     if callable(model):
-        probe = model()
-        if not isinstance(probe, Recommender):
-            raise TypeError(f"model: the callable must return a Recommender, got {type(probe).__name__}")
+        probe = check_model(model(), "model: the callable's result")
         return model, probe.get_params()["loss"]
     params = dict(model or {})
     params.setdefault("loss", infer_loss(labels, params.get("model", "mf")))

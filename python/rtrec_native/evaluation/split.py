@@ -18,7 +18,16 @@ from .. import _validation as check
 from .. import metrics
 from ..events import Events
 from ..recommender import Recommender
-from ._common import PAD, check_events, check_fraction, default_positive_threshold, json_number, pointwise, time_order
+from ._common import (
+    PAD,
+    check_events,
+    check_fraction,
+    check_model,
+    default_positive_threshold,
+    json_number,
+    pointwise,
+    time_order,
+)
 from ._ranking import ConsumedIndex, top_k_unconsumed
 
 __all__ = ["SplitEvaluation", "TemporalSplit", "evaluate_split", "temporal_split"]
@@ -171,8 +180,7 @@ def evaluate_split(
     whose seen lists miss some of that history, is scored the same way). Fit ``rec`` on
     ``split.train`` only: anything else leaks the future into the scores.
     """
-    if not isinstance(rec, Recommender):
-        raise TypeError(f"rec: expected a Recommender, got {type(rec).__name__}")
+    check_model(rec, "rec")
     if not isinstance(split, TemporalSplit):
         raise TypeError(f"split: expected a TemporalSplit, got {type(split).__name__}")
     k = check.positive_int(k, "k")
