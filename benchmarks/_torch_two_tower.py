@@ -52,7 +52,8 @@ class TorchTwoTower(nn.Module):
         p = self.user(users)
         h = (self.item_in(history) * weights.unsqueeze(-1)).sum(1)
         c = self.tower(torch.cat([p, h], dim=1)) + p + h
-        logits = torch.bmm(self.item_out(candidates), c.unsqueeze(-1)).squeeze(-1) + self.item_bias(candidates).squeeze(-1)
+        scores = torch.bmm(self.item_out(candidates), c.unsqueeze(-1)).squeeze(-1)
+        logits = scores + self.item_bias(candidates).squeeze(-1)
         accidental = candidates[:, 1:] == candidates[:, :1]
         logits[:, 1:] = logits[:, 1:].masked_fill(accidental, -1e9)
         return nn.functional.cross_entropy(logits, torch.zeros(len(users), dtype=torch.long))

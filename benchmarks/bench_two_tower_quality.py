@@ -26,8 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 import _common as C
 
 MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-latest-small" / "ratings.csv"
@@ -44,9 +42,8 @@ def parse_args(argv=None):
 
 
 def replay(rt, events, args):
-    from rtrec_native import evaluation
-
     from _baselines import ItemCooccurrence, Popularity
+    from rtrec_native import evaluation
 
     policies = ("realtime",) if args.quick else ("realtime", "periodic", "static")
     contenders = [
@@ -74,15 +71,16 @@ def replay(rt, events, args):
 def split_recall(rt, events, args):
     from implicit.als import AlternatingLeastSquares
     from implicit.bpr import BayesianPersonalizedRanking
-    from rtrec_native import evaluation
 
     from _baselines import ImplicitModel, Popularity
+    from rtrec_native import evaluation
 
     split = evaluation.temporal_split(events, 0.2, by="user")
     contenders = [
         ("two_tower", lambda: rt.Recommender(model="two_tower", seed=args.seed).fit(
             split.train, epochs=args.split_epochs)),
-        ("mf (defaults)", lambda: rt.Recommender(model="mf", seed=args.seed).fit(split.train, epochs=args.split_epochs)),
+        ("mf (defaults)", lambda: rt.Recommender(model="mf", seed=args.seed).fit(
+            split.train, epochs=args.split_epochs)),
         ("implicit ALS", lambda: ImplicitModel(lambda: AlternatingLeastSquares(factors=64, random_state=args.seed),
                                                "als").fit(split.train.users, split.train.items, split.train.labels)),
         ("implicit BPR", lambda: ImplicitModel(lambda: BayesianPersonalizedRanking(factors=64, random_state=args.seed),

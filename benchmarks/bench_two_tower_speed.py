@@ -108,7 +108,8 @@ def torch_setup(users, items, params, defaults_tt):
     from _torch_two_tower import TorchTwoTower, histories
 
     dim, tower = params.get("dim", defaults_tt["dim"]), params.get("tower", defaults_tt["tower"])
-    history, negatives = params.get("history", defaults_tt["history"]), params.get("negatives", defaults_tt["negatives"])
+    history = params.get("history", defaults_tt["history"])
+    negatives = params.get("negatives", defaults_tt["negatives"])
     n_users, n_items = int(users.max()) + 1, int(items.max()) + 1
     hist, weights = histories(users, items, history, defaults_tt["recency"], n_items)
     rng = np.random.default_rng(0)
@@ -222,7 +223,8 @@ def main(argv=None) -> int:
         upd.append(np.median(rtrec_update_latency(rt, params, users, items, warm, n, args.threads)))
         upd_mf.append(np.median(mf_update_latency(rt, users, items, warm, n, args.threads)))
         for kind in ("adagrad", "sgd"):
-            upd_torch[kind].append(np.median(torch_step_latency(make_torch, tensors, kind, lr, warm, args.torch_events)))
+            steps = torch_step_latency(make_torch, tensors, kind, lr, warm, args.torch_events)
+            upd_torch[kind].append(np.median(steps))
             fit_torch[kind].append(torch_fit_rate(make_torch, tensors, kind, lr, min(args.fit_events, len(users)),
                                                   args.threads))
         fit_tt.append(rtrec_fit_rate(rt, "two_tower", params, users, items, args.epochs, args.threads))
@@ -239,7 +241,8 @@ def main(argv=None) -> int:
     t_u = med(upd)
     rows = [
         ["two_tower update_one p50", C.fmt_us(t_u), "-"],
-        ["PyTorch step, AdaGrad", C.fmt_us(med(upd_torch["adagrad"])), f"{med(upd_torch['adagrad']) / t_u:.0f}x slower"],
+        ["PyTorch step, AdaGrad", C.fmt_us(med(upd_torch["adagrad"])),
+         f"{med(upd_torch['adagrad']) / t_u:.0f}x slower"],
         ["PyTorch step, SGD", C.fmt_us(med(upd_torch["sgd"])), f"{med(upd_torch['sgd']) / t_u:.0f}x slower"],
         ["mf update_one p50 (reference)", C.fmt_us(med(upd_mf)), f"{t_u / med(upd_mf):.1f}x two_tower's cost"],
     ]
@@ -247,7 +250,8 @@ def main(argv=None) -> int:
     f_tt = med(fit_tt)
     rows = [
         ["two_tower fit", f"{f_tt:,.0f}", "-"],
-        ["PyTorch batch 1024, AdaGrad", f"{med(fit_torch['adagrad']):,.0f}", f"{f_tt / med(fit_torch['adagrad']):.1f}x"],
+        ["PyTorch batch 1024, AdaGrad", f"{med(fit_torch['adagrad']):,.0f}",
+         f"{f_tt / med(fit_torch['adagrad']):.1f}x"],
         ["PyTorch batch 1024, SGD", f"{med(fit_torch['sgd']):,.0f}", f"{f_tt / med(fit_torch['sgd']):.1f}x"],
         ["mf fit (reference)", f"{med(fit_mf):,.0f}", f"{f_tt / med(fit_mf):.2f}x"],
     ]

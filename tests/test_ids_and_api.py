@@ -86,7 +86,8 @@ def test_recommend_scores_match_predict_and_are_best_first(variant):
 
 def test_recommend_batch_equals_one_by_one(family):
     rng = np.random.default_rng(1)
-    rec = rt.Recommender(model=family, dim=8, seed=0).fit(rng.integers(0, 50, 2000), rng.integers(0, 40_000, 2000), epochs=2)
+    rec = rt.Recommender(model=family, dim=8, seed=0)
+    rec.fit(rng.integers(0, 50, 2000), rng.integers(0, 40_000, 2000), epochs=2)
     users = np.array([0, 3, 17, 49, 12345])
     ids, scores = rec.recommend_batch(users, k=7)
     assert ids.shape == scores.shape == (5, 7)
