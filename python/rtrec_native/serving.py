@@ -9,7 +9,13 @@ acknowledged feedback can be lost in a crash; a restart resumes from the directo
 Endpoints: ``POST /feedback``, ``GET /recommend?user=..&k=..``, ``POST /recommend``,
 ``POST /features/items`` and ``POST /features/users`` (side features, e.g. a new item's
 attributes: recommendable at once), ``GET /healthz``, ``GET /stats`` (the model's counters,
-plus ``events_applied``: events acknowledged by ``POST /feedback`` since the start). Bad requests get 4xx
+plus ``events_applied``: events acknowledged by ``POST /feedback`` since the start) and
+``GET /metrics`` (Prometheus text format, see :mod:`rtrec_native.prometheus`).
+
+A replica (``rtrec serve --follow``) serves a :class:`~rtrec_native.Replica` instead: it
+answers recommendations from the copy it follows and forwards ``POST /feedback`` to the
+trainer's stream (202, ``{"forwarded": n}``: learned by the trainer, visible here with its
+next delta); it has no features of its own to set (409). Bad requests get 4xx
 with a reason and change nothing. Every error body is JSON with a ``detail``; it never echoes
 input that JSON cannot carry (non-finite numbers, lone surrogates, raw bytes), and a body with
 a non-finite number (``NaN``, ``Infinity`` or a literal outside the float range such as
@@ -23,9 +29,11 @@ import json
 import math
 import re
 import threading
+import time
 from typing import Annotated, Any
 
 from .recommender import Recommender
+from .replication import Replica
 
 __all__ = ["create_app"]
 
@@ -229,14 +237,41 @@ def _strict_json_route() -> type:
     return StrictJSONRoute
 
 
-def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               max_k: int = DEFAULT_MAX_K, max_events: int = DEFAULT_MAX_EVENTS) -> Any:
-    """A FastAPI app serving `rec`. `publisher` (optional) is closed on shutdown, which
-    writes the last delta."""
+def _metrics_for(rec: Recommender | Replica) -> Any:
+    """The server's metrics, or None when prometheus-client is not installed (then
+    GET /metrics says how to get it)."""
+    from .prometheus import ServerMetrics  # noqa: PLC0415
+
+    try:
+        if isinstance(rec, Replica):
+            return ServerMetrics(lambda: rec.model, replica=rec)
+        return ServerMetrics(lambda: rec)
+    except ImportError:
+        return None
+
+
+def create_app(rec: Recommender | Replica, *, publisher: Any = None, forward: Any = None,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_k: int = DEFAULT_MAX_K,
+               max_events: int = DEFAULT_MAX_EVENTS) -> Any:
+    """A FastAPI app serving `rec` (a model that learns from POST /feedback, or a
+    :class:`~rtrec_native.Replica`, which needs `forward`). `publisher` (optional) is closed
+    on shutdown, which writes the last delta. `forward` (a
+    :class:`~rtrec_native.stream.Producer`) receives the feedback a replica cannot learn."""
     _import_fastapi()
     from fastapi import FastAPI, HTTPException, Query, Request  # noqa: PLC0415
     from fastapi.exceptions import RequestValidationError  # noqa: PLC0415
-    from fastapi.responses import JSONResponse  # noqa: PLC0415
+    from fastapi.responses import JSONResponse, Response  # noqa: PLC0415
+
+    replica = rec if isinstance(rec, Replica) else None
+    if replica is not None and forward is None:
+        raise ValueError("a Replica cannot learn from POST /feedback: give forward=Producer(...)")
+    if replica is not None and publisher is not None:
+        raise ValueError("a Replica publishes nothing: it follows a trainer's publisher")
+    metrics = _metrics_for(rec)
+
+    def model() -> Recommender:
+        """The model answering now (a replica replaces its copy when it reloads a snapshot)."""
+        return replica.model if replica is not None else rec
     from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr  # noqa: PLC0415
     from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: PLC0415
 
@@ -290,7 +325,7 @@ def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int =
         """Query strings are text: an integer-ID model reads the user as an int, written in
         ASCII digits only (int() would also take " 7", "1_000" and other scripts' digits,
         and answer for a user the client did not name)."""
-        kind = rec._model.user_id_kind
+        kind = model().user_id_kind
         if kind == "str":
             return text
         if _INT_TEXT.fullmatch(text):
@@ -317,15 +352,41 @@ def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int =
         elif any(v is None for v in labels):
             raise HTTPException(status_code=422, detail="give a label for every event or for none")
         weights = [1.0 if e.weight is None else e.weight for e in events]
+        if forward is not None:
+            return forward_feedback(events, labels, weights)
+        began = time.perf_counter()
         try:
             rec.update([e.user for e in events], [e.item for e in events], labels, weights)
         except (ValueError, TypeError) as exc:  # validated whole before anything is applied
             raise unprocessable(exc) from exc
+        if metrics is not None:
+            metrics.update_seconds.observe(time.perf_counter() - began)
+            metrics.learned(len(events))
         with applied_lock:
             applied[0] += len(events)
         return {"applied": len(events)}
 
+    def forward_feedback(events: list, labels: list | None, weights: list) -> Any:
+        """A replica's feedback goes to the trainer's stream, every event or none (one
+        pipelined write); the trainer checks it as it checks any producer's."""
+        try:
+            entries = [forward.fields(e.user, e.item, None if labels is None else labels[k], weights[k])
+                       for k, e in enumerate(events)]
+        except (ValueError, TypeError) as exc:
+            raise unprocessable(exc) from exc
+        try:
+            forward.send_fields(entries)
+        except Exception as exc:  # Redis unreachable: the client should retry
+            raise HTTPException(status_code=503, detail=f"cannot forward feedback to the stream: {exc}") from exc
+        if metrics is not None:
+            metrics.forwarded(len(events))
+        with applied_lock:
+            applied[0] += len(events)
+        return JSONResponse({"forwarded": len(events)}, status_code=202)
+
     def set_features(body: Features, on_items: bool) -> dict[str, int]:
+        if replica is not None:
+            raise HTTPException(status_code=409, detail="this server is a replica: set features on the trainer")
         try:
             if on_items:
                 rec.set_item_features(body.ids, body.features)
@@ -347,18 +408,24 @@ def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int =
     def recommend(user: str = Query(..., min_length=1, max_length=512), k: int = Query(10, ge=1, le=max_k),
                   exclude_seen: bool = True) -> dict[str, Any]:
         uid = user_id(user)
+        began = time.perf_counter()
         try:
             ids, scores = rec.recommend(uid, k=k, exclude_seen=exclude_seen)
         except (ValueError, TypeError) as exc:
             raise unprocessable(exc) from exc
+        if metrics is not None:
+            metrics.recommend_seconds.observe(time.perf_counter() - began)
         return {"user": uid, "items": ids.tolist(), "scores": finite_or_none(scores.tolist())}
 
     @app.post("/recommend")
     def recommend_many(body: BatchQuery) -> dict[str, Any]:
+        began = time.perf_counter()
         try:
             ids, scores = rec.recommend_batch(body.users, k=body.k, exclude_seen=body.exclude_seen)
         except (ValueError, TypeError) as exc:
             raise unprocessable(exc) from exc
+        if metrics is not None:
+            metrics.recommend_seconds.observe(time.perf_counter() - began)
         results = []
         for user, row_ids, row_scores in zip(body.users, ids.tolist(), scores.tolist(), strict=True):
             keep = [j for j, s in enumerate(row_scores) if math.isfinite(s)]  # drop padding
@@ -371,12 +438,25 @@ def create_app(rec: Recommender, *, publisher: Any = None, max_body_bytes: int =
         # being persisted: say so, with 503, so that orchestration notices.
         if publisher is not None and publisher.last_error is not None:
             return JSONResponse({"status": "degraded", "publisher_error": str(publisher.last_error)}, status_code=503)
+        if replica is not None and replica.last_error is not None:
+            return JSONResponse({"status": "degraded", "replica_error": _safe_text(str(replica.last_error))},
+                                status_code=503)
         return {"status": "ok"}
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Any:
+        if metrics is None:
+            raise HTTPException(status_code=501, detail="GET /metrics needs prometheus-client: "
+                                                        "pip install 'rtrec_native[serve]'")
+        from .prometheus import CONTENT_TYPE  # noqa: PLC0415
+
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/stats")
     def stats() -> dict[str, Any]:
         out = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in rec.stats().items()}
-        out["events_applied"] = applied[0]  # acknowledged by POST /feedback since the start
+        # acknowledged by POST /feedback since the start (forwarded to the stream, for a replica)
+        out["events_forwarded" if forward is not None else "events_applied"] = applied[0]
         if publisher is not None:
             out["publisher"] = {"deltas_written": publisher.deltas_written,
                                 "snapshots_written": publisher.snapshots_written, "errors": publisher.errors,

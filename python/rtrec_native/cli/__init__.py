@@ -1,10 +1,13 @@
-"""The ``rtrec`` command line: demo, train, evaluate, recommend, serve.
+"""The ``rtrec`` command line: demo, train, evaluate, recommend, serve, consume, export.
 
 ``rtrec demo`` is the main job: it replays a stream (the built-in synthetic stream with
 taste drift, or ``--data ratings.csv``) through three ways of keeping a model fresh —
 learning from every event (realtime), refitting periodically, and never (static) — and
 shows what real-time learning buys: a table on stdout, a PNG of the metric over time and
 ``report.json`` in ``--out``.
+
+``rtrec consume`` is the trainer of a deployment fed through Redis Streams, ``rtrec serve
+--follow`` its replicas, ``rtrec export`` writes a model's vectors (npz or parquet).
 
 The commands that build a model take its options, including admission (``--min-count``)
 and expiry (``--ttl``, ``--max-rows``), and side features for cold start

@@ -165,6 +165,11 @@ def _recommend_any_kind(rec: Any, user: str, k: int, exclude_seen: bool) -> tupl
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.follow is not None:
+        from .stream_commands import follow_app  # noqa: PLC0415
+
+        app, origin = follow_app(args)
+        return _run_server(args, app, origin)
     from ..recommender import Recommender  # noqa: PLC0415
     from ..replication import Publisher, restore_latest  # noqa: PLC0415
     from ..serving import create_app  # noqa: PLC0415
@@ -187,6 +192,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         origin += f"; {side_features.describe()}"
     publisher = Publisher(rec, args.snapshot_dir, interval=args.snapshot_interval) if args.snapshot_dir else None
     app = create_app(rec, publisher=publisher, max_body_bytes=args.max_body_bytes, max_k=args.max_k)
+    return _run_server(args, app, origin)
+
+
+def _run_server(args: argparse.Namespace, app: Any, origin: str) -> int:
     import uvicorn  # noqa: PLC0415
 
     print(f"{PROG} serve: {origin}; http://{args.host}:{args.port}", file=sys.stderr, flush=True)
@@ -224,7 +233,19 @@ def _ignored_model_options(args: argparse.Namespace, model: dict[str, Any]) -> s
     return ", ".join(out)
 
 
+def cmd_consume(args: argparse.Namespace) -> int:
+    from .stream_commands import cmd_consume as run  # noqa: PLC0415 - redis is imported only here
+
+    return run(args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .stream_commands import cmd_export as run  # noqa: PLC0415
+
+    return run(args)
+
+
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend,
-            "serve": cmd_serve}
+            "serve": cmd_serve, "consume": cmd_consume, "export": cmd_export}
 
 

@@ -188,15 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve", help="HTTP service that learns from feedback while it serves (needs the [serve] extra)",
         description="Serve GET/POST /recommend, POST /feedback (learned before the reply), GET "
-        "/healthz and GET /stats from one in-process model. With --snapshot-dir the model is "
-        "published there (a delta every --snapshot-interval seconds and on shutdown) and a "
-        "restart resumes from it; else --model loads a snapshot, else a new model starts empty.",
+        "/healthz, GET /stats and GET /metrics (Prometheus) from one in-process model. With "
+        "--snapshot-dir the model is published there (a delta every --snapshot-interval seconds and "
+        "on shutdown) and a restart resumes from it; else --model loads a snapshot, else a new model "
+        "starts empty. With --follow it is a read-only replica of a Redis-fed trainer instead.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s, loopback only)")
     serve.add_argument("--port", type=nonnegative_int, default=8000, help="TCP port (default: %(default)s)")
     serve.add_argument("--model", type=Path, metavar="PATH", help="start from this snapshot file")
     serve.add_argument("--snapshot-dir", type=Path, metavar="DIR",
-                       help="publish snapshots and deltas here, and resume from it on restart")
+                       help="publish snapshots and deltas here, and resume from it on restart (with --follow: "
+                       "the trainer's directory, read only)")
     serve.add_argument("--snapshot-interval", type=positive_float, default=1.0, metavar="SECONDS",
                        help="seconds between deltas: at most this much feedback is lost in a crash "
                        "(default: %(default)s)")
@@ -208,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="uvicorn log level (default: %(default)s)")
     _add_model_options(serve)
     _add_feature_options(serve)
+
+    from .stream_options import add_consume_parser, add_export_parser, add_follow_options
+
+    add_follow_options(serve)
+    add_consume_parser(commands)
+    add_export_parser(commands)
     return parser
 
 

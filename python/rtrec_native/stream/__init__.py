@@ -1,0 +1,43 @@
+"""Feedback through a log: a producer helper, the trainer's consumer and delta fan-out.
+
+::
+
+    from rtrec_native.stream import Producer, Consumer, RedisStreamSource, RedisAnnouncer
+
+    Producer("redis://127.0.0.1:6379/0").send("alice", "sku-42", weight=3.0)   # XADD rtrec:events * ...
+
+    source = RedisStreamSource("redis://127.0.0.1:6379/0", "rtrec:events", group="trainers")
+    rec = restore_latest("model/") or Recommender(loss="bpr", num_threads=1, seed=0)
+    consumer = Consumer(rec, source, "model/",
+                        announce=RedisAnnouncer("redis://127.0.0.1:6379/0", "rtrec:events:deltas"))
+    consumer.run()                                   # what `rtrec consume` does
+
+    replica = rt.Replica("model/", redis="redis://127.0.0.1:6379/0")   # follows the announcements
+
+The entry format is in :mod:`rtrec_native.stream.entries`; the exactly-once contract a source
+keeps is :class:`EventSource`'s (a Kafka source would implement the same five methods).
+Needs the ``[stream]`` extra (the ``redis`` client), imported only when a Redis class is used.
+"""
+
+from .consumer import Consumer, ConsumerState
+from .entries import FIELDS, REASONS, EntryError, EntryParser
+from .fanout import DeltaFeed, RedisAnnouncer
+from .producer import Producer
+from .redis_source import DEAD_SUFFIX, RedisStreamSource
+from .source import Entry, EventSource
+
+__all__ = [
+    "DEAD_SUFFIX",
+    "FIELDS",
+    "REASONS",
+    "Consumer",
+    "ConsumerState",
+    "DeltaFeed",
+    "Entry",
+    "EntryError",
+    "EntryParser",
+    "EventSource",
+    "Producer",
+    "RedisAnnouncer",
+    "RedisStreamSource",
+]

@@ -1,0 +1,194 @@
+"""Redis Streams as an :class:`~rtrec_native.stream.EventSource`: a consumer group read in
+order, entries acknowledged (XACK) only when committed, dead letters copied to
+``<stream>:dead`` under their own entry ID."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ._redis import connect, redis_errors, stream_ids
+from .source import Entry, EventSource
+
+__all__ = ["DEAD_SUFFIX", "RedisStreamSource"]
+
+log = logging.getLogger("rtrec_native.stream")
+
+#: Dead letters of stream S go to S + DEAD_SUFFIX.
+DEAD_SUFFIX = ":dead"
+_ACK_CHUNK = 10_000  # IDs per XACK: one command, bounded size
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisStreamSource(EventSource):
+    """Reads ``stream`` through the consumer group ``group`` as consumer ``consumer``.
+
+    :meth:`open` creates the group when it does not exist (at the start of the stream, or
+    just after the model's recorded entry: the same entries either way, without re-reading
+    the older ones), and uses an existing group as it is. Entries the group delivered before
+    a crash and never acknowledged (its pending entries, whichever consumer name held them)
+    are taken over and returned first, in order; those at or before the model's recorded
+    entry are acknowledged without being returned.
+
+    Args:
+        redis: a URL (``redis://127.0.0.1:6379/0``) or a ``redis.Redis`` client.
+        stream: the stream's key; dead letters go to ``stream + ":dead"``.
+        group: the consumer group (one trainer per group and model).
+        consumer: this reader's name in the group.
+    """
+
+    def __init__(self, redis: Any, stream: str, group: str, consumer: str = "trainer") -> None:
+        for name, value in (("stream", stream), ("group", group), ("consumer", consumer)):
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name}: expected a non-empty name, got {value!r}")
+        if stream.endswith(DEAD_SUFFIX):
+            raise ValueError(f"stream {stream!r} is a dead-letter stream; consume "
+                             f"{stream[: -len(DEAD_SUFFIX)]!r} (its dead letters stay where they are)")
+        self._url = redis if isinstance(redis, str) else "redis"
+        self._r = connect(redis)
+        self.stream, self.group, self.consumer = stream, group, consumer
+        self.dead_stream = stream + DEAD_SUFFIX
+        self.identity = f"redis stream {stream}"
+        self._after: tuple[int, int] | None = None
+        self._cursor = "0"  # "0": our pending entries first; then ">": new ones
+        self._unacked: list[bytes] = []  # read, not yet committed (in order)
+        self._errors = redis_errors()
+
+    # ------------------------------------------------------------------ open
+
+    def open(self, after: str | None) -> None:
+        import redis as redis_module  # noqa: PLC0415
+
+        kind = _text(self._r.type(self.stream))
+        if kind not in ("stream", "none"):
+            raise ValueError(f"key {self.stream!r} holds a Redis {kind}, not a stream: wrong --stream name?")
+        self._after = None if after is None else stream_ids(after)
+        try:
+            self._r.xgroup_create(self.stream, self.group, id=after or "0", mkstream=True)
+            created = True
+        except redis_module.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+            created = False
+        if after is not None:
+            self._check_not_recreated(after)
+        self._take_over_pending()
+        if after is not None and not created:
+            self._check_no_gap(after)
+        self._cursor = "0"
+        log.info("reading %s as %s/%s (group %s)", self.stream, self.group, self.consumer,
+                 "created" if created else "existing")
+
+    def _check_not_recreated(self, after: str) -> None:
+        newest = stream_ids(self._r.xinfo_stream(self.stream)["last-generated-id"])
+        if newest < stream_ids(after):
+            raise ValueError(
+                f"the model learned stream {self.stream!r} up to entry {after}, but the stream's newest entry is "
+                f"{'-'.join(map(str, newest))}: the stream was deleted or this is another stream; use a new "
+                "--snapshot-dir to start a new model")
+
+    def _take_over_pending(self) -> None:
+        """Claim every entry the group delivered and nobody acknowledged (a previous trainer
+        under any consumer name): one trainer per group, so they are ours."""
+        start = "0-0"
+        while True:
+            # Without JUSTID: redis-py drops the cursor from a JUSTID reply.
+            reply = self._r.xautoclaim(self.stream, self.group, self.consumer, 0, start, count=1000)
+            start = _text(reply[0])
+            if start == "0-0":
+                return
+
+    def _check_no_gap(self, after: str) -> None:
+        """Entries the group delivered after the model's entry must all still be pending:
+        one acknowledged by someone else (another reader of the group) never reaches the
+        model, and that is refused rather than silently lost."""
+        info = next((g for g in self._r.xinfo_groups(self.stream) if _text(g["name"]) == self.group), None)
+        delivered = _text(info["last-delivered-id"]) if info else "0-0"
+        if stream_ids(delivered) <= stream_ids(after):
+            return
+        pending = {_text(p["message_id"]) for p in
+                   self._r.xpending_range(self.stream, self.group, f"({after}", delivered, 1_000_000)}
+        for entry_id, _ in self._r.xrange(self.stream, f"({after}", delivered, count=len(pending) + 1):
+            if _text(entry_id) not in pending:
+                raise ValueError(
+                    f"group {self.group!r} of stream {self.stream!r} has acknowledged entry {_text(entry_id)}, which "
+                    f"the model (at entry {after}) never learned: another reader uses this group; give the trainer "
+                    "a group of its own (--group)")
+
+    # ------------------------------------------------------------------ reading
+
+    def read(self, max_entries: int, timeout: float) -> list[Entry]:
+        while True:
+            if self._cursor == ">":
+                reply = self._r.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=max_entries,
+                                           block=max(1, int(timeout * 1000)))
+            else:
+                reply = self._r.xreadgroup(self.group, self.consumer, {self.stream: self._cursor},
+                                           count=max_entries)
+            raw = reply[0][1] if reply else []
+            if self._cursor != ">":
+                if not raw:
+                    self._cursor = ">"  # our pending entries are done: new ones from here
+                    continue
+                self._cursor = _text(raw[-1][0])
+            out = self._keep(raw)
+            if out or self._cursor == ">":
+                return out
+
+    def _keep(self, raw: list) -> list[Entry]:
+        """The entries after the model's position; those at or before it (already learned,
+        never acknowledged), and pending ones trimmed from the stream meanwhile, are
+        acknowledged without learning."""
+        out, skipped = [], []
+        # Entries come in ID order: once one is past the position, all the rest are.
+        after = self._after if raw and self._after is not None and stream_ids(raw[0][0]) <= self._after else None
+        for entry_id, fields in raw:
+            if (after is not None and stream_ids(entry_id) <= after) or not fields:
+                skipped.append(entry_id)
+                if not fields:
+                    log.warning("entry %s was trimmed from %s before it was learned", _text(entry_id), self.stream)
+                continue
+            self._unacked.append(entry_id)
+            out.append(Entry(_text(entry_id), fields))
+        if skipped:
+            self._r.xack(self.stream, self.group, *skipped)
+        return out
+
+    def commit(self, upto: str) -> None:
+        limit = stream_ids(upto)
+        n = len(self._unacked)
+        if n and stream_ids(self._unacked[-1]) > limit:  # rare: entries read after the position
+            n = 0
+            while stream_ids(self._unacked[n]) <= limit:
+                n += 1
+        done, self._unacked = self._unacked[:n], self._unacked[n:]
+        for start in range(0, len(done), _ACK_CHUNK):
+            self._r.xack(self.stream, self.group, *done[start:start + _ACK_CHUNK])
+        self._after = limit
+
+    def dead_letter(self, entry: Entry, reason: str, message: str) -> None:
+        import redis as redis_module  # noqa: PLC0415
+
+        copy = dict(entry.fields)
+        copy["rtrec.reason"], copy["rtrec.error"] = reason, message
+        try:
+            # Under the entry's own ID: a second copy after a crash is refused by Redis (IDs
+            # only grow), so each malformed entry has exactly one dead letter.
+            self._r.xadd(self.dead_stream, copy, id=entry.id)
+        except redis_module.ResponseError as exc:
+            if "equal or smaller" not in str(exc):
+                raise
+
+    def lag(self) -> dict[str, int | None]:
+        try:
+            info = next((g for g in self._r.xinfo_groups(self.stream) if _text(g["name"]) == self.group), None)
+        except self._errors:
+            return {"lag": None, "pending": len(self._unacked)}
+        lag = None if info is None or info.get("lag") is None else int(info["lag"])
+        return {"lag": lag, "pending": len(self._unacked)}
+
+    def close(self) -> None:
+        self._r.close()
