@@ -1,7 +1,13 @@
-"""Shared fixtures: planted data with known structure, a model fingerprint, the data path."""
+"""Shared fixtures: planted data with known structure, a model fingerprint, the data path, a
+private redis-server."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,3 +105,101 @@ def variant(request) -> Variant:
 @pytest.fixture(params=FAMILIES)
 def family(request) -> str:
     return request.param
+
+
+# --------------------------------------------------------------------------- Redis
+
+# Outside CI the stream tests skip when there is no redis-server binary; .ci/run installs one and
+# sets RTREC_REQUIRE_REDIS=1, which turns that skip into a failure (never a silent skip in CI).
+REQUIRE_REDIS = os.environ.get("RTREC_REQUIRE_REDIS") == "1"
+
+
+def _no_redis(reason: str):
+    if REQUIRE_REDIS:
+        pytest.fail(f"{reason} (RTREC_REQUIRE_REDIS=1: the stream tests must run)")
+    pytest.skip(reason)
+
+
+class RedisServer:
+    """A private redis-server on an ephemeral loopback port. Persistence is off (``save ""``,
+    ``appendonly no``): the data lives in memory for the test session only. The tests crash the
+    trainer, never Redis, so Redis' own durability is not what they are about."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        import redis
+
+        for _attempt in range(5):  # the port is free when picked; another process may take it first
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.port = s.getsockname()[1]
+            self._log = open(directory / f"redis-{self.port}.log", "wb")  # noqa: SIM115 - closed in stop()
+            self.proc = subprocess.Popen(
+                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", str(directory), "--loglevel", "warning"], stdout=self._log, stderr=subprocess.STDOUT)
+            client = redis.Redis(port=self.port, socket_connect_timeout=1)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    client.ping()
+                    client.close()
+                    return
+                except redis.exceptions.ConnectionError:
+                    time.sleep(0.02)
+            client.close()
+            self.stop()
+        raise RuntimeError(f"redis-server did not start; see {directory}")
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        _no_redis("no redis-server binary on PATH (apt-get install redis-server)")
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        _no_redis("the redis client is not installed (pip install '.[test]')")
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    """The session's Redis, emptied for this test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url())
+    client.flushall()
+    client.close()
+    return redis_server.url()
+
+
+def model_state(rec: rt.Recommender) -> tuple:
+    """A model bit for bit as far as it can be observed: every item's and user's vector and bias
+    as scoring uses them, the counters learning moves (memory aside), and the same after both
+    learn the same few more events (which brings in the optimizer state, the random streams and
+    the histories). Call it on models you may change: it trains them."""
+
+    def now() -> tuple:
+        items, users = rec.item_vectors(), rec.user_vectors()
+        stats = {k: v for k, v in rec.stats().items() if k != "memory_bytes"}
+        return (items[0].tolist(), items[1].tobytes(), items[2].tobytes(), users[0].tolist(), users[1].tobytes(),
+                users[2].tobytes(), stats)
+
+    before = now()
+    if rec.n_users and rec.n_items:
+        users, items = rec.user_vectors()[0][:50].tolist(), rec.item_vectors()[0][:50].tolist()
+        label = 1.0 if rec.get_params()["loss"] in ("squared", "logistic") else None
+        for k in range(100):
+            rec.update_one(users[k % len(users)], items[3 * k % len(items)], label, 1.0, 2e9 + k)
+    return before, now()
