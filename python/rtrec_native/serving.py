@@ -443,7 +443,8 @@ def create_app(rec: Recommender | Replica, *, publisher: Any = None, forward: An
                                 status_code=503)
         return {"status": "ok"}
 
-    @app.get("/metrics")
+    # Not in the OpenAPI schema: a Prometheus scrape target, text not JSON, for scrapers not clients.
+    @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Any:
         if metrics is None:
             raise HTTPException(status_code=501, detail="GET /metrics needs prometheus-client: "
