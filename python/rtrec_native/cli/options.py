@@ -14,9 +14,11 @@ import math
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .. import _core
 from .errors import PROG, one_line
 
-LOSS_CHOICES = ("auto", "bpr", "logistic", "squared")
+# "auto" (see --loss) and every loss some family trains with, as the core lists them.
+LOSS_CHOICES = ("auto", *dict.fromkeys(loss for family in ("mf", "two_tower") for loss in _core.losses(family)))
 POLICY_CHOICES = ("realtime", "periodic", "static")
 
 
