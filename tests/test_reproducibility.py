@@ -45,3 +45,20 @@ def test_multi_threaded_fit_learns_as_well_as_one_thread():
         aucs.append(auc(scores[liked], scores[disliked]))
     assert min(aucs) > 0.8
     assert abs(aucs[0] - aucs[1]) < 0.05
+
+
+def test_a_batch_update_equals_the_same_events_one_by_one(variant):
+    """Each event draws its negatives from its own random stream: how a stream is cut into
+    update calls does not change the model (a consumer may batch or not)."""
+    rng = np.random.default_rng(2)
+    users, items = rng.integers(0, 40, 300), rng.integers(0, 60, 300)
+    labels = None if variant.sampled else rng.integers(0, 2, 300).astype(np.float32)
+    kwargs = {"dim": 8, "num_threads": 1, "seed": 1, "negatives": 3, **variant.kwargs}
+    batched, single = rt.Recommender(**kwargs), rt.Recommender(**kwargs)
+    batched.update(users[:100], items[:100], None if labels is None else labels[:100])
+    batched.update(users[100:], items[100:], None if labels is None else labels[100:])
+    for k in range(300):
+        single.update_one(int(users[k]), int(items[k]), None if labels is None else float(labels[k]))
+    grid_u, grid_i = np.meshgrid(np.arange(40), np.arange(60), indexing="ij")
+    pairs = grid_u.ravel(), grid_i.ravel()
+    assert batched.predict(*pairs).tobytes() == single.predict(*pairs).tobytes()

@@ -416,8 +416,10 @@ void Model::update(const EventBatch& e) {
 void Model::update_pinned(const EventBatch& e) {
   validate(e);
   if (e.size == 0) return;
-  const uint64_t call = calls_.fetch_add(1, std::memory_order_relaxed);
-  SplitMix64 rng(derive_seed(config_.seed, kUpdateStream, call));
+  // Each event's random draws come from its own stream, numbered by the events update has
+  // seen: a batch of n events trains exactly like n single updates (a consumer may batch or
+  // not and get the same model).
+  const uint64_t first_event = update_events_.fetch_add(e.size, std::memory_order_relaxed);
   const double now = e.timestamps != nullptr ? 0.0 : wall_clock();
   const StepConfig step = step_config();
   float scratch[6 * 1024];
@@ -434,6 +436,7 @@ void Model::update_pinned(const EventBatch& e) {
   uint32_t recent[kMaxHistory];  // two_tower: the user's history before the event
   uint64_t applied = 0, skipped = 0;
   for (size_t i = 0; i < e.size; ++i) {
+    SplitMix64 rng(derive_seed(config_.seed, kUpdateStream, first_event + i));
     const Resolved r = resolve(e, i, now);
     advance_clock(e.timestamps != nullptr ? e.timestamps[i] : now);
     if (r.user == kNoRow || r.item == kNoRow) continue;  // not admitted yet

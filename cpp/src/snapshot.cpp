@@ -570,7 +570,7 @@ struct SnapshotHeader {
   ModelConfig config;
   double label_sum, weight_sum;
   float global_bias;
-  uint64_t updates, skipped, calls;
+  uint64_t updates, skipped, calls, update_events;
   uint64_t lineage, sequence;  // the deltas' lineage; full: last delta before it, delta: its number
   // The chain: each delta names the delta (or lineage start) it follows, so two writers that
   // continue one lineage from the same point cannot be mixed by a follower.
@@ -603,6 +603,7 @@ static void write_header(Writer& w, const SnapshotHeader& h) {
   w.value<uint64_t>(h.updates);
   w.value<uint64_t>(h.skipped);
   w.value<uint64_t>(h.calls);
+  w.value<uint64_t>(h.update_events);
   w.value<uint64_t>(h.lineage);
   w.value<uint64_t>(h.sequence);
   w.value<uint64_t>(h.follows);
@@ -657,6 +658,7 @@ static SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   h.updates = r.value<uint64_t>();
   h.skipped = r.value<uint64_t>();
   h.calls = r.value<uint64_t>();
+  h.update_events = r.value<uint64_t>();
   h.lineage = r.value<uint64_t>();
   h.sequence = r.value<uint64_t>();
   h.follows = r.value<uint64_t>();
@@ -707,6 +709,7 @@ SnapshotHeader header_of(const Model& m, uint32_t kind, uint64_t lineage, uint64
   h.updates = m.updates_.load(std::memory_order_relaxed);
   h.skipped = m.skipped_.load(std::memory_order_relaxed);
   h.calls = m.calls_.load(std::memory_order_relaxed);
+  h.update_events = m.update_events_.load(std::memory_order_relaxed);
   h.lineage = lineage;
   h.sequence = sequence;
   h.evicted_users = m.evicted_users_.load(std::memory_order_relaxed);
@@ -723,6 +726,7 @@ void restore_counters(Model& m, const SnapshotHeader& h) {
   m.updates_.store(h.updates);
   m.skipped_.store(h.skipped);
   m.calls_.store(h.calls);
+  m.update_events_.store(h.update_events);
   m.evicted_users_.store(h.evicted_users);
   m.evicted_items_.store(h.evicted_items);
   m.advance_clock(h.clock);

@@ -278,7 +278,8 @@ class Model {
 
   std::atomic<uint64_t> updates_{0};
   std::atomic<uint64_t> skipped_{0};
-  std::atomic<uint64_t> calls_{0};  // seeds each call's random streams
+  std::atomic<uint64_t> calls_{0};          // seeds each fit's random streams
+  std::atomic<uint64_t> update_events_{0};  // events seen by update: seeds each one's stream
   std::atomic<uint64_t> not_admitted_{0};
   std::atomic<double> clock_{0.0};
   std::atomic<bool> unstamped_{false};  // set_features made rows before the clock started
