@@ -68,7 +68,7 @@ def main(argv=None) -> int:
         label = ", ".join(f"{k}={v}" for k, v in change.items()) or "(defaults)"
         rows.append([label, f"{ml.policies['realtime'].metrics['hitrate@10']:.4f}",
                      f"{syn.policies['realtime'].metrics['hitrate@10']:.4f}"])
-        print(f"  {label}", file=sys.stderr, flush=True)
+        print("  " + " | ".join(rows[-1]), file=sys.stderr, flush=True)
     C.print_table(["setting", "MovieLens first 60%", "synthetic"], rows)
     return 0
 
