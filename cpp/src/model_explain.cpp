@@ -92,6 +92,13 @@ std::vector<Model::Reason> Model::explain(uint64_t user_key, const std::string* 
     std::vector<Part> user_parts;
     parts_of(users_, user_features_, user, user_parts);
     const float full = encoded_score(user_parts, recent.data(), n_recent, item_vector.data(), other);
+    // History items are weighed with the user's ID row left out of the encoding: that row
+    // learned from the same items (a user whose only event is A has an ID row that points
+    // at A's neighbours), so with it in, removing A from the history would hide that A is
+    // what the row learned from.
+    std::vector<Part> history_only(user_parts);
+    history_only[0].weight = 0.0f;
+    const float from_history = encoded_score(history_only, recent.data(), n_recent, item_vector.data(), other);
     std::vector<uint32_t> distinct(recent.begin(), recent.begin() + n_recent);
     std::sort(distinct.begin(), distinct.end());
     distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
@@ -99,7 +106,7 @@ std::vector<Model::Reason> Model::explain(uint64_t user_key, const std::string* 
       uint32_t kept = 0;
       for (uint32_t k = 0; k < n_recent; ++k)
         if (recent[k] != row) without[kept++] = recent[k];
-      add_item(row, full - encoded_score(user_parts, without.data(), kept, item_vector.data(), other));
+      add_item(row, from_history - encoded_score(history_only, without.data(), kept, item_vector.data(), other));
     }
     for (uint32_t k = 0; user_list != nullptr && k < user_list->size; ++k) {
       std::vector<Part> fewer(user_parts);

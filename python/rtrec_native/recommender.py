@@ -344,9 +344,12 @@ class Recommender:
         items behind a score), the item's features by their match to the user's vector, the
         user's features by their match to the item's vector. two_tower: weights are score
         contributions, computed by leave-one-out through the encoder: for each distinct item
-        of the user's encoded history (the last ``history`` positives) and each user feature,
-        the score minus the score with it left out; for each item feature, its term of the
-        score. Negative weights (reasons against) sort last. Computed in the core.
+        of the user's encoded history (the last ``history`` positives), the score of the
+        history's encoding minus that score with the item left out (the user's ID row is left
+        out of both, since it learned from those same items and would otherwise mask them);
+        for each user feature, the score minus the score without it; for each item feature,
+        its term of the score. Negative weights (reasons against) sort last. Computed in the
+        core.
 
         Raises KeyError when the user or the item is not in the model.
         """

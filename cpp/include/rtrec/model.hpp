@@ -104,9 +104,10 @@ class Model {
   // mf: the user's consumed items by cosine similarity to the item, and the features of
   // both (item features by cosine to the user's vector, user features by cosine to the
   // item's), all cosines in the model's space. two_tower: score contributions by leave-one-
-  // out: for each distinct item of the user's encoded history and each user feature, how
-  // much the score drops without it; for each item feature, its term of the item vector's
-  // score. Throws std::out_of_range naming an unknown user or item, std::invalid_argument
+  // out: for each distinct item of the user's encoded history, how much the score of the
+  // history's encoding (the user's ID row left out: it learned from those same items) drops
+  // without it; for each user feature, how much the full score drops without it; for each
+  // item feature, its term of the score. Throws std::out_of_range naming an unknown user or item, std::invalid_argument
   // for n == 0.
   struct Reason {
     bool feature;      // a feature (name) or one of the user's items (key, name for string IDs)
