@@ -44,7 +44,7 @@ def test_the_twin_is_explained_by_the_only_positive(family):
 def test_the_twin_is_explained_by_its_twin_among_other_positives(family):
     rec = _fitted(family, *_twin_data([4, 10, 150]))  # other pairs' items and a background item
     reasons = rec.explain(0, B, n=4)
-    assert [r.get("item") for r in reasons][0] == A
+    assert reasons[0].get("item") == A
     assert {r["item"] for r in reasons} == {A, 4, 10, 150}
     weights = [r["weight"] for r in reasons]
     assert weights == sorted(weights, reverse=True)
