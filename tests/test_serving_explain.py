@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from test_serving import Server  # noqa: E402
+from test_serving import Server
 
 
 @pytest.fixture(scope="module")
