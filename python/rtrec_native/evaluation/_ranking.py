@@ -123,7 +123,9 @@ class _Ranker:
     def _ask_once(self, user_ids: np.ndarray, users: np.ndarray, extra: int) -> tuple[np.ndarray, np.ndarray]:
         n_items = max(self.rec.n_items, 1)
         want = min(self.k + extra, n_items)
-        batch = self.rec.recommend_batch(user_ids, k=want, exclude_seen=True, diversity=self.diversity)
+        # Only a diversified request names diversity: other models (duck-typed) need not take it.
+        extra = {"diversity": self.diversity} if self.diversity else {}
+        batch = self.rec.recommend_batch(user_ids, k=want, exclude_seen=True, **extra)
         top = dense_items(batch, self.catalogue)
         listed = top != PAD
         drop = listed & self.index.consumed_before(users[:, None], np.maximum(top, 0), self.position)
@@ -151,9 +153,12 @@ def _fit_width(top: np.ndarray, k: int) -> np.ndarray:
     return np.hstack([top, np.full((top.shape[0], k - top.shape[1]), PAD, dtype=np.int64)])
 
 
-def catalogue_vectors(rec: Recommender, catalogue: np.ndarray) -> np.ndarray:
+def catalogue_vectors(rec: Recommender, catalogue: np.ndarray) -> np.ndarray | None:
     """The model's item vectors, one row per ``catalogue`` entry (dense item index); zeros
-    for items the model does not hold (it never recommends them)."""
+    for items the model does not hold (it never recommends them). None for a model without
+    ``item_vectors`` (intra-list diversity is then undefined)."""
+    if not callable(getattr(rec, "item_vectors", None)):
+        return None
     ids, vectors, _ = rec.item_vectors()
     out = np.zeros((catalogue.size, vectors.shape[1]), dtype=np.float32)
     if ids.size:

@@ -79,12 +79,13 @@ class _Recorder:
         rows = slice(self._next_trial, self._next_trial + top.shape[0])
         self.top[rows] = top
         listed = np.unique(top[top != PAD])
-        if listed.size:
+        if listed.size and callable(getattr(rec, "item_vectors", None)):  # a model with an item space
             _, vectors, _ = rec.item_vectors(stream.item_ids[listed])
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             unit = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
             local = np.where(top != PAD, np.searchsorted(listed, top), -1)
             self.dissimilarity[rows] = metrics.list_dissimilarity(local, unit)
+        if listed.size:
             self.self_information[rows] = metrics.list_self_information(
                 np.where(top != PAD, top, -1), metrics.popularity_probability(item_counts))
         self._next_trial += top.shape[0]

@@ -140,7 +140,8 @@ class SplitEvaluation:
             ``"recall@k"``, ``"mrr@k"`` over the test users with at least one new relevant
             item; beside accuracy, over the same users' lists, ``"coverage@k"`` (share of the
             catalogue recommended at least once), ``"ild@k"`` (intra-list diversity: mean
-            pairwise cosine dissimilarity in the model's item space) and ``"novelty@k"``
+            pairwise cosine dissimilarity in the model's item space; NaN for a model
+            without ``item_vectors``) and ``"novelty@k"``
             (mean self-information -log2 p(item) in bits, p from the training events'
             popularity, see :func:`metrics.popularity_probability`); then over every test
             event ``"rmse"``/``"mae"``
@@ -237,6 +238,7 @@ def _split_ranking(
     top = top_k_unconsumed(rec, users[row_users], row_users, history, len(train), k, catalogue,
                            learned_until=len(train), diversity=diversity)
     item_counts = np.bincount(np.searchsorted(catalogue, train.items), minlength=n_items)
+    vectors = catalogue_vectors(rec, catalogue)
     out = {
         f"hitrate@{k}": metrics.hit_rate_at_k(top, relevant, k, pad=PAD),
         f"ndcg@{k}": metrics.ndcg_at_k(top, relevant, k, pad=PAD),
@@ -244,7 +246,7 @@ def _split_ranking(
         f"recall@{k}": metrics.recall_at_k(top, relevant, k, pad=PAD),
         f"mrr@{k}": metrics.mrr(top, relevant, k, pad=PAD),
         f"coverage@{k}": metrics.catalogue_coverage_at_k(top, int(n_items), k, pad=PAD),
-        f"ild@{k}": metrics.intra_list_diversity(top, catalogue_vectors(rec, catalogue), k, pad=PAD),
+        f"ild@{k}": float("nan") if vectors is None else metrics.intra_list_diversity(top, vectors, k, pad=PAD),
         f"novelty@{k}": metrics.novelty(top, metrics.popularity_probability(item_counts), k, pad=PAD),
     }
     return out, int(row_users.size)
