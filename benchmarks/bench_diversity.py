@@ -123,7 +123,7 @@ def cost(rt, args):
     queries = rng.choice(np.unique(users), size=args.queries).tolist()
     contenders = {"plain": {}, "diversity=0.3": {"diversity": 0.3}}
     times = {name: [] for name in contenders}
-    for name, extra in contenders.items():  # warm-up
+    for extra in contenders.values():  # warm-up
         for u in queries[:20]:
             rec.recommend(u, k=10, **extra)
     for r in range(args.rounds):
