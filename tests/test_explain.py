@@ -96,3 +96,41 @@ def test_bad_arguments(family):
         rec.explain(0, "b")  # this model's item IDs are integers
     with pytest.raises(TypeError, match="user"):
         rec.explain(1.5, B)
+
+
+def test_explain_and_diversified_lists_while_training(family):
+    """Readers (explain, diversified recommend) run while another thread trains and adds
+    items: no crash, every answer well-formed."""
+    import threading
+
+    users, items = _twin_data([4, 10])
+    rec = _fitted(family, users, items)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def train() -> None:
+        rng = np.random.default_rng(1)
+        while not stop.is_set():
+            rec.update(rng.integers(0, 400, 64), rng.integers(0, 2000, 64))  # new users and items too
+
+    def read() -> None:
+        try:
+            for _ in range(300):
+                reasons = rec.explain(0, B, n=5)
+                assert reasons and all(np.isfinite(r["weight"]) for r in reasons)
+                ids, _ = rec.recommend(0, k=10, diversity=0.5)
+                assert len(set(ids.tolist())) == len(ids) == 10
+                rec.recommend_batch([0, 1, 2], k=10, diversity=0.5)
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    trainer = threading.Thread(target=train)
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    trainer.start()
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join()
+    stop.set()
+    trainer.join()
+    assert not errors, errors
