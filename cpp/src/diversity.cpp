@@ -66,7 +66,9 @@ void mmr_select(const float* relevance, const float* vectors, uint32_t n, uint32
       // Nothing picked yet: no redundancy (the max over an empty set is taken as 0).
       const float redundancy = step == 0 ? 0.0f : (nearest[j] - sim_lo) * sim_scale;
       const float value = (1.0f - lambda) * rel[j] - lambda * redundancy;
-      if (best == n || value > best_value) {
+      // Ties go to the more relevant (so lambda = 1 still starts from the best item), then
+      // to the lower index.
+      if (best == n || value > best_value || (value == best_value && rel[j] > rel[best])) {
         best = j;
         best_value = value;
       }

@@ -28,7 +28,8 @@ void check_diversity(double lambda);
 
 // MMR over n candidates: `relevance` (n scores, any scale, best first or not), `vectors`
 // (n rows of `stride` floats, any norm; a zero row is similar to nothing). Writes the
-// indices of min(k, n) picks, in pick order, to `order`. Ties go to the lower index.
+// indices of min(k, n) picks, in pick order, to `order`. Ties go to the more relevant, then
+// to the lower index.
 // `scratch` grows as needed. Cost: n^2/2 + k*n dot products (the pairwise range, then
 // the rows of the picked items).
 void mmr_select(const float* relevance, const float* vectors, uint32_t n, uint32_t stride, uint32_t k, float lambda,
