@@ -148,7 +148,8 @@ def test_split_evaluation_reports_rmse_for_ratings():
         split.train.users, split.train.items, split.train.labels, epochs=3
     )
     result = evaluate_split(rec, split)
-    expected = {"rmse", "mae", "hitrate@10", "ndcg@10", "precision@10", "recall@10", "mrr@10", "coverage@10"}
+    expected = {"rmse", "mae", "hitrate@10", "ndcg@10", "precision@10", "recall@10", "mrr@10", "coverage@10",
+                "ild@10", "novelty@10"}
     assert expected <= set(result.metrics)
     assert 0 < result.metrics["rmse"] < 5
     assert result.positive_threshold == default_positive_threshold(split.train.labels, "squared")
@@ -233,7 +234,7 @@ def test_every_policy_scores_the_same_events(drift_report):
 
 def test_report_structure_and_json(drift_report):
     assert list(drift_report.policies) == list(POLICIES)
-    assert drift_report.metric_names == ["hitrate@10", "ndcg@10", "auc"]
+    assert drift_report.metric_names == ["hitrate@10", "ndcg@10", "auc", "ild@10", "novelty@10", "coverage@10"]
     out = drift_report.to_dict()
     text = json.dumps(out, allow_nan=False)
     back = json.loads(text)
@@ -310,7 +311,7 @@ def test_rating_streams_report_rmse_and_string_ids_work():
     )
     report = prequential(events, model={"dim": 4, "num_threads": 1}, batch_size=25, retrain_every=300)
     assert report.stream["loss"] == "squared"
-    assert report.metric_names == ["hitrate@10", "ndcg@10", "rmse", "mae"]
+    assert report.metric_names == ["hitrate@10", "ndcg@10", "rmse", "mae", "ild@10", "novelty@10", "coverage@10"]
     realtime, static = report.policies["realtime"].metrics, report.policies["static"].metrics
     assert realtime["rmse"] < static["rmse"]  # learning the ratings as they come helps
     json.dumps(report.to_dict(), allow_nan=False)

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "rtrec/config.hpp"
+#include "rtrec/diversity.hpp"
 #include "rtrec/hash.hpp"
 #include "rtrec/model.hpp"
 #include "rtrec/parallel.hpp"
@@ -279,6 +280,9 @@ PYBIND11_MODULE(_core, m) {
     limits["max_tower_layers"] = rtrec::kMaxTowerLayers;
     limits["max_tower_width"] = rtrec::kMaxTowerWidth;
     limits["max_history"] = rtrec::kMaxHistory;
+    limits["max_diversity"] = rtrec::kMaxDiversity;
+    limits["diversity_pool_factor"] = rtrec::kDiversityPoolFactor;
+    limits["diversity_pool_min"] = rtrec::kDiversityPoolMin;
     m.attr("limits") = limits;
   }
   m.def(
@@ -372,8 +376,9 @@ PYBIND11_MODULE(_core, m) {
           py::arg("users"), py::arg("items"), py::arg("num_threads"))
       .def(
           "recommend",
-          [](const Model& model, py::handle user, uint64_t k, bool exclude_seen, int num_threads) {
+          [](const Model& model, py::handle user, uint64_t k, bool exclude_seen, int num_threads, double diversity) {
             if (k == 0) throw py::value_error("k must be >= 1");
+            rtrec::check_diversity(diversity);  // before narrowing to float
             const ScalarId u = to_scalar_id(user, "user");
             const uint32_t capacity = static_cast<uint32_t>(std::min<uint64_t>(k, model.items().size()));
             const bool strings = model.items().kind() == IdKind::kString;
@@ -387,17 +392,18 @@ PYBIND11_MODULE(_core, m) {
               // and scans the rows that existed when it started, so `capacity` bounds it.
               const rtrec::RecommendOutput out{keys.data(), strings ? names.data() : nullptr, scores.mutable_data()};
               found = model.recommend(u.key, u.name ? &*u.name : nullptr, std::max<uint32_t>(capacity, 1),
-                                      exclude_seen, num_threads, out);
+                                      exclude_seen, num_threads, out, static_cast<float>(diversity));
             }
             found = std::min(found, capacity);
             scores.resize({static_cast<py::ssize_t>(found)});
             return py::make_tuple(ids_of(keys.data(), strings ? names.data() : nullptr, found), scores);
           },
-          py::arg("user"), py::arg("k"), py::arg("exclude_seen"), py::arg("num_threads"))
+          py::arg("user"), py::arg("k"), py::arg("exclude_seen"), py::arg("num_threads"), py::arg("diversity") = 0.0)
       .def(
           "recommend_batch",
-          [](const Model& model, py::handle users, uint64_t k, bool exclude_seen, int num_threads) {
+          [](const Model& model, py::handle users, uint64_t k, bool exclude_seen, int num_threads, double diversity) {
             if (k == 0) throw py::value_error("k must be >= 1");
+            rtrec::check_diversity(diversity);
             const Ids u = to_ids(users, "users");
             const size_t n = u.batch.size;
             // No more than the catalogue holds now: the core scans the rows that exist when
@@ -411,7 +417,8 @@ PYBIND11_MODULE(_core, m) {
             {
               py::gil_scoped_release release;
               const rtrec::RecommendOutput out{keys.mutable_data(), strings ? names.data() : nullptr, scores.mutable_data()};
-              model.recommend_batch(u.batch, width, exclude_seen, num_threads, out, counts.mutable_data());
+              model.recommend_batch(u.batch, width, exclude_seen, num_threads, out, counts.mutable_data(),
+                                    static_cast<float>(diversity));
             }
             py::object name_list = py::none();
             if (strings) {
@@ -421,7 +428,39 @@ PYBIND11_MODULE(_core, m) {
             }
             return py::make_tuple(keys, name_list, scores, counts);
           },
-          py::arg("users"), py::arg("k"), py::arg("exclude_seen"), py::arg("num_threads"))
+          py::arg("users"), py::arg("k"), py::arg("exclude_seen"), py::arg("num_threads"), py::arg("diversity") = 0.0)
+      .def(
+          "explain",
+          [](const Model& model, py::handle user, py::handle item, uint64_t n) {
+            if (n == 0) throw py::value_error("n must be >= 1");
+            const ScalarId u = to_scalar_id(user, "user"), i = to_scalar_id(item, "item");
+            std::vector<Model::Reason> reasons;
+            {
+              py::gil_scoped_release release;
+              try {
+                reasons = model.explain(u.key, u.name ? &*u.name : nullptr, i.key, i.name ? &*i.name : nullptr,
+                                        static_cast<uint32_t>(std::min<uint64_t>(n, std::numeric_limits<uint32_t>::max())));
+              } catch (const std::out_of_range& e) {
+                py::gil_scoped_acquire acquire;
+                throw py::key_error(e.what());
+              }
+            }
+            const bool strings = model.items().kind() == IdKind::kString;
+            py::list out;
+            for (const Model::Reason& r : reasons) {
+              py::dict d;
+              if (r.feature)
+                d["feature"] = py::str(r.name);
+              else if (strings)
+                d["item"] = py::str(r.name);
+              else
+                d["item"] = static_cast<int64_t>(r.key);
+              d["weight"] = r.weight;
+              out.append(std::move(d));
+            }
+            return out;
+          },
+          py::arg("user"), py::arg("item"), py::arg("n"))
       .def(
           "set_features",
           [](Model& model, bool items, py::handle ids, const py::list& features) {

@@ -545,8 +545,9 @@ void Model::emit(const ScoredRow* best, uint32_t found, float base, const Recomm
 }
 
 uint32_t Model::recommend(uint64_t user_key, const std::string* user_name, uint32_t k, bool exclude_seen,
-                          int num_threads, const RecommendOutput& out) const {
+                          int num_threads, const RecommendOutput& out, float diversity) const {
   if (k == 0) throw std::invalid_argument("k must be >= 1");
+  check_diversity(diversity);
   if (user_name != nullptr && users_.kind() == IdKind::kInt) throw std::invalid_argument("user IDs of this model are integers, got a string");
   if (user_name == nullptr && users_.kind() == IdKind::kString) throw std::invalid_argument("user IDs of this model are strings, got an integer");
   EpochGuard pin;  // the rows found stay these items until their IDs are copied out
@@ -556,21 +557,28 @@ uint32_t Model::recommend(uint64_t user_key, const std::string* user_name, uint3
   std::vector<float> query(users_.stride());
   std::vector<uint32_t> excluded;
   const float base = prepare_query(user, exclude_seen, query.data(), excluded);
-  std::vector<ScoredRow> best(std::min(k, n_rows));
+  // Diversified lists choose their k from a larger pool of the best (see diversity.hpp).
+  const uint32_t wanted = diversity > 0.0f ? diversity_pool(k) : k;
+  std::vector<ScoredRow> best(std::min(wanted, n_rows));
   std::vector<float> per_feature;
   FeatureCorrection features{nullptr, nullptr, 0};
   if (item_features_.lists.any()) {
     feature_scores(query.data(), per_feature);
     features = FeatureCorrection{&item_features_.lists, per_feature.data(), static_cast<uint32_t>(per_feature.size())};
   }
-  const uint32_t found = top_k(items_, n_rows, query.data(), k, excluded, threads, best.data(), features);
+  uint32_t found = top_k(items_, n_rows, query.data(), wanted, excluded, threads, best.data(), features);
+  if (diversity > 0.0f) {
+    std::vector<float> vectors, scratch;
+    found = diversify(best.data(), found, k, diversity, vectors, scratch);
+  }
   emit(best.data(), found, base, out, 0);
   return found;
 }
 
 void Model::recommend_batch(const IdBatch& u, uint32_t k, bool exclude_seen, int num_threads,
-                            const RecommendOutput& out, uint32_t* counts) const {
+                            const RecommendOutput& out, uint32_t* counts, float diversity) const {
   if (k == 0) throw std::invalid_argument("k must be >= 1");
+  check_diversity(diversity);
   check_kind(users_, u, "user");
   EpochGuard pin;
   // Users go in blocks that share each pass over the item vectors (see top_k_many); blocks
@@ -582,13 +590,15 @@ void Model::recommend_batch(const IdBatch& u, uint32_t k, bool exclude_seen, int
   const uint32_t stride = users_.stride();
   const uint32_t n_rows = items_.size();  // one catalogue snapshot for the whole batch
   const bool item_features_lists_any = item_features_.lists.any();
+  // Each user's scan keeps `width` candidates: k, or the MMR pool when diversifying.
+  const uint32_t width = diversity > 0.0f ? std::min(diversity_pool(k), std::max(n_rows, k)) : k;
   ExceptionSlot failure;
 #pragma omp parallel num_threads(threads)
   {
     std::vector<float> queries;
     std::vector<std::vector<uint32_t>> excluded(kBlock);
     std::vector<ScoredRow> best;
-    std::vector<float> per_feature, one_query;
+    std::vector<float> per_feature, one_query, vectors, scratch;
     float bases[kBlock];
     uint32_t found[kBlock];
 #pragma omp for schedule(dynamic, 1)
@@ -598,7 +608,7 @@ void Model::recommend_batch(const IdBatch& u, uint32_t k, bool exclude_seen, int
         const int64_t first = b * kBlock;
         const uint32_t count = static_cast<uint32_t>(std::min(kBlock, n - first));
         queries.resize(size_t(count) * stride);
-        best.resize(size_t(count) * k);
+        best.resize(size_t(count) * width);
         FeatureCorrection features{nullptr, nullptr, 0};
         per_feature.clear();
         for (uint32_t q = 0; q < count; ++q) {
@@ -613,10 +623,12 @@ void Model::recommend_batch(const IdBatch& u, uint32_t k, bool exclude_seen, int
           }
         }
         if (item_features_lists_any) features = FeatureCorrection{&item_features_.lists, per_feature.data(), features.n_features};
-        top_k_many(items_, n_rows, queries.data(), excluded.data(), count, k, best.data(), found, features);
+        top_k_many(items_, n_rows, queries.data(), excluded.data(), count, width, best.data(), found, features);
         for (uint32_t q = 0; q < count; ++q) {
+          ScoredRow* row = best.data() + size_t(q) * width;
+          if (diversity > 0.0f) found[q] = diversify(row, found[q], k, diversity, vectors, scratch);
           counts[first + q] = found[q];
-          emit(best.data() + size_t(q) * k, found[q], bases[q], out, size_t(first + q) * k);
+          emit(row, found[q], bases[q], out, size_t(first + q) * k);
         }
       });
     }

@@ -214,6 +214,13 @@ def real(value: Any, name: str, *, low: float, low_inclusive: bool) -> float:
     return v
 
 
+def number(value: Any, name: str) -> float:
+    """A real number as a float, range unchecked (the core checks it, e.g. ``diversity``)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})")
+    return _to_float(value, name)
+
+
 def finite(value: Any, name: str) -> float:
     """Any finite number (seconds on a clock, say)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):

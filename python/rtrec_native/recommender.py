@@ -20,6 +20,9 @@ DEFAULTS: dict[str, Any] = _params.defaults("mf")
 MAX_DIM: int = _core.limits["max_dim"]
 MAX_MIN_COUNT: int = _core.limits["max_min_count"]
 MAX_ROWS: int = _core.limits["max_rows"]
+#: ``diversity`` re-ranks the best max(DIVERSITY_POOL_FACTOR * k, DIVERSITY_POOL_MIN) items.
+DIVERSITY_POOL_FACTOR: int = _core.limits["diversity_pool_factor"]
+DIVERSITY_POOL_MIN: int = _core.limits["diversity_pool_min"]
 
 
 def defaults(model: str = "mf") -> dict[str, Any]:
@@ -284,7 +287,8 @@ class Recommender:
         user_ids, item_ids, _ = self._id_pairs(users, items, allow_empty=True)
         return self._model.predict(user_ids, item_ids, num_threads=self._threads)
 
-    def recommend(self, user: int | str, k: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def recommend(self, user: int | str, k: int = 10, exclude_seen: bool = True,
+                  diversity: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """The k best items for one user, best first: ``(item_ids, scores)``.
 
         Exact over all known items. ``exclude_seen`` drops items this user has had positive
@@ -292,16 +296,28 @@ class Recommender:
         item bias: popularity under BPR/logistic, average rating under squared). Fewer than k
         results come back when the catalogue (minus excluded items) is smaller. Item IDs come
         back as int64, or as an object array of str for string IDs.
+
+        ``diversity`` (lambda in [0, 1]; else ValueError): 0 is the exact top-k above. Above 0
+        the k items are chosen by maximal marginal relevance from the pool of the
+        max(5k, 50) best-scored items (``DIVERSITY_POOL_FACTOR``, ``DIVERSITY_POOL_MIN``):
+        each next pick maximises (1 - lambda) * relevance - lambda * (its largest cosine
+        similarity to the items already picked), relevance (the score) and similarity (of
+        the item vectors as scoring uses them, side features included) each min-max scaled
+        to [0, 1] over the pool. Items come in pick order, with their model scores (which
+        then need not decrease). 1 keeps only the first (best) item for relevance and picks
+        the rest for spread alone.
         """
         user = check.scalar_id(user, "user")
         k = check.positive_int(k, "k")
+        diversity = check.number(diversity, "diversity")
         check.check_kind(self._model.user_id_kind, "str" if isinstance(user, str) else "int", "user")
-        found, scores = self._model.recommend(user, min(k, _K_LIMIT), bool(exclude_seen), self._threads)
+        found, scores = self._model.recommend(user, min(k, _K_LIMIT), bool(exclude_seen), self._threads, diversity)
         return self._id_array(found), scores
 
-    def recommend_batch(self, users: Any, k: int = 10, exclude_seen: bool = True) -> BatchRecommendations:
+    def recommend_batch(self, users: Any, k: int = 10, exclude_seen: bool = True,
+                        diversity: float = 0.0) -> BatchRecommendations:
         """Top-k for many users at once (blocks of users share each pass over the items,
-        blocks spread over threads).
+        blocks spread over threads). ``diversity`` as in :meth:`recommend`.
 
         Returns a :class:`BatchRecommendations`: ``ids[n, c]``, ``scores[n, c]`` with
         c = min(k, n_items), and ``counts[n]``, how many entries of each row are results
@@ -310,12 +326,39 @@ class Recommender:
         ``ids, scores = rec.recommend_batch(...)``.
         """
         k = check.positive_int(k, "k")
+        diversity = check.number(diversity, "diversity")
         user_kind, user_ids, n = check.ids(users, "users")
         check.check_kind(self._model.user_id_kind, user_kind, "users")
         n_items_before = self._model.n_items
         keys, names, scores, counts = self._model.recommend_batch(user_ids, min(k, _K_LIMIT), bool(exclude_seen),
-                                                                 self._threads)
+                                                                 self._threads, diversity)
         return BatchRecommendations.from_core(keys, names, scores, counts, min(k, n_items_before))
+
+    def explain(self, user: int | str, item: int | str, n: int = 3) -> list[dict[str, Any]]:
+        """Why ``item`` scores as it does for ``user``: up to ``n`` reasons, strongest first,
+        each ``{"item": id, "weight": w}`` (one of the user's own past items) or
+        ``{"feature": name, "weight": w}`` (a feature of the user or of the item).
+
+        mf: weights are cosine similarities in the model's space — the user's consumed
+        items by their similarity to ``item`` (as implicit's ALS ``explain`` lists the liked
+        items behind a score), the item's features by their match to the user's vector, the
+        user's features by their match to the item's vector. two_tower: weights are score
+        contributions, computed by leave-one-out through the encoder: for each distinct item
+        of the user's encoded history (the last ``history`` positives), the score of the
+        history's encoding minus that score with the item left out (the user's ID row is left
+        out of both, since it learned from those same items and would otherwise mask them);
+        for each user feature, the score minus the score without it; for each item feature,
+        its term of the score. Negative weights (reasons against) sort last. Computed in the
+        core.
+
+        Raises KeyError when the user or the item is not in the model.
+        """
+        user = check.scalar_id(user, "user")
+        item = check.scalar_id(item, "item")
+        n = check.positive_int(n, "n")
+        check.check_kind(self._model.user_id_kind, "str" if isinstance(user, str) else "int", "user")
+        check.check_kind(self._model.item_id_kind, "str" if isinstance(item, str) else "int", "item")
+        return self._model.explain(user, item, min(n, _K_LIMIT))
 
     # ------------------------------------------------------------------ side features
 

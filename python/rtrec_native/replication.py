@@ -257,7 +257,7 @@ class Publisher:
 class Replica:
     """A read-only model that follows a publisher's directory: it opens the newest full
     snapshot and applies the deltas as they appear (checking every ``poll_interval`` seconds
-    in a daemon thread). ``predict``, ``recommend`` and ``recommend_batch`` behave as on
+    in a daemon thread). ``predict``, ``recommend``, ``recommend_batch`` and ``explain`` behave as on
     :class:`Recommender` and keep answering while deltas are applied. It reloads a snapshot
     only when it has fallen behind pruned deltas or the directory changed lineage.
 
@@ -474,11 +474,16 @@ class Replica:
     def predict(self, users: Any, items: Any) -> np.ndarray:
         return self._rec.predict(users, items)
 
-    def recommend(self, user: int | str, k: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        return self._rec.recommend(user, k=k, exclude_seen=exclude_seen)
+    def recommend(self, user: int | str, k: int = 10, exclude_seen: bool = True,
+                  diversity: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        return self._rec.recommend(user, k=k, exclude_seen=exclude_seen, diversity=diversity)
 
-    def recommend_batch(self, users: Any, k: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        return self._rec.recommend_batch(users, k=k, exclude_seen=exclude_seen)
+    def recommend_batch(self, users: Any, k: int = 10, exclude_seen: bool = True,
+                        diversity: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        return self._rec.recommend_batch(users, k=k, exclude_seen=exclude_seen, diversity=diversity)
+
+    def explain(self, user: int | str, item: int | str, n: int = 3) -> list[dict[str, Any]]:
+        return self._rec.explain(user, item, n=n)
 
     def stats(self) -> dict[str, Any]:
         out = self._rec.stats()

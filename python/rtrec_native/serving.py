@@ -6,7 +6,9 @@ it. With a snapshot directory a :class:`~rtrec_native.replication.Publisher` wri
 every ``snapshot_interval`` seconds (and a last one on shutdown), so at most that much
 acknowledged feedback can be lost in a crash; a restart resumes from the directory.
 
-Endpoints: ``POST /feedback``, ``GET /recommend?user=..&k=..``, ``POST /recommend``,
+Endpoints: ``POST /feedback``, ``GET /recommend?user=..&k=..&diversity=..``, ``POST /recommend``
+(``diversity`` as in ``Recommender.recommend``), ``GET /explain?user=..&item=..&n=..`` (the
+reasons of ``Recommender.explain``; 404 for an unknown user or item),
 ``POST /features/items`` and ``POST /features/users`` (side features, e.g. a new item's
 attributes: recommendable at once), ``GET /healthz``, ``GET /stats`` (the model's counters,
 plus ``events_applied``: events acknowledged by ``POST /feedback`` since the start) and
@@ -295,6 +297,7 @@ def create_app(rec: Recommender | Replica, *, publisher: Any = None, forward: An
         users: list[Id] = Field(min_length=1, max_length=max_events)
         k: StrictInt = Field(default=10, ge=1, le=max_k)
         exclude_seen: bool = True
+        diversity: Number = 0.0  # the core checks the range (422 naming it)
 
     class Features(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -321,17 +324,17 @@ def create_app(rec: Recommender | Replica, *, publisher: Any = None, forward: An
     def unprocessable(exc: Exception) -> HTTPException:
         return HTTPException(status_code=422, detail=str(exc))
 
-    def user_id(text: str) -> int | str:
+    def user_id(text: str, side: str = "user") -> int | str:
         """Query strings are text: an integer-ID model reads the user as an int, written in
         ASCII digits only (int() would also take " 7", "1_000" and other scripts' digits,
         and answer for a user the client did not name)."""
-        kind = model().user_id_kind
+        kind = model().user_id_kind if side == "user" else model().item_id_kind
         if kind == "str":
             return text
         if _INT_TEXT.fullmatch(text):
             return int(text)
         if kind == "int":
-            raise HTTPException(status_code=422, detail=f"user IDs are integers here, got {text!r}")
+            raise HTTPException(status_code=422, detail=f"{side} IDs are integers here, got {text!r}")
         return text
 
     # Events acknowledged by POST /feedback since the app started, for /stats: the model's
@@ -406,11 +409,11 @@ def create_app(rec: Recommender | Replica, *, publisher: Any = None, forward: An
 
     @app.get("/recommend")
     def recommend(user: str = Query(..., min_length=1, max_length=512), k: int = Query(10, ge=1, le=max_k),
-                  exclude_seen: bool = True) -> dict[str, Any]:
+                  exclude_seen: bool = True, diversity: float = 0.0) -> dict[str, Any]:
         uid = user_id(user)
         began = time.perf_counter()
         try:
-            ids, scores = rec.recommend(uid, k=k, exclude_seen=exclude_seen)
+            ids, scores = rec.recommend(uid, k=k, exclude_seen=exclude_seen, diversity=diversity)
         except (ValueError, TypeError) as exc:
             raise unprocessable(exc) from exc
         if metrics is not None:
@@ -421,7 +424,8 @@ def create_app(rec: Recommender | Replica, *, publisher: Any = None, forward: An
     def recommend_many(body: BatchQuery) -> dict[str, Any]:
         began = time.perf_counter()
         try:
-            ids, scores = rec.recommend_batch(body.users, k=body.k, exclude_seen=body.exclude_seen)
+            ids, scores = rec.recommend_batch(body.users, k=body.k, exclude_seen=body.exclude_seen,
+                                              diversity=body.diversity)
         except (ValueError, TypeError) as exc:
             raise unprocessable(exc) from exc
         if metrics is not None:
@@ -431,6 +435,18 @@ def create_app(rec: Recommender | Replica, *, publisher: Any = None, forward: An
             keep = [j for j, s in enumerate(row_scores) if math.isfinite(s)]  # drop padding
             results.append({"user": user, "items": [row_ids[j] for j in keep], "scores": [row_scores[j] for j in keep]})
         return {"results": results}
+
+    @app.get("/explain")
+    def explain(user: str = Query(..., min_length=1, max_length=512),
+                item: str = Query(..., min_length=1, max_length=512), n: int = Query(3, ge=1, le=max_k)) -> Any:
+        uid, iid = user_id(user), user_id(item, "item")
+        try:
+            reasons = rec.explain(uid, iid, n=n)
+        except KeyError as exc:
+            raise HTTPException(status_code=404, detail=str(exc.args[0]) if exc.args else "not found") from exc
+        except (ValueError, TypeError) as exc:
+            raise unprocessable(exc) from exc
+        return {"user": uid, "item": iid, "reasons": reasons}
 
     @app.get("/healthz")
     def healthz() -> Any:

@@ -21,6 +21,7 @@
 
 #include "rtrec/config.hpp"
 #include "rtrec/count_sketch.hpp"
+#include "rtrec/diversity.hpp"
 #include "rtrec/embedding_table.hpp"
 #include "rtrec/feature_lists.hpp"
 #include "rtrec/history_store.hpp"
@@ -88,13 +89,34 @@ class Model {
   void predict(const IdBatch& users, const IdBatch& items, float* out, int num_threads) const;
 
   // Top-k items for one user key (an unknown user ranks by item bias). Returns the number
-  // written (<= k). Scores are in predict()'s units.
+  // written (<= k). Scores are in predict()'s units. `diversity` (lambda, see diversity.hpp):
+  // 0 is the exact top-k; above 0 the k are chosen from the diversity_pool(k) best by MMR
+  // and come in pick order (scores then need not decrease). Throws std::invalid_argument
+  // for a lambda outside [0, 1].
   uint32_t recommend(uint64_t user_key, const std::string* user_name, uint32_t k, bool exclude_seen, int num_threads,
-                     const RecommendOutput& out) const;
+                     const RecommendOutput& out, float diversity = 0.0f) const;
   // Many users at once (blocks of users share each pass over the items, blocks spread over
   // threads); entries [i*k, i*k + counts[i]) of the outputs belong to user i.
   void recommend_batch(const IdBatch& users, uint32_t k, bool exclude_seen, int num_threads,
-                       const RecommendOutput& out, uint32_t* counts) const;
+                       const RecommendOutput& out, uint32_t* counts, float diversity = 0.0f) const;
+
+  // Why the model scores `item` for `user`: up to n reasons, strongest first (model_explain.cpp).
+  // mf: the user's consumed items by cosine similarity to the item, and the features of
+  // both (item features by cosine to the user's vector, user features by cosine to the
+  // item's), all cosines in the model's space. two_tower: score contributions by leave-one-
+  // out: for each distinct item of the user's encoded history, how much the score of the
+  // history's encoding (the user's ID row left out: it learned from those same items) drops
+  // without it; for each user feature, how much the full score drops without it; for each
+  // item feature, its term of the score. Throws std::out_of_range naming an unknown user or item, std::invalid_argument
+  // for n == 0.
+  struct Reason {
+    bool feature;      // a feature (name) or one of the user's items (key, name for string IDs)
+    uint64_t key;
+    std::string name;
+    float weight;
+  };
+  std::vector<Reason> explain(uint64_t user_key, const std::string* user_name, uint64_t item_key,
+                              const std::string* item_name, uint32_t n) const;
 
   // Side features: replaces the features of each listed ID (creating the ID's row if
   // needed, so a new item is recommendable before its first event); an empty list removes
@@ -175,6 +197,13 @@ class Model {
   // The user's query vector (stride floats into `out`): mf its effective vector, two_tower
   // its encoding. Returns the user-side bias (none in two_tower).
   float user_query(uint32_t user, float* out) const noexcept;
+  // Re-orders the first min(k, found) entries of `pool` (found candidates, best first) to
+  // the MMR picks for `diversity` (model_diversity.cpp); returns how many.
+  uint32_t diversify(ScoredRow* pool, uint32_t found, uint32_t k, float diversity, std::vector<float>& vectors,
+                     std::vector<float>& scratch) const;
+  // two_tower: <encoding, item vector> for user parts and history rows (explain's leave-one-out).
+  float encoded_score(const std::vector<Part>& user_parts, const uint32_t* history, uint32_t n, const float* item,
+                      std::vector<float>& query) const;
   // Copies k results' keys, names and scores (in predict's units) into `out` at `at`.
   void emit(const ScoredRow* best, uint32_t found, float base, const RecommendOutput& out, size_t at) const;
 

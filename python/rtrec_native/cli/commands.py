@@ -77,7 +77,8 @@ def _evaluate_temporal(args: argparse.Namespace) -> int:
                        f"{len(split.test)}); change --test-fraction")
     features = features_for(args, events, data_info, data_ids_only=True)  # train and test IDs
     rec, params, fit_seconds = fit_model(args, split.train, features)
-    result = evaluate_split(rec, split, k=args.k, positive_threshold=args.positive_threshold)
+    result = evaluate_split(rec, split, k=args.k, positive_threshold=args.positive_threshold,
+                            diversity=args.diversity)
     if args.json:
         print_json({**result.to_dict(), "data": data_info, "model": params, "fit_seconds": fit_seconds})
         return 0
@@ -141,27 +142,55 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if not Path(args.model).is_file():
         raise CliError(f"model file not found: {args.model}")
     rec = Recommender.load(args.model)
-    ids, scores = _recommend_any_kind(rec, args.user, args.k, not args.include_seen)
+    user, ids, scores = _recommend_any_kind(rec, args.user, args.k, not args.include_seen, args.diversity)
     items = [v.item() if isinstance(v, np.generic) else v for v in ids]
+    # The reasons come from the model itself (Recommender.explain); a user the model does
+    # not know has none (their list is the popularity ranking).
+    known = args.explain and _is_known(rec, user)
+    reasons = [rec.explain(user, item, n=3) if known else [] for item in items] if args.explain else None
     if args.json:
-        print_json({"user": args.user, "k": args.k, "items": items, "scores": [float(s) for s in scores]})
+        payload = {"user": args.user, "k": args.k, "diversity": args.diversity, "items": items,
+                   "scores": [float(s) for s in scores]}
+        if reasons is not None:
+            payload["explanations"] = reasons
+        print_json(payload)
         return 0
-    print(f"top {len(items)} for user {args.user}:")
+    print(f"top {len(items)} for user {args.user}" + (f" (diversity {args.diversity:g})" if args.diversity else "")
+          + ":")
     for rank, (item, score) in enumerate(zip(items, scores, strict=True), start=1):
         print(f"{rank:>4}  {item!s:>12}  {score:.4f}")
+        if reasons is not None:
+            print(f"{'':>6}because: {_reasons_text(reasons[rank - 1]) if known else 'unknown user: popular items'}")
     return 0
 
 
-def _recommend_any_kind(rec: Any, user: str, k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
-    """A command-line ID is text: try it as an integer ID first, then as a string ID."""
+def _is_known(rec: Any, user: int | str) -> bool:
+    try:
+        rec.user_vectors([user])
+    except KeyError:
+        return False
+    return True
+
+
+def _reasons_text(reasons: list[dict[str, Any]]) -> str:
+    if not reasons:
+        return "no history or features to explain it"
+    return ", ".join(f"{'item ' + str(r['item']) if 'item' in r else 'feature ' + r['feature']} ({r['weight']:+.3f})"
+                     for r in reasons)
+
+
+def _recommend_any_kind(rec: Any, user: str, k: int, exclude_seen: bool,
+                        diversity: float) -> tuple[int | str, np.ndarray, np.ndarray]:
+    """A command-line ID is text: try it as an integer ID first, then as a string ID.
+    Returns the ID as the model takes it, then the items and scores."""
     try:
         as_int = int(user)
     except ValueError:
-        return rec.recommend(user, k=k, exclude_seen=exclude_seen)
+        return user, *rec.recommend(user, k=k, exclude_seen=exclude_seen, diversity=diversity)
     try:
-        return rec.recommend(as_int, k=k, exclude_seen=exclude_seen)
+        return as_int, *rec.recommend(as_int, k=k, exclude_seen=exclude_seen, diversity=diversity)
     except TypeError:  # the model's user IDs are strings
-        return rec.recommend(user, k=k, exclude_seen=exclude_seen)
+        return user, *rec.recommend(user, k=k, exclude_seen=exclude_seen, diversity=diversity)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -103,6 +103,10 @@ fraction = _float_in(0.0, 1.0, low_open=True, high_open=True, what="a number in 
 positive_float = _float_in(0.0, math.inf, low_open=True, high_open=True, what="a number > 0")
 nonnegative_float = _float_in(0.0, math.inf, low_open=False, high_open=True, what="a number >= 0")
 finite_float = _float_in(-math.inf, math.inf, low_open=True, high_open=True, what="a finite number")
+diversity_lambda = _float_in(0.0, _core.limits["max_diversity"], low_open=False, high_open=False,
+                             what="a number in [0, 1]")
+DIVERSITY_HELP = ("re-rank for diversity: 0 is the plain top-k, up to 1 trades relevance for spread (maximal "
+                  "marginal relevance over the max(5k, 50) best items) (default: %(default)s)")
 
 
 # =========================================================================== parser
@@ -185,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("-k", type=positive_int, default=10, help="number of items (default: %(default)s)")
     recommend.add_argument("--include-seen", action="store_true",
                            help="also rank items the user has already consumed")
+    recommend.add_argument("--diversity", type=diversity_lambda, default=0.0, metavar="LAMBDA", help=DIVERSITY_HELP)
+    recommend.add_argument("--explain", action="store_true",
+                           help="under each item, the reasons the model scores it (the user's own items and "
+                           "features that weigh most, from Recommender.explain)")
     recommend.add_argument("--json", action="store_true", help="print JSON on stdout instead of a table")
 
     serve = commands.add_parser(
@@ -373,6 +381,8 @@ def _add_replay_options(p: argparse.ArgumentParser) -> None:
                    "86400 for nightly (combinable with --retrain-every)")
     g.add_argument("-k", type=positive_int, default=defaults["k"],
                    help="cut-off of HitRate@k / NDCG@k (default: %(default)s)")
+    g.add_argument("--diversity", type=diversity_lambda, default=defaults["diversity"], metavar="LAMBDA",
+                   help=DIVERSITY_HELP)
     g.add_argument("--windows", type=positive_int, default=defaults["n_windows"], metavar="N",
                    help="time windows (equal event counts) for the metric over time (default: %(default)s)")
     g.add_argument("--positive-threshold", type=finite_float, default=None, metavar="LABEL",

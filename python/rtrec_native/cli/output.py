@@ -34,12 +34,17 @@ def format_table(report: Any) -> str:
     headers = ["policy", f"HitRate@{k}", f"NDCG@{k}"]
     if pointwise is not None:
         headers.append(pointwise.upper())
+    # Beyond accuracy (when the report has them): intra-list diversity, novelty (bits), coverage.
+    beyond = [(f"ild@{k}", f"ILD@{k}"), (f"novelty@{k}", "novelty"), (f"coverage@{k}", "coverage")]
+    beyond = [(key, title) for key, title in beyond if key in report.metric_names]
+    headers += [title for _, title in beyond]
     headers += ["events/s", "update latency"]
     rows = []
     for name, result in report.policies.items():
         row = [name, fmt(result.metrics[f"hitrate@{k}"]), fmt(result.metrics[f"ndcg@{k}"])]
         if pointwise is not None:
             row.append(fmt(result.metrics[pointwise]))
+        row += [fmt(result.metrics[key]) for key, _ in beyond]
         row += [f"{result.events_per_s:,.0f}", _refresh_text(name, result, report.config)]
         rows.append(row)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]

@@ -224,7 +224,7 @@ def run_prequential(args: argparse.Namespace, policies: Sequence[str]) -> tuple[
             batch_size=args.batch_size, warmup=args.warmup, epochs=args.epochs,
             retrain_every=retrain_every, retrain_period=retrain_period, k=args.k,
             n_windows=args.windows, positive_threshold=args.positive_threshold, progress=progress,
-            item_features=by_side.get("item"), user_features=by_side.get("user"),
+            item_features=by_side.get("item"), user_features=by_side.get("user"), diversity=args.diversity,
         )
     finally:
         progress.close()

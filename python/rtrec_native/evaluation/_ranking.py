@@ -68,6 +68,7 @@ def top_k_unconsumed(
     catalogue: np.ndarray,
     *,
     learned_until: int,
+    diversity: float = 0.0,
 ) -> np.ndarray:
     """Top-``k`` dense items (indices into ``catalogue``, ``PAD`` for empty slots) for each
     user, leaving out every item the user consumed before ``position``.
@@ -80,8 +81,13 @@ def top_k_unconsumed(
     seen list holds the rest of the history: no admission or eviction at work). A row whose
     filtered list comes up short although the model filled it (its seen list missed older
     items) is asked again for ``k`` + every item the user consumed: exact whatever it holds.
+
+    With ``diversity`` > 0 the model diversifies the longer list it is asked for, and the
+    consumed items are dropped from that: the same as diversifying the unconsumed items
+    whenever nothing needs dropping (a split evaluation without admission or eviction),
+    close to it otherwise.
     """
-    ranker = _Ranker(rec, index, position, k, catalogue)
+    ranker = _Ranker(rec, index, position, k, catalogue, diversity)
     top, short = ranker.ask(user_ids, users, extra=index.count(users, learned_until, position))
     if short.any():
         rows = np.flatnonzero(short)
@@ -98,6 +104,7 @@ class _Ranker:
     position: int
     k: int
     catalogue: np.ndarray
+    diversity: float = 0.0
 
     def ask(self, user_ids: np.ndarray, users: np.ndarray, *, extra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The filtered top-``k`` of each row from lists of ``k + extra`` items, and which
@@ -116,7 +123,10 @@ class _Ranker:
     def _ask_once(self, user_ids: np.ndarray, users: np.ndarray, extra: int) -> tuple[np.ndarray, np.ndarray]:
         n_items = max(self.rec.n_items, 1)
         want = min(self.k + extra, n_items)
-        top = dense_items(self.rec.recommend_batch(user_ids, k=want, exclude_seen=True), self.catalogue)
+        # Only a diversified request names diversity: other models (duck-typed) need not take it.
+        extra = {"diversity": self.diversity} if self.diversity else {}
+        batch = self.rec.recommend_batch(user_ids, k=want, exclude_seen=True, **extra)
+        top = dense_items(batch, self.catalogue)
         listed = top != PAD
         drop = listed & self.index.consumed_before(users[:, None], np.maximum(top, 0), self.position)
         if not drop.any():  # nothing to filter (the model's seen list had it all): no copy
@@ -141,3 +151,18 @@ def _fit_width(top: np.ndarray, k: int) -> np.ndarray:
     if top.shape[1] >= k:
         return top[:, :k]
     return np.hstack([top, np.full((top.shape[0], k - top.shape[1]), PAD, dtype=np.int64)])
+
+
+def catalogue_vectors(rec: Recommender, catalogue: np.ndarray) -> np.ndarray | None:
+    """The model's item vectors, one row per ``catalogue`` entry (dense item index); zeros
+    for items the model does not hold (it never recommends them). None for a model without
+    ``item_vectors`` (intra-list diversity is then undefined)."""
+    if not callable(getattr(rec, "item_vectors", None)):
+        return None
+    ids, vectors, _ = rec.item_vectors()
+    out = np.zeros((catalogue.size, vectors.shape[1]), dtype=np.float32)
+    if ids.size:
+        where = np.minimum(np.searchsorted(catalogue, ids), catalogue.size - 1)
+        known = catalogue[where] == ids
+        out[where[known]] = vectors[known]
+    return out

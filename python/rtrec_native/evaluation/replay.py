@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import _core, metrics
 from .. import _validation as check
-from .. import metrics
 from ..events import Events
 from ..recommender import Recommender
 from ._common import (
@@ -66,13 +66,28 @@ class _Recorder:
         n_trials = int(stream.ranked[start:].sum())
         self.top = np.full((n_trials, k), PAD, dtype=np.int64)
         self.trial_pos = np.flatnonzero(stream.ranked[start:]) + start
+        # Beyond accuracy, per trial: the list's intra-list diversity (in the item space of
+        # the model that made it) and mean self-information (popularity of the stream so far).
+        self.dissimilarity = np.full(n_trials, np.nan)
+        self.self_information = np.full(n_trials, np.nan)
         self._next_trial = 0
 
     def add_scores(self, lo: int, scores: np.ndarray) -> None:
         self.scores[lo - self.start : lo - self.start + scores.size] = scores
 
-    def add_top(self, top: np.ndarray) -> None:
-        self.top[self._next_trial : self._next_trial + top.shape[0]] = top
+    def add_top(self, top: np.ndarray, rec: Recommender, stream: _Stream, item_counts: np.ndarray) -> None:
+        rows = slice(self._next_trial, self._next_trial + top.shape[0])
+        self.top[rows] = top
+        listed = np.unique(top[top != PAD])
+        if listed.size and callable(getattr(rec, "item_vectors", None)):  # a model with an item space
+            _, vectors, _ = rec.item_vectors(stream.item_ids[listed])
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            unit = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+            local = np.where(top != PAD, np.searchsorted(listed, top), -1)
+            self.dissimilarity[rows] = metrics.list_dissimilarity(local, unit)
+        if listed.size:
+            self.self_information[rows] = metrics.list_self_information(
+                np.where(top != PAD, top, -1), metrics.popularity_probability(item_counts))
         self._next_trial += top.shape[0]
 
 
@@ -161,6 +176,7 @@ def _replay(
     progress: Callable[[str, int, int], Any] | None,
     total: int,
     features: _FeatureCatalogue | None = None,
+    diversity: float = 0.0,
 ) -> tuple[_Recorder, list[float], float]:
     """Run one policy over the stream after the warm-up.
 
@@ -182,6 +198,8 @@ def _replay(
     refresh_seconds: list[float] = []
     began = time.perf_counter()
     trial_lo = 0
+    # Events per item in the stream so far: the popularity novelty is measured against.
+    item_counts = np.bincount(stream.item[:warmup], minlength=stream.item_ids.size)
     for lo, hi in _batches(warmup, stream.n, batch_size):
         if policy == "periodic" and _refit_due(stream, lo, learned, retrain_every, retrain_period):
             t0 = time.perf_counter()
@@ -196,9 +214,11 @@ def _replay(
         trial_hi = trial_lo + int(np.count_nonzero(stream.ranked[lo:hi]))
         if trial_hi > trial_lo:  # new positives: rank them, leaving out what each user consumed
             users = stream.user[recorder.trial_pos[trial_lo:trial_hi]]
-            recorder.add_top(top_k_unconsumed(rec, stream.user_ids[users], users, stream.consumed, lo, k,
-                                              stream.item_ids, learned_until=learned))
+            top = top_k_unconsumed(rec, stream.user_ids[users], users, stream.consumed, lo, k, stream.item_ids,
+                                   learned_until=learned, diversity=diversity)
+            recorder.add_top(top, rec, stream, item_counts)
         trial_lo = trial_hi
+        item_counts += np.bincount(stream.item[lo:hi], minlength=item_counts.size)
         # Then train: the realtime model learns the batch, event by event, in order.
         if policy == "realtime":
             t0 = time.perf_counter()
@@ -224,6 +244,10 @@ def _summarise(
         relevant = stream.item[recorder.trial_pos[a:b]]
         out[f"hitrate@{k}"] = metrics.hit_rate_at_k(top, relevant, k, pad=PAD)
         out[f"ndcg@{k}"] = metrics.ndcg_at_k(top, relevant, k, pad=PAD)
+        out[f"coverage@{k}"] = metrics.catalogue_coverage_at_k(top, int(stream.item_ids.size), k, pad=PAD)
+        for name, values in ((f"ild@{k}", recorder.dissimilarity[a:b]),
+                             (f"novelty@{k}", recorder.self_information[a:b])):
+            out[name] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
     out["n_scored"] = hi - lo
     out["n_ranked"] = int(b - a)
     return out
@@ -245,13 +269,14 @@ def _window_spans(stream: _Stream, start: int, n_windows: int) -> list[WindowSpa
 
 def _metric_names(loss: str, labels: np.ndarray | None, k: int) -> list[str]:
     names = [f"hitrate@{k}", f"ndcg@{k}"]
+    beyond = [f"ild@{k}", f"novelty@{k}", f"coverage@{k}"]
     if loss == "squared":
-        return [*names, "rmse", "mae"]
+        return [*names, "rmse", "mae", *beyond]
     if labels is not None and np.isin(np.unique(labels), (0.0, 1.0)).all():
         names.append("auc")
         if loss == "logistic":
             names.append("logloss")
-    return names
+    return [*names, *beyond]
 
 
 def prequential(
@@ -270,6 +295,7 @@ def prequential(
     progress: Callable[[str, int, int], Any] | None = None,
     item_features: Any = None,
     user_features: Any = None,
+    diversity: float = 0.0,
 ) -> PrequentialReport:
     """Replay a time-ordered stream through several freshness policies, test-then-train.
 
@@ -303,6 +329,15 @@ def prequential(
             ID's features when the ID first appears: before the micro-batch that first
             mentions it is scored (the warm-up fit and every refit: the IDs seen so far),
             so items are never recommendable before they exist in the stream.
+        diversity: passed to ``recommend_batch`` for the ranking trials (see
+            :meth:`Recommender.recommend`; 0: plain top-k).
+
+    Beside accuracy, every report has, over the ranking trials' top-k lists:
+    ``"ild@k"`` (intra-list diversity: mean pairwise cosine dissimilarity of a list in the
+    item space of the model that made it), ``"novelty@k"`` (mean self-information
+    -log2 p(item) in bits, p the item's Laplace-smoothed share of the stream's events
+    before the list was made) and ``"coverage@k"`` (share of the stream's items recommended
+    at least once).
 
     Returns:
         A :class:`PrequentialReport`.
@@ -313,6 +348,9 @@ def prequential(
     epochs = check.positive_int(epochs, "epochs")
     k = check.positive_int(k, "k")
     n_windows = check.positive_int(n_windows, "n_windows")
+    diversity = check.number(diversity, "diversity")
+    if not 0.0 <= diversity <= _core.limits["max_diversity"]:
+        raise ValueError(f"diversity must be a finite number in [0, 1] (0: plain top-K), got {diversity!r}")
     retrain_every = positive_int_or_none(retrain_every, "retrain_every")
     if retrain_period is not None:
         retrain_period = check.real(retrain_period, "retrain_period", low=0.0, low_inclusive=False)
@@ -345,7 +383,7 @@ def prequential(
         recorder, refresh_seconds, seconds = _replay(
             policy, make, stream, n_warmup, batch_size=batch_size, epochs=epochs, k=k,
             retrain_every=retrain_every, retrain_period=retrain_period, progress=progress,
-            total=len(policies) * n_scored, features=catalogue,
+            total=len(policies) * n_scored, features=catalogue, diversity=diversity,
         )
         seconds = max(seconds, 1e-9)  # a finite events/s even on a coarse clock
         results[policy] = PolicyResult(
@@ -367,6 +405,7 @@ def prequential(
         "retrain_every": retrain_every,
         "retrain_period": retrain_period,
         "k": k,
+        "diversity": diversity,
         "n_windows": len(spans),
         "positive_threshold": threshold,
         "model": params,

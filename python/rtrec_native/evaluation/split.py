@@ -28,7 +28,7 @@ from ._common import (
     pointwise,
     time_order,
 )
-from ._ranking import ConsumedIndex, top_k_unconsumed
+from ._ranking import ConsumedIndex, catalogue_vectors, top_k_unconsumed
 
 __all__ = ["SplitEvaluation", "TemporalSplit", "evaluate_split", "temporal_split"]
 
@@ -137,8 +137,14 @@ class SplitEvaluation:
 
     Attributes:
         metrics: name -> value: ``"hitrate@k"``, ``"ndcg@k"``, ``"precision@k"``,
-            ``"recall@k"``, ``"mrr@k"``, ``"coverage@k"`` over the test users with at least
-            one new relevant item; then over every test event ``"rmse"``/``"mae"``
+            ``"recall@k"``, ``"mrr@k"`` over the test users with at least one new relevant
+            item; beside accuracy, over the same users' lists, ``"coverage@k"`` (share of the
+            catalogue recommended at least once), ``"ild@k"`` (intra-list diversity: mean
+            pairwise cosine dissimilarity in the model's item space; NaN for a model
+            without ``item_vectors``) and ``"novelty@k"``
+            (mean self-information -log2 p(item) in bits, p from the training events'
+            popularity, see :func:`metrics.popularity_probability`); then over every test
+            event ``"rmse"``/``"mae"``
             (squared loss), or ``"auc"`` (0/1 labels) and ``"logloss"`` (logistic loss).
             NaN when undefined (e.g. AUC of a test part with one class).
         split: the split's :meth:`TemporalSplit.to_dict`.
@@ -170,6 +176,7 @@ def evaluate_split(
     *,
     k: int = 10,
     positive_threshold: float | None = None,
+    diversity: float = 0.0,
 ) -> SplitEvaluation:
     """Score a model fitted on ``split.train`` against ``split.test``.
 
@@ -178,7 +185,8 @@ def evaluate_split(
     the top-``k`` is the model's ranking with the items the user consumed in the training
     part left out (taken from ``split.train`` itself, so a model with admission or eviction,
     whose seen lists miss some of that history, is scored the same way). Fit ``rec`` on
-    ``split.train`` only: anything else leaks the future into the scores.
+    ``split.train`` only: anything else leaks the future into the scores. ``diversity`` is
+    passed to ``recommend_batch`` (see :meth:`Recommender.recommend`).
     """
     check_model(rec, "rec")
     if not isinstance(split, TemporalSplit):
@@ -192,7 +200,8 @@ def evaluate_split(
         else float(positive_threshold)
     )
     out = pointwise(rec.predict(test.users, test.items), test.labels, loss) if len(test) else {}
-    ranking, n_ranked = _split_ranking(rec, split, k, threshold, loss)
+    diversity = check.number(diversity, "diversity")
+    ranking, n_ranked = _split_ranking(rec, split, k, threshold, loss, diversity)
     out = {**ranking, **out}
     return SplitEvaluation(
         metrics=out, split=split.to_dict(), k=k, positive_threshold=threshold, n_ranked_users=n_ranked
@@ -200,9 +209,9 @@ def evaluate_split(
 
 
 def _split_ranking(
-    rec: Recommender, split: TemporalSplit, k: int, threshold: float, loss: str
+    rec: Recommender, split: TemporalSplit, k: int, threshold: float, loss: str, diversity: float
 ) -> tuple[dict[str, float], int]:
-    names = [f"{m}@{k}" for m in ("hitrate", "ndcg", "precision", "recall", "mrr", "coverage")]
+    names = [f"{m}@{k}" for m in ("hitrate", "ndcg", "precision", "recall", "mrr", "coverage", "ild", "novelty")]
     nan = {name: float("nan") for name in names}
     train, test = split.train, split.test
     if len(test) == 0:
@@ -227,7 +236,9 @@ def _split_ranking(
     row_users = ranked_users[bounds[:-1]]
     relevant = np.split(relevant_keys % n_items, bounds[1:-1])
     top = top_k_unconsumed(rec, users[row_users], row_users, history, len(train), k, catalogue,
-                           learned_until=len(train))
+                           learned_until=len(train), diversity=diversity)
+    item_counts = np.bincount(np.searchsorted(catalogue, train.items), minlength=n_items)
+    vectors = catalogue_vectors(rec, catalogue)
     out = {
         f"hitrate@{k}": metrics.hit_rate_at_k(top, relevant, k, pad=PAD),
         f"ndcg@{k}": metrics.ndcg_at_k(top, relevant, k, pad=PAD),
@@ -235,5 +246,7 @@ def _split_ranking(
         f"recall@{k}": metrics.recall_at_k(top, relevant, k, pad=PAD),
         f"mrr@{k}": metrics.mrr(top, relevant, k, pad=PAD),
         f"coverage@{k}": metrics.catalogue_coverage_at_k(top, int(n_items), k, pad=PAD),
+        f"ild@{k}": float("nan") if vectors is None else metrics.intra_list_diversity(top, vectors, k, pad=PAD),
+        f"novelty@{k}": metrics.novelty(top, metrics.popularity_probability(item_counts), k, pad=PAD),
     }
     return out, int(row_users.size)
