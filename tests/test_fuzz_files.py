@@ -244,7 +244,7 @@ def _value(lanes: list[int], pending: int, length: int) -> int:
 
 
 def checksum(data: bytes) -> int:
-    """The snapshot format's section checksum (cpp/src/snapshot.cpp, class Checksum): 8-byte
+    """The snapshot format's section checksum (cpp/src/snapshot_io.hpp, class Checksum): 8-byte
     little-endian words into four lanes in turn, then the unfinished word and the length."""
     lanes = list(_LANES)
     whole = len(data) // 8

@@ -20,6 +20,7 @@
 #include "rtrec/hash.hpp"
 #include "rtrec/model.hpp"
 #include "rtrec/parallel.hpp"
+#include "rtrec/snapshot.hpp"
 
 namespace py = pybind11;
 using rtrec::IdBatch;

@@ -235,4 +235,25 @@ uint64_t EmbeddingTable::memory_bytes() const noexcept {
   return chunks * kChunkRows * per_row + index_.memory_bytes();
 }
 
+std::vector<uint32_t> EmbeddingTable::live_rows(uint32_t n) const {
+  std::vector<uint32_t> rows;
+  rows.reserve(live_count());
+  for (uint32_t i = 0; i < n; ++i)
+    if (is_live(i)) rows.push_back(i);
+  return rows;
+}
+
+std::vector<uint32_t> EmbeddingTable::rows_marked_since(uint32_t n, uint32_t generation) const {
+  std::vector<uint32_t> rows;
+  for (uint32_t i = 0; i < n; ++i)
+    if (this->generation(i) >= generation && is_live(i)) rows.push_back(i);
+  return rows;
+}
+
+std::vector<uint64_t> EmbeddingTable::live_keys(uint32_t n) const {
+  std::vector<uint64_t> keys;
+  for (uint32_t r : live_rows(n)) keys.push_back(key(r));
+  return keys;
+}
+
 }  // namespace rtrec

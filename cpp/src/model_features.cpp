@@ -130,7 +130,7 @@ void Model::set_features_pinned(bool on_items, const IdBatch& ids, const std::ve
     rows.clear();
     for (size_t k = 0; k < features[i].size(); ++k, ++at) {
       const uint32_t f = side.table.find_or_insert(keys[at], &names[at], /*random_init=*/false, now);
-      side.table.mark(f, generation_);  // before any list names it (see FeatureAccess::write)
+      side.table.mark(f, generation_);  // before any list names it (see write_features in snapshot_sections.cpp)
       if (std::find(rows.begin(), rows.end(), f) == rows.end()) rows.push_back(f);  // a repeat counts once
     }
     side.lists.set(row, rows);

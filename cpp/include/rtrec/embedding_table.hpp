@@ -79,6 +79,11 @@ class EmbeddingTable {
   // skip the liveness check.
   bool has_erased() const noexcept { return erased_any_.load(std::memory_order_relaxed); }
   IdKind kind() const noexcept { return static_cast<IdKind>(kind_.load(std::memory_order_acquire)); }
+  // Among rows [0, n): the live ones, those of them marked at or after `generation` (see
+  // mark()), and the keys of the live ones, in row order. Callers are pinned.
+  std::vector<uint32_t> live_rows(uint32_t n) const;
+  std::vector<uint32_t> rows_marked_since(uint32_t n, uint32_t generation) const;
+  std::vector<uint64_t> live_keys(uint32_t n) const;
 
   // Lock-free. kNotFound when the key has no row.
   uint32_t find(uint64_t key) const noexcept { return index_.find(key); }

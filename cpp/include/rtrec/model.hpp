@@ -27,7 +27,6 @@
 #include "rtrec/kernels.hpp"
 #include "rtrec/random.hpp"
 #include "rtrec/seen_store.hpp"
-#include "rtrec/snapshot.hpp"
 #include "rtrec/topk.hpp"
 #include "rtrec/tower.hpp"
 
@@ -127,16 +126,16 @@ class Model {
 
   ModelStats stats() const noexcept;
 
+  // Persistence (model_persistence.hpp): the state a snapshot or delta holds is read through
+  // StateAccess, written back through Import, and cut into lineage steps by SnapshotCut and
+  // DeltaCut. The file format (snapshot.hpp) uses only these and the public views above; the
+  // model knows nothing of the format.
+  class StateAccess;
+  class SnapshotCut;
+  class DeltaCut;
+  class Import;
+
  private:
-  friend void save_snapshot(const Model& model, const std::string& path);
-  friend std::unique_ptr<Model> load_snapshot(const std::string& path);
-  friend void save_delta(const Model& model, const std::string& path);
-  friend void apply_delta(Model& model, const std::string& path);
-  friend SnapshotHeader header_of(const Model& m, uint32_t kind, uint64_t lineage, uint64_t sequence);
-  friend void restore_counters(Model& m, const SnapshotHeader& h);
-  friend struct FeatureAccess;
-  friend struct TwoTowerAccess;
-  friend void fill_pool(const Model& m, SnapshotHeader& h, const std::vector<uint32_t>& position);
 
   struct Resolved {
     uint32_t user, item;
