@@ -204,7 +204,7 @@ void Model::pool_refill(const std::vector<Resolved>& events, SplitMix64& rng) no
 }
 
 void Model::train_one(const StepConfig& step, const Resolved& e, const uint32_t* negatives, float* scratch,
-                      uint64_t& applied, uint64_t& skipped) const noexcept {
+                      uint64_t& applied, uint64_t& skipped) noexcept {
   if (any_features()) {
     const bool featured = user_features_.lists.get(e.user) != nullptr || item_features_.lists.get(e.item) != nullptr ||
                           (config_.loss == Loss::kBpr && [&] {

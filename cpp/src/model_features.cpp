@@ -12,7 +12,7 @@ namespace rtrec {
 using namespace model_detail;
 
 void Model::train_composite(const StepConfig& step, const Resolved& e, const uint32_t* negatives, uint64_t& applied,
-                            uint64_t& skipped) const noexcept {
+                            uint64_t& skipped) noexcept {
   thread_local std::vector<float> scratch;
   thread_local std::vector<Part> user, item, negative;
   try {
@@ -71,7 +71,7 @@ float Model::effective(const EmbeddingTable& ids, const FeatureSide& side, uint3
   return bias;
 }
 
-void Model::mark_features(const FeatureSide& side, uint32_t row) const noexcept {
+void Model::mark_features(const FeatureSide& side, uint32_t row) noexcept {
   const FeatureList* list = side.lists.get(row);
   if (list == nullptr) return;
   for (uint32_t k = 0; k < list->size; ++k) side.table.mark(list->rows[k], generation_);

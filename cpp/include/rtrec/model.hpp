@@ -159,10 +159,10 @@ class Model {
   // One event's gradient step(s), `negatives` drawn beforehand (BPR); adds to `applied` /
   // `skipped` (BPR: one per negative).
   void train_one(const StepConfig& step, const Resolved& e, const uint32_t* negatives, float* scratch,
-                 uint64_t& applied, uint64_t& skipped) const noexcept;
+                 uint64_t& applied, uint64_t& skipped) noexcept;
   // train_one for events whose rows have side features (the composite kernels).
   void train_composite(const StepConfig& step, const Resolved& e, const uint32_t* negatives, uint64_t& applied,
-                       uint64_t& skipped) const noexcept;
+                       uint64_t& skipped) noexcept;
   // One Hogwild epoch: part p of `bounds` is shuffled and trained by one thread.
   void train_epoch(std::vector<Resolved>& events, const std::vector<int64_t>& bounds, uint64_t call, uint32_t epoch,
                    std::vector<float>& scratch, std::vector<uint32_t>& negatives);
@@ -258,7 +258,7 @@ class Model {
   void parts_of(const EmbeddingTable& ids, const FeatureSide& side, uint32_t row, std::vector<Part>& out) const;
   bool any_features() const noexcept { return user_features_.lists.any() || item_features_.lists.any(); }
   // Marks the feature rows of an event's rows after a step (see mark()).
-  void mark_features(const FeatureSide& side, uint32_t row) const noexcept;
+  void mark_features(const FeatureSide& side, uint32_t row) noexcept;
   // Per-feature scores b_f + <query, v_f> of the item features, for top-K.
   void feature_scores(const float* query, std::vector<float>& out) const;
 
