@@ -70,47 +70,53 @@ USERS = [(1, 200.0, 0.5, (0.1, 0.2))]
 ITEMS = [(10, 100.0, 0.25, (1.0, 2.0)), (20, 200.0, -0.25, (3.0, -1.0))]
 
 
-def version_1(delta: bool) -> bytes:
-    f = FileBuilder(1)
-    f.raw(DELTA if delta else SNAPSHOT).pack("II", 1, int(delta))
+def _start(version: int, delta: bool, updates: int = 2, global_bias: float = 4.0) -> FileBuilder:
+    """Magic, version, kind, config and counters: how every version's header starts."""
+    f = FileBuilder(version)
+    f.raw(DELTA if delta else SNAPSHOT).pack("II", version, int(delta))
     _config(f)
-    _counters(f, 2, 4.0)
-    f.pack("QQ", LINEAGE, int(delta))  # base id, sequence
-    f.pack("IQI", 0, 0, 0).end_section()  # uniform negatives, empty pool
+    _counters(f, updates, global_bias)
+    return f
+
+
+def _chain(f: FileBuilder, delta: bool) -> None:
+    """Lineage, sequence, the link followed (deltas) and the file's own link (versions 2+)."""
+    f.pack("QQQQ", LINEAGE, int(delta), LINEAGE if delta else 0, DELTA_LINK if delta else LINEAGE)
+
+
+def _rows(f: FileBuilder) -> None:
+    """The users, items and seen lists of the snapshot (and, as if unchanged, the delta)."""
     _table(f, USERS)
     _table(f, ITEMS)
     _seen(f, [[10]])
+
+
+def version_1(delta: bool) -> bytes:
+    f = _start(1, delta)
+    f.pack("QQ", LINEAGE, int(delta))  # base id, sequence
+    f.pack("IQI", 0, 0, 0).end_section()  # uniform negatives, empty pool
+    _rows(f)
     return f.finish()
 
 
 def version_2(delta: bool) -> bytes:
-    f = FileBuilder(2)
-    f.raw(DELTA if delta else SNAPSHOT).pack("II", 2, int(delta))
-    _config(f)
-    _counters(f, 2, 4.0)
-    f.pack("QQQQ", LINEAGE, int(delta), LINEAGE if delta else 0, DELTA_LINK if delta else LINEAGE)
+    f = _start(2, delta)
+    _chain(f, delta)
     f.pack("II", 0, 1)  # uniform negatives, min_count
     f.pack("QI", 0, 0).end_section()  # empty pool
-    _table(f, USERS)
-    _table(f, ITEMS)
-    _seen(f, [[10]])
+    _rows(f)
     if not delta:
         _no_sketches(f)
     return f.finish()
 
 
 def version_3(delta: bool) -> bytes:
-    f = FileBuilder(3)
-    f.raw(DELTA if delta else SNAPSHOT).pack("II", 3, int(delta))
-    _config(f)
-    _counters(f, 2, 4.0)
-    f.pack("QQQQ", LINEAGE, int(delta), LINEAGE if delta else 0, DELTA_LINK if delta else LINEAGE)
+    f = _start(3, delta)
+    _chain(f, delta)
     f.pack("II", 0, 1).pack("dQ", 0.0, 0)  # uniform negatives, min_count, ttl, max_rows
     f.pack("QQd", 0, 0, 200.0)  # evicted users, items, clock
     f.pack("QI", 0, 0).end_section()
-    _table(f, USERS)
-    _table(f, ITEMS)
-    _seen(f, [[10]])
+    _rows(f)
     _no_features(f)
     _no_evictions(f)
     if not delta:
@@ -118,30 +124,26 @@ def version_3(delta: bool) -> bytes:
     return f.finish()
 
 
-def _header_4(f: FileBuilder, delta: bool, updates: int, global_bias: float, position: bytes) -> None:
-    f.raw(DELTA if delta else SNAPSHOT).pack("II", 4, int(delta))
-    _config(f)
-    _counters(f, updates, global_bias)
+def _start_4(delta: bool, updates: int, global_bias: float, position: bytes) -> FileBuilder:
+    f = _start(4, delta, updates, global_bias)
     f.pack("Q", updates)  # events seen by update
-    f.pack("QQQQ", LINEAGE, int(delta), LINEAGE if delta else 0, DELTA_LINK if delta else LINEAGE)
+    _chain(f, delta)
     f.pack("II", 0, 1).pack("dQ", 0.0, 0)  # uniform negatives, min_count, ttl, max_rows
     f.pack("QQd", 0, 1 if delta else 0, 300.0 if delta else 200.0)  # evicted users, items, clock
     f.pack("IIfI", 0, 0, 1.0, 0)  # mf: no history, recency 1, no tower layers
     f.pack("I", len(position)).raw(position)  # source position
     f.pack("QI", 0, 0).end_section()  # empty pool
+    return f
 
 
 def version_4(delta: bool) -> bytes:
     """The snapshot: user 1, items 10 and 20, user 1 has seen item 10. The delta (its
     first): item 20 evicted, item 30 new, global bias 5."""
-    f = FileBuilder(4)
     if not delta:
-        _header_4(f, False, 2, 4.0, b"7-0")
-        _table(f, USERS)
-        _table(f, ITEMS)
-        _seen(f, [[10]])
+        f = _start_4(False, 2, 4.0, b"7-0")
+        _rows(f)
     else:
-        _header_4(f, True, 3, 5.0, b"9-0")
+        f = _start_4(True, 3, 5.0, b"9-0")
         _table(f, [])
         _table(f, [(30, 300.0, 0.0, (0.0, 1.0))])
         _seen(f, [])

@@ -100,8 +100,7 @@ void Model::set_features_pinned(bool on_items, const IdBatch& ids, const std::ve
   if (features.size() != ids.size)
     throw std::invalid_argument(std::string("one feature list per ") + what + " is needed: got " + std::to_string(ids.size) +
                                 " IDs and " + std::to_string(features.size()) + " lists");
-  check_kind(table, ids, what);
-  table.check_batch(ids.keys, ids.names, ids.size);
+  table.check_batch(ids.keys, ids.names, ids.size);  // the ID-kind rule first
   // Every feature name is checked (and collisions with known features refused) before
   // anything changes.
   std::vector<uint64_t> keys;

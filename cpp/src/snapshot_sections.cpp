@@ -128,8 +128,6 @@ std::vector<uint64_t> keys_of(const TableImage& image) {
 }
 
 void check_applicable(Reader& r, const TableImage& image, const EmbeddingTable& t, const char* name) {
-  if (image.rows > 0 && t.kind() != IdKind::kUnset && t.kind() != image.kind)
-    r.fail(std::string("ID kind of the ") + name + " does not match the model");
   const std::vector<uint64_t> keys = keys_of(image);
   try {
     t.check_batch(keys.data(), image.kind == IdKind::kString ? image.names.data() : nullptr, keys.size());
@@ -140,8 +138,8 @@ void check_applicable(Reader& r, const TableImage& image, const EmbeddingTable& 
 
 void apply_rows(Reader& r, const TableImage& image, Model::Import& import, const EmbeddingTable& t, bool in_order,
                 const char* name) {
-  if (image.rows > 0 && t.kind() != IdKind::kUnset && t.kind() != image.kind)
-    r.fail(std::string("ID kind of the ") + name + " does not match the model");
+  // The ID kinds were checked before the first change: check_applicable (deltas), or the
+  // model is new (full snapshots).
   const RowShape shape = shape_of(t);
   const size_t size = record_size(shape);
   if (image.rows > 0 && image.record != size) r.fail(std::string("corrupted file (row size of the ") + name + ")");

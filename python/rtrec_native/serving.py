@@ -322,16 +322,12 @@ def create_app(rec: Recommender | Replica, *, publisher: Any = None, forward: An
         return HTTPException(status_code=422, detail=str(exc))
 
     def user_id(text: str) -> int | str:
-        """Query strings are text: an integer-ID model reads the user as an int, written in
-        ASCII digits only (int() would also take " 7", "1_000" and other scripts' digits,
-        and answer for a user the client did not name)."""
-        kind = model().user_id_kind
-        if kind == "str":
-            return text
-        if _INT_TEXT.fullmatch(text):
+        """Query strings are text: unless the model's user IDs are strings, a user written in
+        ASCII digits is an int (int() would also take " 7", "1_000" and other scripts'
+        digits, and answer for a user the client did not name). Any other text stays a str,
+        which the core's ID-kind rule refuses for an integer-ID model (a 422)."""
+        if model().user_id_kind != "str" and _INT_TEXT.fullmatch(text):
             return int(text)
-        if kind == "int":
-            raise HTTPException(status_code=422, detail=f"user IDs are integers here, got {text!r}")
         return text
 
     # Events acknowledged by POST /feedback since the app started, for /stats: the model's
