@@ -110,14 +110,16 @@ def version_2(delta: bool) -> bytes:
     return f.finish()
 
 
-def version_3(delta: bool) -> bytes:
+def version_3(delta: bool, features: bool = True) -> bytes:
+    """`features` False: version 3 as first released, before the side-feature sections."""
     f = _start(3, delta)
     _chain(f, delta)
     f.pack("II", 0, 1).pack("dQ", 0.0, 0)  # uniform negatives, min_count, ttl, max_rows
     f.pack("QQd", 0, 0, 200.0)  # evicted users, items, clock
     f.pack("QI", 0, 0).end_section()
     _rows(f)
-    _no_features(f)
+    if features:
+        _no_features(f)
     _no_evictions(f)
     if not delta:
         _no_sketches(f)
@@ -158,6 +160,8 @@ def version_4(delta: bool) -> bytes:
 
 
 RELEASED = {1: version_1, 2: version_2, 3: version_3, 4: version_4}
+# Older layouts of a released version (the side features joined version 3 without a bump).
+EARLIER_FORMS = {"3-before-features": (3, lambda delta: version_3(delta, features=False))}
 
 
 def _write(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -188,10 +192,14 @@ def test_version_4_loads_with_the_values_in_its_bytes(tmp_path):
     assert rec.source_position == "9-0"
 
 
-@pytest.mark.parametrize("version", sorted(v for v in RELEASED if v != CURRENT))
+OLDER = {str(v): (v, RELEASED[v]) for v in RELEASED if v != CURRENT} | EARLIER_FORMS
+
+
+@pytest.mark.parametrize("form", list(OLDER))
 @pytest.mark.parametrize("delta", [False, True], ids=["snapshot", "delta"])
-def test_older_versions_are_refused_as_not_supported(tmp_path, version, delta):
-    path = _write(tmp_path, f"v{version}", RELEASED[version](delta))
+def test_older_versions_are_refused_as_not_supported(tmp_path, form, delta):
+    version, write = OLDER[form]
+    path = _write(tmp_path, f"v{form}", write(delta))
     replica = rt.Recommender.load(_write(tmp_path, "v4", version_4(False)), num_threads=1)
     with pytest.raises(rt.SnapshotError) as info:
         if delta:

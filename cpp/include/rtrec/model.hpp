@@ -136,7 +136,6 @@ class Model {
   class Import;
 
  private:
-
   struct Resolved {
     uint32_t user, item;
     float label, weight;
