@@ -154,7 +154,7 @@ def test_bad_recommend_arguments_change_nothing(trained):
         trained.recommend(True)
     with pytest.raises(TypeError, match="user"):
         trained.recommend(None)
-    with pytest.raises(TypeError, match="this model's IDs are int"):
+    with pytest.raises(TypeError, match="this model's user IDs are int, got str"):
         trained.recommend("alice")
     with pytest.raises(ValueError, match="same length"):
         trained.predict([1, 2], [10])
@@ -162,7 +162,7 @@ def test_bad_recommend_arguments_change_nothing(trained):
 
 
 @pytest.mark.parametrize("args,exc,words", [
-    (("a", 10, 1.0), TypeError, "this model.s IDs are int, got a str"),
+    (("a", 10, 1.0), TypeError, "this model's user IDs are int, got str"),
     ((True, 10, 1.0), TypeError, "user must be an int or a str"),
     ((1.5, 10, 1.0), TypeError, "user must be an int or a str"),
     ((1, None, 1.0), TypeError, "item must be an int or a str"),
@@ -199,3 +199,34 @@ def test_unencodable_strings_and_huge_numbers_are_value_or_type_errors():
     with pytest.raises(TypeError, match="labels must be numeric"):
         rec.update(["a"], ["x"], [10**400])
     assert fingerprint(rec, ["a", "b"], ["x", "y"]) == before
+
+
+def test_the_id_kind_rule_is_one_rule_with_one_message(tmp_path):
+    """Every path that takes IDs refuses the other kind through the core's rule: the same
+    IdKindError (a TypeError), the same words, nothing changed."""
+    rec = rt.Recommender(dim=4, loss="squared", seed=0, num_threads=1).fit(USERS, ITEMS, [4.0, 3.0, 2.0, 5.0], epochs=1)
+    rec.save(tmp_path / "base")
+    strings = rt.Recommender(dim=4, loss="squared", seed=0, num_threads=1)
+    strings.fit(["u"], ["i"], [1.0], epochs=1)
+    calls = {
+        "fit": lambda: rec.fit(["a"], [10], [1.0], epochs=1),
+        "update": lambda: rec.update([1], ["x"], [1.0]),
+        "update_one": lambda: rec.update_one("a", 10, 1.0),
+        "predict": lambda: rec.predict([1], ["x"]),
+        "recommend": lambda: rec.recommend("a"),
+        "recommend_batch": lambda: rec.recommend_batch(["a"]),
+        "set_item_features": lambda: rec.set_item_features(["x"], [["f"]]),
+        "user_vectors": lambda: rec.user_vectors(["a"]),
+    }
+    messages = {}
+    before = fingerprint(rec, [1, 2, 3], [10, 20, 30])
+    for name, call in calls.items():
+        with pytest.raises(rt.IdKindError) as info:
+            call()
+        assert isinstance(info.value, TypeError), name
+        messages[name] = str(info.value).replace("item IDs", "user IDs")  # the side is named
+    assert set(messages.values()) == {"this model's user IDs are int, got str"}, messages
+    with pytest.raises(rt.IdKindError, match="this model's user IDs are str, got int"):
+        strings.recommend(1)
+    assert fingerprint(rec, [1, 2, 3], [10, 20, 30]) == before
+    assert rec.stats()["n_item_features"] == 0

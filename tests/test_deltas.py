@@ -147,7 +147,7 @@ def test_a_delta_that_cannot_apply_changes_nothing(tmp_path):
     copy = rt.Recommender.load(tmp_path / "base", num_threads=1)
     copy.update([1], ["sku"])  # the copy took string items on its own
     before = fingerprint(copy, [1, 5], ["sku"])
-    with pytest.raises(rt.SnapshotError, match="ID kind of the items"):
+    with pytest.raises(rt.SnapshotError, match="cannot apply the items: this model's item IDs are str, got int"):
         copy.apply_delta(tmp_path / "d1")
     assert fingerprint(copy, [1, 5], ["sku"]) == before  # users were not touched either
     assert copy.n_users == 1 and copy.snapshot_position[1] == 0

@@ -38,6 +38,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 import rtrec_native as rt  # noqa: E402
 from conftest import fingerprint  # noqa: E402
+from snapshot_bytes import LANES, checksum, lanes_value, step  # noqa: E402
 from test_fuzz_api import DERANDOMIZE, MODEL_KWARGS, SCALE  # noqa: E402
 
 RAW_EXAMPLES = 32 * SCALE     # raw corruptions per file kind, model family and ID kind
@@ -219,39 +220,6 @@ def test_a_damaged_delta_is_refused_and_changes_nothing(files, replica):
 
 # --------------------------------------------------------------------------- forged files
 
-_M = (1 << 64) - 1
-_LANES = (0x243F6A8885A308D3, 0x13198A2E03707344, 0xA4093822299F31D0, 0x082EFA98EC4E6C89)
-
-
-def _mix64(x: int) -> int:
-    x ^= x >> 30
-    x = (x * 0xBF58476D1CE4E5B9) & _M
-    x ^= x >> 27
-    x = (x * 0x94D049BB133111EB) & _M
-    return x ^ (x >> 31)
-
-
-def _step(state: int, word: int) -> int:
-    state = ((state ^ ((word * 0x9E3779B97F4A7C15) & _M)) * 0xFF51AFD7ED558CCD) & _M
-    return state ^ (state >> 29)
-
-
-def _value(lanes: list[int], pending: int, length: int) -> int:
-    h = _mix64(pending ^ length)
-    for lane in lanes:
-        h = _mix64(h ^ lane)
-    return h
-
-
-def checksum(data: bytes) -> int:
-    """The snapshot format's section checksum (cpp/src/snapshot.cpp, class Checksum): 8-byte
-    little-endian words into four lanes in turn, then the unfinished word and the length."""
-    lanes = list(_LANES)
-    whole = len(data) // 8
-    for i, word in enumerate(struct.unpack_from(f"<{whole}Q", data)):
-        lanes[i & 3] = _step(lanes[i & 3], word)
-    return _value(lanes, int.from_bytes(data[whole * 8:], "little"), len(data))
-
 
 def sections(data: bytes, scan_limit: int = 1 << 16) -> list[tuple[int, int]]:
     """(start, end) of each checksummed section, found by where its checksum matches; the
@@ -260,14 +228,14 @@ def sections(data: bytes, scan_limit: int = 1 << 16) -> list[tuple[int, int]]:
     last_end = len(data) - 24
     out, start = [], 0
     while start < last_end:
-        lanes, end = list(_LANES), last_end
+        lanes, end = list(LANES), last_end
         for p in range(start, min(last_end, start + scan_limit) + 1):
             k = p - start
             if k and k % 8 == 0:
                 i = k // 8 - 1
-                lanes[i & 3] = _step(lanes[i & 3], int.from_bytes(data[p - 8:p], "little"))
+                lanes[i & 3] = step(lanes[i & 3], int.from_bytes(data[p - 8:p], "little"))
             pending = int.from_bytes(data[start + (k // 8) * 8:p], "little")
-            if _value(lanes, pending, k) == int.from_bytes(data[p:p + 8], "little"):
+            if lanes_value(lanes, pending, k) == int.from_bytes(data[p:p + 8], "little"):
                 end = p
                 break
         out.append((start, end))

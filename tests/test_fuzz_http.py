@@ -374,7 +374,7 @@ def test_query_ids_that_int_would_bend_are_refused(live, user):
     """int() reads "1_000" as 1000 and "١" as 1: an integer-ID model answered for a user the
     client did not name."""
     got, doc = send_and_check(live, "GET", "/recommend", query=f"user={quote(user)}".encode(), source="regression")
-    assert got == 422 and "integers" in doc["detail"]
+    assert got == 422 and "this model's user IDs are int, got str" in doc["detail"]  # the core's ID-kind rule
 
 
 # --------------------------------------------------------------------------- schemathesis

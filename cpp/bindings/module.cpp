@@ -2,7 +2,8 @@
 // around every core call, and returns numpy arrays. Defaults, limits and rules are the
 // core's (config.hpp), exported here as they are; none are decided here.
 // C++ exceptions map to Python ones by pybind11's rules: std::invalid_argument and
-// std::length_error -> ValueError, std::bad_alloc -> MemoryError.
+// std::length_error -> ValueError, std::bad_alloc -> MemoryError; the core's own exception
+// types are registered below (IdKindError -> TypeError, the snapshot errors).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -21,6 +22,7 @@
 #include "rtrec/hash.hpp"
 #include "rtrec/model.hpp"
 #include "rtrec/parallel.hpp"
+#include "rtrec/snapshot.hpp"
 
 namespace py = pybind11;
 using rtrec::IdBatch;
@@ -95,14 +97,6 @@ struct ScalarId {
   uint64_t key;
   std::optional<std::string> name;
 };
-
-// int and str IDs never mix on one side: a mismatch is a TypeError, as in the Python layer.
-void check_scalar_kind(const rtrec::EmbeddingTable& table, const ScalarId& id, const char* side) {
-  const IdKind have = table.kind();
-  if (have == IdKind::kUnset || (have == IdKind::kString) == id.name.has_value()) return;
-  throw py::type_error(std::string(side) + ": this model's IDs are " + (have == IdKind::kString ? "str" : "int") +
-                       ", got " + (id.name ? "a str" : "an int"));
-}
 
 ScalarId to_scalar_id(const py::handle& obj, const char* side) {
   PyObject* o = obj.ptr();
@@ -299,6 +293,8 @@ PYBIND11_MODULE(_core, m) {
       py::arg("loss"), py::arg("labels"), py::arg("weights"), py::arg("n"),
       "Which events put their item among the user's consumed items (the core's rule; a missing label counts as 1, "
       "a missing weight as 1).");
+  // The core's ID-kind rule (IdKindError, embedding_table.hpp): a wrong kind of ID is a TypeError.
+  py::register_exception<rtrec::IdKindError>(m, "IdKindError", PyExc_TypeError);
   py::register_exception<rtrec::SnapshotError>(m, "SnapshotError", PyExc_ValueError);
   py::register_exception<rtrec::DeltaOrderError>(m, "DeltaOrderError", PyExc_ValueError);
   py::register_exception<rtrec::MissingFileError>(m, "MissingFileError", PyExc_FileNotFoundError);
@@ -343,8 +339,6 @@ PYBIND11_MODULE(_core, m) {
           [](Model& model, py::handle user, py::handle item, py::handle label, py::handle weight_arg,
              py::handle timestamp) {
             const ScalarId u = to_scalar_id(user, "user"), i = to_scalar_id(item, "item");
-            check_scalar_kind(model.users(), u, "user");
-            check_scalar_kind(model.items(), i, "item");
             const float y = label.is_none() ? 1.0f : static_cast<float>(number(label, "label"));
             const float w = static_cast<float>(number(weight_arg, "weight"));
             const double t = timestamp.is_none() ? 0.0 : number(timestamp, "timestamp");

@@ -84,7 +84,8 @@ EmbeddingTable::EmbeddingTable(const TableOptions& options)
       accumulator_stride_(options.row_accumulators ? 1 : stride_),
       with_inputs_(options.with_inputs),
       init_std_(options.init_std),
-      seed_(options.seed) {
+      seed_(options.seed),
+      side_(options.side) {
   if (options.dim == 0) throw std::invalid_argument("dim must be >= 1");
 }
 
@@ -121,10 +122,6 @@ void EmbeddingTable::initialise_row(Chunk* c, uint32_t o, uint64_t key, bool ran
 }
 
 namespace {
-[[noreturn]] void throw_kind_mismatch(IdKind have) {
-  throw std::invalid_argument(have == IdKind::kInt ? "this model's IDs are integers, got strings"
-                                                   : "this model's IDs are strings, got integers");
-}
 [[noreturn]] void throw_collision(const std::string& a, const std::string& b) {
   throw std::invalid_argument("string IDs '" + a + "' and '" + b +
                               "' have the same 64-bit hash; rename one of them");
@@ -136,13 +133,13 @@ uint32_t EmbeddingTable::find_or_insert(uint64_t key, const std::string* name, b
   // Fast path, lock-free: the ID is known. A stored name never changes after publication.
   uint32_t row = index_.find(key);
   if (row != kNotFound) {
-    if (kind() != wanted) throw_kind_mismatch(kind());
+    check_kind(name, 1);
     if (name != nullptr && *name != this->name(row)) throw_collision(*name, this->name(row));
     return row;
   }
   std::lock_guard<std::mutex> lock(insert_mutex_);
+  check_kind(name, 1);  // under the lock: the kind cannot be set meanwhile
   const IdKind have = kind();
-  if (have != IdKind::kUnset && have != wanted) throw_kind_mismatch(have);
   row = index_.find(key);  // another writer may have inserted it meanwhile
   if (row != kNotFound) {
     if (name != nullptr && *name != this->name(row)) throw_collision(*name, this->name(row));
@@ -206,10 +203,16 @@ void EmbeddingTable::release(const std::vector<uint32_t>& rows) noexcept {
   std::sort(free_rows_.begin(), free_rows_.end(), std::greater<uint32_t>());
 }
 
-void EmbeddingTable::check_batch(const uint64_t* keys, const std::string* names, size_t n) const {
-  const IdKind wanted = names != nullptr ? IdKind::kString : IdKind::kInt;
+void EmbeddingTable::check_kind(const std::string* names, size_t n) const {
   const IdKind have = kind();
-  if (n > 0 && have != IdKind::kUnset && have != wanted) throw_kind_mismatch(have);
+  if (n == 0 || have == IdKind::kUnset || (have == IdKind::kString) == (names != nullptr)) return;
+  const bool strings = have == IdKind::kString;
+  throw IdKindError(std::string("this model's ") + side_ + " IDs are " + (strings ? "str" : "int") + ", got " +
+                    (strings ? "int" : "str"));
+}
+
+void EmbeddingTable::check_batch(const uint64_t* keys, const std::string* names, size_t n) const {
+  check_kind(names, n);
   if (names == nullptr) return;
   // Two distinct strings with one hash, inside the batch or against the table.
   std::vector<size_t> order(n);
@@ -233,6 +236,27 @@ uint64_t EmbeddingTable::memory_bytes() const noexcept {
   if (with_inputs_) per_row += sizeof(float) * (stride_ + (with_accumulators_ ? 1 : 0));
   if (kind() == IdKind::kString) per_row += sizeof(std::string);
   return chunks * kChunkRows * per_row + index_.memory_bytes();
+}
+
+std::vector<uint32_t> EmbeddingTable::live_rows(uint32_t n) const {
+  std::vector<uint32_t> rows;
+  rows.reserve(live_count());
+  for (uint32_t i = 0; i < n; ++i)
+    if (is_live(i)) rows.push_back(i);
+  return rows;
+}
+
+std::vector<uint32_t> EmbeddingTable::rows_marked_since(uint32_t n, uint32_t generation) const {
+  std::vector<uint32_t> rows;
+  for (uint32_t i = 0; i < n; ++i)
+    if (this->generation(i) >= generation && is_live(i)) rows.push_back(i);
+  return rows;
+}
+
+std::vector<uint64_t> EmbeddingTable::live_keys(uint32_t n) const {
+  std::vector<uint64_t> keys;
+  for (uint32_t r : live_rows(n)) keys.push_back(key(r));
+  return keys;
 }
 
 }  // namespace rtrec

@@ -28,9 +28,10 @@ constexpr int64_t kPrefetchAhead = 8;
 }  // namespace
 
 namespace {
-TableOptions table_options(const ModelConfig& c, uint64_t seed, bool inputs = false) {
+TableOptions table_options(const ModelConfig& c, const char* side, uint64_t seed, bool inputs = false) {
   validate_config(c);  // before any table is sized from it
   TableOptions o;
+  o.side = side;
   o.dim = c.dim;
   o.with_accumulators = c.optimizer == Optimizer::kAdagrad;
   // two_tower's rows take row-wise AdaGrad (see two_tower_step): every gradient a row gets
@@ -47,14 +48,14 @@ TableOptions table_options(const ModelConfig& c, uint64_t seed, bool inputs = fa
 // adds noise to their first encodings (measured: HitRate@10 on the synthetic stream
 // .330 vs .320, MovieLens unchanged).
 TableOptions user_options(const ModelConfig& c) {
-  TableOptions o = table_options(c, c.seed);
+  TableOptions o = table_options(c, "user", c.seed);
   if (c.family == Family::kTwoTower) o.init_std = 0.0f;
   return o;
 }
 // Feature rows start at zero (no random draw): adding features to an ID leaves its scores
 // as they were until training moves them.
-TableOptions feature_options(const ModelConfig& c) {
-  TableOptions o = table_options(c, 0);
+TableOptions feature_options(const ModelConfig& c, const char* side) {
+  TableOptions o = table_options(c, side, 0);
   o.init_std = 0.0f;
   return o;
 }
@@ -63,9 +64,9 @@ TableOptions feature_options(const ModelConfig& c) {
 Model::Model(const ModelConfig& config)
     : config_(config),
       users_(user_options(config)),
-      items_(table_options(config, derive_seed(config.seed, 0x17e5), config.family == Family::kTwoTower)),
-      user_features_(feature_options(config)),
-      item_features_(feature_options(config)) {
+      items_(table_options(config, "item", derive_seed(config.seed, 0x17e5), config.family == Family::kTwoTower)),
+      user_features_(feature_options(config, "user feature")),
+      item_features_(feature_options(config, "item feature")) {
   if (config.min_count > 1) {
     user_sketch_ = std::make_unique<CountMinSketch>();
     item_sketch_ = std::make_unique<CountMinSketch>();
@@ -93,8 +94,8 @@ uint32_t Model::admit(EmbeddingTable& table, CountMinSketch* sketch, uint64_t ke
 
 void Model::validate(const EventBatch& e) const {
   if (e.users.size != e.size || e.items.size != e.size) throw std::invalid_argument("users and items differ in length");
-  check_kind(users_, e.users, "user");
-  check_kind(items_, e.items, "item");
+  users_.check_kind(e.users.names, e.users.size);
+  items_.check_kind(e.items.names, e.items.size);
   if (!sampled_loss() && e.labels == nullptr && e.size > 0)
     throw std::invalid_argument("labels are required for the squared and logistic losses");
   for (size_t i = 0; i < e.size; ++i) {
@@ -204,7 +205,7 @@ void Model::pool_refill(const std::vector<Resolved>& events, SplitMix64& rng) no
 }
 
 void Model::train_one(const StepConfig& step, const Resolved& e, const uint32_t* negatives, float* scratch,
-                      uint64_t& applied, uint64_t& skipped) const noexcept {
+                      uint64_t& applied, uint64_t& skipped) noexcept {
   if (any_features()) {
     const bool featured = user_features_.lists.get(e.user) != nullptr || item_features_.lists.get(e.item) != nullptr ||
                           (config_.loss == Loss::kBpr && [&] {
@@ -489,8 +490,8 @@ float Model::transform(float raw) const noexcept { return config_.loss == Loss::
 
 void Model::predict(const IdBatch& u, const IdBatch& it, float* out, int num_threads) const {
   if (u.size != it.size) throw std::invalid_argument("users and items differ in length");
-  check_kind(users_, u, "user");
-  check_kind(items_, it, "item");
+  users_.check_kind(u.names, u.size);
+  items_.check_kind(it.names, it.size);
   EpochGuard pin;  // worker threads only read rows this thread's pin protects
   const int64_t n = static_cast<int64_t>(u.size);
   const int threads = u.size >= kParallelPredictMin ? resolve_threads(num_threads) : 1;
@@ -548,8 +549,7 @@ uint32_t Model::recommend(uint64_t user_key, const std::string* user_name, uint3
                           int num_threads, const RecommendOutput& out, float diversity) const {
   if (k == 0) throw std::invalid_argument("k must be >= 1");
   check_diversity(diversity);
-  if (user_name != nullptr && users_.kind() == IdKind::kInt) throw std::invalid_argument("user IDs of this model are integers, got a string");
-  if (user_name == nullptr && users_.kind() == IdKind::kString) throw std::invalid_argument("user IDs of this model are strings, got an integer");
+  users_.check_kind(user_name, 1);
   EpochGuard pin;  // the rows found stay these items until their IDs are copied out
   const uint32_t user = lookup(users_, user_key, user_name);
   const uint32_t n_rows = items_.size();
@@ -579,7 +579,7 @@ void Model::recommend_batch(const IdBatch& u, uint32_t k, bool exclude_seen, int
                             const RecommendOutput& out, uint32_t* counts, float diversity) const {
   if (k == 0) throw std::invalid_argument("k must be >= 1");
   check_diversity(diversity);
-  check_kind(users_, u, "user");
+  users_.check_kind(u.names, u.size);
   EpochGuard pin;
   // Users go in blocks that share each pass over the item vectors (see top_k_many); blocks
   // are spread over threads.

@@ -38,10 +38,8 @@ float Model::encoded_score(const std::vector<Part>& user_parts, const uint32_t* 
 std::vector<Model::Reason> Model::explain(uint64_t user_key, const std::string* user_name, uint64_t item_key,
                                           const std::string* item_name, uint32_t n) const {
   if (n == 0) throw std::invalid_argument("n must be >= 1");
-  if (user_name != nullptr && users_.kind() == IdKind::kInt) throw std::invalid_argument("user IDs of this model are integers, got a string");
-  if (user_name == nullptr && users_.kind() == IdKind::kString) throw std::invalid_argument("user IDs of this model are strings, got an integer");
-  if (item_name != nullptr && items_.kind() == IdKind::kInt) throw std::invalid_argument("item IDs of this model are integers, got a string");
-  if (item_name == nullptr && items_.kind() == IdKind::kString) throw std::invalid_argument("item IDs of this model are strings, got an integer");
+  users_.check_kind(user_name, 1);
+  items_.check_kind(item_name, 1);
   EpochGuard pin;  // the rows read stay these IDs until their names are copied
   const uint32_t user = lookup(users_, user_key, user_name);
   if (user == kNoRow) throw std::out_of_range(id_text("user", user_key, user_name) + " is not in the model");

@@ -16,7 +16,7 @@ Model::Vectors Model::export_vectors(bool on_items, const IdBatch* ids) const {
     for (uint32_t r = 0, n = table.size(); r < n; ++r)
       if (table.is_live(r)) rows.push_back(r);
   } else {
-    check_kind(table, *ids, on_items ? "item" : "user");
+    table.check_kind(ids->names, ids->size);
     for (size_t i = 0; i < ids->size; ++i) {
       const std::string* name = ids->names != nullptr ? &ids->names[i] : nullptr;
       const uint32_t row = lookup(table, ids->keys[i], name);

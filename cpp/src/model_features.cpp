@@ -12,7 +12,7 @@ namespace rtrec {
 using namespace model_detail;
 
 void Model::train_composite(const StepConfig& step, const Resolved& e, const uint32_t* negatives, uint64_t& applied,
-                            uint64_t& skipped) const noexcept {
+                            uint64_t& skipped) noexcept {
   thread_local std::vector<float> scratch;
   thread_local std::vector<Part> user, item, negative;
   try {
@@ -71,7 +71,7 @@ float Model::effective(const EmbeddingTable& ids, const FeatureSide& side, uint3
   return bias;
 }
 
-void Model::mark_features(const FeatureSide& side, uint32_t row) const noexcept {
+void Model::mark_features(const FeatureSide& side, uint32_t row) noexcept {
   const FeatureList* list = side.lists.get(row);
   if (list == nullptr) return;
   for (uint32_t k = 0; k < list->size; ++k) side.table.mark(list->rows[k], generation_);
@@ -100,8 +100,7 @@ void Model::set_features_pinned(bool on_items, const IdBatch& ids, const std::ve
   if (features.size() != ids.size)
     throw std::invalid_argument(std::string("one feature list per ") + what + " is needed: got " + std::to_string(ids.size) +
                                 " IDs and " + std::to_string(features.size()) + " lists");
-  check_kind(table, ids, what);
-  table.check_batch(ids.keys, ids.names, ids.size);
+  table.check_batch(ids.keys, ids.names, ids.size);  // the ID-kind rule first
   // Every feature name is checked (and collisions with known features refused) before
   // anything changes.
   std::vector<uint64_t> keys;
@@ -130,7 +129,7 @@ void Model::set_features_pinned(bool on_items, const IdBatch& ids, const std::ve
     rows.clear();
     for (size_t k = 0; k < features[i].size(); ++k, ++at) {
       const uint32_t f = side.table.find_or_insert(keys[at], &names[at], /*random_init=*/false, now);
-      side.table.mark(f, generation_);  // before any list names it (see FeatureAccess::write)
+      side.table.mark(f, generation_);  // before any list names it (see write_features in snapshot_sections.cpp)
       if (std::find(rows.begin(), rows.end(), f) == rows.end()) rows.push_back(f);  // a repeat counts once
     }
     side.lists.set(row, rows);

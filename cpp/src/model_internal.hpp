@@ -27,16 +27,6 @@ inline uint32_t lookup(const EmbeddingTable& table, uint64_t key, const std::str
   return row;
 }
 
-inline void check_kind(const EmbeddingTable& table, const IdBatch& ids, const char* side) {
-  const IdKind have = table.kind();
-  if (ids.size == 0 || have == IdKind::kUnset) return;
-  const bool strings = ids.names != nullptr;
-  if (strings != (have == IdKind::kString)) {
-    throw std::invalid_argument(std::string(side) + (have == IdKind::kString ? " IDs of this model are strings, got integers"
-                                                                              : " IDs of this model are integers, got strings"));
-  }
-}
-
 // Splits fit events (anything with an `item` row) into `parts` contiguous runs, each run
 // holding whole items, balanced by event count; returns the run boundaries (parts + 1).
 // Hogwild threads that write the same rows fight over their cache lines; with skewed (Zipf)

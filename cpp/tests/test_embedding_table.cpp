@@ -96,18 +96,18 @@ TEST_CASE(a_table_keeps_the_kind_it_started_with) {
   EmbeddingTable ints(options());
   ints.find_or_insert(1, nullptr);
   const std::string name = "alice";
-  CHECK_THROWS(ints.find_or_insert(rtrec::hash_string_id(name), &name), std::invalid_argument);
-  CHECK_THROWS(ints.find_or_insert(1, &name), std::invalid_argument);  // a known key too
+  CHECK_THROWS(ints.find_or_insert(rtrec::hash_string_id(name), &name), rtrec::IdKindError);
+  CHECK_THROWS(ints.find_or_insert(1, &name), rtrec::IdKindError);  // a known key too
   CHECK_EQ(ints.size(), 1u);
   const uint64_t keys[1] = {rtrec::hash_string_id(name)};
-  CHECK_THROWS(ints.check_batch(keys, &name, 1), std::invalid_argument);
+  CHECK_THROWS(ints.check_batch(keys, &name, 1), rtrec::IdKindError);
 
   EmbeddingTable strings(options());
   const uint32_t row = strings.find_or_insert(rtrec::hash_string_id(name), &name);
   CHECK(strings.kind() == IdKind::kString);
   CHECK_EQ(strings.name(row), name);
-  CHECK_THROWS(strings.find_or_insert(7, nullptr), std::invalid_argument);
-  CHECK_THROWS(strings.check_batch(keys, nullptr, 1), std::invalid_argument);
+  CHECK_THROWS(strings.find_or_insert(7, nullptr), rtrec::IdKindError);
+  CHECK_THROWS(strings.check_batch(keys, nullptr, 1), rtrec::IdKindError);
   strings.check_batch(keys, &name, 1);  // the same string again is fine
   CHECK_EQ(strings.size(), 1u);
 }

@@ -16,7 +16,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 from ._batch import BatchRecommendations
-from ._core import DeltaOrderError, SnapshotError, openmp_enabled
+from ._core import DeltaOrderError, IdKindError, SnapshotError, openmp_enabled
 from .recommender import DEFAULTS, Recommender, defaults
 from .replication import Publisher, Replica
 
@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULTS",
     "BatchRecommendations",
     "DeltaOrderError",
+    "IdKindError",
     "Publisher",
     "Recommender",
     "Replica",

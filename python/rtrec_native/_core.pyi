@@ -11,6 +11,9 @@ import numpy.typing as npt
 
 openmp_enabled: bool
 
+class IdKindError(TypeError):
+    """IDs of the other kind than a side's (int vs str): the core's one ID-kind rule."""
+
 class SnapshotError(ValueError): ...
 class DeltaOrderError(ValueError): ...
 

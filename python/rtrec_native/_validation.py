@@ -138,12 +138,6 @@ def scalar_id(value: Any, name: str) -> int | str:
     raise TypeError(f"{name} must be an int or a str, got {type(value).__name__} ({value!r})")
 
 
-def check_kind(model_kind: str, kind: IdKind | None, name: str) -> None:
-    """IDs of one side keep the kind they started with: int and str never mix in one model."""
-    if kind is not None and model_kind != "unset" and model_kind != kind:
-        raise TypeError(f"{name}: this model's IDs are {model_kind}, got {kind} IDs")
-
-
 def numbers(values: Any, name: str, n: int, dtype: type, *, low: float | None = None,
             high: float | None = None) -> np.ndarray:
     """A 1-D array of n finite numbers (within [low, high] when given), as `dtype`."""

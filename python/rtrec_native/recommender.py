@@ -252,13 +252,11 @@ class Recommender:
         self._model.update_one(user, item, label, weight, timestamp)
 
     def _id_pairs(self, users: Any, items: Any, *, allow_empty: bool) -> tuple[Any, Any, int]:
-        """Both sides' IDs normalised for the core, equal in length and of the model's kinds."""
-        user_kind, user_ids, n = check.ids(users, "users", allow_empty=allow_empty)
-        item_kind, item_ids, n_items = check.ids(items, "items", allow_empty=allow_empty)
+        """Both sides' IDs normalised for the core, equal in length (the core checks their kinds)."""
+        _, user_ids, n = check.ids(users, "users", allow_empty=allow_empty)
+        _, item_ids, n_items = check.ids(items, "items", allow_empty=allow_empty)
         if n != n_items:
             raise ValueError(f"users and items must have the same length, got {n} and {n_items}")
-        check.check_kind(self._model.user_id_kind, user_kind, "users")
-        check.check_kind(self._model.item_id_kind, item_kind, "items")
         return user_ids, item_ids, n
 
     def _events(self, users: Any, items: Any, labels: Any, weights: Any, timestamps: Any, *,
@@ -310,7 +308,6 @@ class Recommender:
         user = check.scalar_id(user, "user")
         k = check.positive_int(k, "k")
         diversity = check.number(diversity, "diversity")
-        check.check_kind(self._model.user_id_kind, "str" if isinstance(user, str) else "int", "user")
         found, scores = self._model.recommend(user, min(k, _K_LIMIT), bool(exclude_seen), self._threads, diversity)
         return self._id_array(found), scores
 
@@ -327,8 +324,7 @@ class Recommender:
         """
         k = check.positive_int(k, "k")
         diversity = check.number(diversity, "diversity")
-        user_kind, user_ids, n = check.ids(users, "users")
-        check.check_kind(self._model.user_id_kind, user_kind, "users")
+        _, user_ids, n = check.ids(users, "users")
         n_items_before = self._model.n_items
         keys, names, scores, counts = self._model.recommend_batch(user_ids, min(k, _K_LIMIT), bool(exclude_seen),
                                                                  self._threads, diversity)
@@ -356,8 +352,6 @@ class Recommender:
         user = check.scalar_id(user, "user")
         item = check.scalar_id(item, "item")
         n = check.positive_int(n, "n")
-        check.check_kind(self._model.user_id_kind, "str" if isinstance(user, str) else "int", "user")
-        check.check_kind(self._model.item_id_kind, "str" if isinstance(item, str) else "int", "item")
         return self._model.explain(user, item, min(n, _K_LIMIT))
 
     # ------------------------------------------------------------------ side features
@@ -394,8 +388,7 @@ class Recommender:
 
     def _set_features(self, on_items: bool, ids: Any, features: Any) -> None:
         side = "items" if on_items else "users"
-        kind, payload, n = check.ids(ids, side)
-        check.check_kind(self._model.item_id_kind if on_items else self._model.user_id_kind, kind, side)
+        _, payload, n = check.ids(ids, side)
         lists = check.feature_lists(features, n)
         self._model.set_features(on_items, payload, lists)
 
@@ -434,8 +427,7 @@ class Recommender:
         payload = None
         if ids is not None:
             side = "items" if on_items else "users"
-            kind, payload, _ = check.ids(ids, side)
-            check.check_kind(self._model.item_id_kind if on_items else self._model.user_id_kind, kind, side)
+            _, payload, _ = check.ids(ids, side)
         found, vectors, biases = self._model.vectors(on_items, payload)
         return self._id_array(found), vectors, biases
 

@@ -325,16 +325,13 @@ def create_app(rec: Recommender | Replica, *, publisher: Any = None, forward: An
         return HTTPException(status_code=422, detail=str(exc))
 
     def user_id(text: str, side: str = "user") -> int | str:
-        """Query strings are text: an integer-ID model reads the user as an int, written in
-        ASCII digits only (int() would also take " 7", "1_000" and other scripts' digits,
-        and answer for a user the client did not name)."""
+        """Query strings are text: unless the model's IDs on that side are strings, an ID
+        written in ASCII digits is an int (int() would also take " 7", "1_000" and other
+        scripts' digits, and answer for a user the client did not name). Any other text stays
+        a str, which the core's ID-kind rule refuses for an integer-ID model (a 422)."""
         kind = model().user_id_kind if side == "user" else model().item_id_kind
-        if kind == "str":
-            return text
-        if _INT_TEXT.fullmatch(text):
+        if kind != "str" and _INT_TEXT.fullmatch(text):
             return int(text)
-        if kind == "int":
-            raise HTTPException(status_code=422, detail=f"{side} IDs are integers here, got {text!r}")
         return text
 
     # Events acknowledged by POST /feedback since the app started, for /stats: the model's

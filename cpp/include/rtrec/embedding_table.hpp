@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,6 +29,16 @@
 namespace rtrec {
 
 enum class IdKind : int { kUnset = 0, kInt = 1, kString = 2 };
+
+// The ID-kind rule, owned here once: the IDs of one table (a model's users, its items) are
+// all integers or all strings, the first ID deciding. Every path that takes IDs (training,
+// predict, recommend, side features, vector export, deltas) checks it with
+// EmbeddingTable::check_kind before changing anything, so the error reads the same
+// everywhere: "this model's user IDs are int, got str". (The binding maps it to TypeError.)
+class IdKindError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
 
 struct TableOptions {
   uint32_t dim = 32;
@@ -40,6 +51,8 @@ struct TableOptions {
   // consumed it, `input`), with one AdaGrad accumulator for the whole row. Rows share one
   // key, one life.
   bool with_inputs = false;
+  // What the IDs are, for messages: "user", "item".
+  const char* side = "ID";
 };
 
 class EmbeddingTable {
@@ -79,6 +92,11 @@ class EmbeddingTable {
   // skip the liveness check.
   bool has_erased() const noexcept { return erased_any_.load(std::memory_order_relaxed); }
   IdKind kind() const noexcept { return static_cast<IdKind>(kind_.load(std::memory_order_acquire)); }
+  // Among rows [0, n): the live ones, those of them marked at or after `generation` (see
+  // mark()), and the keys of the live ones, in row order. Callers are pinned.
+  std::vector<uint32_t> live_rows(uint32_t n) const;
+  std::vector<uint32_t> rows_marked_since(uint32_t n, uint32_t generation) const;
+  std::vector<uint64_t> live_keys(uint32_t n) const;
 
   // Lock-free. kNotFound when the key has no row.
   uint32_t find(uint64_t key) const noexcept { return index_.find(key); }
@@ -104,6 +122,9 @@ class EmbeddingTable {
   // Throws std::invalid_argument if inserting these would mix kinds or collide; called on a
   // whole batch before anything is inserted. `names` may be nullptr (integer IDs).
   void check_batch(const uint64_t* keys, const std::string* names, size_t n) const;
+  // The ID-kind rule (see IdKindError): throws IdKindError when n IDs, strings if `names`
+  // is set and integers if not, cannot join this table. No ID yet: either kind joins.
+  void check_kind(const std::string* names, size_t n) const;
 
   float* vector(uint32_t row) const noexcept { return chunk(row)->vectors + offset(row) * stride_; }
   float* accumulator(uint32_t row) const noexcept { return chunk(row)->accumulators + offset(row) * accumulator_stride_; }
@@ -234,6 +255,7 @@ class EmbeddingTable {
   const bool with_inputs_;
   const float init_std_;
   const uint64_t seed_;
+  const char* const side_;
 
   std::mutex insert_mutex_;
   std::atomic<int> kind_{static_cast<int>(IdKind::kUnset)};

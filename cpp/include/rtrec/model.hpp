@@ -28,7 +28,6 @@
 #include "rtrec/kernels.hpp"
 #include "rtrec/random.hpp"
 #include "rtrec/seen_store.hpp"
-#include "rtrec/snapshot.hpp"
 #include "rtrec/topk.hpp"
 #include "rtrec/tower.hpp"
 
@@ -149,17 +148,16 @@ class Model {
 
   ModelStats stats() const noexcept;
 
- private:
-  friend void save_snapshot(const Model& model, const std::string& path);
-  friend std::unique_ptr<Model> load_snapshot(const std::string& path);
-  friend void save_delta(const Model& model, const std::string& path);
-  friend void apply_delta(Model& model, const std::string& path);
-  friend SnapshotHeader header_of(const Model& m, uint32_t kind, uint64_t lineage, uint64_t sequence);
-  friend void restore_counters(Model& m, const SnapshotHeader& h);
-  friend struct FeatureAccess;
-  friend struct TwoTowerAccess;
-  friend void fill_pool(const Model& m, SnapshotHeader& h, const std::vector<uint32_t>& position);
+  // Persistence (model_persistence.hpp): the state a snapshot or delta holds is read through
+  // StateAccess, written back through Import, and cut into lineage steps by SnapshotCut and
+  // DeltaCut. The file format (snapshot.hpp) uses only these and the public views above; the
+  // model knows nothing of the format.
+  class StateAccess;
+  class SnapshotCut;
+  class DeltaCut;
+  class Import;
 
+ private:
   struct Resolved {
     uint32_t user, item;
     float label, weight;
@@ -182,10 +180,10 @@ class Model {
   // One event's gradient step(s), `negatives` drawn beforehand (BPR); adds to `applied` /
   // `skipped` (BPR: one per negative).
   void train_one(const StepConfig& step, const Resolved& e, const uint32_t* negatives, float* scratch,
-                 uint64_t& applied, uint64_t& skipped) const noexcept;
+                 uint64_t& applied, uint64_t& skipped) noexcept;
   // train_one for events whose rows have side features (the composite kernels).
   void train_composite(const StepConfig& step, const Resolved& e, const uint32_t* negatives, uint64_t& applied,
-                       uint64_t& skipped) const noexcept;
+                       uint64_t& skipped) noexcept;
   // One Hogwild epoch: part p of `bounds` is shuffled and trained by one thread.
   void train_epoch(std::vector<Resolved>& events, const std::vector<int64_t>& bounds, uint64_t call, uint32_t epoch,
                    std::vector<float>& scratch, std::vector<uint32_t>& negatives);
@@ -288,7 +286,7 @@ class Model {
   void parts_of(const EmbeddingTable& ids, const FeatureSide& side, uint32_t row, std::vector<Part>& out) const;
   bool any_features() const noexcept { return user_features_.lists.any() || item_features_.lists.any(); }
   // Marks the feature rows of an event's rows after a step (see mark()).
-  void mark_features(const FeatureSide& side, uint32_t row) const noexcept;
+  void mark_features(const FeatureSide& side, uint32_t row) noexcept;
   // Per-feature scores b_f + <query, v_f> of the item features, for top-K.
   void feature_scores(const float* query, std::vector<float>& out) const;
 

@@ -25,7 +25,6 @@
 namespace rtrec {
 
 class Model;
-struct SnapshotHeader;  // defined in snapshot.cpp
 
 // A file that is not a snapshot, of another version, truncated or corrupted.
 class SnapshotError : public std::runtime_error {

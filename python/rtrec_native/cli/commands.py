@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .._core import IdKindError
 from .errors import PROG, CliError
 from .options import POLICY_CHOICES
 from .output import describe_run, eviction_text, fmt, format_table, json_default, nan_low, print_json, write_plot
@@ -189,7 +190,7 @@ def _recommend_any_kind(rec: Any, user: str, k: int, exclude_seen: bool,
         return user, *rec.recommend(user, k=k, exclude_seen=exclude_seen, diversity=diversity)
     try:
         return as_int, *rec.recommend(as_int, k=k, exclude_seen=exclude_seen, diversity=diversity)
-    except TypeError:  # the model's user IDs are strings
+    except IdKindError:  # the core's rule: this model's user IDs are strings
         return user, *rec.recommend(user, k=k, exclude_seen=exclude_seen, diversity=diversity)
 
 

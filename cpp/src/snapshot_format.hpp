@@ -1,0 +1,136 @@
+// The sections of a snapshot or delta file (layout in snapshot.hpp): each written from the
+// model's persistence interface (model_persistence.hpp) and read back into an image that is
+// verified whole before anything is applied through Model::Import. Internal to the format:
+// snapshot_header.cpp (the header), snapshot_sections.cpp (the rest), snapshot.cpp (the
+// order of the sections and the four entry points).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "rtrec/model_persistence.hpp"
+#include "snapshot_io.hpp"
+
+namespace rtrec {
+namespace snapshot_detail {
+
+constexpr char kMagic[8] = {'R', 'T', 'R', 'E', 'C', 'S', 'N', 'P'};
+constexpr char kDeltaMagic[8] = {'R', 'T', 'R', 'E', 'C', 'D', 'L', 'T'};
+// Every change to what is saved bumps the version; a file of another version is refused as
+// "version N is not supported" before anything else of it is read.
+// 2: lineage + sequence, 4-lane checksum; 3: expiry, evicted keys, then side features;
+// 4: model families (two_tower: item input vectors, user histories, the tower).
+constexpr uint32_t kVersion = 4;
+constexpr uint32_t kFullSnapshot = 0;
+constexpr uint32_t kDelta = 1;
+constexpr uint32_t kAnyKind = 2;  // read_header: accept either (peek_snapshot)
+
+// ---- header (snapshot_header.cpp)
+
+struct SnapshotHeader {
+  uint32_t kind;
+  ModelConfig config;
+  ModelCounters counters;
+  // The deltas' lineage. sequence: full, the last delta before it; delta, its number. link:
+  // full, the id of the last link before it; delta, its own id.
+  LineagePosition position;
+  uint64_t follows = 0;        // delta: id of the link it follows; full: unused
+  std::vector<uint32_t> pool;  // popularity-negative pool (full snapshots; empty in deltas)
+  uint64_t pool_written = 0;
+};
+
+// The header of a file about to be written: the model's config and counters now.
+SnapshotHeader header_of(const Model::StateAccess& state, uint32_t kind, const LineagePosition& position);
+// The popularity pool of a full snapshot, with item rows renumbered to their place in the
+// file (`position`: row -> index among the saved rows, kNotFound for rows left out).
+void fill_pool(const Model::StateAccess& state, SnapshotHeader& h, const std::vector<uint32_t>& position);
+void write_header(Writer& w, const SnapshotHeader& h);
+// Refuses another magic, another version (before reading anything else) or another kind
+// than `expected_kind`.
+SnapshotHeader read_header(Reader& r, uint32_t expected_kind);
+
+// ---- rows (snapshot_sections.cpp)
+
+// What a table's rows hold: their size, AdaGrad accumulators (per coordinate or per row),
+// input vectors (two_tower items).
+struct RowShape {
+  uint32_t dim;
+  bool accumulators;
+  bool row_accumulators;
+  bool inputs;
+  uint32_t accumulator_floats() const { return accumulators ? (row_accumulators ? 1 : dim) : 0; }
+};
+
+struct TableImage {
+  IdKind kind;
+  uint32_t rows;
+  size_t record;  // bytes per row
+  std::vector<char> records;
+  std::vector<std::string> names;
+};
+
+void write_rows(Writer& w, const EmbeddingTable& t, const std::vector<uint32_t>& rows);
+TableImage read_rows(Reader& r, const RowShape& shape, const char* name);
+std::vector<uint64_t> keys_of(const TableImage& image);
+// Refuses (as a corrupted file) rows whose ID kind or names do not fit the table.
+void check_applicable(Reader& r, const TableImage& image, const EmbeddingTable& t, const char* name);
+// Writes the image's rows into `table`: new IDs get rows, known ones are overwritten. A full
+// snapshot demands that every row is new and lands at its saved index (`in_order`).
+void apply_rows(Reader& r, const TableImage& image, Model::Import& import, const EmbeddingTable& table, bool in_order,
+                const char* name);
+
+// ---- seen sets
+
+// Seen sets of the listed user rows, items named by key (see snapshot_sections.cpp).
+void write_seen(Writer& w, const Model::StateAccess& state, const std::vector<uint32_t>& user_rows, uint32_t n_items,
+                const std::vector<uint32_t>* in_file);
+std::vector<std::vector<uint64_t>> read_seen(Reader& r, uint32_t users);
+
+// ---- side features
+
+// Side features of one table in a file: the feature table's rows, then (if the side has
+// ever had features) one list of feature keys per ID row of the file, in the file's order.
+struct FeatureImage {
+  TableImage table;
+  bool has_lists = false;
+  std::vector<std::vector<uint64_t>> lists;
+};
+
+void write_features(Writer& w, const Model::StateAccess& state, bool items, const std::vector<uint32_t>& id_rows,
+                    bool delta, uint32_t since);
+FeatureImage read_features(Reader& r, const RowShape& shape, uint32_t id_rows, const char* name);
+// After the ID rows are in place: `id_rows[i]` is the model row of the file's i-th ID. A
+// full snapshot must name only features it holds; a delta skips unknown ones.
+void apply_features(Reader& r, Model::Import& import, bool items, const FeatureImage& image,
+                    const std::vector<uint32_t>& id_rows, bool full);
+
+// ---- two_tower: the tower's parameters, then one history per user row of the file (item
+// keys, oldest first). Empty for mf (no parameters, no histories).
+
+struct TwoTowerImage {
+  std::vector<float> parameters;
+  std::vector<std::vector<uint64_t>> histories;
+};
+
+// `in_file`: for a full snapshot, item row -> its place in the file (kNotFound: left out);
+// null for a delta, which names live items.
+void write_two_tower(Writer& w, const Model::StateAccess& state, const std::vector<uint32_t>& user_rows,
+                     uint32_t n_items, const std::vector<uint32_t>* in_file);
+TwoTowerImage read_two_tower(Reader& r, const ModelConfig& c, uint32_t user_rows);
+// After the ID rows are in place: `user_rows[u]` is the model row of the file's u-th user.
+// A full snapshot must name only items it holds; a delta skips unknown ones.
+void apply_two_tower(Reader& r, Model::Import& import, const TwoTowerImage& image,
+                     const std::vector<uint32_t>& user_rows, bool full);
+
+// ---- evicted keys, admission sketches
+
+void write_evicted(Writer& w, const EvictedKeys& e);
+EvictedKeys read_evicted(Reader& r, bool full);
+// Admission counts travel with full snapshots (a restored trainer keeps counting where it
+// was); deltas leave them out, replicas do not admit. Null sketches: none.
+void write_sketches(Writer& w, const CountMinSketch* users, const CountMinSketch* items);
+std::vector<uint16_t> read_sketches(Reader& r, const ModelConfig& c);
+
+}  // namespace snapshot_detail
+}  // namespace rtrec
