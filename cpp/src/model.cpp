@@ -205,6 +205,10 @@ void Model::pool_refill(const std::vector<Resolved>& events, SplitMix64& rng) no
 
 void Model::train_one(const StepConfig& step, const Resolved& e, const uint32_t* negatives, float* scratch,
                       uint64_t& applied, uint64_t& skipped) const noexcept {
+  if (config_.loss == Loss::kWarp) {
+    train_warp(step, e, negatives, scratch, applied, skipped);
+    return;
+  }
   if (any_features()) {
     const bool featured = user_features_.lists.get(e.user) != nullptr || item_features_.lists.get(e.item) != nullptr ||
                           (config_.loss == Loss::kBpr && [&] {
@@ -213,7 +217,7 @@ void Model::train_one(const StepConfig& step, const Resolved& e, const uint32_t*
                             return false;
                           }());
     if (featured) {
-      train_composite(step, e, negatives, applied, skipped);
+      train_composite(step, e, negatives, config_.negatives, applied, skipped);
       return;
     }
   }
@@ -242,7 +246,7 @@ void Model::train_epoch(std::vector<Resolved>& events, const std::vector<int64_t
   constexpr int64_t kSlots = kAhead + 1;
   const StepConfig step = step_config();
   const uint32_t floats = scratch_floats(step.stride);
-  const uint32_t n_neg = config_.loss == Loss::kBpr ? config_.negatives : 0;
+  const uint32_t n_neg = sampled_loss() ? config_.negatives : 0;  // mf: bpr or warp
   const uint32_t n_items = items_.size();
   const int parts = static_cast<int>(bounds.size()) - 1;
   const bool featured = any_features();
