@@ -16,6 +16,7 @@ namespace {
 constexpr uint64_t kShuffleStream = 1;  // per-part shuffles and negatives in fit epochs
 constexpr uint64_t kUpdateStream = 3;
 constexpr uint64_t kPoolStream = 4;
+constexpr uint64_t kPartitionStream = 6;  // ties among users of equal event count (5: two_tower)
 
 // Below this many pairs/items a parallel region costs more than it saves.
 constexpr size_t kParallelPredictMin = 16384;
@@ -375,7 +376,8 @@ void Model::fit_pinned(const EventBatch& e, uint32_t epochs, int num_threads) {
     std::vector<float> scratch(size_t(scratch_floats(users_.stride())) * threads);
     std::vector<uint32_t> negatives(size_t(kPrefetchAhead + 1) * config_.negatives * threads);
     const int parts = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, events.size() / 1024)));
-    const std::vector<int64_t> bounds = parts > 1 ? partition_by_item(events, items_.size(), parts)
+    const std::vector<int64_t> bounds = parts > 1 ? partition_by_user(events, users_.size(), parts,
+                                                                      derive_seed(config_.seed, kPartitionStream, call))
                                                   : std::vector<int64_t>{0, static_cast<int64_t>(events.size())};
     for (uint32_t epoch = 0; epoch < epochs; ++epoch) train_epoch(events, bounds, call, epoch, scratch, negatives);
   }
