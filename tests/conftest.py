@@ -36,7 +36,7 @@ class Variant:
     @property
     def sampled(self) -> bool:
         """Positives against sampled negatives: labels are optional."""
-        return self.loss in ("bpr", "softmax")
+        return self.loss in ("bpr", "softmax", "warp")
 
     def __str__(self) -> str:
         return f"{self.model}-{self.loss}-{self.optimizer}"
@@ -44,7 +44,8 @@ class Variant:
 
 # Every model variant: behaviour tests run against all of them (one fixture, like a test
 # mixin): mf with each loss and optimizer, two_tower with each loss (and both optimizers).
-VARIANTS = [Variant("mf", loss, opt) for loss in ("squared", "logistic", "bpr") for opt in ("sgd", "adagrad")] + [
+MF_LOSSES = ("squared", "logistic", "bpr", "warp")
+VARIANTS = [Variant("mf", loss, opt) for loss in MF_LOSSES for opt in ("sgd", "adagrad")] + [
     Variant("two_tower", "softmax", "adagrad"), Variant("two_tower", "bpr", "adagrad"),
     Variant("two_tower", "logistic", "sgd"), Variant("two_tower", "squared", "adagrad"),
 ]

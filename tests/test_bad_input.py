@@ -12,20 +12,21 @@ USERS = [1, 2, 3, 1]
 ITEMS = [10, 20, 30, 20]
 
 
-MODELS = [("mf", "squared"), ("mf", "logistic"), ("mf", "bpr"), ("two_tower", "softmax"), ("two_tower", "squared")]
+MODELS = [("mf", "squared"), ("mf", "logistic"), ("mf", "bpr"), ("mf", "warp"), ("two_tower", "softmax"),
+          ("two_tower", "squared")]
 
 
 @pytest.fixture(params=MODELS, ids=[f"{m}-{loss}" for m, loss in MODELS])
 def trained(request):
     model, loss = request.param
-    labels = None if loss in ("bpr", "softmax") else [1.0, 0.0, 1.0, 1.0]
+    labels = None if loss in ("bpr", "softmax", "warp") else [1.0, 0.0, 1.0, 1.0]
     extra = {"tower": (8,), "history": 4} if model == "two_tower" else {}
     rec = rt.Recommender(model=model, dim=4, loss=loss, seed=0, **extra).fit(USERS, ITEMS, labels, epochs=2)
     return rec
 
 
 def _labels(rec, n):
-    return None if rec.get_params()["loss"] in ("bpr", "softmax") else [1.0] * n
+    return None if rec.get_params()["loss"] in ("bpr", "softmax", "warp") else [1.0] * n
 
 
 BAD_EVENTS = {

@@ -42,7 +42,9 @@ ModelConfig default_config(Family family) {
 
 std::vector<Loss> losses_of(Family family) {
   if (family == Family::kTwoTower) return {Loss::kSoftmax, Loss::kBpr, Loss::kLogistic, Loss::kSquared};
-  return {Loss::kSquared, Loss::kLogistic, Loss::kBpr};
+  // two_tower does not take warp: its block step scores every candidate with the weights as
+  // they are when the block starts, so there is no sequential "sample until a violation".
+  return {Loss::kSquared, Loss::kLogistic, Loss::kBpr, Loss::kWarp};
 }
 
 void validate_config(const ModelConfig& c) {
@@ -60,10 +62,10 @@ void validate_config(const ModelConfig& c) {
   if (!finite_at_least(c.l2, 0.0f, true)) bad("l2 must be a finite number >= 0");
   if (!finite_at_least(c.grad_clip, 0.0f, false)) bad("grad_clip must be a finite number > 0");
   if (!finite_at_least(c.init_std, 0.0f, true)) bad("init_std must be a finite number >= 0");
-  const bool sampled = c.loss == Loss::kBpr || c.loss == Loss::kSoftmax;
-  if (sampled && (c.negatives == 0 || c.negatives > kMaxNegatives))
+  if (samples_negatives(c.loss) && (c.negatives == 0 || c.negatives > kMaxNegatives))
     bad("negatives must be between 1 and " + std::to_string(kMaxNegatives) + " for the " + loss_name(c.loss) +
-        " loss, got " + std::to_string(c.negatives));
+        " loss" + (c.loss == Loss::kWarp ? " (the most items sampled per positive)" : "") + ", got " +
+        std::to_string(c.negatives));
   if (c.min_count == 0 || c.min_count > kMaxMinCount)
     bad("min_count must be between 1 and " + std::to_string(kMaxMinCount) + ", got " + std::to_string(c.min_count));
   if (!(c.ttl >= 0.0) || !std::isfinite(c.ttl)) bad("ttl must be a finite number of seconds >= 0");
@@ -90,9 +92,14 @@ bool consumed(Loss loss, float label, float weight) noexcept {
     case Loss::kSquared: return true;  // any rated item has been consumed
     case Loss::kLogistic: return label >= 0.5f;
     case Loss::kBpr:
-    case Loss::kSoftmax: return label > 0.0f;
+    case Loss::kSoftmax:
+    case Loss::kWarp: return label > 0.0f;
   }
   return false;
+}
+
+bool samples_negatives(Loss loss) noexcept {
+  return loss == Loss::kBpr || loss == Loss::kSoftmax || loss == Loss::kWarp;
 }
 
 Family parse_family(const std::string& name) {
@@ -102,9 +109,9 @@ Family parse_family(const std::string& name) {
 }
 
 Loss parse_loss(const std::string& name) {
-  for (Loss l : {Loss::kSquared, Loss::kLogistic, Loss::kBpr, Loss::kSoftmax})
+  for (Loss l : {Loss::kSquared, Loss::kLogistic, Loss::kBpr, Loss::kSoftmax, Loss::kWarp})
     if (name == loss_name(l)) return l;
-  bad("loss must be 'squared', 'logistic', 'bpr' or 'softmax', got '" + name + "'");
+  bad("loss must be 'squared', 'logistic', 'bpr', 'softmax' or 'warp', got '" + name + "'");
 }
 
 Optimizer parse_optimizer(const std::string& name) {
@@ -127,6 +134,7 @@ const char* loss_name(Loss loss) noexcept {
     case Loss::kLogistic: return "logistic";
     case Loss::kBpr: return "bpr";
     case Loss::kSoftmax: return "softmax";
+    case Loss::kWarp: return "warp";
   }
   return "?";
 }

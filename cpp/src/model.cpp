@@ -16,6 +16,7 @@ namespace {
 constexpr uint64_t kShuffleStream = 1;  // per-part shuffles and negatives in fit epochs
 constexpr uint64_t kUpdateStream = 3;
 constexpr uint64_t kPoolStream = 4;
+constexpr uint64_t kPartitionStream = 6;  // ties among users of equal event count (5: two_tower)
 
 // Below this many pairs/items a parallel region costs more than it saves.
 constexpr size_t kParallelPredictMin = 16384;
@@ -206,6 +207,10 @@ void Model::pool_refill(const std::vector<Resolved>& events, SplitMix64& rng) no
 
 void Model::train_one(const StepConfig& step, const Resolved& e, const uint32_t* negatives, float* scratch,
                       uint64_t& applied, uint64_t& skipped) noexcept {
+  if (config_.loss == Loss::kWarp) {
+    train_warp(step, e, negatives, scratch, applied, skipped);
+    return;
+  }
   if (any_features()) {
     const bool featured = user_features_.lists.get(e.user) != nullptr || item_features_.lists.get(e.item) != nullptr ||
                           (config_.loss == Loss::kBpr && [&] {
@@ -214,7 +219,7 @@ void Model::train_one(const StepConfig& step, const Resolved& e, const uint32_t*
                             return false;
                           }());
     if (featured) {
-      train_composite(step, e, negatives, applied, skipped);
+      train_composite(step, e, negatives, config_.negatives, applied, skipped);
       return;
     }
   }
@@ -243,7 +248,7 @@ void Model::train_epoch(std::vector<Resolved>& events, const std::vector<int64_t
   constexpr int64_t kSlots = kAhead + 1;
   const StepConfig step = step_config();
   const uint32_t floats = scratch_floats(step.stride);
-  const uint32_t n_neg = config_.loss == Loss::kBpr ? config_.negatives : 0;
+  const uint32_t n_neg = sampled_loss() ? config_.negatives : 0;  // mf: bpr or warp
   const uint32_t n_items = items_.size();
   const int parts = static_cast<int>(bounds.size()) - 1;
   const bool featured = any_features();
@@ -372,7 +377,8 @@ void Model::fit_pinned(const EventBatch& e, uint32_t epochs, int num_threads) {
     std::vector<float> scratch(size_t(scratch_floats(users_.stride())) * threads);
     std::vector<uint32_t> negatives(size_t(kPrefetchAhead + 1) * config_.negatives * threads);
     const int parts = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, events.size() / 1024)));
-    const std::vector<int64_t> bounds = parts > 1 ? partition_by_item(events, items_.size(), parts)
+    const std::vector<int64_t> bounds = parts > 1 ? partition_by_user(events, users_.size(), parts,
+                                                                      derive_seed(config_.seed, kPartitionStream, call))
                                                   : std::vector<int64_t>{0, static_cast<int64_t>(events.size())};
     for (uint32_t epoch = 0; epoch < epochs; ++epoch) train_epoch(events, bounds, call, epoch, scratch, negatives);
   }

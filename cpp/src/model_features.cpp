@@ -11,8 +11,8 @@
 namespace rtrec {
 using namespace model_detail;
 
-void Model::train_composite(const StepConfig& step, const Resolved& e, const uint32_t* negatives, uint64_t& applied,
-                            uint64_t& skipped) noexcept {
+void Model::train_composite(const StepConfig& step, const Resolved& e, const uint32_t* negatives, uint32_t n_negatives,
+                            uint64_t& applied, uint64_t& skipped) noexcept {
   thread_local std::vector<float> scratch;
   thread_local std::vector<Part> user, item, negative;
   try {
@@ -20,14 +20,14 @@ void Model::train_composite(const StepConfig& step, const Resolved& e, const uin
     item.clear();
     parts_of(users_, user_features_, e.user, user);
     parts_of(items_, item_features_, e.item, item);
-    if (config_.loss != Loss::kBpr) {
+    if (!sampled_loss()) {
       const bool ok = pointwise_composite(step, config_.loss, Parts{user.data(), uint32_t(user.size())},
                                           Parts{item.data(), uint32_t(item.size())}, offset(), e.label, e.weight, scratch);
       ++(ok ? applied : skipped);
       return;
     }
     if (!(e.label > 0.0f)) return;
-    for (uint32_t s = 0; s < config_.negatives; ++s) {
+    for (uint32_t s = 0; s < n_negatives; ++s) {
       if (negatives[s] == kNoRow) continue;
       negative.clear();
       parts_of(items_, item_features_, negatives[s], negative);

@@ -58,5 +58,44 @@ std::vector<int64_t> partition_by_item(std::vector<Event>& events, uint32_t n_it
   return bounds;
 }
 
+// Splits fit events into `parts` contiguous runs, each run holding whole users, balanced by
+// event count; returns the run boundaries (parts + 1). The mf fit uses this, not the item
+// split above: a thread's run must be a fair sample of the whole batch, because Hogwild
+// threads on a busy machine do not interleave finely; measured on 2 shared cores, the two
+// runs of a 9k-event epoch ran one after the other in 4 epochs of 5. With runs of whole
+// items, each run's positives are its own items only, so every epoch trained one block of
+// items up and then the other (the item and feature biases ended wherever the last block
+// left them: a two-genre case ranked the users' own genre first for 50-85% of users with 2
+// threads, 100% with 1). Runs of whole users hold every item's positives in proportion;
+// each user row is still written by one thread only. Users of equal count are ordered by a
+// seeded hash, not by row, so that runs do not follow whatever order rows were made in
+// (alternating tastes, say).
+template <class Event>
+std::vector<int64_t> partition_by_user(std::vector<Event>& events, uint32_t n_users, int parts, uint64_t seed) {
+  std::vector<uint32_t> count(n_users, 0);
+  for (const Event& r : events) ++count[r.user];
+  std::vector<uint64_t> tie(n_users);
+  for (uint32_t u = 0; u < n_users; ++u) tie[u] = derive_seed(seed, u);
+  std::vector<uint32_t> order(n_users);
+  for (uint32_t u = 0; u < n_users; ++u) order[u] = u;
+  std::sort(order.begin(), order.end(),
+            [&](uint32_t a, uint32_t b) { return count[a] > count[b] || (count[a] == count[b] && tie[a] < tie[b]); });
+  std::vector<uint64_t> load(parts, 0);
+  std::vector<uint16_t> owner(n_users, 0);
+  for (uint32_t user : order) {
+    if (count[user] == 0) break;
+    const int p = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+    owner[user] = static_cast<uint16_t>(p);
+    load[p] += count[user];
+  }
+  std::vector<int64_t> bounds(parts + 1, 0);
+  for (int p = 0; p < parts; ++p) bounds[p + 1] = bounds[p] + static_cast<int64_t>(load[p]);
+  std::vector<Event> sorted(events.size());
+  std::vector<int64_t> next(bounds.begin(), bounds.end() - 1);
+  for (const Event& r : events) sorted[next[owner[r.user]]++] = r;
+  events.swap(sorted);
+  return bounds;
+}
+
 }  // namespace model_detail
 }  // namespace rtrec

@@ -136,7 +136,8 @@ SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   if (popularity > 1 || pool_size > Model::kPoolSize || c.min_count == 0 || !(c.ttl >= 0.0) || !std::isfinite(c.ttl) ||
       !std::isfinite(h.counters.clock))
     r.fail("corrupted file (bad header)");
-  if (h.kind != (expected_kind == kAnyKind ? (delta ? kDelta : kFullSnapshot) : expected_kind) || c.dim == 0 || c.dim > kMaxDim || loss > 3 || optimizer > 1)
+  if (h.kind != (expected_kind == kAnyKind ? (delta ? kDelta : kFullSnapshot) : expected_kind) || c.dim == 0 || c.dim > kMaxDim ||
+      loss > static_cast<uint32_t>(Loss::kWarp) || optimizer > 1)
     r.fail("corrupted file (bad header)");
   c.loss = static_cast<Loss>(loss);
   c.optimizer = static_cast<Optimizer>(optimizer);

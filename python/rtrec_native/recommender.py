@@ -99,8 +99,12 @@ class Recommender:
         dim: embedding size (>= 1); two_tower's encoding has the same size.
         loss: ``"squared"`` (ratings; labels required), ``"logistic"`` (clicks; labels in
             [0, 1] required), ``"bpr"`` (implicit positives against ``negatives`` items
-            sampled per positive; labels optional, label <= 0 is not a positive) or, for
-            two_tower, ``"softmax"`` (sampled softmax over the positive and ``negatives``
+            sampled per positive; labels optional, label <= 0 is not a positive), for mf
+            ``"warp"`` (LightFM's WARP, BPR's label rules: per positive, items are sampled until
+            one scores within 1 of it, at most ``negatives`` tries, and that pair takes a BPR
+            step weighted by the rank estimate L((n_items - 1) // tries), L(k) = 1 + ... + 1/k;
+            ``negatives=10`` is LightFM's default cap) or, for two_tower, ``"softmax"``
+            (sampled softmax over the positive and ``negatives``
             sampled items, accidental hits of the positive removed, with the log-probability
             correction of the sampling distribution — a constant for uniform sampling).
             Negatives are drawn without checking the user's history: with a catalogue much
@@ -109,7 +113,8 @@ class Recommender:
             row for two_tower's dense layers).
         learning_rate: step size (> 0).
         l2: L2 penalty applied to the rows an event touches (>= 0).
-        negatives: sampled negatives per positive (bpr, softmax).
+        negatives: sampled negatives per positive (bpr, softmax); for warp the most items
+            sampled per positive.
         num_threads: threads for ``fit``, ``predict`` and ``recommend``; None uses the
             OpenMP default (``OMP_NUM_THREADS`` if set, else all cores); an int >= 1 is exact.
         seed: seeds initialisation, shuffling and negative sampling (default 0). With

@@ -13,7 +13,9 @@ namespace rtrec {
 // two_tower: score = mu + b_i + <c_u, q_i>, c_u a dense ReLU tower over the user's ID row and
 // the pooled input rows of their recent positives (see model.hpp).
 enum class Family : int { kMf = 0, kTwoTower = 1 };
-enum class Loss : int { kSquared = 0, kLogistic = 1, kBpr = 2, kSoftmax = 3 };
+// warp: LightFM's ranking loss (MF only): per positive, sampled items until one scores within
+// a margin of 1 of it (at most `negatives` tries), then a BPR step scaled by the rank estimate.
+enum class Loss : int { kSquared = 0, kLogistic = 1, kBpr = 2, kSoftmax = 3, kWarp = 4 };
 enum class Optimizer : int { kSgd = 0, kAdagrad = 1 };
 
 // Limits. Each is a property of the core's data structures, named where it comes from.
@@ -65,6 +67,11 @@ void validate_config(const ModelConfig& config);
 // Whether an event puts the item among the user's consumed items (the seen set that
 // recommend excludes, and the history two_tower encodes). The one definition of the rule.
 bool consumed(Loss loss, float label, float weight) noexcept;
+
+// Losses that learn from implicit positives against sampled items (bpr, warp, softmax):
+// labels are optional (a missing one is 1), a label <= 0 is not a positive and teaches
+// nothing, and `negatives` applies. The one definition of that rule.
+bool samples_negatives(Loss loss) noexcept;
 
 // Names <-> values. parse_* throw std::invalid_argument listing the accepted names.
 Family parse_family(const std::string& name);

@@ -45,6 +45,11 @@ bool pointwise_step(const StepConfig& config, Loss loss, const RowRef& user, con
 bool pairwise_step(const StepConfig& config, const RowRef& user, const RowRef& positive, const RowRef& negative,
                    float weight, float* scratch) noexcept;
 
+// WARP's rank estimate for a positive whose first margin violator came at try `tries` among
+// `n_items` candidates: L(floor((n_items - 1) / tries)), L(k) = sum_{j <= k} 1/j (0 when
+// there is nothing to rank against). Multiplies the BPR step's weight.
+float warp_rank_weight(uint32_t n_items, uint32_t tries) noexcept;
+
 // Side features: an effective vector is a weighted sum of rows (the ID row with weight 1,
 // each feature row with 1/sqrt(n)). The composite steps below take the loss gradient with
 // respect to the effective vectors and give each part its share (weight x gradient, plus

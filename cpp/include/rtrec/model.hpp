@@ -168,7 +168,7 @@ class Model {
   void set_features_pinned(bool items, const IdBatch& ids, const std::vector<std::vector<std::string>>& features);
   void update_pinned(const EventBatch& events);
   // Losses that learn from positives against sampled negative items.
-  bool sampled_loss() const noexcept { return config_.loss == Loss::kBpr || config_.loss == Loss::kSoftmax; }
+  bool sampled_loss() const noexcept { return samples_negatives(config_.loss); }
   void record_labels(double label_sum, double weight_sum) noexcept;
   float offset() const noexcept { return global_bias_.load(std::memory_order_relaxed); }
   StepConfig step_config() const noexcept;
@@ -181,9 +181,14 @@ class Model {
   // `skipped` (BPR: one per negative).
   void train_one(const StepConfig& step, const Resolved& e, const uint32_t* negatives, float* scratch,
                  uint64_t& applied, uint64_t& skipped) noexcept;
-  // train_one for events whose rows have side features (the composite kernels).
-  void train_composite(const StepConfig& step, const Resolved& e, const uint32_t* negatives, uint64_t& applied,
-                       uint64_t& skipped) noexcept;
+  // train_one for warp (model_warp.cpp): the first of `negatives` that scores within the
+  // margin of the positive gets a BPR step scaled by the rank estimate.
+  void train_warp(const StepConfig& step, const Resolved& e, const uint32_t* negatives, float* scratch,
+                  uint64_t& applied, uint64_t& skipped) noexcept;
+  // train_one for events whose rows have side features (the composite kernels), against the
+  // first `n_negatives` of `negatives` (bpr, warp).
+  void train_composite(const StepConfig& step, const Resolved& e, const uint32_t* negatives, uint32_t n_negatives,
+                       uint64_t& applied, uint64_t& skipped) noexcept;
   // One Hogwild epoch: part p of `bounds` is shuffled and trained by one thread.
   void train_epoch(std::vector<Resolved>& events, const std::vector<int64_t>& bounds, uint64_t call, uint32_t epoch,
                    std::vector<float>& scratch, std::vector<uint32_t>& negatives);

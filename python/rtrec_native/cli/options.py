@@ -277,7 +277,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    "(learns sequences; personal after one event) (default: %(default)s)")
     g.add_argument("--loss", choices=LOSS_CHOICES, default="auto",
                    help="auto: mf: squared for ratings (labels other than 0/1), else bpr (clicks, implicit); "
-                   "two_tower: softmax; logistic for calibrated click probabilities (default: %(default)s)")
+                   "two_tower: softmax; logistic for calibrated click probabilities; warp (mf): bpr's rules, steps "
+                   "weighted toward the top of each list (default: %(default)s)")
     g.add_argument("--dim", type=positive_int, default=None,
                    help=f"embedding size (default: {either('dim')})")
     g.add_argument("--epochs", type=positive_int, default=_FIT_EPOCHS(),
@@ -288,7 +289,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help=f"step size (default: {either('learning_rate')})")
     g.add_argument("--l2", type=nonnegative_float, default=None, help=f"L2 penalty (default: {either('l2')})")
     g.add_argument("--negatives", type=positive_int, default=None, metavar="N",
-                   help=f"sampled negatives per positive, bpr and softmax (default: {either('negatives')})")
+                   help=f"sampled negatives per positive, bpr and softmax; warp: the most items sampled per positive "
+                   f"(default: {either('negatives')})")
     g.add_argument("--tower", type=_widths, default=None, metavar="W[,W...]",
                    help="two_tower: hidden layer widths of the user tower "
                    f"(default: {_widths_text(two_tower['tower'])})")

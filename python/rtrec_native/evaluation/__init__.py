@@ -43,7 +43,7 @@ Metrics per scored event (overall, and per window of equal event counts):
 
 "Consumed" is the core's rule, the one its seen lists follow (``rtrec_native._core.consumed``,
 what :meth:`Recommender.recommend`'s ``exclude_seen`` leaves out): an event with weight > 0
-and, for ``squared`` any label, for ``logistic`` a label >= 0.5, for ``bpr`` and ``softmax``
+and, for ``squared`` any label, for ``logistic`` a label >= 0.5, for ``bpr``, ``warp`` and ``softmax``
 a label > 0 (or no label).
 
 The parts: :mod:`.split` (temporal split and its evaluation), :mod:`.replay` (prequential

@@ -10,7 +10,7 @@ user      user ID (required). ``--ids auto``: base-10 int64 text is an integer I
           anything else a string ID; a side keeps the kind it started with.
 item      item ID (required), the same rules.
 label     a finite decimal number (required for the squared and logistic losses;
-          in [0, 1] for logistic; for bpr/softmax optional, <= 0 is not a positive).
+          in [0, 1] for logistic; for bpr/warp/softmax optional, <= 0 is not a positive).
 weight    a finite number >= 0 (default 1); multiplied by the type's weight.
 ts        event time in seconds since the Unix epoch (default: the entry ID's time).
 type      event type; with event weights configured (``{"view": 0.2, ...}``) its weight
