@@ -232,6 +232,10 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    help="events as CSV/TSV/Parquet; columns found by common names (userId/user_id/"
                    "user, movieId/itemId/item_id/item, rating/label/click, timestamp/time/ts), "
                    "so MovieLens ratings.csv works as is")
+    g.add_argument("--strict", action="store_true",
+                   help="fail (exit code 1, the reasons listed) if cleaning would drop any row of --data "
+                   "(malformed lines or IDs, missing values, duplicates, ...); without it bad rows are "
+                   "dropped and the cleaning report on stderr says which")
     g.add_argument("--user-col", metavar="NAME", help="user ID column (default: found by name)")
     g.add_argument("--item-col", metavar="NAME", help="item ID column (default: found by name)")
     g.add_argument("--label-col", metavar="NAME", help="label/rating column (default: found by name; optional)")
