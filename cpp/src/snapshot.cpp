@@ -28,7 +28,11 @@ constexpr char kDeltaMagic[8] = {'R', 'T', 'R', 'E', 'C', 'D', 'L', 'T'};
 constexpr char kEndMagic[8] = {'R', 'T', 'R', 'E', 'C', 'E', 'N', 'D'};
 // 2: lineage + sequence, 4-lane checksum; 3: expiry, evicted keys, then side features;
 // 4: model families (two_tower: item input vectors, user histories, the tower).
-constexpr uint32_t kVersion = 4;
+// 5: the noisy-feedback options (dedup_window, max_user_rate, huber_delta, adaptive_step)
+// and counters (deduplicated, rate_limited) at the end of the header. Version 4 files load
+// with the options off and the counters at 0.
+constexpr uint32_t kVersion = 5;
+constexpr uint32_t kOldestVersion = 4;
 constexpr uint32_t kFullSnapshot = 0;
 constexpr uint32_t kDelta = 1;
 constexpr uint32_t kAnyKind = 2;  // read_header: accept either (peek_snapshot)
@@ -581,6 +585,7 @@ struct SnapshotHeader {
   uint64_t evicted_users = 0, evicted_items = 0;
   double clock = 0.0;
   std::string source_position;  // where the model's input stream stood (e.g. a stream entry ID)
+  uint64_t deduplicated = 0, rate_limited = 0;  // version >= 5
 };
 
 static void write_header(Writer& w, const SnapshotHeader& h) {
@@ -625,6 +630,12 @@ static void write_header(Writer& w, const SnapshotHeader& h) {
   w.value<uint64_t>(h.pool_written);
   w.value<uint32_t>(static_cast<uint32_t>(h.pool.size()));
   w.bytes(h.pool.data(), h.pool.size() * sizeof(uint32_t));
+  w.value<double>(c.dedup_window);
+  w.value<double>(c.max_user_rate);
+  w.value<float>(c.huber_delta);
+  w.value<uint32_t>(c.adaptive_step ? 1 : 0);
+  w.value<uint64_t>(h.deduplicated);
+  w.value<uint64_t>(h.rate_limited);
   w.end_section("header");
 }
 
@@ -637,9 +648,9 @@ static SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   if (expected_kind == kFullSnapshot && !full) r.fail("this is a delta, not a full snapshot (use apply_delta)");
   if (expected_kind == kDelta && !delta) r.fail("this is a full snapshot, not a delta (use load)");
   const uint32_t version = r.value<uint32_t>();
-  if (version != kVersion)
-    r.fail("snapshot format version " + std::to_string(version) + " is not supported (this build reads version " +
-           std::to_string(kVersion) + ")");
+  if (version < kOldestVersion || version > kVersion)
+    r.fail("snapshot format version " + std::to_string(version) + " is not supported (this build reads versions " +
+           std::to_string(kOldestVersion) + " to " + std::to_string(kVersion) + ")");
   SnapshotHeader h;
   h.kind = r.value<uint32_t>();
   ModelConfig& c = h.config;
@@ -688,11 +699,25 @@ static SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   h.pool.resize(pool_size);
   r.bytes(h.pool.data(), size_t(pool_size) * 4);
   c.popularity_negatives = popularity == 1;
+  uint32_t adaptive = 0;
+  if (version >= 5) {
+    c.dedup_window = r.value<double>();
+    c.max_user_rate = r.value<double>();
+    c.huber_delta = r.value<float>();
+    adaptive = r.value<uint32_t>();
+    h.deduplicated = r.value<uint64_t>();
+    h.rate_limited = r.value<uint64_t>();
+  }
+  c.adaptive_step = adaptive == 1;
   r.end_section("header");
+  if (adaptive > 1 || !(c.dedup_window >= 0.0 && c.dedup_window <= kMaxDedupWindow) ||
+      !(c.max_user_rate >= 0.0 && c.max_user_rate <= kMaxUserRate) || !(c.huber_delta > 0.0f) ||
+      !std::isfinite(c.huber_delta))
+    r.fail("corrupted file (bad header)");
   if (popularity > 1 || pool_size > Model::kPoolSize || c.min_count == 0 || !(c.ttl >= 0.0) || !std::isfinite(c.ttl) ||
       !std::isfinite(h.clock))
     r.fail("corrupted file (bad header)");
-  if (h.kind != (expected_kind == kAnyKind ? (delta ? kDelta : kFullSnapshot) : expected_kind) || c.dim == 0 || c.dim > kMaxDim || loss > 3 || optimizer > 1)
+  if (h.kind != (expected_kind == kAnyKind ? (delta ? kDelta : kFullSnapshot) : expected_kind) || c.dim == 0 || c.dim > kMaxDim || loss > 4 || optimizer > 1)
     r.fail("corrupted file (bad header)");
   c.loss = static_cast<Loss>(loss);
   c.optimizer = static_cast<Optimizer>(optimizer);
@@ -716,6 +741,8 @@ SnapshotHeader header_of(const Model& m, uint32_t kind, uint64_t lineage, uint64
   h.evicted_items = m.evicted_items_.load(std::memory_order_relaxed);
   h.clock = m.clock();
   h.source_position = m.source_position_;
+  h.deduplicated = m.deduplicated_.load(std::memory_order_relaxed);
+  h.rate_limited = m.rate_limited_.load(std::memory_order_relaxed);
   return h;
 }
 
@@ -729,6 +756,8 @@ void restore_counters(Model& m, const SnapshotHeader& h) {
   m.update_events_.store(h.update_events);
   m.evicted_users_.store(h.evicted_users);
   m.evicted_items_.store(h.evicted_items);
+  m.deduplicated_.store(h.deduplicated);
+  m.rate_limited_.store(h.rate_limited);
   m.advance_clock(h.clock);
   m.source_position_ = h.source_position;
 }

@@ -72,6 +72,10 @@ def model_params(args: argparse.Namespace, labels: Any) -> dict[str, Any]:
         "tower": args.tower,
         "history": args.history,
         "recency": args.recency,
+        "dedup_window": getattr(args, "dedup_window", None),
+        "max_user_rate": getattr(args, "max_user_rate", None),
+        "huber_delta": getattr(args, "huber_delta", None),
+        "adaptive_step": getattr(args, "adaptive_step", None),
     }
     # Unset options take the family's defaults (Recommender's None).
     return {key: value for key, value in params.items() if value is not None or key in _NONE_MEANS_OFF}
