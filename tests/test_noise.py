@@ -226,3 +226,39 @@ def test_the_guard_memory_is_fixed_whatever_the_number_of_users():
         return on.stats()["memory_bytes"] - off.stats()["memory_bytes"]
 
     assert extra_memory(1_000) == extra_memory(100_000) > 0
+
+
+# A full snapshot written by the format before the noisy-feedback options (version 4, from
+# main at the time): Recommender(loss="squared", dim=4, seed=0, num_threads=1) after
+# update([1, 2, 1], [10, 11, 12], labels=[4, 3, 5], timestamps=[1, 2, 3]).
+SNAPSHOT_V4 = (
+    "UlRSRUNTTlAEAAAAAAAAAAQAAAAAAAAAAQAAAAEAAADNzEw9F7fROAAAIEHNzMw9AAAAAAAAAAAAAAAAAAAoQAAAAAAAAAhA"
+    "AACAQAMAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAMAAAAAAAAAMESBvN7CsRwAAAAAAAAAAAAAAAAAAAAAMESBvN7CsRwAAAAA"
+    "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAACEAAAAAAAAAAAAAAgD8AAAAAAAAAAAAAAAAAAAAA"
+    "AAAAAOHlToBIacS3AQAAAAIAAAABAAAAAAAAAAIAAAAAAAAAAAAIQHS/zD3Bll4/rfYSPs5lJz7IrZ67PPa6PWAvaDsLI5o8"
+    "Ns3NPOMINTwCAAAAAAAAAAEAAAAAAAAAAAAAQM3MTL2KSXk++vkMvYAHaDrXygi+4jNMPs2t3jtHKr86QeibOtKseDv3sFmv"
+    "d1hLaAEAAAADAAAACgAAAAAAAAABAAAAAAAAAAAA8D/IzEw9SdZnOk5b47ytKl4+H9PCPYTF0r3Wcpk3tidrNpyOJDebW/o2"
+    "CwAAAAAAAAABAAAAAAAAAAAAAEDNzEy9ikl5Pqq8771AZOC8Fpf1PeASM77Xk+M6IgsaOkPc3jqBCLI7DAAAAAAAAAABAAAA"
+    "AAAAAAAACEDNzEw9aF1eP9Ad6T0100k+n8D1PeyWJj7OGPk7rU03PEg2KzucbcI6XTaRl10s4foCAAAAAgAAAAoAAAAAAAAA"
+    "DAAAAAAAAAABAAAACwAAAAAAAAARkAI7Aw8BAQAAAAAAAAAACBtzLS60iQkAAAAAPtL+/bhKSckAAAAAAAAAAAgbcy0utIkJ"
+    "AAAAAD7S/v24SknJAAAAAAAAAAAAAAAAXHMgCgjOy18AAAAAAAAAAAAAAAAAAAAAAAAAAJpqpeBEM3VxAAAAAAAAAAAIG3Mt"
+    "LrSJCVJUUkVDRU5EnLOEJI/WL3M="
+)
+
+
+def test_a_version_4_snapshot_loads_with_the_options_off(tmp_path):
+    import base64
+
+    path = tmp_path / "v4.rtrec"
+    path.write_bytes(base64.b64decode(SNAPSHOT_V4))
+    assert path.read_bytes()[8:12] == (4).to_bytes(4, "little")
+    rec = rt.Recommender.load(path)
+    np.testing.assert_allclose(rec.predict([1, 2], [10, 12]), [4.171603, 4.012669], rtol=1e-6)
+    params = rec.get_params()
+    assert params["dedup_window"] is None and params["max_user_rate"] is None
+    assert params["huber_delta"] == 1.0 and params["adaptive_step"] is False
+    assert counters(rec) == (0, 0)
+    rec.save(tmp_path / "v5.rtrec")  # written in the current version, which loads again
+    assert (tmp_path / "v5.rtrec").read_bytes()[8:12] == (5).to_bytes(4, "little")
+    np.testing.assert_allclose(rt.Recommender.load(tmp_path / "v5.rtrec").predict([1, 2], [10, 12]),
+                               [4.171603, 4.012669], rtol=1e-6)
