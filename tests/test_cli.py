@@ -185,6 +185,19 @@ def test_every_command_that_reads_data_reports_the_cleaning_on_stderr_and_in_jso
     assert "duplicate: 3 (line 1205, line 1206, ...)" in last
 
 
+def test_the_noisy_feedback_options_reach_the_model(tmp_path, capsys):
+    data = write_ratings(tmp_path / "ratings.csv")
+    model = tmp_path / "m.rtrec"
+    assert main(["train", "--data", str(data), "--model-out", str(model), "--dim", "8", "--epochs", "1",
+                 "--loss", "huber", "--huber-delta", "0.5", "--adaptive-step", "--dedup-window", "60",
+                 "--max-user-rate", "5", "--json"]) == 0
+    params = json.loads(capsys.readouterr().out)["params"]
+    assert (params["loss"], params["huber_delta"], params["adaptive_step"]) == ("huber", 0.5, True)
+    assert (params["dedup_window"], params["max_user_rate"]) == (60.0, 5.0)
+    assert rt.Recommender.load(model).get_params()["dedup_window"] == 60.0
+    assert main(["train", "--data", str(data), "--model-out", str(model), "--dedup-window", "0"]) == 2
+
+
 def test_strict_accepts_clean_data_and_says_nothing_was_dropped(tmp_path, capsys):
     data = write_ratings(tmp_path / "ratings.csv")
     assert main(["train", "--data", str(data), "--model-out", str(tmp_path / "m.rtrec"), "--dim", "8",
