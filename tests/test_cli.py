@@ -38,6 +38,9 @@ def assert_one_line_error(capsys, code: int, expected: int | None = None) -> str
     out = capsys.readouterr()
     assert code != 0 if expected is None else code == expected
     lines = out.err.strip().splitlines()
+    # The cleaning report of the data (a "Cleaned ..." line and indented lines) may come first.
+    if lines and lines[0].startswith("Cleaned "):
+        lines = [line for line in lines[1:] if not line.startswith("  ")]
     assert len(lines) == 1, out.err
     assert "Traceback" not in out.err and "error:" in lines[0]
     return lines[0]
@@ -132,6 +135,76 @@ def test_evaluate_temporal_split(tmp_path, capsys):
     assert {"rmse", "hitrate@10", "ndcg@10"} <= set(printed["metrics"])
     assert main(["evaluate", "--protocol", "temporal", *TINY]) == 0
     assert "hitrate@10" in capsys.readouterr().out
+
+
+def write_noisy_ratings(path: Path) -> Path:
+    """write_ratings' 1200 rows plus 3 exact duplicates, a line with an extra field (line
+    1202), a word among the integer movieIds (line 1203) and a blank rating (line 1204)."""
+    write_ratings(path)
+    lines = path.read_text().splitlines()
+    lines += ["3,7,4,1000000001,extra", "3,abc,4,1000000002", "3,8,,1000000003", *lines[1:4]]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+NOISY_COUNTS = {"malformed_line": 1, "malformed_item_id": 1, "non_finite_label": 1, "duplicate": 3}
+
+
+@pytest.mark.parametrize("command", [
+    ["demo", "--retrain-every", "400"],
+    ["evaluate", "--policies", "realtime"],
+    ["evaluate", "--protocol", "temporal"],
+    ["train", "--model-out", "MODEL"],
+])
+def test_every_command_that_reads_data_reports_the_cleaning_on_stderr_and_in_json(tmp_path, capsys, command):
+    data = write_noisy_ratings(tmp_path / "noisy.csv")
+    command = [str(tmp_path / "m.rtrec") if c == "MODEL" else c for c in command]
+    args = [*command, "--data", str(data), "--dim", "8", "--epochs", "1", "--no-progress"]
+    if command[0] == "demo":
+        args += ["--out", str(tmp_path / "o")]
+    assert main([*args, "--json"]) == 0
+    out = capsys.readouterr()
+    cleaning = json.loads(out.out)["data"]["cleaning"]
+    assert cleaning["n_input"] == 1206 and cleaning["n_dropped"] == 6
+    assert {k: v for k, v in cleaning["counts"].items() if v} == NOISY_COUNTS
+    assert cleaning["examples"]["malformed_line"][0]["line"] == 1202
+    assert cleaning["examples"]["malformed_item_id"][0]["line"] == 1203
+    assert "1,206 rows in, 1,200 kept, 6 dropped" in out.err
+    for reason in NOISY_COUNTS:
+        assert reason in out.err
+    assert "'line': 1204" in out.err  # the blank rating's line, below the skipped one
+
+    # --strict: any dropped row is an error (exit code 1) naming every reason and a line
+    assert main([*args, "--strict"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    last = err[-1]
+    assert last.startswith(f"rtrec {command[0]}: error: --strict: 6 of 1,206 rows")
+    for reason, line in (("malformed_line", 1202), ("malformed_item_id", 1203), ("non_finite_label", 1204)):
+        assert f"{reason}: 1 (line {line})" in last
+    assert "duplicate: 3 (line 1205, line 1206, ...)" in last
+
+
+def test_the_noisy_feedback_options_reach_the_model(tmp_path, capsys):
+    data = write_ratings(tmp_path / "ratings.csv")
+    model = tmp_path / "m.rtrec"
+    assert main(["train", "--data", str(data), "--model-out", str(model), "--dim", "8", "--epochs", "1",
+                 "--loss", "huber", "--huber-delta", "0.5", "--adaptive-step", "--dedup-window", "60",
+                 "--max-user-rate", "5", "--json"]) == 0
+    params = json.loads(capsys.readouterr().out)["params"]
+    assert (params["loss"], params["huber_delta"], params["adaptive_step"]) == ("huber", 0.5, True)
+    assert (params["dedup_window"], params["max_user_rate"]) == (60.0, 5.0)
+    assert rt.Recommender.load(model).get_params()["dedup_window"] == 60.0
+    assert main(["train", "--data", str(data), "--model-out", str(model), "--dedup-window", "0"]) == 2
+
+
+def test_strict_accepts_clean_data_and_says_nothing_was_dropped(tmp_path, capsys):
+    data = write_ratings(tmp_path / "ratings.csv")
+    assert main(["train", "--data", str(data), "--model-out", str(tmp_path / "m.rtrec"), "--dim", "8",
+                 "--epochs", "1", "--strict", "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["data"]["cleaning"]["n_dropped"] == 0
+    assert "1,200 rows in, 1,200 kept, 0 dropped" in out.err
 
 
 @needs_movielens

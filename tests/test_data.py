@@ -236,6 +236,40 @@ def test_strict_on_a_csv_also_gives_the_line_number(tmp_path):
         load_events(path, strict=True)
 
 
+def test_a_csv_line_with_too_many_fields_is_dropped_with_its_line_and_later_lines_stay_right(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("userId,movieId,rating\n1,2,4.0\n1,3,4.0,junk\n1,4,4.0\n1,5,x\n1,6,3.0\n")
+    events, report = load_events(path)
+    assert report.n_input == 5 and len(events) == 3 and report.n_dropped == 2
+    assert report.counts["malformed_line"] == 1
+    assert report.examples["malformed_line"] == [{"line": 3, "problem": "expected 3 fields, saw 4"}]
+    # the skipped line shifts the rows below it: row 2 of the frame is line 5 of the file
+    assert report.examples["non_finite_label"][0]["line"] == 5
+    assert "malformed_line: 1 (line 3)" in report.problems()
+    with pytest.raises(ValueError, match=r"line 3: malformed_line \(expected 3 fields, saw 4\)"):
+        load_events(path, strict=True)
+
+
+def test_a_few_words_in_an_integer_id_column_are_malformed_ids_not_text_ids(tmp_path):
+    path = tmp_path / "log.csv"
+    rows = [f"{u},{100 + u},4.0" for u in range(1, 200)]
+    rows[50] = "garbage,150,4.0"
+    rows[70] = "71,abc,4.0"
+    path.write_text("userId,movieId,rating\n" + "\n".join(rows) + "\n")
+    events, report = load_events(path)
+    assert events.users.dtype == np.int64 and events.items.dtype == np.int64  # not every ID turned to text
+    assert report.counts["malformed_user_id"] == 1 and report.counts["malformed_item_id"] == 1
+    assert report.examples["malformed_user_id"][0]["line"] == 52
+    assert report.examples["malformed_item_id"][0]["movieId"] == "abc"
+    assert len(events) == 197
+
+
+def test_text_ids_stay_text_ids():
+    events, report = load_events(pd.DataFrame({"user": ["u1", "7", "u2"], "item": ["a", "b", "12"]}))
+    assert events.users.dtype == object and report.n_dropped == 0
+    assert list(events.users) == ["u1", "7", "u2"]
+
+
 def test_strict_treats_duplicates_as_bad_rows():
     frame = pd.DataFrame({"user": [1, 1], "item": [2, 2]})
     with pytest.raises(ValueError, match="exact duplicate of row 0"):

@@ -188,6 +188,10 @@ py::dict config_to_dict(const rtrec::ModelConfig& c) {
   d["tower"] = two_tower ? py::object(py::tuple(py::cast(c.tower))) : py::object(py::none());
   d["history"] = two_tower ? py::object(py::int_(c.history)) : py::object(py::none());
   d["recency"] = two_tower ? py::object(shortest(c.recency)) : py::object(py::none());
+  d["dedup_window"] = c.dedup_window > 0.0 ? py::object(py::float_(c.dedup_window)) : py::object(py::none());
+  d["max_user_rate"] = c.max_user_rate > 0.0 ? py::object(py::float_(c.max_user_rate)) : py::object(py::none());
+  d["huber_delta"] = shortest(c.huber_delta);
+  d["adaptive_step"] = c.adaptive_step;
   return d;
 }
 
@@ -212,7 +216,8 @@ rtrec::ModelConfig config_from_dict(const py::dict& d) {
     const std::string key = py::str(item.first);
     static const char* known[] = {"model", "dim", "loss", "optimizer", "learning_rate", "l2", "grad_clip", "init_std",
                                   "negatives", "negative_sampling", "seed", "min_count", "ttl", "max_rows", "tower",
-                                  "history", "recency"};
+                                  "history", "recency", "dedup_window", "max_user_rate", "huber_delta",
+                                  "adaptive_step"};
     if (std::find(std::begin(known), std::end(known), key) == std::end(known))
       throw py::value_error("unknown model parameter '" + key + "'");
   }
@@ -240,6 +245,10 @@ rtrec::ModelConfig config_from_dict(const py::dict& d) {
   }
   if (!d["history"].is_none()) c.history = unsigned_field<uint32_t>(d, "history");
   if (!d["recency"].is_none()) c.recency = d["recency"].cast<float>();
+  c.dedup_window = d["dedup_window"].is_none() ? 0.0 : d["dedup_window"].cast<double>();
+  c.max_user_rate = d["max_user_rate"].is_none() ? 0.0 : d["max_user_rate"].cast<double>();
+  c.huber_delta = d["huber_delta"].cast<float>();
+  c.adaptive_step = d["adaptive_step"].cast<bool>();
   rtrec::validate_config(c);
   return c;
 }
@@ -277,6 +286,8 @@ PYBIND11_MODULE(_core, m) {
     limits["max_diversity"] = rtrec::kMaxDiversity;
     limits["diversity_pool_factor"] = rtrec::kDiversityPoolFactor;
     limits["diversity_pool_min"] = rtrec::kDiversityPoolMin;
+    limits["max_dedup_window"] = rtrec::kMaxDedupWindow;
+    limits["max_user_rate"] = rtrec::kMaxUserRate;
     m.attr("limits") = limits;
   }
   m.def(
@@ -565,6 +576,8 @@ PYBIND11_MODULE(_core, m) {
         d["seen_pairs"] = s.seen_pairs;
         d["memory_bytes"] = s.memory_bytes;
         d["not_admitted"] = s.not_admitted;
+        d["deduplicated"] = s.deduplicated;
+        d["rate_limited"] = s.rate_limited;
         d["global_bias"] = s.global_bias;
         d["evicted_users"] = s.evicted_users;
         d["evicted_items"] = s.evicted_items;

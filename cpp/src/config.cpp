@@ -44,7 +44,7 @@ std::vector<Loss> losses_of(Family family) {
   if (family == Family::kTwoTower) return {Loss::kSoftmax, Loss::kBpr, Loss::kLogistic, Loss::kSquared};
   // two_tower does not take warp: its block step scores every candidate with the weights as
   // they are when the block starts, so there is no sequential "sample until a violation".
-  return {Loss::kSquared, Loss::kLogistic, Loss::kBpr, Loss::kWarp};
+  return {Loss::kSquared, Loss::kLogistic, Loss::kBpr, Loss::kWarp, Loss::kHuber};
 }
 
 void validate_config(const ModelConfig& c) {
@@ -70,6 +70,14 @@ void validate_config(const ModelConfig& c) {
     bad("min_count must be between 1 and " + std::to_string(kMaxMinCount) + ", got " + std::to_string(c.min_count));
   if (!(c.ttl >= 0.0) || !std::isfinite(c.ttl)) bad("ttl must be a finite number of seconds >= 0");
   if (c.max_rows > kMaxRows) bad("max_rows must be at most " + std::to_string(kMaxRows));
+  if (!(c.dedup_window >= 0.0 && c.dedup_window <= kMaxDedupWindow))
+    bad("dedup_window must be a number of seconds between 0 and " + std::to_string(int64_t(kMaxDedupWindow)));
+  if (!(c.max_user_rate >= 0.0 && c.max_user_rate <= kMaxUserRate))
+    bad("max_user_rate must be a number of events per second between 0 and " + std::to_string(int64_t(kMaxUserRate)));
+  if (!finite_at_least(c.huber_delta, 0.0f, false)) bad("huber_delta must be a finite number > 0");
+  if (c.huber_delta != 1.0f && c.loss != Loss::kHuber) bad("huber_delta applies to loss='huber' only");
+  if (c.adaptive_step && (two_tower || c.loss == Loss::kBpr))
+    bad("adaptive_step applies to model='mf' with a pointwise loss ('squared', 'huber' or 'logistic') only");
   if (!two_tower) {
     if (!c.tower.empty()) bad("tower applies to model='two_tower' only");
     if (c.history != 0) bad("history applies to model='two_tower' only");
@@ -89,7 +97,8 @@ void validate_config(const ModelConfig& c) {
 bool consumed(Loss loss, float label, float weight) noexcept {
   if (!(weight > 0.0f)) return false;  // a weight-0 event is recorded, not consumed
   switch (loss) {
-    case Loss::kSquared: return true;  // any rated item has been consumed
+    case Loss::kSquared:
+    case Loss::kHuber: return true;  // any rated item has been consumed
     case Loss::kLogistic: return label >= 0.5f;
     case Loss::kBpr:
     case Loss::kSoftmax:
@@ -109,9 +118,9 @@ Family parse_family(const std::string& name) {
 }
 
 Loss parse_loss(const std::string& name) {
-  for (Loss l : {Loss::kSquared, Loss::kLogistic, Loss::kBpr, Loss::kSoftmax, Loss::kWarp})
+  for (Loss l : {Loss::kSquared, Loss::kLogistic, Loss::kBpr, Loss::kSoftmax, Loss::kWarp, Loss::kHuber})
     if (name == loss_name(l)) return l;
-  bad("loss must be 'squared', 'logistic', 'bpr', 'softmax' or 'warp', got '" + name + "'");
+  bad("loss must be 'squared', 'logistic', 'bpr', 'softmax', 'warp' or 'huber', got '" + name + "'");
 }
 
 Optimizer parse_optimizer(const std::string& name) {
@@ -135,6 +144,7 @@ const char* loss_name(Loss loss) noexcept {
     case Loss::kBpr: return "bpr";
     case Loss::kSoftmax: return "softmax";
     case Loss::kWarp: return "warp";
+    case Loss::kHuber: return "huber";
   }
   return "?";
 }

@@ -44,7 +44,7 @@ RTREC_INLINE bool pointwise_impl(const StepConfig& c, Loss loss, const RowRef& u
   const float* __restrict acc_q = item.accumulator;
   const float s = dot_padded(p, q, n) + offset + *user.bias + *item.bias;
   // d loss / d score: squared 1/2 (s - y)^2 -> s - y; logistic log loss -> sigmoid(s) - y.
-  const float g = weight * (loss == Loss::kLogistic ? sigmoid(s) - label : s - label);
+  const float g = weight * pointwise_gradient(loss, s, label, c.huber_delta);
   const float lr = c.learning_rate, l2 = c.l2, cl = c.grad_clip;
 
   float* __restrict step_p = scratch;
@@ -178,7 +178,7 @@ RTREC_HOT bool pointwise_composite(const StepConfig& c, Loss loss, Parts user, P
   combine(item, n, nullptr, true, q, &bi);
   float s = offset + bu + bi;
   for (uint32_t t = 0; t < n; ++t) s += p[t] * q[t];
-  const float g = weight * (loss == Loss::kLogistic ? sigmoid(s) - label : s - label);
+  const float g = weight * pointwise_gradient(loss, s, label, c.huber_delta);
   for (uint32_t t = 0; t < n; ++t) {
     gp[t] = g * q[t];
     gq[t] = g * p[t];

@@ -68,6 +68,9 @@ Model::Model(const ModelConfig& config)
       items_(table_options(config, "item", derive_seed(config.seed, 0x17e5), config.family == Family::kTwoTower)),
       user_features_(feature_options(config, "user feature")),
       item_features_(feature_options(config, "item feature")) {
+  if (config.dedup_window > 0.0 || config.max_user_rate > 0.0)
+    noise_guard_ = std::make_unique<NoiseGuard>(config.dedup_window, config.max_user_rate);
+  if (config.adaptive_step) adaptive_ = std::make_unique<AdaptiveStep>();
   if (config.min_count > 1) {
     user_sketch_ = std::make_unique<CountMinSketch>();
     item_sketch_ = std::make_unique<CountMinSketch>();
@@ -117,7 +120,7 @@ void Model::validate(const EventBatch& e) const {
 
 StepConfig Model::step_config() const noexcept {
   return StepConfig{users_.stride(), config_.learning_rate, config_.l2, config_.grad_clip,
-                    config_.optimizer == Optimizer::kAdagrad};
+                    config_.optimizer == Optimizer::kAdagrad, config_.huber_delta};
 }
 
 RowRef Model::user_row(uint32_t row) const noexcept {
@@ -444,6 +447,17 @@ void Model::update_pinned(const EventBatch& e) {
   uint64_t applied = 0, skipped = 0;
   for (size_t i = 0; i < e.size; ++i) {
     SplitMix64 rng(derive_seed(config_.seed, kUpdateStream, first_event + i));
+    if (noise_guard_) {  // before anything is recorded: a dropped event leaves no trace but its count
+      const double t = e.timestamps != nullptr ? e.timestamps[i] : now;
+      const NoiseGuard::Verdict verdict =
+          noise_guard_->check(e.users.keys[i], e.items.keys[i], e.labels != nullptr ? e.labels[i] : 1.0f, t);
+      if (verdict != NoiseGuard::Verdict::kLearn) {
+        (verdict == NoiseGuard::Verdict::kDuplicate ? deduplicated_ : rate_limited_)
+            .fetch_add(1, std::memory_order_relaxed);
+        advance_clock(t);
+        continue;
+      }
+    }
     const Resolved r = resolve(e, i, now);
     advance_clock(e.timestamps != nullptr ? e.timestamps[i] : now);
     if (r.user == kNoRow || r.item == kNoRow) continue;  // not admitted yet
@@ -471,6 +485,9 @@ void Model::update_pinned(const EventBatch& e) {
       users_.prefetch(r.user);
       train_two_tower(r, recent, n_recent, negatives, applied, skipped);
       if (consumed(config_.loss, r.label, r.weight)) history_->push(r.user, r.item);
+    } else if (adaptive_) {
+      train_one(adaptive_step(step, r, e.users.keys[i], e.items.keys[i], buffer), r, negatives, buffer, applied,
+                skipped);
     } else {
       train_one(step, r, negatives, buffer, applied, skipped);
     }
@@ -490,6 +507,19 @@ void Model::update_pinned(const EventBatch& e) {
   updates_.fetch_add(applied, std::memory_order_relaxed);
   skipped_.fetch_add(skipped, std::memory_order_relaxed);
   changes_.fetch_add(1, std::memory_order_release);  // after every mark above
+}
+
+StepConfig Model::adaptive_step(const StepConfig& step, const Resolved& r, uint64_t user_key, uint64_t item_key,
+                                float* scratch) const noexcept {
+  // The event's residual under the current rows (their effective vectors: features count).
+  float* p = scratch;
+  float* q = scratch + step.stride;
+  const float bias = effective(users_, user_features_, r.user, p) + effective(items_, item_features_, r.item, q);
+  const float score = offset() + bias + dot(p, q, step.stride);
+  StepConfig scaled = step;
+  scaled.learning_rate *= adaptive_->scale(user_key, item_key,
+                                           pointwise_gradient(config_.loss, score, r.label, config_.huber_delta));
+  return scaled;
 }
 
 float Model::transform(float raw) const noexcept { return config_.loss == Loss::kLogistic ? sigmoid(raw) : raw; }
@@ -657,7 +687,11 @@ ModelStats Model::stats() const noexcept {
   s.not_admitted = not_admitted_.load(std::memory_order_relaxed);
   s.evicted_users = evicted_users_.load(std::memory_order_relaxed);
   s.evicted_items = evicted_items_.load(std::memory_order_relaxed);
+  s.deduplicated = deduplicated_.load(std::memory_order_relaxed);
+  s.rate_limited = rate_limited_.load(std::memory_order_relaxed);
   s.clock = clock();
+  s.memory_bytes += NoiseGuard::memory_bytes(config_.dedup_window, config_.max_user_rate);
+  if (adaptive_) s.memory_bytes += AdaptiveStep::memory_bytes();
   if (user_sketch_) s.memory_bytes += 2 * CountMinSketch::memory_bytes();
   if (two_tower()) s.memory_bytes += tower_->memory_bytes() + history_->memory_bytes();
   return s;

@@ -43,6 +43,8 @@ ModelCounters Model::StateAccess::counters() const {
   c.update_events = m_.update_events_.load(std::memory_order_relaxed);
   c.evicted_users = m_.evicted_users_.load(std::memory_order_relaxed);
   c.evicted_items = m_.evicted_items_.load(std::memory_order_relaxed);
+  c.deduplicated = m_.deduplicated_.load(std::memory_order_relaxed);
+  c.rate_limited = m_.rate_limited_.load(std::memory_order_relaxed);
   c.clock = m_.clock();
   c.source_position = m_.source_position_;  // guarded by the persistence lock we hold
   return c;
@@ -199,6 +201,8 @@ void Model::Import::restore(const ModelCounters& c) {
   m.update_events_.store(c.update_events);
   m.evicted_users_.store(c.evicted_users);
   m.evicted_items_.store(c.evicted_items);
+  m.deduplicated_.store(c.deduplicated);
+  m.rate_limited_.store(c.rate_limited);
   m.advance_clock(c.clock);
   m.source_position_ = c.source_position;
 }

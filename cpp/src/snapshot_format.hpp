@@ -21,7 +21,11 @@ constexpr char kDeltaMagic[8] = {'R', 'T', 'R', 'E', 'C', 'D', 'L', 'T'};
 // "version N is not supported" before anything else of it is read.
 // 2: lineage + sequence, 4-lane checksum; 3: expiry, evicted keys, then side features;
 // 4: model families (two_tower: item input vectors, user histories, the tower).
-constexpr uint32_t kVersion = 4;
+// 5: the noisy-feedback options (dedup_window, max_user_rate, huber_delta, adaptive_step)
+// and counters (deduplicated, rate_limited) at the end of the header. Version 4 files load
+// with the options off and the counters at 0.
+constexpr uint32_t kVersion = 5;
+constexpr uint32_t kOldestVersion = 4;
 constexpr uint32_t kFullSnapshot = 0;
 constexpr uint32_t kDelta = 1;
 constexpr uint32_t kAnyKind = 2;  // read_header: accept either (peek_snapshot)

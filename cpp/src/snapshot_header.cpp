@@ -69,6 +69,12 @@ void write_header(Writer& w, const SnapshotHeader& h) {
   w.value<uint64_t>(h.pool_written);
   w.value<uint32_t>(static_cast<uint32_t>(h.pool.size()));
   w.bytes(h.pool.data(), h.pool.size() * sizeof(uint32_t));
+  w.value<double>(c.dedup_window);
+  w.value<double>(c.max_user_rate);
+  w.value<float>(c.huber_delta);
+  w.value<uint32_t>(c.adaptive_step ? 1 : 0);
+  w.value<uint64_t>(h.counters.deduplicated);
+  w.value<uint64_t>(h.counters.rate_limited);
   w.end_section("header");
 }
 
@@ -81,9 +87,9 @@ SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   if (expected_kind == kFullSnapshot && !full) r.fail("this is a delta, not a full snapshot (use apply_delta)");
   if (expected_kind == kDelta && !delta) r.fail("this is a full snapshot, not a delta (use load)");
   const uint32_t version = r.value<uint32_t>();
-  if (version != kVersion)
-    r.fail("snapshot format version " + std::to_string(version) + " is not supported (this build reads version " +
-           std::to_string(kVersion) + ")");
+  if (version < kOldestVersion || version > kVersion)
+    r.fail("snapshot format version " + std::to_string(version) + " is not supported (this build reads versions " +
+           std::to_string(kOldestVersion) + " to " + std::to_string(kVersion) + ")");
   SnapshotHeader h;
   h.kind = r.value<uint32_t>();
   ModelConfig& c = h.config;
@@ -132,12 +138,26 @@ SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   h.pool.resize(pool_size);
   r.bytes(h.pool.data(), size_t(pool_size) * 4);
   c.popularity_negatives = popularity == 1;
+  uint32_t adaptive = 0;
+  if (version >= 5) {
+    c.dedup_window = r.value<double>();
+    c.max_user_rate = r.value<double>();
+    c.huber_delta = r.value<float>();
+    adaptive = r.value<uint32_t>();
+    h.counters.deduplicated = r.value<uint64_t>();
+    h.counters.rate_limited = r.value<uint64_t>();
+  }
+  c.adaptive_step = adaptive == 1;
   r.end_section("header");
+  if (adaptive > 1 || !(c.dedup_window >= 0.0 && c.dedup_window <= kMaxDedupWindow) ||
+      !(c.max_user_rate >= 0.0 && c.max_user_rate <= kMaxUserRate) || !(c.huber_delta > 0.0f) ||
+      !std::isfinite(c.huber_delta))
+    r.fail("corrupted file (bad header)");
   if (popularity > 1 || pool_size > Model::kPoolSize || c.min_count == 0 || !(c.ttl >= 0.0) || !std::isfinite(c.ttl) ||
       !std::isfinite(h.counters.clock))
     r.fail("corrupted file (bad header)");
   if (h.kind != (expected_kind == kAnyKind ? (delta ? kDelta : kFullSnapshot) : expected_kind) || c.dim == 0 || c.dim > kMaxDim ||
-      loss > static_cast<uint32_t>(Loss::kWarp) || optimizer > 1)
+      loss > static_cast<uint32_t>(Loss::kHuber) || optimizer > 1)
     r.fail("corrupted file (bad header)");
   c.loss = static_cast<Loss>(loss);
   c.optimizer = static_cast<Optimizer>(optimizer);

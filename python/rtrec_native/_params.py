@@ -15,7 +15,7 @@ MODELS = ("mf", "two_tower")
 # What each constructor argument must be, as Python types. Ranges and which arguments apply
 # to which family are the core's to check.
 _INTS = ("dim", "negatives", "seed", "min_count", "history")
-_FLOATS = ("learning_rate", "l2", "grad_clip", "init_std", "recency")
+_FLOATS = ("learning_rate", "l2", "grad_clip", "init_std", "recency", "huber_delta")
 _STRINGS = ("loss", "optimizer", "negative_sampling")
 
 
@@ -75,6 +75,14 @@ def resolve(model: Any, given: dict[str, Any]) -> dict[str, Any]:
             value = _integer(value, name)
             if value == 0:
                 raise ValueError("max_rows must be >= 1 (None: no cap)")
+        elif name in ("dedup_window", "max_user_rate"):
+            value = _real(value, name)
+            if value == 0.0:
+                raise ValueError(f"{name} must be > 0 (None: off)")
+        elif name == "adaptive_step":
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"adaptive_step must be a bool, got {type(value).__name__} ({value!r})")
+            value = bool(value)
         elif name == "tower":
             value = _tower(value)
         params[name] = value

@@ -97,7 +97,9 @@ class Recommender:
     Args:
         model: ``"mf"`` or ``"two_tower"``.
         dim: embedding size (>= 1); two_tower's encoding has the same size.
-        loss: ``"squared"`` (ratings; labels required), ``"logistic"`` (clicks; labels in
+        loss: ``"squared"`` (ratings; labels required), ``"huber"`` (mf: ratings, squared
+            within ``huber_delta`` of the label and linear beyond, so a wrong rating pulls
+            with bounded force), ``"logistic"`` (clicks; labels in
             [0, 1] required), ``"bpr"`` (implicit positives against ``negatives`` items
             sampled per positive; labels optional, label <= 0 is not a positive), for mf
             ``"warp"`` (LightFM's WARP, BPR's label rules: per positive, items are sampled until
@@ -145,6 +147,25 @@ class Recommender:
         history: two_tower: how many recent positive items each user keeps and encodes.
         recency: two_tower: the weight of the k-th most recent history item is recency^k
             (1: a plain mean), normalised to sum to 1.
+        dedup_window: noisy feedback (``update``/``update_one`` only; ``fit`` learns what it
+            is given): an event identical (same user, item and label) to one learned within
+            this many seconds of event time, before or after it, is not learned and is
+            counted in ``stats()["deduplicated"]``. None: off. Remembers the last 2^18
+            distinct events in a fixed table (6 MiB, only when on); an event whose slot was
+            taken over by another since is learned again.
+        max_user_rate: noisy feedback (``update`` only): at most this many events per second
+            of event time per user (a token bucket of one second's worth, at least 1 event);
+            the rest are counted in ``stats()["rate_limited"]``, not learned. None: off.
+            Buckets for 2^16 users at once (2 MiB, only when on); a user whose slot was
+            taken over by another starts again with a full bucket.
+        huber_delta: ``loss="huber"``: the residual (label units) beyond which the loss is
+            linear (default 1.0; MovieLens ratings step by 0.5).
+        adaptive_step: mf with a pointwise loss, ``update`` only: each event's learning rate
+            is scaled by how much its user's and item's recent residuals agree in sign
+            (|mean| / mean magnitude over about the last 10 events of each, keyed by ID in
+            2^16 slots per side; geometric mean of the two, at least 0.1). Rows fed
+            contradicting labels learn slowly; rows with a consistent error learn at full
+            speed. Not saved in snapshots (a loaded model starts neutral).
 
     Evicted rows leave the model at once (their IDs score as unknown and are not
     recommended) and are reused by new IDs, with their seen items, history and features
@@ -182,12 +203,17 @@ class Recommender:
         tower: tuple[int, ...] | None = None,
         history: int | None = None,
         recency: float | None = None,
+        dedup_window: float | None = None,
+        max_user_rate: float | None = None,
+        huber_delta: float | None = None,
+        adaptive_step: bool | None = None,
     ) -> None:
         params = _params.resolve(model, {
             "dim": dim, "loss": loss, "optimizer": optimizer, "learning_rate": learning_rate, "l2": l2,
             "negatives": negatives, "seed": seed, "grad_clip": grad_clip, "init_std": init_std,
             "negative_sampling": negative_sampling, "min_count": min_count, "ttl": ttl, "max_rows": max_rows,
-            "tower": tower, "history": history, "recency": recency,
+            "tower": tower, "history": history, "recency": recency, "dedup_window": dedup_window,
+            "max_user_rate": max_user_rate, "huber_delta": huber_delta, "adaptive_step": adaptive_step,
         })
         threads = check.num_threads(num_threads)
         self._attach(_core.Model(params), threads, num_threads)
@@ -269,8 +295,8 @@ class Recommender:
         user_ids, item_ids, n = self._id_pairs(users, items, allow_empty=allow_empty)
         loss = self._params["loss"]
         if labels is None:
-            if loss in ("squared", "logistic") and n > 0:
-                raise ValueError(f"labels are required for loss={loss!r} (ratings for 'squared', "
+            if loss in ("squared", "huber", "logistic") and n > 0:
+                raise ValueError(f"labels are required for loss={loss!r} (ratings for 'squared'/'huber', "
                                  "0/1 clicks for 'logistic'); got None")
             label_arr = None
         elif loss == "logistic":
@@ -529,7 +555,8 @@ class Recommender:
         """Counters: n_users, n_items, updates (gradient steps applied), skipped_updates
         (steps dropped because they would write a non-finite value), not_admitted (events
         not learned because an ID had not reached ``min_count``), evicted_users and
-        evicted_items (rows evicted so far), clock (newest event time seen, seconds),
+        evicted_items (rows evicted so far), deduplicated and rate_limited (``update`` events
+        not learned by ``dedup_window`` / ``max_user_rate``), clock (newest event time seen, seconds),
         seen_pairs, memory_bytes (tables, index, seen lists, two_tower's histories and tower),
         global_bias, plus the model family, dim, loss, optimizer and threads."""
         out = dict(self._model.stats())

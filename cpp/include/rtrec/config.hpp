@@ -13,9 +13,10 @@ namespace rtrec {
 // two_tower: score = mu + b_i + <c_u, q_i>, c_u a dense ReLU tower over the user's ID row and
 // the pooled input rows of their recent positives (see model.hpp).
 enum class Family : int { kMf = 0, kTwoTower = 1 };
+// huber: squared near the rating, linear beyond huber_delta (a wrong rating pulls less).
 // warp: LightFM's ranking loss (MF only): per positive, sampled items until one scores within
 // a margin of 1 of it (at most `negatives` tries), then a BPR step scaled by the rank estimate.
-enum class Loss : int { kSquared = 0, kLogistic = 1, kBpr = 2, kSoftmax = 3, kWarp = 4 };
+enum class Loss : int { kSquared = 0, kLogistic = 1, kBpr = 2, kSoftmax = 3, kWarp = 4, kHuber = 5 };
 enum class Optimizer : int { kSgd = 0, kAdagrad = 1 };
 
 // Limits. Each is a property of the core's data structures, named where it comes from.
@@ -27,6 +28,8 @@ constexpr uint32_t kMaxNegatives = 4096;             // per-event scratch stays 
 constexpr uint32_t kMaxTowerLayers = 8;              // hidden layers of the user tower
 constexpr uint32_t kMaxTowerWidth = 8192;            // units per hidden layer
 constexpr uint32_t kMaxHistory = 1024;               // recent positives kept per user
+constexpr double kMaxDedupWindow = 366.0 * 86400.0;  // a year: a window is about retries, not history
+constexpr double kMaxUserRate = 1e6;                 // events per second per user
 
 struct ModelConfig {
   Family family = Family::kMf;
@@ -55,6 +58,20 @@ struct ModelConfig {
   std::vector<uint32_t> tower;
   uint32_t history = 0;
   float recency = 1.0f;
+  // Noisy feedback (the real-time path, update(); fit() learns every event it is given).
+  // dedup_window: an event identical to one learned within this many seconds of event time
+  // (same user, item and label) is counted as deduplicated, not learned (0: off).
+  // max_user_rate: a user's events beyond this many per second of event time (a token
+  // bucket holding one second's worth, at least one event) are counted as rate limited,
+  // not learned (0: off). Both remember a bounded number of recent events and users (see
+  // NoiseGuard), whatever the number of users.
+  double dedup_window = 0.0;
+  double max_user_rate = 0.0;
+  // huber loss: residuals beyond this (label units) pull with constant force.
+  float huber_delta = 1.0f;
+  // mf, pointwise losses: each event's step is scaled down for user and item rows whose
+  // recent residuals disagree in sign (noisy labels), see AdaptiveStep.
+  bool adaptive_step = false;
 };
 
 // The defaults of a family (every field set; mf leaves the two_tower fields empty).
@@ -67,6 +84,8 @@ void validate_config(const ModelConfig& config);
 // Whether an event puts the item among the user's consumed items (the seen set that
 // recommend excludes, and the history two_tower encodes). The one definition of the rule.
 bool consumed(Loss loss, float label, float weight) noexcept;
+// Losses that regress a label (rating): squared and huber.
+inline bool rating_loss(Loss loss) noexcept { return loss == Loss::kSquared || loss == Loss::kHuber; }
 
 // Losses that learn from implicit positives against sampled items (bpr, warp, softmax):
 // labels are optional (a missing one is 1), a label <= 0 is not a positive and teaches

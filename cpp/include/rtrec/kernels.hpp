@@ -3,6 +3,8 @@
 // diverging update is skipped (and counted) instead of poisoning the model.
 #pragma once
 
+#include <algorithm>
+
 #include <cstdint>
 #include <vector>
 
@@ -26,6 +28,7 @@ struct StepConfig {
   float l2;         // applied to the rows an event touches (lazy, sparse regularisation)
   float grad_clip;  // per-coordinate clip of the gradient, after L2
   bool adagrad;
+  float huber_delta = 1.0f;  // loss huber: |d loss / d score| is at most this
 };
 
 // Scratch floats a step needs per thread: new values and accumulators of up to three rows.
@@ -35,6 +38,7 @@ inline uint32_t scratch_floats(uint32_t stride) { return 6 * stride; }
 float dot(const float* a, const float* b, uint32_t stride) noexcept;
 
 inline float sigmoid(float x) noexcept;
+inline float pointwise_gradient(Loss loss, float s, float label, float huber_delta) noexcept;
 
 // Squared or logistic loss on one (user, item, label) event; `offset` is the global bias.
 // Returns false when the step was skipped because a new value would be non-finite.
@@ -117,3 +121,11 @@ void score_block(const float* query, const float* vectors, const float* biases, 
 #include <cmath>
 
 inline float rtrec::sigmoid(float x) noexcept { return 1.0f / (1.0f + std::exp(-x)); }
+
+// d loss / d score of a pointwise loss: squared 1/2 (s - y)^2 -> s - y; huber -> s - y
+// clipped to [-delta, delta]; logistic log loss -> sigmoid(s) - y.
+inline float rtrec::pointwise_gradient(Loss loss, float s, float label, float huber_delta) noexcept {
+  if (loss == Loss::kLogistic) return sigmoid(s) - label;
+  const float r = s - label;
+  return loss == Loss::kHuber ? std::min(std::max(r, -huber_delta), huber_delta) : r;
+}

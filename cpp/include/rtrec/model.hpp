@@ -26,6 +26,7 @@
 #include "rtrec/feature_lists.hpp"
 #include "rtrec/history_store.hpp"
 #include "rtrec/kernels.hpp"
+#include "rtrec/noise_guard.hpp"
 #include "rtrec/random.hpp"
 #include "rtrec/seen_store.hpp"
 #include "rtrec/topk.hpp"
@@ -54,6 +55,7 @@ struct ModelStats {
   uint64_t n_users, n_items, updates, skipped_updates, seen_pairs, memory_bytes, not_admitted;
   uint64_t n_user_features, n_item_features;
   uint64_t evicted_users, evicted_items;
+  uint64_t deduplicated, rate_limited;  // update() events not learned (see ModelConfig)
   double global_bias;
   double clock;  // the newest event time seen (seconds)
 };
@@ -313,6 +315,12 @@ class Model {
   std::atomic<uint64_t> calls_{0};          // seeds each fit's random streams
   std::atomic<uint64_t> update_events_{0};  // events seen by update: seeds each one's stream
   std::atomic<uint64_t> not_admitted_{0};
+  std::atomic<uint64_t> deduplicated_{0}, rate_limited_{0};
+  std::unique_ptr<NoiseGuard> noise_guard_;  // when dedup_window or max_user_rate is set
+  std::unique_ptr<AdaptiveStep> adaptive_;   // when adaptive_step is set
+  // The step of a (non-BPR, mf) event scaled by AdaptiveStep from its residual now.
+  StepConfig adaptive_step(const StepConfig& step, const Resolved& r, uint64_t user_key, uint64_t item_key,
+                           float* scratch) const noexcept;
   std::atomic<double> clock_{0.0};
   std::atomic<bool> unstamped_{false};  // set_features made rows before the clock started
   std::atomic<uint64_t> evicted_users_{0}, evicted_items_{0};

@@ -28,6 +28,7 @@ struct ModelCounters {
   float global_bias = 0.0f;
   uint64_t updates = 0, skipped = 0, calls = 0, update_events = 0;
   uint64_t evicted_users = 0, evicted_items = 0;
+  uint64_t deduplicated = 0, rate_limited = 0;  // noisy-feedback counters (format version >= 5)
   double clock = 0.0;
   std::string source_position;  // see Model::set_source_position
 };

@@ -16,7 +16,17 @@ import numpy as np
 from .._core import IdKindError
 from .errors import PROG, CliError
 from .options import POLICY_CHOICES
-from .output import describe_run, eviction_text, fmt, format_table, json_default, nan_low, print_json, write_plot
+from .output import (
+    describe_run,
+    dropped_text,
+    eviction_text,
+    fmt,
+    format_table,
+    json_default,
+    nan_low,
+    print_json,
+    write_plot,
+)
 from .steps import features_for, fit_model, load_data, load_side_features, model_params, run_prequential
 
 # =========================================================================== commands
@@ -114,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
         return 0
-    print(f"trained loss={params['loss']} dim={params['dim']} on {len(events):,} events "
+    print(f"trained loss={params['loss']} dim={params['dim']} on {len(events):,} events{dropped_text(data_info)} "
           f"({rec.n_users:,} users, {rec.n_items:,} items) in {fit_seconds:.2f} s; saved to {path}")
     notes = []
     if params["min_count"] > 1 or counters["not_admitted"]:

@@ -240,6 +240,10 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    help="events as CSV/TSV/Parquet; columns found by common names (userId/user_id/"
                    "user, movieId/itemId/item_id/item, rating/label/click, timestamp/time/ts), "
                    "so MovieLens ratings.csv works as is")
+    g.add_argument("--strict", action="store_true",
+                   help="fail (exit code 1, the reasons listed) if cleaning would drop any row of --data "
+                   "(malformed lines or IDs, missing values, duplicates, ...); without it bad rows are "
+                   "dropped and the cleaning report on stderr says which")
     g.add_argument("--user-col", metavar="NAME", help="user ID column (default: found by name)")
     g.add_argument("--item-col", metavar="NAME", help="item ID column (default: found by name)")
     g.add_argument("--label-col", metavar="NAME", help="label/rating column (default: found by name; optional)")
@@ -313,6 +317,18 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-rows", type=_or_none(_int_between(1, MAX_ROWS)), default=DEFAULTS["max_rows"],
                    metavar="N", help="cap on the rows of each table (users, items): over it the least "
                    f"recently updated are evicted (default: {_off(DEFAULTS['max_rows'], 'no cap')})")
+    g = p.add_argument_group("noisy feedback (the real-time updates; see 'Noisy feedback' in the README)")
+    g.add_argument("--dedup-window", type=positive_float, default=None, metavar="SECONDS",
+                   help="an update identical (user, item, label) to one learned within SECONDS of event time "
+                   "is counted as deduplicated, not learned (default: off)")
+    g.add_argument("--max-user-rate", type=positive_float, default=None, metavar="EVENTS_PER_S",
+                   help="a user's updates beyond this many per second of event time are counted as rate "
+                   "limited, not learned (default: off)")
+    g.add_argument("--huber-delta", type=positive_float, default=None, metavar="D",
+                   help=f"--loss huber: residual beyond which the loss is linear (default: {DEFAULTS['huber_delta']})")
+    g.add_argument("--adaptive-step", action="store_true", default=None,
+                   help="mf, pointwise losses: damp the update step of users and items whose recent "
+                   "residuals disagree in sign (default: off)")
 
 
 def _widths(text: str) -> tuple[int, ...]:

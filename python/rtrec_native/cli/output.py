@@ -60,6 +60,7 @@ def format_table(report: Any) -> str:
 def describe_run(report: Any, data_info: dict[str, Any]) -> str:
     s, c = report.stream, report.config
     source = "synthetic stream (taste drift, new items)" if data_info["source"] == "synthetic" else data_info["source"]
+    source += dropped_text(data_info)
     if c["retrain_period"] is not None and c["retrain_every"] is None:
         schedule = f"every {c['retrain_period'] / 3600:g} h of event time"
     elif c["retrain_period"] is None:
@@ -135,6 +136,14 @@ def json_default(value: Any) -> Any:
 def nan_low(value: float) -> float:
     return -math.inf if value is None or math.isnan(value) else value
 
+
+
+def dropped_text(data_info: dict[str, Any]) -> str:
+    """" (56 of 20,056 rows dropped by cleaning, see stderr)" when cleaning dropped rows."""
+    cleaning = data_info.get("cleaning")
+    if not cleaning or not cleaning["n_dropped"]:
+        return ""
+    return f" ({cleaning['n_dropped']:,} of {cleaning['n_input']:,} rows dropped by cleaning, see stderr)"
 
 
 def eviction_text(params: dict[str, Any]) -> str:

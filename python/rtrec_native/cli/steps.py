@@ -38,6 +38,12 @@ def load_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], bool]:
         args.data, user_col=args.user_col, item_col=args.item_col,
         label_col=args.label_col, time_col=args.time_col,
     )
+    # The report always goes to stderr (stdout stays the command's output, JSON or table):
+    # nobody should learn from a file without seeing what was dropped from it.
+    print(report, file=sys.stderr, flush=True)
+    if args.strict and report.n_dropped:
+        raise CliError(f"--strict: {report.n_dropped:,} of {report.n_input:,} rows of {args.data} would be dropped: "
+                       + "; ".join(report.problems()))
     if len(events) == 0:
         raise CliError(f"{args.data}: no valid events left after cleaning ({report.n_dropped} dropped)")
     return events, {"source": str(args.data), "cleaning": report.to_dict()}, False
@@ -66,6 +72,10 @@ def model_params(args: argparse.Namespace, labels: Any) -> dict[str, Any]:
         "tower": args.tower,
         "history": args.history,
         "recency": args.recency,
+        "dedup_window": getattr(args, "dedup_window", None),
+        "max_user_rate": getattr(args, "max_user_rate", None),
+        "huber_delta": getattr(args, "huber_delta", None),
+        "adaptive_step": getattr(args, "adaptive_step", None),
     }
     # Unset options take the family's defaults (Recommender's None).
     return {key: value for key, value in params.items() if value is not None or key in _NONE_MEANS_OFF}

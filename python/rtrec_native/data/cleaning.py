@@ -15,8 +15,8 @@ import numpy as np
 from .. import _validation as check
 from ..events import Events
 from .columns import resolve_event_columns
-from .parsing import parse_ids, parse_numbers, parse_timestamps, to_python
-from .sources import Source, read_source, require_pandas, where
+from .parsing import parse_event_ids, parse_numbers, parse_timestamps, to_python
+from .sources import Source, lines_of_rows, read_source, require_pandas, where
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd
@@ -27,8 +27,11 @@ __all__ = ["REASONS", "CleaningReport", "load_events"]
 #: counted under the first reason that applies to it, so counts add up to the rows
 #: dropped.
 REASONS: tuple[str, ...] = (
+    "malformed_line",
     "missing_user",
+    "malformed_user_id",
     "missing_item",
+    "malformed_item_id",
     "non_finite_label",
     "label_out_of_range",
     "negative_or_non_finite_weight",
@@ -42,7 +45,9 @@ REASONS: tuple[str, ...] = (
 # The column role each row-level reason is about (for messages and examples).
 _REASON_ROLE = {
     "missing_user": "user",
+    "malformed_user_id": "user",
     "missing_item": "item",
+    "malformed_item_id": "item",
     "non_finite_label": "label",
     "label_out_of_range": "label",
     "negative_or_non_finite_weight": "weight",
@@ -65,7 +70,9 @@ class CleaningReport:
         n_output: rows kept.
         counts: rows dropped per reason, every reason in :data:`REASONS` present (0 if none).
         examples: up to 5 dropped rows per reason, each a dict with the 0-based ``"row"``
-            position in the input and that row's raw values in the columns used.
+            position in the input, its ``"line"`` in a text file (header = line 1), and that
+            row's raw values in the columns used. A ``malformed_line`` (more fields than the
+            header; a CSV only) has no row: its example is its ``"line"`` and ``"problem"``.
         columns: the input column used for each role (``None`` when absent).
         label_scale: ``(min, max)`` of the labels before ``normalize_ratings`` mapped them
             to [0, 1]; ``None`` when not normalised.
@@ -98,6 +105,20 @@ class CleaningReport:
             "label_scale": list(self.label_scale) if self.label_scale else None,
             "sorted_by_time": self.sorted_by_time,
         }
+
+    def problems(self, per_reason: int = 2) -> list[str]:
+        """One text per reason that dropped rows: the reason, its count and where the first
+        ``per_reason`` examples are (e.g. ``"duplicate: 50 (line 841, line 2257, ...)"``)."""
+        out = []
+        for reason in REASONS:
+            count = self.counts.get(reason, 0)
+            if not count:
+                continue
+            examples = self.examples.get(reason, [])[:per_reason]
+            places = [f"line {e['line']}" if "line" in e else f"row {e['row']}" for e in examples]
+            more = ", ..." if count > len(examples) else ""
+            out.append(f"{reason}: {count:,} ({', '.join(places)}{more})")
+        return out
 
     def __str__(self) -> str:
         lines = [
@@ -138,12 +159,14 @@ def _validate_event_weights(event_weights: Mapping[Any, float]) -> None:
 
 
 def _example_rows(
-    frame: pd.DataFrame, rows: np.ndarray, columns: dict[str, str | None]
+    frame: pd.DataFrame, rows: np.ndarray, columns: dict[str, str | None], lines: np.ndarray | None
 ) -> list[dict[str, Any]]:
     used = [c for c in columns.values() if c is not None]
     examples = []
-    for row in rows[:_MAX_EXAMPLES]:
+    for j, row in enumerate(rows[:_MAX_EXAMPLES]):
         record: dict[str, Any] = {"row": int(row)}
+        if lines is not None:
+            record["line"] = int(lines[j])
         for column in used:
             record[str(column)] = to_python(frame[column].iat[int(row)])
         examples.append(record)
@@ -158,10 +181,11 @@ def _strict_error(
     column: str | None,
     value: Any,
     detail: str = "",
+    line: int | None = None,
 ) -> ValueError:
     col = f"column {column!r} " if column is not None else ""
     return ValueError(
-        f"{where(origin, is_text_file, row)}: {col}value {value!r}: {reason}{detail} "
+        f"{where(origin, is_text_file, row, line)}: {col}value {value!r}: {reason}{detail} "
         "(strict=True; pass strict=False to drop bad rows and get a report)"
     )
 
@@ -237,7 +261,7 @@ def load_events(
         label_range: inclusive ``(lo, hi)``; finite labels outside are dropped as
             ``label_out_of_range``. Pass ``(0, 1)`` for click/logistic labels.
         strict: raise ``ValueError`` at the first bad row (naming row, column, value and
-            reason) instead of dropping it. Duplicates count as bad rows; the min-count
+            reason) instead of dropping it. Duplicates and malformed CSV lines count as bad rows; the min-count
             filters are requested filtering and never raise.
         min_user_count, min_item_count: drop rows of users/items with fewer events.
             Applied once, after every other check: users first, then items counted on
@@ -250,9 +274,11 @@ def load_events(
         sort_by_time: stable-sort the output by timestamp when there is a time column.
 
     Row-level reasons are checked in the order of :data:`REASONS`; each dropped row is
-    counted under the first that applies. IDs are int64 when the column is integral
-    (a blank cell does not stop that), otherwise strings (whitespace stripped, blank =
-    missing). Timestamps may be epoch seconds or ISO 8601 strings (no offset = UTC).
+    counted under the first that applies. A CSV line with more fields than the header is
+    a ``malformed_line``. IDs are int64 when the column is integral (a blank cell does not
+    stop that; nor do a few non-integer cells, at most 1% of the column, which are dropped
+    as ``malformed_user_id``/``malformed_item_id``), otherwise strings (whitespace
+    stripped, blank = missing). Timestamps may be epoch seconds or ISO 8601 strings (no offset = UTC).
     Non-numeric labels count as ``non_finite_label``.
 
     Returns:
@@ -270,7 +296,14 @@ def load_events(
     _check_options(label_range, min_user_count, min_item_count)
     if event_weights is not None:
         _validate_event_weights(event_weights)
-    frame, origin, is_text_file = read_source(source)
+    skipped: list[tuple[int, str]] = []
+    frame, origin, is_text_file = read_source(source, skipped_lines=skipped)
+    if strict and skipped:
+        line, problem = skipped[0]
+        raise ValueError(
+            f"{origin}: line {line}: malformed_line ({problem}) "
+            "(strict=True; pass strict=False to drop bad rows and get a report)"
+        )
     columns = resolve_event_columns(
         list(frame.columns),
         origin,
@@ -287,11 +320,13 @@ def load_events(
     n = len(frame)
 
     # ---- parse every used column; a parse failure becomes a per-row flag
-    users, missing_user = parse_ids(frame[columns["user"]])
-    items, missing_item = parse_ids(frame[columns["item"]])
+    users, missing_user, malformed_user = parse_event_ids(frame[columns["user"]])
+    items, missing_item, malformed_item = parse_event_ids(frame[columns["item"]])
     flags: dict[str, np.ndarray] = {
         "missing_user": missing_user,
+        "malformed_user_id": malformed_user,
         "missing_item": missing_item,
+        "malformed_item_id": malformed_item,
     }
     labels = None
     if columns["label"] is not None:
@@ -325,11 +360,20 @@ def load_events(
         if reason in flags:
             reason_of[(reason_of < 0) & flags[reason]] = code
 
+    def line_of(rows: np.ndarray) -> np.ndarray | None:
+        return lines_of_rows(rows, (line for line, _ in skipped)) if is_text_file else None
+
+    def line_at(row: int) -> int | None:
+        lines = line_of(np.array([row]))
+        return None if lines is None else int(lines[0])
+
     if strict and (reason_of >= 0).any():
         row = int(np.argmax(reason_of >= 0))
         reason = REASONS[reason_of[row]]
         column = columns[_REASON_ROLE[reason]]
-        raise _strict_error(origin, is_text_file, row, reason, column, frame[column].iat[row])
+        raise _strict_error(
+            origin, is_text_file, row, reason, column, frame[column].iat[row], line=line_at(row)
+        )
 
     if drop_duplicates:
         import pandas as pd
@@ -348,7 +392,7 @@ def load_events(
             row, original = int(candidates[j]), int(first[j])
             raise _strict_error(
                 origin, is_text_file, row, "duplicate", None,
-                to_python(users[row]), f" (exact duplicate of row {original})",
+                to_python(users[row]), f" (exact duplicate of row {original})", line=line_at(row),
             )
         reason_of[candidates[is_duplicate]] = REASONS.index("duplicate")
 
@@ -361,11 +405,16 @@ def load_events(
 
     # ---- report
     counts = {reason: int(np.count_nonzero(reason_of == code)) for code, reason in enumerate(REASONS)}
-    examples = {
-        reason: _example_rows(frame, np.flatnonzero(reason_of == code), columns)
-        for code, reason in enumerate(REASONS)
-        if counts[reason]
-    }
+    counts["malformed_line"] = len(skipped)
+    examples = {}
+    for code, reason in enumerate(REASONS):
+        if counts[reason] and reason != "malformed_line":
+            rows = np.flatnonzero(reason_of == code)[:_MAX_EXAMPLES]
+            examples[reason] = _example_rows(frame, rows, columns, line_of(rows))
+    if skipped:
+        examples["malformed_line"] = [
+            {"line": line, "problem": problem} for line, problem in skipped[:_MAX_EXAMPLES]
+        ]
 
     # ---- assemble the clean events
     keep = np.flatnonzero(reason_of < 0)
@@ -384,7 +433,7 @@ def load_events(
     )
     report = CleaningReport(
         source=origin,
-        n_input=n,
+        n_input=n + len(skipped),
         n_output=len(events),
         counts=counts,
         examples=examples,

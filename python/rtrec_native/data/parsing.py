@@ -48,6 +48,39 @@ def parse_ids(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return strings, missing
 
 
+#: An ID column whose values are integers but for at most this fraction is an integer ID
+#: column with a few malformed cells (e.g. "abc" among movieIds), not a column of text IDs.
+MALFORMED_ID_FRACTION = 0.01
+
+
+def parse_event_ids(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Like :func:`parse_ids`, plus ``malformed``: the cells that are not integers in a
+    column of integer IDs (at most :data:`MALFORMED_ID_FRACTION` of its present cells).
+
+    Without this one stray word would turn every ID of the column into text, and the
+    word into an ID of its own.
+    """
+    import pandas as pd
+
+    malformed = np.zeros(len(series), dtype=bool)
+    if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
+        text = series.astype(str).str.strip()
+        present = (series.notna() & (text != "")).to_numpy()
+        # Nullable integers keep 64-bit IDs exact (a float column would round them).
+        numbers = pd.to_numeric(text.where(present), errors="coerce", dtype_backend="numpy_nullable")
+        values = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+        integral = np.isfinite(values) & (values == np.round(values))
+        bad = present & ~integral
+        n_present = int(present.sum())
+        if 0 < bad.sum() <= MALFORMED_ID_FRACTION * n_present:
+            malformed = bad
+            if not pd.api.types.is_integer_dtype(numbers.dtype):
+                numbers = numbers.where(~bad).astype("Int64")
+            series = numbers.where(~bad)
+    ids, missing = parse_ids(series)
+    return ids, missing & ~malformed, malformed
+
+
 def parse_numbers(series: pd.Series) -> np.ndarray:
     """float64 values; anything unparsable becomes NaN."""
     import pandas as pd

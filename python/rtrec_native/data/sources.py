@@ -8,6 +8,8 @@ one line. pandas and pyarrow are imported inside the functions that need them.
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -27,9 +29,25 @@ _PARQUET_SUFFIXES = {".parquet", ".pq"}
 _COMPRESSED_SUFFIXES = {".gz", ".bz2", ".zip", ".xz", ".zst", ".tar"}
 
 
-def where(origin: str, is_text_file: bool, row: int) -> str:
-    """A row's position for a message: the 0-based row, and its line in a text file."""
-    return f"{origin}: row {row}" + (f" (line {row + 2} of the file)" if is_text_file else "")
+def where(origin: str, is_text_file: bool, row: int, line: int | None = None) -> str:
+    """A row's position for a message: the 0-based row, and its line in a text file
+    (``line`` when known, else the row's line if every line above it is one row)."""
+    if not is_text_file:
+        return f"{origin}: row {row}"
+    return f"{origin}: row {row} (line {row + 2 if line is None else line} of the file)"
+
+
+def lines_of_rows(rows: np.ndarray, skipped_lines: Iterable[int]) -> np.ndarray:
+    """The file line (1-based, header = line 1) of each 0-based data row, given the lines
+    the reader skipped. Assumes one line per row otherwise: blank lines (which the CSV
+    reader also skips) and quoted fields spanning lines are not counted."""
+    skipped = np.sort(np.asarray(list(skipped_lines), dtype=np.int64))
+    # The j-th skipped line (0-based j) comes right after data row (line - 2 - j) - 1, so
+    # every row from (line - 2 - j) on is one line further down.
+    shift_from = skipped - 2 - np.arange(skipped.size)
+    rows = np.asarray(rows, dtype=np.int64)
+    return rows + 2 + np.searchsorted(shift_from, rows, side="right")
+
 
 def require_pandas() -> None:
     try:
@@ -38,8 +56,14 @@ def require_pandas() -> None:
         raise ImportError("loading events needs pandas: pip install pandas") from exc
 
 
-def read_source(source: Source) -> tuple[pd.DataFrame, str, bool]:
-    """Return ``(frame, description, is_text_file)`` for any accepted source."""
+def read_source(
+    source: Source, *, skipped_lines: list[tuple[int, str]] | None = None
+) -> tuple[pd.DataFrame, str, bool]:
+    """Return ``(frame, description, is_text_file)`` for any accepted source.
+
+    A CSV line with more fields than the header is an error, unless ``skipped_lines`` is a
+    list: then the line is skipped and ``(line number, what is wrong)`` appended to it.
+    """
     import pandas as pd
 
     if isinstance(source, pd.DataFrame):
@@ -47,7 +71,7 @@ def read_source(source: Source) -> tuple[pd.DataFrame, str, bool]:
     if isinstance(source, Events):
         return source.to_dataframe(), "Events", False
     if isinstance(source, (str, os.PathLike)):
-        return _read_file(Path(source))
+        return _read_file(Path(source), skipped_lines)
     if isinstance(source, Mapping):
         return frame_from_mapping(source), "mapping", False
     raise TypeError(
@@ -78,7 +102,9 @@ def _looks_binary(sample: bytes) -> bool:
     return bool(sample) and control / len(sample) > 0.05
 
 
-def _read_file(path: Path) -> tuple[pd.DataFrame, str, bool]:
+def _read_file(
+    path: Path, skipped_lines: list[tuple[int, str]] | None = None
+) -> tuple[pd.DataFrame, str, bool]:
     if not path.exists():
         raise FileNotFoundError(f"events file not found: {path}")
     if path.is_dir():
@@ -98,20 +124,39 @@ def _read_file(path: Path) -> tuple[pd.DataFrame, str, bool]:
                 f"{path}: looks like binary data, not CSV text "
                 "(expected a CSV with a header row, or a .parquet file)"
             )
-        frame = _read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+        frame = _read_csv(path, sep="\t" if suffix == ".tsv" else ",", skipped_lines=skipped_lines)
         is_text = True
     if len(frame) == 0:
         raise ValueError(f"{path}: has a header ({', '.join(map(str, frame.columns))}) but no rows")
     return frame, str(path), is_text
 
 
-def _read_csv(path: Path, sep: str) -> pd.DataFrame:
+# pandas' message for a skipped line ("Skipping line 7593: expected 4 fields, saw 5").
+_SKIPPED_LINE = re.compile(r"Skipping line (\d+): (.*)")
+
+
+def _read_csv(
+    path: Path, sep: str, skipped_lines: list[tuple[int, str]] | None = None
+) -> pd.DataFrame:
     import pandas as pd
 
     try:
-        # low_memory=False: type inference over the whole column, so no DtypeWarning
-        # and no column whose type changes half-way through the file.
-        return pd.read_csv(path, sep=sep, low_memory=False)
+        if skipped_lines is None:
+            # low_memory=False: type inference over the whole column, so no DtypeWarning
+            # and no column whose type changes half-way through the file.
+            return pd.read_csv(path, sep=sep, low_memory=False)
+        # The fast C reader only reports a skipped line through a warning; collect them.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            frame = pd.read_csv(path, sep=sep, low_memory=False, on_bad_lines="warn")
+        for warning in caught:
+            if not issubclass(warning.category, pd.errors.ParserWarning):
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+                continue
+            for found in _SKIPPED_LINE.finditer(str(warning.message)):
+                skipped_lines.append((int(found.group(1)), found.group(2).strip()))
+        skipped_lines.sort()
+        return frame
     except pd.errors.EmptyDataError as exc:
         raise ValueError(f"{path}: file is empty (no header row)") from exc
     except pd.errors.ParserError as exc:

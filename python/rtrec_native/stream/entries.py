@@ -119,7 +119,7 @@ class EntryParser:
                         or not (math.isfinite(weight) and weight >= 0):
                     raise ValueError(f"event_weights[{name!r}]: expected a str type and a finite weight >= 0, "
                                      f"got {weight!r}")
-        self._needs_label = loss in ("squared", "logistic")
+        self._needs_label = loss in ("squared", "huber", "logistic")
         self._unit_label = loss == "logistic"
         self._loss = loss
         self._ids = ids
