@@ -55,6 +55,14 @@ def consume(url: str, directory, *extra: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def wait_for_a_file_written_after(directory, since: float, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if any(f.stat().st_mtime >= since for f in directory.iterdir() if f.is_file()):
+            return
+        time.sleep(0.02)
+
+
 @pytest.mark.slow
 def test_kill_9_three_times_and_the_model_is_the_uninterrupted_one(redis_url, tmp_path):
     rng = random.Random(12)
@@ -63,8 +71,12 @@ def test_kill_9_three_times_and_the_model_is_the_uninterrupted_one(redis_url, tm
     writer.start()
     progress = []  # events the model on disk held after each kill
     for _ in range(3):
+        started = time.time()
         proc = consume(redis_url, tmp_path)
-        time.sleep(rng.uniform(0.6, 1.4))
+        # Kill it at a random moment once it is learning: on a loaded machine the process
+        # alone can take over a second to start, and a kill before its first file tests nothing.
+        wait_for_a_file_written_after(tmp_path, started)
+        time.sleep(rng.uniform(0.1, 0.6))
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         proc.stderr.close()
