@@ -65,30 +65,14 @@ def lightfm_matrices(train_u, train_i, warm, cold, genres, genre_names):
     return interactions, features, u_index
 
 
-def two_genre_case(n_users=3000, per_genre=5, per_user=3):
-    """tests/test_features.py's case: items alternate between two genres, user u likes genre
-    u % 2 only, every item of a genre equally often; one cold item per genre (genre only)."""
-    n_items = 2 * per_genre
-    genre = np.arange(n_items) % 2
-    taste = np.arange(n_users) % 2
-    users, items, nxt = [], [], [0, 0]
-    for u in range(n_users):
-        pool = np.flatnonzero(genre == taste[u])
-        for _ in range(per_user):
-            items.append(int(pool[nxt[taste[u]] % per_genre]))
-            nxt[taste[u]] += 1
-            users.append(u)
-    genres = {i: [f"genre={genre[i]}"] for i in range(n_items)}
-    genres.update({n_items: ["genre=0"], n_items + 1: ["genre=1"]})
-    return np.array(users), np.array(items), taste, genres, n_items
-
-
 def two_genre_shares(rt, args, seed):
     """Share of users whose genre's cold item outranks the other genre's, per contender.
     rtrec: the test's setting (dim 16, SGD, 5 epochs; the item-split fit fell to 50% there,
     with AdaGrad it happened to stay at 100% on this case); LightFM: its defaults (AdaGrad,
     it has no plain SGD), 10 epochs."""
-    users, items, taste, genres, n = two_genre_case()
+    from rtrec_native import datasets
+
+    users, items, taste, genres, n = datasets.two_genre_cold_start()
     warm, cold = np.arange(n), np.array([n, n + 1])
     everyone = np.arange(taste.size)
 

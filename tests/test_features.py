@@ -9,6 +9,7 @@ import pytest
 
 import rtrec_native as rt
 from conftest import VARIANTS, fingerprint
+from rtrec_native import datasets
 
 N_ITEMS = 300
 GENRE = np.arange(N_ITEMS) % 10  # item i has genre i % 10
@@ -204,24 +205,6 @@ def test_setting_features_while_other_threads_train_and_serve_is_safe():
     assert all(len(rec.item_features(i)) == 2 for i in range(N_ITEMS))
 
 
-def two_genre_case(n_users: int = 3000, per_genre: int = 5, per_user: int = 3):
-    """Items 0..2*per_genre-1 alternate between two genres; user u likes genre u % 2 only and
-    every item of a genre is chosen equally often. Two cold items (one per genre) have a genre
-    feature and no events. Returns (users, items, taste, item ids, features, first cold id)."""
-    n_items = 2 * per_genre
-    genre = np.arange(n_items) % 2
-    taste = np.arange(n_users) % 2
-    users, items, nxt = [], [], [0, 0]
-    for u in range(n_users):
-        pool = np.flatnonzero(genre == taste[u])
-        for _ in range(per_user):
-            items.append(int(pool[nxt[taste[u]] % per_genre]))
-            nxt[taste[u]] += 1
-            users.append(u)
-    features = [[f"genre={g}"] for g in genre] + [["genre=0"], ["genre=1"]]
-    return np.array(users), np.array(items), taste, np.arange(n_items + 2), features, n_items
-
-
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_multi_threaded_fit_learns_shared_feature_rows_like_one_thread(threads):
     """Each genre's feature row takes part in half of all events. With 2 threads every user
@@ -229,7 +212,9 @@ def test_a_multi_threaded_fit_learns_shared_feature_rows_like_one_thread(threads
     fit used to split events between threads by positive item: on a busy machine the threads'
     runs did not overlap, each epoch trained one block of items after the other, and the
     share fell to 50-85% (see partition_by_user)."""
-    users, items, taste, ids, features, cold = two_genre_case()
+    users, items, taste, genres, cold = datasets.two_genre_cold_start()
+    ids = np.array(sorted(genres))
+    features = [genres[i] for i in ids]
     shares = []
     for seed in range(3):
         rec = rt.Recommender(dim=16, optimizer="sgd", num_threads=threads, seed=seed)

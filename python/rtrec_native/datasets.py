@@ -401,3 +401,37 @@ synthetic_stream = _events_only(
     truth.
     """,
 )
+
+
+def two_genre_cold_start(n_users: int = 3000, per_genre: int = 5, per_user: int = 3
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, list[str]], int]:
+    """A planted feature cold-start case: can a shared feature row carry a cold item?
+
+    Items ``0 .. 2 * per_genre - 1`` alternate between two genres; user ``u`` likes genre
+    ``u % 2`` only and takes ``per_user`` items of it, every item of a genre equally often.
+    Two cold items, ``n = 2 * per_genre`` (genre 0) and ``n + 1`` (genre 1), have their genre
+    feature and no events. A model that learned the genres ranks each user's genre's cold
+    item above the other's.
+
+    Returns ``(users, items, taste, features, n)``: the events as int64 arrays, each user's
+    liked genre, ``{item: ["genre=g"]}`` for every item including the cold ones, and the
+    first cold item's ID.
+    """
+    _check_int("n_users", n_users, 2)
+    _check_int("per_genre", per_genre, 1)
+    _check_int("per_user", per_user, 1)
+    n_items = 2 * per_genre
+    genre = np.arange(n_items) % 2
+    taste = np.arange(n_users) % 2
+    pools = [np.flatnonzero(genre == g) for g in (0, 1)]
+    taken = [0, 0]  # items handed out per genre so far: each in turn
+    users, items = [], []
+    for u in range(n_users):
+        g = int(taste[u])
+        for _ in range(per_user):
+            items.append(int(pools[g][taken[g] % per_genre]))
+            taken[g] += 1
+            users.append(u)
+    features = {i: [f"genre={genre[i]}"] for i in range(n_items)}
+    features.update({n_items: ["genre=0"], n_items + 1: ["genre=1"]})
+    return np.array(users, dtype=np.int64), np.array(items, dtype=np.int64), taste, features, n_items
