@@ -31,11 +31,13 @@ uint32_t padded(uint32_t dim) { return (dim + 15u) & ~15u; }
 }  // namespace
 
 EmbeddingTable::Chunk::Chunk(uint32_t stride, uint32_t accumulator_stride, bool with_accumulators, bool with_names,
-                             bool with_inputs) {
+                             bool with_inputs, SlabStorage& storage) {
   // Rows are initialised one by one as they are allocated; only the metadata arrays need
-  // constructing here. On a throw, the destructor is not run, so free by hand.
+  // constructing here. On a throw, the destructor is not run, so free by hand. The vector
+  // arrays (the ones training reads in random order) come from the table's slab storage,
+  // on huge pages once the table is large, and are freed with it.
   try {
-    vectors = aligned_array<float>(size_t(kChunkRows) * stride);
+    vectors = static_cast<float*>(storage.take(sizeof(float) * size_t(kChunkRows) * stride));
     bias = aligned_array<float>(kChunkRows);
     keys = aligned_array<uint64_t>(kChunkRows);
     if (with_accumulators) {
@@ -43,7 +45,7 @@ EmbeddingTable::Chunk::Chunk(uint32_t stride, uint32_t accumulator_stride, bool 
       bias_accumulator = aligned_array<float>(kChunkRows);
     }
     if (with_inputs) {
-      inputs = aligned_array<float>(size_t(kChunkRows) * stride);
+      inputs = static_cast<float*>(storage.take(sizeof(float) * size_t(kChunkRows) * stride));
       if (with_accumulators) input_accumulators = aligned_array<float>(kChunkRows);
     }
     meta = new RowMeta[kChunkRows];
@@ -60,11 +62,10 @@ EmbeddingTable::Chunk::Chunk(uint32_t stride, uint32_t accumulator_stride, bool 
 EmbeddingTable::Chunk::~Chunk() { free_arrays(); }
 
 void EmbeddingTable::Chunk::free_arrays() noexcept {
-  std::free(vectors);
+  // vectors and inputs belong to the table's SlabStorage.
   std::free(accumulators);
   std::free(bias);
   std::free(bias_accumulator);
-  std::free(inputs);
   std::free(input_accumulators);
   std::free(keys);
   delete[] meta;
@@ -154,7 +155,7 @@ uint32_t EmbeddingTable::find_or_insert(uint64_t key, const std::string* name, b
   row = reuse ? free_rows_.back() : size_.load(std::memory_order_relaxed);
   if (row >= kNotFound - 1) throw std::length_error("rtrec: table is full");
   Chunk* c = reuse ? chunk(row) : directory_.ensure(row >> kChunkShift, stride_, accumulator_stride_, with_accumulators_, name != nullptr,
-                                                      with_inputs_);
+                                                      with_inputs_, storage_);
   const uint32_t live = live_.load(std::memory_order_relaxed);
   LiveChunk* slot_chunk = live_rows_.ensure(live >> kChunkShift);
   index_.reserve_one();  // may throw: before anything is changed

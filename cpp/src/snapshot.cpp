@@ -27,8 +27,9 @@ constexpr char kMagic[8] = {'R', 'T', 'R', 'E', 'C', 'S', 'N', 'P'};
 constexpr char kDeltaMagic[8] = {'R', 'T', 'R', 'E', 'C', 'D', 'L', 'T'};
 constexpr char kEndMagic[8] = {'R', 'T', 'R', 'E', 'C', 'E', 'N', 'D'};
 // 2: lineage + sequence, 4-lane checksum; 3: expiry, evicted keys, then side features;
-// 4: model families (two_tower: item input vectors, user histories, the tower).
-constexpr uint32_t kVersion = 4;
+// 4: model families (two_tower: item input vectors, user histories, the tower);
+// 5: mf AdaGrad is row-wise too (one accumulator float per row, not one per coordinate).
+constexpr uint32_t kVersion = 5;
 constexpr uint32_t kFullSnapshot = 0;
 constexpr uint32_t kDelta = 1;
 constexpr uint32_t kAnyKind = 2;  // read_header: accept either (peek_snapshot)
@@ -201,7 +202,7 @@ class Reader {
   Checksum section_, total_;
 };
 
-// What a table's rows hold: their size, AdaGrad accumulators (per coordinate or per row),
+// What a table's rows hold: their size, AdaGrad accumulators (one per row since version 5),
 // input vectors (two_tower items).
 struct RowShape {
   uint32_t dim;
@@ -935,8 +936,8 @@ static FileImage read_file(Reader& r, uint32_t kind) {
   FileImage f;
   f.header = read_header(r, kind);
   const ModelConfig& c = f.header.config;
-  // two_tower trains every embedding row with row-wise AdaGrad (one accumulator per row).
-  const RowShape plain{c.dim, c.optimizer == Optimizer::kAdagrad, c.family == Family::kTwoTower, false};
+  // Every family trains its embedding rows with row-wise AdaGrad (one accumulator per row).
+  const RowShape plain{c.dim, c.optimizer == Optimizer::kAdagrad, true, false};
   RowShape items = plain;
   items.inputs = c.family == Family::kTwoTower;
   f.users = read_rows(r, plain, "users");

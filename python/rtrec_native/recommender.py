@@ -102,8 +102,9 @@ class Recommender:
             correction of the sampling distribution — a constant for uniform sampling).
             Negatives are drawn without checking the user's history: with a catalogue much
             larger than one user's history such collisions are rare noise.
-        optimizer: ``"sgd"`` or ``"adagrad"`` (per coordinate for embedding rows; per weight
-            row for two_tower's dense layers).
+        optimizer: ``"sgd"`` or ``"adagrad"`` (row-wise: one accumulator per embedding row,
+            grown by the mean square of the row's gradient, and one per bias; per weight row
+            for two_tower's dense layers), which trains as fast as SGD.
         learning_rate: step size (> 0).
         l2: L2 penalty applied to the rows an event touches (>= 0).
         negatives: sampled negatives per positive (bpr, softmax).

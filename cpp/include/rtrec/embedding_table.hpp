@@ -24,6 +24,7 @@
 
 #include "rtrec/chunk_directory.hpp"
 #include "rtrec/concurrent_index.hpp"
+#include "rtrec/huge_pages.hpp"
 
 namespace rtrec {
 
@@ -205,7 +206,8 @@ class EmbeddingTable {
   };
 
   struct Chunk {
-    Chunk(uint32_t stride, uint32_t accumulator_stride, bool with_accumulators, bool with_names, bool with_inputs);
+    Chunk(uint32_t stride, uint32_t accumulator_stride, bool with_accumulators, bool with_names, bool with_inputs,
+          SlabStorage& storage);
     ~Chunk();
     void free_arrays() noexcept;
     float* vectors = nullptr;
@@ -247,6 +249,7 @@ class EmbeddingTable {
   };
   ChunkDirectory<LiveChunk> live_rows_;
   ConcurrentIndex index_;
+  SlabStorage storage_;  // the chunks' vector arrays (outlives directory_: declared first)
   ChunkDirectory<Chunk> directory_;
 };
 
