@@ -33,22 +33,25 @@ uint32_t padded(uint32_t dim) { return (dim + 15u) & ~15u; }
 EmbeddingTable::Chunk::Chunk(uint32_t stride, uint32_t accumulator_stride, bool with_accumulators, bool with_names,
                              bool with_inputs, SlabStorage& storage) {
   // Rows are initialised one by one as they are allocated; only the metadata arrays need
-  // constructing here. On a throw, the destructor is not run, so free by hand. The vector
-  // arrays (the ones training reads in random order) come from the table's slab storage,
-  // on huge pages once the table is large, and are freed with it.
+  // constructing here. On a throw, the destructor is not run, so free by hand. The arrays
+  // that training and fit's bookkeeping read in random row order (vectors, biases,
+  // accumulators, metadata) come from the table's slab storage, on huge pages once the
+  // table is large, and are freed with it.
+  auto floats = [&storage](size_t n) { return static_cast<float*>(storage.take(sizeof(float) * ((n + 15) & ~size_t(15)))); };
   try {
-    vectors = static_cast<float*>(storage.take(sizeof(float) * size_t(kChunkRows) * stride));
-    bias = aligned_array<float>(kChunkRows);
+    vectors = floats(size_t(kChunkRows) * stride);
+    bias = floats(kChunkRows);
     keys = aligned_array<uint64_t>(kChunkRows);
     if (with_accumulators) {
-      accumulators = aligned_array<float>(size_t(kChunkRows) * accumulator_stride);
-      bias_accumulator = aligned_array<float>(kChunkRows);
+      accumulators = floats(size_t(kChunkRows) * accumulator_stride);
+      bias_accumulator = floats(kChunkRows);
     }
     if (with_inputs) {
-      inputs = static_cast<float*>(storage.take(sizeof(float) * size_t(kChunkRows) * stride));
-      if (with_accumulators) input_accumulators = aligned_array<float>(kChunkRows);
+      inputs = floats(size_t(kChunkRows) * stride);
+      if (with_accumulators) input_accumulators = floats(kChunkRows);
     }
-    meta = new RowMeta[kChunkRows];
+    meta = static_cast<RowMeta*>(storage.take(sizeof(RowMeta) * kChunkRows));
+    for (uint32_t i = 0; i < kChunkRows; ++i) new (&meta[i]) RowMeta();
     live = new std::atomic<uint8_t>[kChunkRows];
     live_slot = new uint32_t[kChunkRows];
     for (uint32_t i = 0; i < kChunkRows; ++i) live[i].store(0, std::memory_order_relaxed);
@@ -62,13 +65,9 @@ EmbeddingTable::Chunk::Chunk(uint32_t stride, uint32_t accumulator_stride, bool 
 EmbeddingTable::Chunk::~Chunk() { free_arrays(); }
 
 void EmbeddingTable::Chunk::free_arrays() noexcept {
-  // vectors and inputs belong to the table's SlabStorage.
-  std::free(accumulators);
-  std::free(bias);
-  std::free(bias_accumulator);
-  std::free(input_accumulators);
+  // vectors, biases, accumulators and metadata belong to the table's SlabStorage (RowMeta
+  // is atomics: nothing to destroy).
   std::free(keys);
-  delete[] meta;
   delete[] live;
   delete[] live_slot;
   vectors = accumulators = bias = bias_accumulator = inputs = input_accumulators = nullptr;
