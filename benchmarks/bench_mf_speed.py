@@ -124,7 +124,7 @@ def bench_update(rt, rec_factory, args):
                 rec.update(users[lo:lo + args.batch], items[lo:lo + args.batch])
         else:
             one = rec.update_one
-            for u, i in zip(u_list, i_list):
+            for u, i in zip(u_list, i_list, strict=True):
                 one(u, i)
         out.setdefault(name, []).append(len(users) / (time.perf_counter() - t0))
     return {name: C.median(v) for name, v in out.items()}, out
