@@ -44,7 +44,8 @@ EmbeddingTable::Chunk::Chunk(uint32_t stride, uint32_t accumulator_stride, bool 
     keys = aligned_array<uint64_t>(kChunkRows);
     if (with_accumulators) {
       accumulators = floats(size_t(kChunkRows) * accumulator_stride);
-      bias_accumulator = floats(kChunkRows);
+      // Row-wise (accumulator_stride 2): the bias accumulators sit beside the rows' ones.
+      if (accumulator_stride != 2) bias_accumulator = floats(kChunkRows);
     }
     if (with_inputs) {
       inputs = floats(size_t(kChunkRows) * stride);
@@ -81,7 +82,8 @@ EmbeddingTable::EmbeddingTable(const TableOptions& options)
     : dim_(options.dim),
       stride_(padded(options.dim)),
       with_accumulators_(options.with_accumulators),
-      accumulator_stride_(options.row_accumulators ? 1 : stride_),
+      row_accumulators_(options.row_accumulators),
+      accumulator_stride_(options.row_accumulators ? 2 : stride_),
       with_inputs_(options.with_inputs),
       init_std_(options.init_std),
       seed_(options.seed) {
@@ -102,7 +104,7 @@ void EmbeddingTable::initialise_row(Chunk* c, uint32_t o, uint64_t key, bool ran
   c->bias[o] = 0.0f;
   if (with_accumulators_) {
     std::memset(c->accumulators + size_t(o) * accumulator_stride_, 0, sizeof(float) * accumulator_stride_);
-    c->bias_accumulator[o] = 0.0f;
+    if (!row_accumulators_) c->bias_accumulator[o] = 0.0f;
   }
   if (with_inputs_) {
     float* in = c->inputs + size_t(o) * stride_;
@@ -229,7 +231,7 @@ uint64_t EmbeddingTable::memory_bytes() const noexcept {
   const uint64_t chunks = directory_.allocated();
   // Per row: vector, bias, key, metadata, live flag, its slot in the live list and that slot.
   uint64_t per_row = sizeof(float) * stride_ + sizeof(float) + sizeof(uint64_t) + sizeof(RowMeta) + 1 + 2 * sizeof(uint32_t);
-  if (with_accumulators_) per_row += sizeof(float) * accumulator_stride_ + sizeof(float);
+  if (with_accumulators_) per_row += sizeof(float) * accumulator_stride_ + (row_accumulators_ ? 0 : sizeof(float));
   if (with_inputs_) per_row += sizeof(float) * (stride_ + (with_accumulators_ ? 1 : 0));
   if (kind() == IdKind::kString) per_row += sizeof(std::string);
   return chunks * kChunkRows * per_row + index_.memory_bytes();

@@ -264,7 +264,8 @@ void Model::train_epoch(std::vector<Resolved>& events, const std::vector<int64_t
         const Resolved& e = events[j];
         uint32_t* neg = ring + (j % kSlots) * n_neg;
         if (n_neg > 0) draw_negatives(e.item, n_items, rng, neg);
-        users_.prefetch(e.user);
+        if (n_neg > 0) users_.prefetch_vector(e.user);  // BPR never reads the user's bias
+        else users_.prefetch(e.user);
         items_.prefetch(e.item);
         for (uint32_t s = 0; s < n_neg; ++s)
           if (neg[s] != kNoRow) items_.prefetch(neg[s]);
