@@ -143,3 +143,11 @@ def test_popularity_negatives_learn_taste_beyond_popularity_sooner():
         aucs[sampling] = auc(rec.predict(users[held], items[held]), rec.predict(users[held], negatives))
     assert aucs["popularity"] > 0.7
     assert aucs["popularity"] > aucs["uniform"]
+
+
+def test_fit_without_epochs_makes_the_familys_default_number_of_passes():
+    users, items, _ = planted(n_users=40, n_items=200, per_user=5)
+    rec = rt.Recommender(dim=8, num_threads=1, seed=0).fit(users, items)
+    steps = rec.stats()["updates"] + rec.stats()["skipped_updates"]
+    # One negative per positive; a draw that hits the positive twice is no step (rare here).
+    assert steps == pytest.approx(rt.default_epochs("mf") * users.size, rel=0.01)

@@ -263,6 +263,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("hash_string_id", [](const std::string& s) { return rtrec::hash_string_id(s); });
   m.def("defaults", [](const std::string& model) { return config_to_dict(rtrec::default_config(rtrec::parse_family(model))); },
         py::arg("model"), "The default constructor arguments of a model family ('mf' or 'two_tower').");
+  m.def("default_epochs", [](const std::string& model) { return rtrec::default_epochs(rtrec::parse_family(model)); },
+        py::arg("model"), "How many passes fit makes over its events by default, for a model family.");
   m.def("check_config", [](const py::dict& d) { config_from_dict(d); }, py::arg("config"),
         "Raises ValueError naming the first argument that is out of range for its family.");
   m.def(

@@ -9,6 +9,8 @@ namespace {
 
 [[noreturn]] void bad(const std::string& what) { throw std::invalid_argument(what); }
 
+constexpr uint32_t kMfEpochs = 40;
+
 bool finite_at_least(float v, float low, bool inclusive) {
   return std::isfinite(v) && (inclusive ? v >= low : v > low);
 }
@@ -27,6 +29,17 @@ std::string quoted_list(const std::vector<std::string>& names) {
 ModelConfig default_config(Family family) {
   ModelConfig c;
   c.family = family;
+  if (family == Family::kMf) {
+    // Chosen by benchmarks/sweep_mf.py (MovieLens and the synthetic stream, tuned on
+    // validation splits; see benchmarks/README.md): BPR with row-wise AdaGrad, one uniform
+    // negative, a small start (init_std 0.1 -> 0.05) and a stronger L2 (1e-4 -> 1e-2).
+    c.loss = Loss::kBpr;
+    c.optimizer = Optimizer::kAdagrad;
+    c.learning_rate = 0.05f;
+    c.l2 = 1e-2f;
+    c.init_std = 0.05f;
+    c.negatives = 1;
+  }
   if (family == Family::kTwoTower) {
     // Chosen by the MovieLens and synthetic-stream sweeps in benchmarks/ (see README).
     c.loss = Loss::kSoftmax;
@@ -38,6 +51,11 @@ ModelConfig default_config(Family family) {
     c.recency = 0.9f;
   }
   return c;
+}
+
+uint32_t default_epochs(Family family) noexcept {
+  // mf: chosen with its other defaults by benchmarks/sweep_mf.py; two_tower: as before.
+  return family == Family::kMf ? kMfEpochs : 10;
 }
 
 std::vector<Loss> losses_of(Family family) {

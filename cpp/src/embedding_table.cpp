@@ -31,22 +31,28 @@ uint32_t padded(uint32_t dim) { return (dim + 15u) & ~15u; }
 }  // namespace
 
 EmbeddingTable::Chunk::Chunk(uint32_t stride, uint32_t accumulator_stride, bool with_accumulators, bool with_names,
-                             bool with_inputs) {
+                             bool with_inputs, SlabStorage& storage) {
   // Rows are initialised one by one as they are allocated; only the metadata arrays need
-  // constructing here. On a throw, the destructor is not run, so free by hand.
+  // constructing here. On a throw, the destructor is not run, so free by hand. The arrays
+  // that training and fit's bookkeeping read in random row order (vectors, biases,
+  // accumulators, metadata) come from the table's slab storage, on huge pages once the
+  // table is large, and are freed with it.
+  auto floats = [&storage](size_t n) { return static_cast<float*>(storage.take(sizeof(float) * ((n + 15) & ~size_t(15)))); };
   try {
-    vectors = aligned_array<float>(size_t(kChunkRows) * stride);
-    bias = aligned_array<float>(kChunkRows);
+    vectors = floats(size_t(kChunkRows) * stride);
+    bias = floats(kChunkRows);
     keys = aligned_array<uint64_t>(kChunkRows);
     if (with_accumulators) {
-      accumulators = aligned_array<float>(size_t(kChunkRows) * accumulator_stride);
-      bias_accumulator = aligned_array<float>(kChunkRows);
+      accumulators = floats(size_t(kChunkRows) * accumulator_stride);
+      // Row-wise (accumulator_stride 2): the bias accumulators sit beside the rows' ones.
+      if (accumulator_stride != 2) bias_accumulator = floats(kChunkRows);
     }
     if (with_inputs) {
-      inputs = aligned_array<float>(size_t(kChunkRows) * stride);
-      if (with_accumulators) input_accumulators = aligned_array<float>(kChunkRows);
+      inputs = floats(size_t(kChunkRows) * stride);
+      if (with_accumulators) input_accumulators = floats(kChunkRows);
     }
-    meta = new RowMeta[kChunkRows];
+    meta = static_cast<RowMeta*>(storage.take(sizeof(RowMeta) * kChunkRows));
+    for (uint32_t i = 0; i < kChunkRows; ++i) new (&meta[i]) RowMeta();
     live = new std::atomic<uint8_t>[kChunkRows];
     live_slot = new uint32_t[kChunkRows];
     for (uint32_t i = 0; i < kChunkRows; ++i) live[i].store(0, std::memory_order_relaxed);
@@ -60,14 +66,9 @@ EmbeddingTable::Chunk::Chunk(uint32_t stride, uint32_t accumulator_stride, bool 
 EmbeddingTable::Chunk::~Chunk() { free_arrays(); }
 
 void EmbeddingTable::Chunk::free_arrays() noexcept {
-  std::free(vectors);
-  std::free(accumulators);
-  std::free(bias);
-  std::free(bias_accumulator);
-  std::free(inputs);
-  std::free(input_accumulators);
+  // vectors, biases, accumulators and metadata belong to the table's SlabStorage (RowMeta
+  // is atomics: nothing to destroy).
   std::free(keys);
-  delete[] meta;
   delete[] live;
   delete[] live_slot;
   vectors = accumulators = bias = bias_accumulator = inputs = input_accumulators = nullptr;
@@ -81,7 +82,8 @@ EmbeddingTable::EmbeddingTable(const TableOptions& options)
     : dim_(options.dim),
       stride_(padded(options.dim)),
       with_accumulators_(options.with_accumulators),
-      accumulator_stride_(options.row_accumulators ? 1 : stride_),
+      row_accumulators_(options.row_accumulators),
+      accumulator_stride_(options.row_accumulators ? 2 : stride_),
       with_inputs_(options.with_inputs),
       init_std_(options.init_std),
       seed_(options.seed),
@@ -103,7 +105,7 @@ void EmbeddingTable::initialise_row(Chunk* c, uint32_t o, uint64_t key, bool ran
   c->bias[o] = 0.0f;
   if (with_accumulators_) {
     std::memset(c->accumulators + size_t(o) * accumulator_stride_, 0, sizeof(float) * accumulator_stride_);
-    c->bias_accumulator[o] = 0.0f;
+    if (!row_accumulators_) c->bias_accumulator[o] = 0.0f;
   }
   if (with_inputs_) {
     float* in = c->inputs + size_t(o) * stride_;
@@ -151,7 +153,7 @@ uint32_t EmbeddingTable::find_or_insert(uint64_t key, const std::string* name, b
   row = reuse ? free_rows_.back() : size_.load(std::memory_order_relaxed);
   if (row >= kNotFound - 1) throw std::length_error("rtrec: table is full");
   Chunk* c = reuse ? chunk(row) : directory_.ensure(row >> kChunkShift, stride_, accumulator_stride_, with_accumulators_, name != nullptr,
-                                                      with_inputs_);
+                                                      with_inputs_, storage_);
   const uint32_t live = live_.load(std::memory_order_relaxed);
   LiveChunk* slot_chunk = live_rows_.ensure(live >> kChunkShift);
   index_.reserve_one();  // may throw: before anything is changed
@@ -232,7 +234,7 @@ uint64_t EmbeddingTable::memory_bytes() const noexcept {
   const uint64_t chunks = directory_.allocated();
   // Per row: vector, bias, key, metadata, live flag, its slot in the live list and that slot.
   uint64_t per_row = sizeof(float) * stride_ + sizeof(float) + sizeof(uint64_t) + sizeof(RowMeta) + 1 + 2 * sizeof(uint32_t);
-  if (with_accumulators_) per_row += sizeof(float) * accumulator_stride_ + sizeof(float);
+  if (with_accumulators_) per_row += sizeof(float) * accumulator_stride_ + (row_accumulators_ ? 0 : sizeof(float));
   if (with_inputs_) per_row += sizeof(float) * (stride_ + (with_accumulators_ ? 1 : 0));
   if (kind() == IdKind::kString) per_row += sizeof(std::string);
   return chunks * kChunkRows * per_row + index_.memory_bytes();

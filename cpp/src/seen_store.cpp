@@ -139,6 +139,20 @@ void SeenStore::remove_items(const std::vector<uint8_t>& dead) {
   }
 }
 
+bool SeenStore::contains(uint32_t user_row, uint32_t item_row) const noexcept {
+  const SetChunk* chunk = directory_.get(user_row / kSetsPerChunk);
+  if (chunk == nullptr) return false;
+  const Set* set = chunk->sets[user_row % kSetsPerChunk].load(std::memory_order_acquire);
+  if (set == nullptr) return false;
+  uint32_t i = static_cast<uint32_t>(mix64(item_row)) & set->mask;
+  for (;;) {
+    const uint32_t v = set->slots[i].load(std::memory_order_acquire);
+    if (v == 0) return false;
+    if (v == item_row + 1) return true;
+    i = (i + 1) & set->mask;
+  }
+}
+
 void SeenStore::collect(uint32_t user_row, std::vector<uint32_t>& out) const {
   const SetChunk* chunk = directory_.get(user_row / kSetsPerChunk);
   if (chunk == nullptr) return;

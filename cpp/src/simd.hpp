@@ -71,6 +71,15 @@ RTREC_INLINE float dot_padded(const float* a, const float* b, uint32_t stride) n
   return sum_lanes(acc);
 }
 
+// Sums the 8 lanes of one vector in a fixed tree.
+RTREC_INLINE float sum8(const Vec8& h) noexcept {
+  Vec4 a, b;
+  std::memcpy(&a, &h, sizeof a);
+  std::memcpy(&b, reinterpret_cast<const char*>(&h) + sizeof a, sizeof b);
+  const Vec4 q = a + b;
+  return (q[0] + q[2]) + (q[1] + q[3]);
+}
+
 // <a, b - c> with the same lane structure.
 RTREC_INLINE float dot_difference(const float* a, const float* b, const float* c, uint32_t stride) noexcept {
   Lanes acc;

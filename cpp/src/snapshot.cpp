@@ -28,8 +28,10 @@ FileImage read_file(Reader& r, uint32_t kind) {
   FileImage f;
   f.header = read_header(r, kind);
   const ModelConfig& c = f.header.config;
-  // two_tower trains every embedding row with row-wise AdaGrad (one accumulator per row).
-  const RowShape plain{c.dim, c.optimizer == Optimizer::kAdagrad, c.family == Family::kTwoTower, false};
+  // Every family trains its embedding rows with row-wise AdaGrad (one accumulator per row);
+  // mf files before version 5 kept one per coordinate, made row-wise as they are read.
+  const bool row_wise = c.family == Family::kTwoTower || f.header.version >= 5;
+  const RowShape plain{c.dim, c.optimizer == Optimizer::kAdagrad, row_wise, false};
   RowShape items = plain;
   items.inputs = c.family == Family::kTwoTower;
   f.users = read_rows(r, plain, "users");
@@ -37,6 +39,12 @@ FileImage read_file(Reader& r, uint32_t kind) {
   f.seen = read_seen(r, f.users.rows);
   f.user_features = read_features(r, plain, f.users.rows, "user features");
   f.item_features = read_features(r, plain, f.items.rows, "item features");
+  if (!row_wise) {
+    accumulators_to_row_wise(f.users, plain);
+    accumulators_to_row_wise(f.items, items);
+    accumulators_to_row_wise(f.user_features.table, plain);
+    accumulators_to_row_wise(f.item_features.table, plain);
+  }
   f.two_tower = read_two_tower(r, c, f.users.rows);
   f.evicted = read_evicted(r, kind == kFullSnapshot);
   if (kind == kFullSnapshot) f.sketches = read_sketches(r, c);

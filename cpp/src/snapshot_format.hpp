@@ -22,8 +22,10 @@ constexpr char kDeltaMagic[8] = {'R', 'T', 'R', 'E', 'C', 'D', 'L', 'T'};
 // 2: lineage + sequence, 4-lane checksum; 3: expiry, evicted keys, then side features;
 // 4: model families (two_tower: item input vectors, user histories, the tower).
 // 5: the noisy-feedback options (dedup_window, max_user_rate, huber_delta, adaptive_step)
-// and counters (deduplicated, rate_limited) at the end of the header. Version 4 files load
-// with the options off and the counters at 0.
+// and counters (deduplicated, rate_limited) at the end of the header; mf AdaGrad rows keep
+// one accumulator float per row, as two_tower's do (version 4: one per coordinate). Version 4
+// files load: the options off, the counters at 0, mf accumulators made row-wise
+// (accumulators_to_row_wise).
 constexpr uint32_t kVersion = 5;
 constexpr uint32_t kOldestVersion = 4;
 constexpr uint32_t kFullSnapshot = 0;
@@ -33,6 +35,7 @@ constexpr uint32_t kAnyKind = 2;  // read_header: accept either (peek_snapshot)
 // ---- header (snapshot_header.cpp)
 
 struct SnapshotHeader {
+  uint32_t version = kVersion;  // of the file read (written files: kVersion)
   uint32_t kind;
   ModelConfig config;
   ModelCounters counters;
@@ -76,6 +79,9 @@ struct TableImage {
 
 void write_rows(Writer& w, const EmbeddingTable& t, const std::vector<uint32_t>& rows);
 TableImage read_rows(Reader& r, const RowShape& shape, const char* name);
+// Rewrites the records of a table read in `file` shape with per-coordinate AdaGrad
+// accumulators (mf, version 4) into the row-wise shape this build keeps.
+void accumulators_to_row_wise(TableImage& t, const RowShape& file);
 std::vector<uint64_t> keys_of(const TableImage& image);
 // Refuses (as a corrupted file) rows whose ID kind or names do not fit the table.
 void check_applicable(Reader& r, const TableImage& image, const EmbeddingTable& t, const char* name);

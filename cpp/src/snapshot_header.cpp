@@ -91,6 +91,7 @@ SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
     r.fail("snapshot format version " + std::to_string(version) + " is not supported (this build reads versions " +
            std::to_string(kOldestVersion) + " to " + std::to_string(kVersion) + ")");
   SnapshotHeader h;
+  h.version = version;
   h.kind = r.value<uint32_t>();
   ModelConfig& c = h.config;
   c.dim = r.value<uint32_t>();

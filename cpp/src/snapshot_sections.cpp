@@ -121,6 +121,34 @@ TableImage read_rows(Reader& r, const RowShape& shape, const char* name) {
   return t;
 }
 
+void accumulators_to_row_wise(TableImage& t, const RowShape& file) {
+  if (!file.accumulators || file.row_accumulators || t.rows == 0) return;
+  RowShape row_wise = file;
+  row_wise.row_accumulators = true;
+  const size_t from = record_size(file), to = record_size(row_wise);
+  const size_t head = 8 + 4 + 8 + 4 + 4 + size_t(file.dim) * 4;  // key .. bias accumulator, vector
+  const size_t per_coordinate = size_t(file.dim) * 4;
+  std::vector<char> out(size_t(t.rows) * to);
+  for (uint32_t i = 0; i < t.rows; ++i) {
+    const char* p = t.records.data() + size_t(i) * from;
+    char* q = out.data() + size_t(i) * to;
+    std::memcpy(q, p, head);
+    // A row-wise accumulator sums the mean square of each step's gradient over the row: the
+    // mean of the per-coordinate sums is exactly that.
+    double sum = 0.0;
+    for (uint32_t k = 0; k < file.dim; ++k) {
+      float a;
+      std::memcpy(&a, p + head + 4 * size_t(k), 4);
+      sum += a;
+    }
+    const float mean = file.dim > 0 ? static_cast<float>(sum / file.dim) : 0.0f;
+    std::memcpy(q + head, &mean, 4);
+    std::memcpy(q + head + 4, p + head + per_coordinate, from - head - per_coordinate);  // input vector and its accumulator
+  }
+  t.records.swap(out);
+  t.record = to;
+}
+
 std::vector<uint64_t> keys_of(const TableImage& image) {
   std::vector<uint64_t> keys(image.rows);
   for (uint32_t i = 0; i < image.rows; ++i) std::memcpy(&keys[i], image.records.data() + size_t(i) * image.record, 8);

@@ -17,7 +17,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 from ._batch import BatchRecommendations
 from ._core import DeltaOrderError, IdKindError, SnapshotError, openmp_enabled
-from .recommender import DEFAULTS, Recommender, defaults
+from .recommender import DEFAULTS, Recommender, default_epochs, defaults
 from .replication import Publisher, Replica
 
 __version__ = "0.1.0"
@@ -32,6 +32,7 @@ __all__ = [
     "Replica",
     "SnapshotError",
     "__version__",
+    "default_epochs",
     "defaults",
     "openmp_enabled",
 ]

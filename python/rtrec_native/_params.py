@@ -25,6 +25,11 @@ def defaults(model: str = "mf") -> dict[str, Any]:
     return {**_core.defaults(_family(model)), "num_threads": None}
 
 
+def default_epochs(model: str = "mf") -> int:
+    """How many passes ``fit`` makes by default for a model family, as the core defines it."""
+    return int(_core.default_epochs(_family(model)))
+
+
 def _family(model: Any) -> str:
     if not isinstance(model, str) or model not in MODELS:
         raise ValueError(f"model must be one of {', '.join(repr(m) for m in MODELS)}; got {model!r}")

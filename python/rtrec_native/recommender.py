@@ -31,6 +31,12 @@ def defaults(model: str = "mf") -> dict[str, Any]:
     return _params.defaults(model)
 
 
+def default_epochs(model: str = "mf") -> int:
+    """How many passes ``fit`` makes over its events when ``epochs`` is not given, for a
+    model family (``"mf"`` or ``"two_tower"``), as the native core defines it."""
+    return _params.default_epochs(model)
+
+
 _NOT_ONE = object()
 _K_LIMIT = 1 << 32  # more than any catalogue holds; the core clamps k to the catalogue
 _SCALAR_ID_TYPES = (int, str)
@@ -111,8 +117,9 @@ class Recommender:
             correction of the sampling distribution — a constant for uniform sampling).
             Negatives are drawn without checking the user's history: with a catalogue much
             larger than one user's history such collisions are rare noise.
-        optimizer: ``"sgd"`` or ``"adagrad"`` (per coordinate for embedding rows; per weight
-            row for two_tower's dense layers).
+        optimizer: ``"sgd"`` or ``"adagrad"`` (row-wise: one accumulator per embedding row,
+            grown by the mean square of the row's gradient, and one per bias; per weight row
+            for two_tower's dense layers), which trains as fast as SGD.
         learning_rate: step size (> 0).
         l2: L2 penalty applied to the rows an event touches (>= 0).
         negatives: sampled negatives per positive (bpr, softmax); for warp the most items
@@ -223,13 +230,14 @@ class Recommender:
         self._model = model
         self._threads = threads
         self._params = {**model.config, "num_threads": num_threads}
+        self._default_epochs = _params.default_epochs(self._params["model"])
         # The per-request path without a Python frame: the instance's update_one is the
         # native method itself (same signature, same checks; the method below documents it).
         self.update_one = model.update_one
 
     # ------------------------------------------------------------------ learning
 
-    def fit(self, users: Any, items: Any = None, labels: Any = None, weights: Any = None, epochs: int = 10,
+    def fit(self, users: Any, items: Any = None, labels: Any = None, weights: Any = None, epochs: int | None = None,
             timestamps: Any = None) -> Recommender:
         """Train for ``epochs`` Hogwild passes over the events (shuffled each epoch).
 
@@ -243,11 +251,12 @@ class Recommender:
                 timestamps are left out.
             labels: ratings (squared), click labels in [0, 1] (logistic), or optional for BPR.
             weights: optional per-event importance >= 0 (a purchase may count 3, a view 0.2).
-            epochs: passes over the data (>= 1).
+            epochs: passes over the data (>= 1); None: the family's default
+                (:func:`default_epochs`: 40 for mf, 10 for two_tower).
             timestamps: optional event times in seconds (or datetime64), stored as each
                 row's last-update time; the wall clock is used otherwise.
         """
-        epochs = check.positive_int(epochs, "epochs")
+        epochs = self._default_epochs if epochs is None else check.positive_int(epochs, "epochs")
         users, items, labels, weights, timestamps = event_arguments(users, items, labels, weights, timestamps)
         args = self._events(users, items, labels, weights, timestamps, allow_empty=False)
         self._model.fit(*args, epochs=epochs, num_threads=self._threads)

@@ -18,10 +18,12 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <vector>
 
 #include "rtrec/epoch.hpp"
 #include "rtrec/hash.hpp"
+#include "rtrec/huge_pages.hpp"
 
 namespace rtrec {
 
@@ -104,10 +106,24 @@ class ConcurrentIndex {
     std::atomic<uint64_t> key{0};
     std::atomic<uint32_t> row_plus_one{0};
   };
+  // Slots of a large index live on huge pages (see huge_pages.hpp): lookups land on random
+  // slots, and a TLB miss per lookup doubled the cost of resolving a batch's IDs.
   struct Array {
-    explicit Array(uint64_t capacity) : mask(capacity - 1), slots(new Slot[capacity]) {}
+    explicit Array(uint64_t capacity) : mask(capacity - 1), bytes(capacity * sizeof(Slot)) {
+      huge = bytes >= kHugePage;
+      slots = huge ? static_cast<Slot*>(allocate_huge(bytes)) : static_cast<Slot*>(::operator new(bytes));
+      for (uint64_t i = 0; i < capacity; ++i) new (&slots[i]) Slot();
+    }
+    ~Array() {
+      if (huge) free_huge(slots, bytes);
+      else ::operator delete(slots);
+    }
+    Array(const Array&) = delete;
+    Array& operator=(const Array&) = delete;
     uint64_t mask;
-    std::unique_ptr<Slot[]> slots;
+    size_t bytes;
+    bool huge;
+    Slot* slots;
   };
 
   static constexpr uint32_t kTombstone = 0xffffffffu;  // rows stay below kNotFound

@@ -76,6 +76,8 @@ struct ModelConfig {
 
 // The defaults of a family (every field set; mf leaves the two_tower fields empty).
 ModelConfig default_config(Family family);
+// How many passes fit() makes over its events unless told otherwise.
+uint32_t default_epochs(Family family) noexcept;
 
 // Throws std::invalid_argument naming the first field that is out of range or does not
 // apply to the family (a loss the family does not support, a tower for mf, ...).

@@ -25,6 +25,7 @@
 
 #include "rtrec/chunk_directory.hpp"
 #include "rtrec/concurrent_index.hpp"
+#include "rtrec/huge_pages.hpp"
 
 namespace rtrec {
 
@@ -69,7 +70,7 @@ class EmbeddingTable {
   uint32_t stride() const noexcept { return stride_; }
   bool has_accumulators() const noexcept { return with_accumulators_; }
   // Row-wise AdaGrad: one accumulator float per row (else stride floats per row).
-  bool has_row_accumulators() const noexcept { return with_accumulators_ && accumulator_stride_ == 1; }
+  bool has_row_accumulators() const noexcept { return with_accumulators_ && row_accumulators_; }
   bool has_inputs() const noexcept { return with_inputs_; }
 
   // Rows [0, size()) have been allocated; all are live unless some were erased.
@@ -131,7 +132,11 @@ class EmbeddingTable {
   float* input(uint32_t row) const noexcept { return chunk(row)->inputs + offset(row) * stride_; }
   float& input_accumulator(uint32_t row) const noexcept { return chunk(row)->input_accumulators[offset(row)]; }
   float& bias(uint32_t row) const noexcept { return chunk(row)->bias[offset(row)]; }
-  float& bias_accumulator(uint32_t row) const noexcept { return chunk(row)->bias_accumulator[offset(row)]; }
+  // Row-wise tables keep a row's two accumulators side by side (one cache line per step,
+  // not two): accumulator(row)[1] is the bias's.
+  float& bias_accumulator(uint32_t row) const noexcept {
+    return row_accumulators_ ? chunk(row)->accumulators[2 * size_t(offset(row)) + 1] : chunk(row)->bias_accumulator[offset(row)];
+  }
   uint64_t key(uint32_t row) const noexcept { return chunk(row)->keys[offset(row)]; }
   const std::string& name(uint32_t row) const noexcept { return chunk(row)->names[offset(row)]; }
 
@@ -199,7 +204,18 @@ class EmbeddingTable {
     if (with_accumulators_) {
       const char* a = reinterpret_cast<const char*>(c->accumulators + size_t(o) * accumulator_stride_);
       for (uint32_t b = 0; b < accumulator_stride_ * sizeof(float); b += 64) __builtin_prefetch(a + b, 1, 3);
-      __builtin_prefetch(c->bias_accumulator + o, 1, 3);
+      if (!row_accumulators_) __builtin_prefetch(c->bias_accumulator + o, 1, 3);
+    }
+  }
+  // prefetch() without the bias: a BPR step never reads the user's bias.
+  void prefetch_vector(uint32_t row) const noexcept {
+    Chunk* c = chunk(row);
+    const uint32_t o = offset(row);
+    const char* v = reinterpret_cast<const char*>(c->vectors + size_t(o) * stride_);
+    for (uint32_t b = 0; b < stride_ * sizeof(float); b += 64) __builtin_prefetch(v + b, 1, 3);
+    if (with_accumulators_) {
+      const char* a = reinterpret_cast<const char*>(c->accumulators + size_t(o) * accumulator_stride_);
+      for (uint32_t b = 0; b < accumulator_stride_ * sizeof(float); b += 64) __builtin_prefetch(a + b, 1, 3);
     }
   }
   // The same for a row's input vector (and its accumulator).
@@ -226,7 +242,8 @@ class EmbeddingTable {
   };
 
   struct Chunk {
-    Chunk(uint32_t stride, uint32_t accumulator_stride, bool with_accumulators, bool with_names, bool with_inputs);
+    Chunk(uint32_t stride, uint32_t accumulator_stride, bool with_accumulators, bool with_names, bool with_inputs,
+          SlabStorage& storage);
     ~Chunk();
     void free_arrays() noexcept;
     float* vectors = nullptr;
@@ -251,7 +268,8 @@ class EmbeddingTable {
   const uint32_t dim_;
   const uint32_t stride_;
   const bool with_accumulators_;
-  const uint32_t accumulator_stride_;  // stride_, or 1 for row-wise accumulators
+  const bool row_accumulators_;
+  const uint32_t accumulator_stride_;  // stride_, or 2 for row-wise accumulators (row's, bias's)
   const bool with_inputs_;
   const float init_std_;
   const uint64_t seed_;
@@ -269,6 +287,7 @@ class EmbeddingTable {
   };
   ChunkDirectory<LiveChunk> live_rows_;
   ConcurrentIndex index_;
+  SlabStorage storage_;  // the chunks' vector arrays (outlives directory_: declared first)
   ChunkDirectory<Chunk> directory_;
 };
 

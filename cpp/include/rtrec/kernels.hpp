@@ -27,12 +27,13 @@ struct StepConfig {
   float learning_rate;
   float l2;         // applied to the rows an event touches (lazy, sparse regularisation)
   float grad_clip;  // per-coordinate clip of the gradient, after L2
-  bool adagrad;
+  bool adagrad;     // row-wise AdaGrad: one accumulator float per row (and one per bias)
+  uint32_t dim;     // unpadded vector length: row-wise AdaGrad takes mean squares over it
   float huber_delta = 1.0f;  // loss huber: |d loss / d score| is at most this
 };
 
-// Scratch floats a step needs per thread: new values and accumulators of up to three rows.
-inline uint32_t scratch_floats(uint32_t stride) { return 6 * stride; }
+// Scratch floats a step needs per thread: the steps of up to three rows.
+inline uint32_t scratch_floats(uint32_t stride) { return 3 * stride; }
 
 // <a, b> over `stride` floats (a multiple of 16; padding is zero).
 float dot(const float* a, const float* b, uint32_t stride) noexcept;

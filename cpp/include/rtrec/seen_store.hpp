@@ -32,6 +32,10 @@ class SeenStore {
   // Thread-safe. Returns true when the pair is new.
   bool add(uint32_t user_row, uint32_t item_row);
 
+  // Lock-free (the caller is pinned, as readers are): whether the pair is recorded. A
+  // warm fit checks its pairs this way first and takes the shard lock only for new ones.
+  bool contains(uint32_t user_row, uint32_t item_row) const noexcept;
+
   // Lock-free. Appends the user's items (no duplicates, unordered) to `out`.
   void collect(uint32_t user_row, std::vector<uint32_t>& out) const;
 

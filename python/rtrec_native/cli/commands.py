@@ -27,7 +27,7 @@ from .output import (
     print_json,
     write_plot,
 )
-from .steps import features_for, fit_model, load_data, load_side_features, model_params, run_prequential
+from .steps import features_for, fit_epochs, fit_model, load_data, load_side_features, model_params, run_prequential
 
 # =========================================================================== commands
 
@@ -119,7 +119,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     stats = rec.stats()
     counters = {key: stats[key] for key in TRAIN_COUNTERS}
     summary = {"model": str(path), "n_events": len(events), "n_users": rec.n_users, "n_items": rec.n_items,
-               **counters, "epochs": args.epochs, "fit_seconds": fit_seconds, "params": params,
+               **counters, "epochs": fit_epochs(args), "fit_seconds": fit_seconds, "params": params,
                "data": data_info}
     if args.json:
         print_json(summary)

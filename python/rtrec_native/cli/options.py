@@ -230,7 +230,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
-    import inspect
 
     from ..datasets import generate_stream
 
@@ -258,15 +257,8 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    help="synthetic stream: number of items (default: %(default)s)")
 
 
-def _FIT_EPOCHS() -> int:
-    """``Recommender.fit``'s default number of epochs: the one place it is defined."""
-    from ..recommender import Recommender
-
-    return inspect.signature(Recommender.fit).parameters["epochs"].default
-
-
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    from ..recommender import DEFAULTS, MAX_MIN_COUNT, MAX_ROWS, defaults
+    from ..recommender import DEFAULTS, MAX_MIN_COUNT, MAX_ROWS, default_epochs, defaults
 
     two_tower = defaults("two_tower")
 
@@ -285,8 +277,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    "weighted toward the top of each list (default: %(default)s)")
     g.add_argument("--dim", type=positive_int, default=None,
                    help=f"embedding size (default: {either('dim')})")
-    g.add_argument("--epochs", type=positive_int, default=_FIT_EPOCHS(),
-                   help="passes over the data per fit (warm-up, periodic refits, train) (default: %(default)s)")
+    g.add_argument("--epochs", type=positive_int, default=None,
+                   help="passes over the data per fit (warm-up, periodic refits, train) "
+                   f"(default: the family's, mf {default_epochs('mf')}, two_tower {default_epochs('two_tower')})")
     g.add_argument("--optimizer", choices=("sgd", "adagrad"), default=None,
                    help=f"step rule (default: {either('optimizer')})")
     g.add_argument("--learning-rate", type=positive_float, default=None, metavar="LR",

@@ -231,7 +231,7 @@ def run_prequential(args: argparse.Namespace, policies: Sequence[str]) -> tuple[
         by_side = {f.side: (f.ids, f.lists) for f in features}
         report = prequential(
             events, model=model_params(args, events.labels), policies=tuple(policies),
-            batch_size=args.batch_size, warmup=args.warmup, epochs=args.epochs,
+            batch_size=args.batch_size, warmup=args.warmup, epochs=fit_epochs(args),
             retrain_every=retrain_every, retrain_period=retrain_period, k=args.k,
             n_windows=args.windows, positive_threshold=args.positive_threshold, progress=progress,
             item_features=by_side.get("item"), user_features=by_side.get("user"), diversity=args.diversity,
@@ -239,6 +239,13 @@ def run_prequential(args: argparse.Namespace, policies: Sequence[str]) -> tuple[
     finally:
         progress.close()
     return report, data_info, time.perf_counter() - began
+
+
+def fit_epochs(args: argparse.Namespace) -> int:
+    """``--epochs``, or the family's default number of fit passes (the core's)."""
+    from ..recommender import default_epochs
+
+    return args.epochs if args.epochs is not None else default_epochs(args.family)
 
 
 def fit_model(
@@ -254,5 +261,5 @@ def fit_model(
     rec = Recommender(**params)
     for side_features in features:
         side_features.apply(rec)
-    rec.fit(events, epochs=args.epochs)
+    rec.fit(events, epochs=fit_epochs(args))
     return rec, rec.get_params(), time.perf_counter() - began  # every default filled in
