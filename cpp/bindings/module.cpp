@@ -258,6 +258,11 @@ rtrec::ModelConfig config_from_dict(const py::dict& d) {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "rtrec_native native core (private; use rtrec_native.Recommender)";
   m.attr("openmp_enabled") = rtrec::openmp_enabled();
+  // The floor of a per-event call from Python: a bound function taking what update_one takes
+  // (two IDs and a label) and doing nothing. benchmarks/bench_update_latency.py times it next
+  // to update_one, so "how close to the floor" is measured, not guessed.
+  m.def("_noop", [](const py::object&, const py::object&, const py::object&) {}, py::arg("user"), py::arg("item"),
+        py::arg("label") = py::none(), "Does nothing: the cost of calling a bound function (benchmarks).");
   m.def("default_threads", [] { return rtrec::resolve_threads(0); },
         "Threads used when num_threads is None: OMP_NUM_THREADS if set, else all cores.");
   m.def("hash_string_id", [](const std::string& s) { return rtrec::hash_string_id(s); });
