@@ -76,21 +76,9 @@ def model_params(rt, defaults: bool) -> dict:
     return {"dim": 64, "tower": (128,), "history": 50, "negatives": 16}
 
 
-def rtrec_update_latency(rt, params, users, items, warm, n, threads):
-    rec = rt.Recommender(model="two_tower", num_threads=threads, seed=0, **params)
-    rec.fit(users[:warm], items[:warm], epochs=1)
-    uu, ii = users[warm : warm + n].tolist(), items[warm : warm + n].tolist()
-    pc = time.perf_counter_ns
-    out = np.empty(n, dtype=np.int64)
-    for k in range(n):
-        t0 = pc()
-        rec.update_one(uu[k], ii[k])
-        out[k] = pc() - t0
-    return out
-
-
-def mf_update_latency(rt, users, items, warm, n, threads):
-    rec = rt.Recommender(model="mf", num_threads=threads, seed=0)
+def update_latency(rt, model, params, users, items, warm, n, threads):
+    """Per-call time of ``update_one`` on n events after a warm-up fit on the first ``warm``."""
+    rec = rt.Recommender(model=model, num_threads=threads, seed=0, **params)
     rec.fit(users[:warm], items[:warm], epochs=1)
     uu, ii = users[warm : warm + n].tolist(), items[warm : warm + n].tolist()
     pc = time.perf_counter_ns
@@ -220,8 +208,8 @@ def main(argv=None) -> int:
     fit_tt, fit_mf, fit_torch = [], [], {"adagrad": [], "sgd": []}
     top_tt, top_mf = [], []
     for r in range(args.repeats):
-        upd.append(np.median(rtrec_update_latency(rt, params, users, items, warm, n, args.threads)))
-        upd_mf.append(np.median(mf_update_latency(rt, users, items, warm, n, args.threads)))
+        upd.append(np.median(update_latency(rt, "two_tower", params, users, items, warm, n, args.threads)))
+        upd_mf.append(np.median(update_latency(rt, "mf", {}, users, items, warm, n, args.threads)))
         for kind in ("adagrad", "sgd"):
             steps = torch_step_latency(make_torch, tensors, kind, lr, warm, args.torch_events)
             upd_torch[kind].append(np.median(steps))
