@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "check.hpp"
+#include "test_events.hpp"
 #include "rtrec/hash.hpp"
 #include "rtrec/model.hpp"
 #include "rtrec/snapshot.hpp"
@@ -33,20 +34,7 @@ constexpr int kChurnRounds = 150;
 constexpr int kChurnRounds = 1000;
 #endif
 
-struct Batch {
-  std::vector<uint64_t> users, items;
-  std::vector<float> labels;
-  std::vector<double> times;
-  rtrec::EventBatch view() const {
-    rtrec::EventBatch b;
-    b.users = rtrec::IdBatch{users.data(), nullptr, users.size()};
-    b.items = rtrec::IdBatch{items.data(), nullptr, items.size()};
-    b.labels = labels.data();
-    b.timestamps = times.data();
-    b.size = users.size();
-    return b;
-  }
-};
+using Batch = rtrec_test::Events;
 
 // Checks one recommendation result: known item keys, each once, finite scores, best first.
 void check_result(const uint64_t* keys, const float* scores, uint32_t n, uint64_t item_top) {
@@ -83,8 +71,8 @@ void serve_and_train_at_once(const ModelConfig& c, uint32_t rounds) {
         b.labels.push_back(1.0f);
         b.times.push_back(double(round) + 1.0);
       }
-      if (round % 10 == 5) model.fit(b.view(), 1, 1);
-      else model.update(b.view());
+      if (round % 10 == 5) model.fit(b.batch(), 1, 1);
+      else model.update(b.batch());
     }
     trainers_done.fetch_add(1);
   };
@@ -281,7 +269,7 @@ STRESS_CASE(a_replica_follows_deltas_while_serving) {
           b.labels.push_back(1.0f);
           b.times.push_back(double(d) * 10 + round);
         }
-        trainer.update(b.view());
+        trainer.update(b.batch());
       }
       if (d % 7 == 0) {
         const uint64_t ids[2] = {kItemBase + rng() % item_top.load(), kItemBase + rng() % item_top.load()};
@@ -350,7 +338,7 @@ STRESS_CASE(an_item_evicted_and_readded_during_a_scan_is_listed_once) {
   }
   // The churned items first: they start in the first chunk a scan reads, and while a scan
   // holds those rows their next rows are fresh ones at the end, in the last chunk read.
-  model.update(churn_batch.view());
+  model.update(churn_batch.batch());
   {
     Batch b;
     for (uint64_t i = 0; i < kStable; ++i) {
@@ -359,14 +347,14 @@ STRESS_CASE(an_item_evicted_and_readded_during_a_scan_is_listed_once) {
       b.labels.push_back(1.0f);
       b.times.push_back(1e6);  // recent: never evicted below
     }
-    model.update(b.view());
+    model.update(b.batch());
   }
   std::atomic<bool> done{false};
   std::atomic<uint64_t> scans{0}, duplicates{0};
   std::thread churn([&] {
     for (int round = 0; round < kChurnRounds; ++round) {
       model.evict_before(2.0);
-      model.update(churn_batch.view());
+      model.update(churn_batch.batch());
     }
     done.store(true);
   });

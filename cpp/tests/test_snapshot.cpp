@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "check.hpp"
+#include "test_events.hpp"
 #include "rtrec/hash.hpp"
 #include "rtrec/model.hpp"
 #include "rtrec/snapshot.hpp"
@@ -52,21 +53,7 @@ struct TempFiles {
   }
 };
 
-// Events with integer IDs (keys as given) and timestamps.
-struct Events {
-  std::vector<uint64_t> users, items;
-  std::vector<float> labels;
-  std::vector<double> times;
-  rtrec::EventBatch batch() const {
-    rtrec::EventBatch b;
-    b.users = rtrec::IdBatch{users.data(), nullptr, users.size()};
-    b.items = rtrec::IdBatch{items.data(), nullptr, items.size()};
-    b.labels = labels.data();
-    b.timestamps = times.data();
-    b.size = users.size();
-    return b;
-  }
-};
+using rtrec_test::Events;
 
 Events random_events(size_t n, uint64_t users, uint64_t items, double t0, uint64_t seed) {
   std::mt19937_64 rng(seed);
