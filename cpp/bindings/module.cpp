@@ -159,6 +159,113 @@ rtrec::EventBatch make_batch(const Ids& users, const Ids& items, const std::opti
   return b;
 }
 
+// A retrieval call's filter: allow/deny lists (None, a uint64 array or a list of str, as
+// Python converted them) and tags (None or a list of str). Owns what the core's view points at.
+struct Filter {
+  std::optional<Ids> allow, deny;
+  std::vector<std::string> tags;
+  bool has_tags = false;
+  rtrec::CandidateFilter view() const {
+    rtrec::CandidateFilter f;
+    if (allow) f.allow = &allow->batch;
+    if (deny) f.deny = &deny->batch;
+    if (has_tags) f.tags = &tags;
+    return f;
+  }
+};
+
+Filter to_filter(const py::handle& allow, const py::handle& deny, const py::handle& tags) {
+  Filter f;
+  if (!allow.is_none()) f.allow.emplace(to_ids(allow, "items"));
+  if (!deny.is_none()) f.deny.emplace(to_ids(deny, "exclude"));
+  if (!tags.is_none()) {
+    if (!py::isinstance<py::list>(tags)) throw py::type_error("tags: expected a list of str");
+    for (const py::handle t : tags) {
+      if (!PyUnicode_Check(t.ptr())) throw py::type_error("tags: expected a list of str");
+      f.tags.push_back(utf8(t, "tags"));
+    }
+    f.has_tags = true;
+  }
+  return f;
+}
+
+// Runs a core call with the GIL released; std::out_of_range (an unknown ID or tag named by
+// the core) becomes KeyError once the GIL is back.
+template <class F>
+void released(F&& call) {
+  std::optional<std::string> missing;
+  {
+    py::gil_scoped_release release;
+    try {
+      call();
+    } catch (const std::out_of_range& e) {
+      missing = e.what();
+    }
+  }
+  if (missing) throw py::key_error(*missing);
+}
+
+// One ranked list from the core, as Python gets it: (ids, scores, info dict).
+struct RankedList {
+  std::vector<uint64_t> keys;
+  std::vector<std::string> names;
+  py::array_t<float> scores;
+  uint32_t found = 0;
+  rtrec::RetrievalInfo info;
+
+  RankedList(const Model& model, uint64_t k) {
+    // The catalogue may grow during the call; a call never returns more than k, so k itself
+    // (capped by the catalogue now, which only grows) bounds the output.
+    const size_t capacity = std::max<size_t>(1, std::min<uint64_t>(k, model.items().size()));
+    keys.resize(capacity);
+    if (model.items().kind() == IdKind::kString) names.resize(capacity);
+    scores = py::array_t<float>(capacity);
+  }
+  uint32_t capacity() const { return static_cast<uint32_t>(keys.size()); }
+  rtrec::RecommendOutput out() { return {keys.data(), names.empty() ? nullptr : names.data(), scores.mutable_data()}; }
+  py::tuple to_python() {
+    found = std::min(found, capacity());
+    scores.resize({static_cast<py::ssize_t>(found)});
+    return py::make_tuple(ids_of(keys.data(), names.empty() ? nullptr : names.data(), found), scores, info_dict(info));
+  }
+  static py::dict info_dict(const rtrec::RetrievalInfo& i) {
+    py::dict d;
+    d["unknown_allowed"] = i.unknown_allowed;
+    d["unknown_history"] = i.unknown_history;
+    return d;
+  }
+};
+
+// Many ranked lists (one per query) in rows of `width`: (keys, names or None, scores, counts, info).
+struct RankedBatch {
+  py::array_t<uint64_t> keys;
+  std::vector<std::string> names;
+  py::array_t<float> scores;
+  py::array_t<uint32_t> counts;
+  uint32_t width;
+  rtrec::RetrievalInfo info;
+
+  RankedBatch(const Model& model, size_t n, uint64_t k)
+      : width(static_cast<uint32_t>(std::max<uint64_t>(1, std::min<uint64_t>(k, model.items().size())))) {
+    keys = py::array_t<uint64_t>({n, static_cast<size_t>(width)});
+    if (model.items().kind() == IdKind::kString) names.resize(n * width);
+    scores = py::array_t<float>({n, static_cast<size_t>(width)});
+    counts = py::array_t<uint32_t>(n);
+  }
+  rtrec::RecommendOutput out() {
+    return {keys.mutable_data(), names.empty() ? nullptr : names.data(), scores.mutable_data()};
+  }
+  py::tuple to_python() {
+    py::object name_list = py::none();
+    if (!names.empty()) {
+      py::list l(names.size());
+      for (size_t j = 0; j < names.size(); ++j) l[j] = py::str(names[j]);
+      name_list = std::move(l);
+    }
+    return py::make_tuple(keys, name_list, scores, counts, RankedList::info_dict(info));
+  }
+};
+
 // A float32 parameter as the Python float that prints like it (0.05, not 0.0500000007...).
 py::float_ shortest(float v) {
   char text[32];
@@ -295,6 +402,9 @@ PYBIND11_MODULE(_core, m) {
     limits["diversity_pool_min"] = rtrec::kDiversityPoolMin;
     limits["max_dedup_window"] = rtrec::kMaxDedupWindow;
     limits["max_user_rate"] = rtrec::kMaxUserRate;
+    limits["max_filter_ids"] = rtrec::kMaxFilterIds;
+    limits["max_filter_tags"] = rtrec::kMaxFilterTags;
+    limits["max_query_history"] = rtrec::kMaxQueryHistory;
     m.attr("limits") = limits;
   }
   m.def(
@@ -388,59 +498,108 @@ PYBIND11_MODULE(_core, m) {
           py::arg("users"), py::arg("items"), py::arg("num_threads"))
       .def(
           "recommend",
-          [](const Model& model, py::handle user, uint64_t k, bool exclude_seen, int num_threads, double diversity) {
+          [](const Model& model, py::handle user, uint64_t k, bool exclude_seen, int num_threads, double diversity,
+             py::handle allow, py::handle deny, py::handle tags) {
             if (k == 0) throw py::value_error("k must be >= 1");
             rtrec::check_diversity(diversity);  // before narrowing to float
             const ScalarId u = to_scalar_id(user, "user");
-            const uint32_t capacity = static_cast<uint32_t>(std::min<uint64_t>(k, model.items().size()));
-            const bool strings = model.items().kind() == IdKind::kString;
-            std::vector<uint64_t> keys(std::max<uint32_t>(capacity, 1));
-            std::vector<std::string> names(strings ? keys.size() : 0);
-            py::array_t<float> scores(std::max<uint32_t>(capacity, 1));
-            uint32_t found;
-            {
-              py::gil_scoped_release release;
-              // The catalogue may grow during the call; top-K never returns more than k
-              // and scans the rows that existed when it started, so `capacity` bounds it.
-              const rtrec::RecommendOutput out{keys.data(), strings ? names.data() : nullptr, scores.mutable_data()};
-              found = model.recommend(u.key, u.name ? &*u.name : nullptr, std::max<uint32_t>(capacity, 1),
-                                      exclude_seen, num_threads, out, static_cast<float>(diversity));
-            }
-            found = std::min(found, capacity);
-            scores.resize({static_cast<py::ssize_t>(found)});
-            return py::make_tuple(ids_of(keys.data(), strings ? names.data() : nullptr, found), scores);
+            const Filter filter = to_filter(allow, deny, tags);
+            RankedList list(model, k);
+            released([&] {
+              list.found = model.recommend(u.key, u.name ? &*u.name : nullptr, list.capacity(), exclude_seen,
+                                           num_threads, list.out(), static_cast<float>(diversity), filter.view(),
+                                           &list.info);
+            });
+            return list.to_python();
           },
-          py::arg("user"), py::arg("k"), py::arg("exclude_seen"), py::arg("num_threads"), py::arg("diversity") = 0.0)
+          py::arg("user"), py::arg("k"), py::arg("exclude_seen"), py::arg("num_threads"), py::arg("diversity") = 0.0,
+          py::arg("items") = py::none(), py::arg("exclude") = py::none(), py::arg("tags") = py::none())
       .def(
           "recommend_batch",
-          [](const Model& model, py::handle users, uint64_t k, bool exclude_seen, int num_threads, double diversity) {
+          [](const Model& model, py::handle users, uint64_t k, bool exclude_seen, int num_threads, double diversity,
+             py::handle allow, py::handle deny, py::handle tags) {
             if (k == 0) throw py::value_error("k must be >= 1");
             rtrec::check_diversity(diversity);
             const Ids u = to_ids(users, "users");
-            const size_t n = u.batch.size;
-            // No more than the catalogue holds now: the core scans the rows that exist when
-            // it starts, at least as many as now, and returns at most `width` of them.
-            const uint32_t width = static_cast<uint32_t>(std::max<uint64_t>(1, std::min<uint64_t>(k, model.items().size())));
-            const bool strings = model.items().kind() == IdKind::kString;
-            py::array_t<uint64_t> keys({n, static_cast<size_t>(width)});
-            std::vector<std::string> names(strings ? n * width : 0);
-            py::array_t<float> scores({n, static_cast<size_t>(width)});
-            py::array_t<uint32_t> counts(n);
+            const Filter filter = to_filter(allow, deny, tags);
+            RankedBatch batch(model, u.batch.size, k);
+            released([&] {
+              model.recommend_batch(u.batch, batch.width, exclude_seen, num_threads, batch.out(),
+                                    batch.counts.mutable_data(), static_cast<float>(diversity), filter.view(),
+                                    &batch.info);
+            });
+            return batch.to_python();
+          },
+          py::arg("users"), py::arg("k"), py::arg("exclude_seen"), py::arg("num_threads"), py::arg("diversity") = 0.0,
+          py::arg("items") = py::none(), py::arg("exclude") = py::none(), py::arg("tags") = py::none())
+      .def(
+          "recommend_for_history",
+          [](const Model& model, py::handle history, std::optional<FloatArray> weights, uint64_t k, bool exclude_history,
+             int num_threads, double diversity, py::handle allow, py::handle deny, py::handle tags) {
+            if (k == 0) throw py::value_error("k must be >= 1");
+            rtrec::check_diversity(diversity);
+            const Ids h = to_ids(history, "history");
+            if (weights && (weights->ndim() != 1 || static_cast<size_t>(weights->shape(0)) != h.batch.size))
+              throw py::value_error("weights: expected one weight per history item");
+            const Filter filter = to_filter(allow, deny, tags);
+            RankedList list(model, k);
+            released([&] {
+              list.found = model.recommend_for_history(h.batch, weights ? weights->data() : nullptr, list.capacity(),
+                                                       exclude_history, num_threads, list.out(),
+                                                       static_cast<float>(diversity), filter.view(), &list.info);
+            });
+            return list.to_python();
+          },
+          py::arg("history"), py::arg("weights"), py::arg("k"), py::arg("exclude_history"), py::arg("num_threads"),
+          py::arg("diversity") = 0.0, py::arg("items") = py::none(), py::arg("exclude") = py::none(),
+          py::arg("tags") = py::none())
+      .def(
+          "similar_items",
+          [](const Model& model, py::handle items, uint64_t k, int num_threads, py::handle allow, py::handle deny,
+             py::handle tags) {
+            if (k == 0) throw py::value_error("k must be >= 1");
+            const Ids i = to_ids(items, "items");
+            const Filter filter = to_filter(allow, deny, tags);
+            RankedBatch batch(model, i.batch.size, k);
+            released([&] {
+              model.similar_items_batch(i.batch, batch.width, num_threads, batch.out(), batch.counts.mutable_data(),
+                                        filter.view(), &batch.info);
+            });
+            return batch.to_python();
+          },
+          py::arg("items"), py::arg("k"), py::arg("num_threads"), py::arg("allow") = py::none(),
+          py::arg("exclude") = py::none(), py::arg("tags") = py::none())
+      .def(
+          "knows_user",
+          [](const Model& model, py::handle user) {
+            const ScalarId u = to_scalar_id(user, "user");
+            return model.knows_user(u.key, u.name ? &*u.name : nullptr);
+          },
+          py::arg("user"))
+      .def(
+          "hide",
+          [](Model& model, py::handle items, bool hidden) {
+            const Ids i = to_ids(items, "items");
+            Model::HideResult r{0, 0};
             {
               py::gil_scoped_release release;
-              const rtrec::RecommendOutput out{keys.mutable_data(), strings ? names.data() : nullptr, scores.mutable_data()};
-              model.recommend_batch(u.batch, width, exclude_seen, num_threads, out, counts.mutable_data(),
-                                    static_cast<float>(diversity));
+              r = model.hide(i.batch, hidden);
             }
-            py::object name_list = py::none();
-            if (strings) {
-              py::list l(names.size());
-              for (size_t j = 0; j < names.size(); ++j) l[j] = py::str(names[j]);
-              name_list = std::move(l);
-            }
-            return py::make_tuple(keys, name_list, scores, counts);
+            return py::make_tuple(r.changed, r.unknown);
           },
-          py::arg("users"), py::arg("k"), py::arg("exclude_seen"), py::arg("num_threads"), py::arg("diversity") = 0.0)
+          py::arg("items"), py::arg("hidden"))
+      .def(
+          "hidden",
+          [](const Model& model, py::handle items) {
+            const Ids i = to_ids(items, "items");
+            py::array_t<uint8_t> flags(i.batch.size);
+            {
+              py::gil_scoped_release release;
+              model.hidden_flags(i.batch, flags.mutable_data());
+            }
+            return flags;
+          },
+          py::arg("items"))
       .def(
           "explain",
           [](const Model& model, py::handle user, py::handle item, uint64_t n) {
@@ -591,6 +750,8 @@ PYBIND11_MODULE(_core, m) {
         d["n_user_features"] = s.n_user_features;
         d["n_item_features"] = s.n_item_features;
         d["clock"] = s.clock;
+        d["hidden_items"] = s.hidden_items;
+        d["unknown_filter_ids"] = s.unknown_filter_ids;
         return d;
       });
 }

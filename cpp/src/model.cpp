@@ -71,6 +71,7 @@ Model::Model(const ModelConfig& config)
       items_(table_options(config, "item", derive_seed(config.seed, 0x17e5), config.family == Family::kTwoTower)),
       user_features_(feature_options(config, "user feature")),
       item_features_(feature_options(config, "item feature")) {
+  item_features_.lists.index_rows();  // tag filters find an item feature's items without a scan
   if (config.dedup_window > 0.0 || config.max_user_rate > 0.0)
     noise_guard_ = std::make_unique<NoiseGuard>(config.dedup_window, config.max_user_rate);
   if (config.adaptive_step) adaptive_ = std::make_unique<AdaptiveStep>();
@@ -580,120 +581,6 @@ void Model::predict(const IdBatch& u, const IdBatch& it, float* out, int num_thr
   }
 }
 
-float Model::prepare_query(uint32_t user, bool exclude_seen, float* query, std::vector<uint32_t>& excluded) const {
-  const uint32_t stride = users_.stride();
-  excluded.clear();
-  if (user == EmbeddingTable::kNotFound) {
-    std::fill(query, query + stride, 0.0f);
-    return offset();
-  }
-  const float bias = user_query(user, query);
-  if (exclude_seen) {
-    seen_.collect(user, excluded);
-    std::sort(excluded.begin(), excluded.end());
-  }
-  return offset() + bias;
-}
-
-void Model::emit(const ScoredRow* best, uint32_t found, float base, const RecommendOutput& out, size_t at) const {
-  for (uint32_t j = 0; j < found; ++j) {
-    out.keys[at + j] = items_.key(best[j].row);
-    if (out.names != nullptr) out.names[at + j] = items_.name(best[j].row);
-    out.scores[at + j] = transform(base + best[j].score);
-  }
-}
-
-uint32_t Model::recommend(uint64_t user_key, const std::string* user_name, uint32_t k, bool exclude_seen,
-                          int num_threads, const RecommendOutput& out, float diversity) const {
-  if (k == 0) throw std::invalid_argument("k must be >= 1");
-  check_diversity(diversity);
-  users_.check_kind(user_name, 1);
-  EpochGuard pin;  // the rows found stay these items until their IDs are copied out
-  const uint32_t user = lookup(users_, user_key, user_name);
-  const uint32_t n_rows = items_.size();
-  const int threads = n_rows >= kParallelScanMinRows ? resolve_threads(num_threads) : 1;
-  std::vector<float> query(users_.stride());
-  std::vector<uint32_t> excluded;
-  const float base = prepare_query(user, exclude_seen, query.data(), excluded);
-  // Diversified lists choose their k from a larger pool of the best (see diversity.hpp).
-  const uint32_t wanted = diversity > 0.0f ? diversity_pool(k) : k;
-  std::vector<ScoredRow> best(std::min(wanted, n_rows));
-  std::vector<float> per_feature;
-  FeatureCorrection features{nullptr, nullptr, 0};
-  if (item_features_.lists.any()) {
-    feature_scores(query.data(), per_feature);
-    features = FeatureCorrection{&item_features_.lists, per_feature.data(), static_cast<uint32_t>(per_feature.size())};
-  }
-  uint32_t found = top_k(items_, n_rows, query.data(), wanted, excluded, threads, best.data(), features);
-  if (diversity > 0.0f) {
-    std::vector<float> vectors, scratch;
-    found = diversify(best.data(), found, k, diversity, vectors, scratch);
-  }
-  emit(best.data(), found, base, out, 0);
-  return found;
-}
-
-void Model::recommend_batch(const IdBatch& u, uint32_t k, bool exclude_seen, int num_threads,
-                            const RecommendOutput& out, uint32_t* counts, float diversity) const {
-  if (k == 0) throw std::invalid_argument("k must be >= 1");
-  check_diversity(diversity);
-  users_.check_kind(u.names, u.size);
-  EpochGuard pin;
-  // Users go in blocks that share each pass over the item vectors (see top_k_many); blocks
-  // are spread over threads.
-  constexpr int64_t kBlock = 16;
-  const int64_t n = static_cast<int64_t>(u.size);
-  const int64_t blocks = (n + kBlock - 1) / kBlock;
-  [[maybe_unused]] const int threads = blocks > 1 ? resolve_threads(num_threads) : 1;
-  const uint32_t stride = users_.stride();
-  const uint32_t n_rows = items_.size();  // one catalogue snapshot for the whole batch
-  const bool item_features_lists_any = item_features_.lists.any();
-  // Each user's scan keeps `width` candidates: k, or the MMR pool when diversifying.
-  const uint32_t width = diversity > 0.0f ? std::min(diversity_pool(k), std::max(n_rows, k)) : k;
-  ExceptionSlot failure;
-#pragma omp parallel num_threads(threads)
-  {
-    std::vector<float> queries;
-    std::vector<std::vector<uint32_t>> excluded(kBlock);
-    std::vector<ScoredRow> best;
-    std::vector<float> per_feature, one_query, vectors, scratch;
-    float bases[kBlock];
-    uint32_t found[kBlock];
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t b = 0; b < blocks; ++b) {
-      if (failure.failed()) continue;
-      failure.run([&] {
-        const int64_t first = b * kBlock;
-        const uint32_t count = static_cast<uint32_t>(std::min(kBlock, n - first));
-        queries.resize(size_t(count) * stride);
-        best.resize(size_t(count) * width);
-        FeatureCorrection features{nullptr, nullptr, 0};
-        per_feature.clear();
-        for (uint32_t q = 0; q < count; ++q) {
-          const int64_t i = first + q;
-          const uint32_t user = lookup(users_, u.keys[i], u.names != nullptr ? &u.names[i] : nullptr);
-          bases[q] = prepare_query(user, exclude_seen, queries.data() + size_t(q) * stride, excluded[q]);
-          if (item_features_lists_any) {
-            feature_scores(queries.data() + size_t(q) * stride, one_query);
-            if (q == 0) features.n_features = static_cast<uint32_t>(one_query.size());
-            one_query.resize(features.n_features);  // one feature count for the block
-            per_feature.insert(per_feature.end(), one_query.begin(), one_query.end());
-          }
-        }
-        if (item_features_lists_any) features = FeatureCorrection{&item_features_.lists, per_feature.data(), features.n_features};
-        top_k_many(items_, n_rows, queries.data(), excluded.data(), count, width, best.data(), found, features);
-        for (uint32_t q = 0; q < count; ++q) {
-          ScoredRow* row = best.data() + size_t(q) * width;
-          if (diversity > 0.0f) found[q] = diversify(row, found[q], k, diversity, vectors, scratch);
-          counts[first + q] = found[q];
-          emit(row, found[q], bases[q], out, size_t(first + q) * k);
-        }
-      });
-    }
-  }
-  failure.rethrow();
-}
-
 ModelStats Model::stats() const noexcept {
   ModelStats s;
   s.n_users = users_.live_count();
@@ -712,6 +599,9 @@ ModelStats Model::stats() const noexcept {
   s.deduplicated = deduplicated_.load(std::memory_order_relaxed);
   s.rate_limited = rate_limited_.load(std::memory_order_relaxed);
   s.clock = clock();
+  s.hidden_items = hidden_.count();
+  s.unknown_filter_ids = unknown_filter_ids_.load(std::memory_order_relaxed);
+  s.memory_bytes += hidden_.memory_bytes() + item_features_.lists.index_bytes();
   s.memory_bytes += NoiseGuard::memory_bytes(config_.dedup_window, config_.max_user_rate);
   if (adaptive_) s.memory_bytes += AdaptiveStep::memory_bytes();
   if (user_sketch_) s.memory_bytes += 2 * CountMinSketch::memory_bytes();

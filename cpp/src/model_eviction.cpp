@@ -69,6 +69,12 @@ uint64_t Model::evict_rows(const std::vector<uint32_t>& user_rows, const std::ve
     if (p.users.empty() && p.items.empty()) return 0;
     if (log && logging_evictions_.load(std::memory_order_relaxed)) log_evictions(p);
   }
+  if (!p.items.empty()) {  // an evicted item is no longer hidden (see hidden_mutex_)
+    std::lock_guard<std::mutex> lock(hidden_mutex_);
+    bool changed = false;
+    for (uint32_t r : p.items) changed = hidden_.set(r, false) || changed;
+    if (changed) hidden_version_.fetch_add(1, std::memory_order_release);
+  }
   evicted_users_.fetch_add(p.users.size(), std::memory_order_relaxed);
   evicted_items_.fetch_add(p.items.size(), std::memory_order_relaxed);
   const uint64_t n = p.users.size() + p.items.size();

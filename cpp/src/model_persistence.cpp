@@ -111,9 +111,24 @@ const DeltaContents& Model::DeltaCut::cut() {
       m_.evictions_overflowed_ = false;
     }
   }
+  // The hidden set, whole, when it changed since the last delta (version read first: a
+  // change racing the cut is carried again by the next delta, and a set applied twice is
+  // the same set).
+  hidden_version_ = hidden_version();
+  d.hidden_changed = hidden_version_ != m_.hidden_published_;
+  if (d.hidden_changed) d.hidden = hidden_keys();
   d.position = LineagePosition{m_.lineage_, m_.sequence_ + 1, fresh_id()};
   d.follows = m_.last_link_;
   return d;
+}
+
+std::vector<uint64_t> Model::StateAccess::hidden_keys() const {
+  std::vector<uint64_t> keys;
+  if (!m_.hidden_.any()) return keys;
+  const uint32_t n = m_.items_.size();
+  for (uint32_t r = 0; r < n; ++r)
+    if (m_.hidden_.get(r) && m_.items_.is_live(r)) keys.push_back(m_.items_.key(r));
+  return keys;
 }
 
 void Model::DeltaCut::commit() noexcept {
@@ -122,6 +137,7 @@ void Model::DeltaCut::commit() noexcept {
   m_.sequence_ = contents_.position.sequence;
   m_.last_link_ = contents_.position.link;
   m_.next_since_ = generation_ + 1;
+  if (contents_.hidden_changed) m_.hidden_published_ = hidden_version_;
 }
 
 Model::DeltaCut::~DeltaCut() {
@@ -144,6 +160,24 @@ Model::DeltaCut::~DeltaCut() {
 void Model::Import::evictions(const EvictedKeys& evicted) {
   target_.evict_keys(evicted.users, evicted.items);
   if (evicted.membership) target_.keep_only(evicted.live_users, evicted.live_items);
+}
+
+void Model::Import::set_hidden(const std::vector<uint64_t>& keys) {
+  Model& m = target_;
+  std::vector<uint32_t> rows;
+  for (uint64_t key : keys)
+    if (const uint32_t r = m.items_.find(key); r != EmbeddingTable::kNotFound) rows.push_back(r);
+  std::sort(rows.begin(), rows.end());
+  std::lock_guard<std::mutex> lock(m.hidden_mutex_);
+  bool changed = false;
+  const uint32_t n = m.items_.size();
+  size_t next = 0;
+  for (uint32_t r = 0; r < n; ++r) {
+    const bool hide = next < rows.size() && rows[next] == r;
+    if (hide) ++next;
+    if (hide || m.hidden_.get(r)) changed = m.hidden_.set(r, hide) || changed;
+  }
+  if (changed) m.hidden_version_.fetch_add(1, std::memory_order_release);
 }
 
 uint32_t Model::Import::row(const EmbeddingTable& table, const RowValues& v) {

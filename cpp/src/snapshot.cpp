@@ -22,6 +22,7 @@ struct FileImage {
   TwoTowerImage two_tower;
   EvictedKeys evicted;
   std::vector<uint16_t> sketches;  // full snapshots of admission models: users', then items'
+  HiddenImage hidden;
 };
 
 FileImage read_file(Reader& r, uint32_t kind) {
@@ -48,6 +49,7 @@ FileImage read_file(Reader& r, uint32_t kind) {
   f.two_tower = read_two_tower(r, c, f.users.rows);
   f.evicted = read_evicted(r, kind == kFullSnapshot);
   if (kind == kFullSnapshot) f.sketches = read_sketches(r, c);
+  if (f.header.version >= 6) f.hidden = read_hidden(r, kind == kFullSnapshot);
   r.finish();
   return f;
 }
@@ -80,6 +82,7 @@ void save_snapshot(const Model& m, const std::string& path) {
     write_two_tower(w, cut, users, n_items, &position);
     write_evicted(w, EvictedKeys{});
     write_sketches(w, cut.sketch(false), cut.sketch(true));
+    write_hidden(w, true, cut.hidden_keys());
   });
   cut.commit();
 }
@@ -119,6 +122,7 @@ std::unique_ptr<Model> load_snapshot(const std::string& path) {
   apply_two_tower(r, import, f.two_tower, in_order_users, true);
   import.restore(h.counters);
   import.set_pool(h.pool, h.pool_written);
+  import.set_hidden(f.hidden.keys);
   if (import.sketch(false) != nullptr) {
     import.set_sketch(false, f.sketches.data());
     import.set_sketch(true, f.sketches.data() + CountMinSketch::cells());
@@ -148,6 +152,7 @@ void save_delta(const Model& m, const std::string& path) {
     write_features(w, cut, true, d.items, true, d.since);
     write_two_tower(w, cut, d.users, d.n_items, nullptr);
     write_evicted(w, d.evicted);
+    write_hidden(w, d.hidden_changed, d.hidden);
   });
   cut.commit();
 }
@@ -209,6 +214,7 @@ void apply_delta(Model& m, const std::string& path) {
     apply_features(r, import, false, f.user_features, user_rows, false);
     apply_features(r, import, true, f.item_features, rows_of(items, m.items()), false);
     apply_two_tower(r, import, f.two_tower, user_rows, false);
+    if (f.hidden.present) import.set_hidden(f.hidden.keys);
     import.restore(h.counters);
     import.continue_from(h.position, /*loaded=*/false);
   }

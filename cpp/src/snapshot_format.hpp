@@ -26,7 +26,9 @@ constexpr char kDeltaMagic[8] = {'R', 'T', 'R', 'E', 'C', 'D', 'L', 'T'};
 // one accumulator float per row, as two_tower's do (version 4: one per coordinate). Version 4
 // files load: the options off, the counters at 0, mf accumulators made row-wise
 // (accumulators_to_row_wise).
-constexpr uint32_t kVersion = 5;
+// 6: hidden items (a section at the end: full snapshots always, deltas when the set changed).
+// Version 5 files load with nothing hidden.
+constexpr uint32_t kVersion = 6;
 constexpr uint32_t kOldestVersion = 4;
 constexpr uint32_t kFullSnapshot = 0;
 constexpr uint32_t kDelta = 1;
@@ -140,6 +142,15 @@ EvictedKeys read_evicted(Reader& r, bool full);
 // Admission counts travel with full snapshots (a restored trainer keeps counting where it
 // was); deltas leave them out, replicas do not admit. Null sketches: none.
 void write_sketches(Writer& w, const CountMinSketch* users, const CountMinSketch* items);
+
+// ---- hidden items (version >= 6): the whole set of hidden keys, in full snapshots always, in
+// deltas when it changed since the previous delta (`present`).
+struct HiddenImage {
+  bool present = false;
+  std::vector<uint64_t> keys;
+};
+void write_hidden(Writer& w, bool present, const std::vector<uint64_t>& keys);
+HiddenImage read_hidden(Reader& r, bool full);
 std::vector<uint16_t> read_sketches(Reader& r, const ModelConfig& c);
 
 }  // namespace snapshot_detail

@@ -398,6 +398,22 @@ EvictedKeys read_evicted(Reader& r, bool full) {
   return e;
 }
 
+void write_hidden(Writer& w, bool present, const std::vector<uint64_t>& keys) {
+  w.value<uint32_t>(present ? 1 : 0);
+  if (present) write_key_list(w, keys);
+  w.end_section("hidden");
+}
+
+HiddenImage read_hidden(Reader& r, bool full) {
+  HiddenImage h;
+  const uint32_t present = r.value<uint32_t>();
+  if (present > 1 || (full && present != 1)) r.fail("corrupted file (bad hidden-items section)");
+  h.present = present == 1;
+  if (h.present) h.keys = read_key_list(r);
+  r.end_section("hidden");
+  return h;
+}
+
 void write_sketches(Writer& w, const CountMinSketch* users, const CountMinSketch* items) {
   std::vector<uint16_t> cells;
   if (users != nullptr) {

@@ -43,22 +43,38 @@ class BoundedHeap {
   std::vector<ScoredRow> rows_;
 };
 
-// Scores chunks [first_chunk, end_chunk) against `count` queries, feeding heaps[q].
-void add_features(const FeatureCorrection& f, uint32_t base, uint32_t rows, const float* feature_scores,
-                  float* scores) noexcept {
-  for (uint32_t r = 0; r < rows; ++r) {
-    const FeatureList* list = f.lists->get(base + r);
-    if (list == nullptr) continue;
-    float sum = 0.0f;
-    for (uint32_t k = 0; k < list->size; ++k)
-      if (list->rows[k] < f.n_features) sum += feature_scores[list->rows[k]];  // newer features: not scored yet
-    scores[r] += list->scale * sum;
-  }
+// The feature terms of one row (0 without features): scale x sum of its features' scores.
+float feature_term(const FeatureCorrection& f, uint32_t row, const float* feature_scores) noexcept {
+  const FeatureList* list = f.lists->get(row);
+  if (list == nullptr) return 0.0f;
+  float sum = 0.0f;
+  for (uint32_t k = 0; k < list->size; ++k)
+    if (list->rows[k] < f.n_features) sum += feature_scores[list->rows[k]];  // newer features: not scored yet
+  return list->scale * sum;
 }
 
+// Scores one chunk's `rows` rows (starting at row `base`) for one query under `rules`.
+void score_chunk(const EmbeddingTable& items, uint32_t chunk, uint32_t base, uint32_t rows, const float* query,
+                 uint32_t q, const ScanRules& rules, float* scores) noexcept {
+  const uint32_t stride = items.stride();
+  const FeatureCorrection& f = rules.features;
+  const bool featured = f.lists != nullptr && f.lists->count_in_chunk(chunk) > 0;
+  if (rules.cosine) {
+    cosine_block(query, items.chunk_vectors(chunk), rows, stride, scores);
+    if (featured)
+      for (uint32_t r = 0; r < rows; ++r)
+        if (f.lists->get(base + r) != nullptr) scores[r] = rules.rescore(rules.context, base + r, query);
+    return;
+  }
+  score_block(query, items.chunk_vectors(chunk), items.chunk_biases(chunk), rows, stride, scores);
+  if (featured)
+    for (uint32_t r = 0; r < rows; ++r) scores[r] += feature_term(f, base + r, f.scores + size_t(q) * f.n_features);
+}
+
+// Scores chunks [first_chunk, end_chunk) against `count` queries, feeding heaps[q].
 void scan_chunks(const EmbeddingTable& items, uint32_t first_chunk, uint32_t end_chunk, uint32_t n_rows,
                  const float* queries, const std::vector<uint32_t>* excluded, uint32_t count, BoundedHeap* heaps,
-                 const FeatureCorrection& features) {
+                 const ScanRules& rules) {
   constexpr uint32_t kRows = EmbeddingTable::kChunkRows;
   const uint32_t stride = items.stride();
   // Evicted rows keep stale values and may be recycled for a new item meanwhile: only rows
@@ -72,9 +88,7 @@ void scan_chunks(const EmbeddingTable& items, uint32_t first_chunk, uint32_t end
     const uint32_t rows = std::min(kRows, n_rows - base);
     if (check_live) items.live_flags(c, live);
     for (uint32_t q = 0; q < count; ++q) {
-      score_block(queries + size_t(q) * stride, items.chunk_vectors(c), items.chunk_biases(c), rows, stride, scores);
-      if (features.lists != nullptr && features.lists->count_in_chunk(c) > 0)
-        add_features(features, base, rows, features.scores + size_t(q) * features.n_features, scores);
+      score_chunk(items, c, base, rows, queries + size_t(q) * stride, q, rules, scores);
       BoundedHeap& heap = heaps[q];
       const std::vector<uint32_t>& skip = excluded[q];
       float floor = heap.floor();
@@ -84,6 +98,7 @@ void scan_chunks(const EmbeddingTable& items, uint32_t first_chunk, uint32_t end
         if (!heap.admits(scores[r], row)) continue;
         if (!skip.empty() && std::binary_search(skip.begin(), skip.end(), row)) continue;
         if (check_live && !live[r]) continue;
+        if (rules.hidden != nullptr && rules.hidden->get(row)) continue;
         heap.push(ScoredRow{scores[r], row});
         floor = heap.floor();
       }
@@ -113,17 +128,25 @@ uint32_t drain(const EmbeddingTable& items, std::vector<ScoredRow>& candidates, 
   return n;
 }
 
+// The rules with `hidden` dropped while nothing is hidden (the scans then skip the test).
+ScanRules effective_rules(const ScanRules& rules) noexcept {
+  ScanRules r = rules;
+  if (r.hidden != nullptr && !r.hidden->any()) r.hidden = nullptr;
+  return r;
+}
+
 }  // namespace
 
 uint32_t top_k(const EmbeddingTable& items, uint32_t n_rows, const float* query, uint32_t k,
-               const std::vector<uint32_t>& excluded, int threads, ScoredRow* out, const FeatureCorrection& features) {
+               const std::vector<uint32_t>& excluded, int threads, ScoredRow* out, const ScanRules& given) {
   if (n_rows == 0 || k == 0) return 0;
+  const ScanRules rules = effective_rules(given);
   const uint32_t n_chunks = n_chunks_of(n_rows);
   const int workers = std::max(1, std::min<int>(threads, static_cast<int>(n_chunks)));
   std::vector<ScoredRow> merged;
   if (workers == 1) {
     BoundedHeap heap(std::min(k, n_rows));
-    scan_chunks(items, 0, n_chunks, n_rows, query, &excluded, 1, &heap, features);
+    scan_chunks(items, 0, n_chunks, n_rows, query, &excluded, 1, &heap, rules);
     merged.swap(heap.rows());
   } else {
     std::vector<std::vector<ScoredRow>> partial(workers);
@@ -136,7 +159,7 @@ uint32_t top_k(const EmbeddingTable& items, uint32_t n_rows, const float* query,
         const uint32_t begin = static_cast<uint32_t>(uint64_t(n_chunks) * t / team);
         const uint32_t end = static_cast<uint32_t>(uint64_t(n_chunks) * (t + 1) / team);
         BoundedHeap heap(std::min(k, n_rows));
-        scan_chunks(items, begin, end, n_rows, query, &excluded, 1, &heap, features);
+        scan_chunks(items, begin, end, n_rows, query, &excluded, 1, &heap, rules);
         partial[t].swap(heap.rows());
       });
     }
@@ -148,10 +171,43 @@ uint32_t top_k(const EmbeddingTable& items, uint32_t n_rows, const float* query,
 
 void top_k_many(const EmbeddingTable& items, uint32_t n_rows, const float* queries,
                 const std::vector<uint32_t>* excluded, uint32_t count, uint32_t k, ScoredRow* out, uint32_t* found,
-                const FeatureCorrection& features) {
+                const ScanRules& given) {
+  const ScanRules rules = effective_rules(given);
   std::vector<BoundedHeap> heaps(count, BoundedHeap(std::min(k, n_rows)));  // k beyond the catalogue costs nothing
-  if (n_rows > 0 && k > 0) scan_chunks(items, 0, n_chunks_of(n_rows), n_rows, queries, excluded, count, heaps.data(), features);
+  if (n_rows > 0 && k > 0)
+    scan_chunks(items, 0, n_chunks_of(n_rows), n_rows, queries, excluded, count, heaps.data(), rules);
   for (uint32_t q = 0; q < count; ++q) found[q] = drain(items, heaps[q].rows(), k, out + size_t(q) * k);
+}
+
+uint32_t top_k_rows(const EmbeddingTable& items, uint32_t n_rows, const std::vector<uint32_t>& rows,
+                    const float* query, uint32_t k, const std::vector<uint32_t>& excluded, ScoredRow* out,
+                    const ScanRules& given) {
+  if (k == 0 || rows.empty()) return 0;
+  const ScanRules rules = effective_rules(given);
+  const uint32_t stride = items.stride();
+  const bool check_live = items.has_erased();
+  const FeatureCorrection& f = rules.features;
+  BoundedHeap heap(static_cast<uint32_t>(std::min<size_t>(k, rows.size())));
+  for (size_t j = 0; j < rows.size(); ++j) {
+    const uint32_t row = rows[j];
+    if (row >= n_rows) break;  // ascending: the rest are newer than this call's catalogue
+    if (j + 4 < rows.size() && rows[j + 4] < n_rows) items.prefetch_vector(rows[j + 4]);
+    // Liveness before values: a pinned caller keeps a live row from being recycled under it.
+    if (check_live && !items.is_live(row)) continue;
+    const bool featured = f.lists != nullptr && f.lists->get(row) != nullptr;
+    float score;
+    if (rules.cosine) {
+      score = featured ? rules.rescore(rules.context, row, query) : cosine_of(query, items.vector(row), stride);
+    } else {
+      score = dot(query, items.vector(row), stride) + items.bias(row);
+      if (featured) score += feature_term(f, row, f.scores);
+    }
+    if (!(score >= heap.floor()) || !heap.admits(score, row)) continue;
+    if (!excluded.empty() && std::binary_search(excluded.begin(), excluded.end(), row)) continue;
+    if (rules.hidden != nullptr && rules.hidden->get(row)) continue;
+    heap.push(ScoredRow{score, row});
+  }
+  return drain(items, heap.rows(), k, out);
 }
 
 }  // namespace rtrec

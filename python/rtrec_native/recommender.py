@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _core, _params
 from . import _validation as check
-from ._batch import BatchRecommendations
+from ._retrieval import RetrievalMixin, _ids_out
 from .events import event_arguments
 
 #: The mf family's default constructor arguments (see :func:`defaults` for either family).
@@ -78,7 +78,7 @@ def _path(path: str | os.PathLike) -> str:
     return text
 
 
-class Recommender:
+class Recommender(RetrievalMixin):
     """A recommender that learns from every event, in place, in one of two model families.
 
     ``model="mf"`` (the default), matrix factorisation: score(u, i) = mu + b_u + b_i +
@@ -325,51 +325,6 @@ class Recommender:
         user_ids, item_ids, _ = self._id_pairs(users, items, allow_empty=True)
         return self._model.predict(user_ids, item_ids, num_threads=self._threads)
 
-    def recommend(self, user: int | str, k: int = 10, exclude_seen: bool = True,
-                  diversity: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        """The k best items for one user, best first: ``(item_ids, scores)``.
-
-        Exact over all known items. ``exclude_seen`` drops items this user has had positive
-        events with. An unknown user gets the items with the highest mu + b_i (the learned
-        item bias: popularity under BPR/logistic, average rating under squared). Fewer than k
-        results come back when the catalogue (minus excluded items) is smaller. Item IDs come
-        back as int64, or as an object array of str for string IDs.
-
-        ``diversity`` (lambda in [0, 1]; else ValueError): 0 is the exact top-k above. Above 0
-        the k items are chosen by maximal marginal relevance from the pool of the
-        max(5k, 50) best-scored items (``DIVERSITY_POOL_FACTOR``, ``DIVERSITY_POOL_MIN``):
-        each next pick maximises (1 - lambda) * relevance - lambda * (its largest cosine
-        similarity to the items already picked), relevance (the score) and similarity (of
-        the item vectors as scoring uses them, side features included) each min-max scaled
-        to [0, 1] over the pool. Items come in pick order, with their model scores (which
-        then need not decrease). 1 keeps only the first (best) item for relevance and picks
-        the rest for spread alone.
-        """
-        user = check.scalar_id(user, "user")
-        k = check.positive_int(k, "k")
-        diversity = check.number(diversity, "diversity")
-        found, scores = self._model.recommend(user, min(k, _K_LIMIT), bool(exclude_seen), self._threads, diversity)
-        return self._id_array(found), scores
-
-    def recommend_batch(self, users: Any, k: int = 10, exclude_seen: bool = True,
-                        diversity: float = 0.0) -> BatchRecommendations:
-        """Top-k for many users at once (blocks of users share each pass over the items,
-        blocks spread over threads). ``diversity`` as in :meth:`recommend`.
-
-        Returns a :class:`BatchRecommendations`: ``ids[n, c]``, ``scores[n, c]`` with
-        c = min(k, n_items), and ``counts[n]``, how many entries of each row are results
-        (fewer than c when items were excluded); ``mask`` marks them. Entries beyond a row's
-        count are filler (score NaN) and must not be read as IDs. It unpacks as
-        ``ids, scores = rec.recommend_batch(...)``.
-        """
-        k = check.positive_int(k, "k")
-        diversity = check.number(diversity, "diversity")
-        _, user_ids, n = check.ids(users, "users")
-        n_items_before = self._model.n_items
-        keys, names, scores, counts = self._model.recommend_batch(user_ids, min(k, _K_LIMIT), bool(exclude_seen),
-                                                                 self._threads, diversity)
-        return BatchRecommendations.from_core(keys, names, scores, counts, min(k, n_items_before))
-
     def explain(self, user: int | str, item: int | str, n: int = 3) -> list[dict[str, Any]]:
         """Why ``item`` scores as it does for ``user``: up to ``n`` reasons, strongest first,
         each ``{"item": id, "weight": w}`` (one of the user's own past items) or
@@ -469,15 +424,7 @@ class Recommender:
             side = "items" if on_items else "users"
             _, payload, _ = check.ids(ids, side)
         found, vectors, biases = self._model.vectors(on_items, payload)
-        return self._id_array(found), vectors, biases
-
-    @staticmethod
-    def _id_array(found: np.ndarray | list) -> np.ndarray:
-        if isinstance(found, list):
-            out = np.empty(len(found), dtype=object)
-            out[:] = found
-            return out
-        return found
+        return _ids_out(found), vectors, biases
 
     # ------------------------------------------------------------------ persistence
 

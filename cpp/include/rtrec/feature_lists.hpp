@@ -9,6 +9,7 @@
 // that have none.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -16,6 +17,8 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <shared_mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "rtrec/chunk_directory.hpp"
@@ -72,6 +75,10 @@ class FeatureLists {
     return c == nullptr ? 0 : c->count.load(std::memory_order_relaxed);
   }
 
+  // Keep the inverse index too (feature row -> ID rows), for rows_with_all. Call before the
+  // first set().
+  void index_rows() noexcept { indexed_ = true; }
+
   // Replaces the row's list (an empty `rows` removes it).
   void set(uint32_t row, const std::vector<uint32_t>& rows) {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -80,6 +87,7 @@ class FeatureLists {
     try {
       c = directory_.ensure(row / kChunkRows);
       retired_.reserve_one();
+      if (indexed_) reindex(row, c->lists[row % kChunkRows].load(std::memory_order_relaxed), rows);
     } catch (...) {
       std::free(fresh);
       throw;
@@ -92,7 +100,59 @@ class FeatureLists {
     retired_.collect();
   }
 
+  // The ID rows (ascending) that carry every feature row in `features` (index_rows() only).
+  // Costs the length of the rarest feature's list, not a scan of the IDs. A reader may see
+  // a row listed whose features change meanwhile; callers check what they return.
+  std::vector<uint32_t> rows_with_all(const std::vector<uint32_t>& features) const {
+    std::vector<uint32_t> out;
+    if (features.empty()) return out;
+    std::shared_lock<std::shared_mutex> lock(index_mutex_);
+    std::vector<const std::vector<uint32_t>*> lists;
+    for (uint32_t f : features) {
+      const auto it = postings_.find(f);
+      if (it == postings_.end()) return out;  // nobody carries it
+      lists.push_back(&it->second);
+    }
+    std::sort(lists.begin(), lists.end(), [](auto a, auto b) { return a->size() < b->size(); });
+    for (uint32_t row : *lists.front()) {
+      bool all = true;
+      for (size_t k = 1; k < lists.size() && all; ++k) all = std::binary_search(lists[k]->begin(), lists[k]->end(), row);
+      if (all) out.push_back(row);
+    }
+    return out;
+  }
+
+  // Bytes of the inverse index (the lists themselves are small and counted by their owner).
+  uint64_t index_bytes() const {
+    std::shared_lock<std::shared_mutex> lock(index_mutex_);
+    uint64_t bytes = 0;
+    for (const auto& p : postings_) bytes += 48 + p.second.capacity() * sizeof(uint32_t);
+    return bytes;
+  }
+
  private:
+  // Moves `row` from the postings of its old features to those of `fresh` (mutex_ held).
+  // Rows usually arrive in ascending order (new IDs), so an insert is mostly an append.
+  void reindex(uint32_t row, const FeatureList* old, const std::vector<uint32_t>& fresh) {
+    std::unique_lock<std::shared_mutex> lock(index_mutex_);
+    for (uint32_t f : fresh) {  // every allocation happens before any change
+      std::vector<uint32_t>& list = postings_[f];
+      if (list.size() == list.capacity()) list.reserve(std::max<size_t>(8, 2 * list.capacity()));
+    }
+    if (old != nullptr) {
+      for (uint32_t k = 0; k < old->size; ++k) {
+        std::vector<uint32_t>& list = postings_[old->rows[k]];
+        const auto at = std::lower_bound(list.begin(), list.end(), row);
+        if (at != list.end() && *at == row) list.erase(at);
+      }
+    }
+    for (uint32_t f : fresh) {
+      std::vector<uint32_t>& list = postings_[f];
+      const auto at = std::lower_bound(list.begin(), list.end(), row);
+      if (at == list.end() || *at != row) list.insert(at, row);
+    }
+  }
+
   struct Chunk {
     Chunk() {
       for (auto& l : lists) l.store(nullptr, std::memory_order_relaxed);
@@ -106,6 +166,9 @@ class FeatureLists {
   }
 
   std::mutex mutex_;
+  bool indexed_ = false;
+  mutable std::shared_mutex index_mutex_;  // postings_: written under mutex_ too
+  std::unordered_map<uint32_t, std::vector<uint32_t>> postings_;
   std::atomic<bool> any_{false};
   ChunkDirectory<Chunk> directory_;
   RetireList retired_;

@@ -24,10 +24,12 @@
 #include "rtrec/diversity.hpp"
 #include "rtrec/embedding_table.hpp"
 #include "rtrec/feature_lists.hpp"
+#include "rtrec/hidden_rows.hpp"
 #include "rtrec/history_store.hpp"
 #include "rtrec/kernels.hpp"
 #include "rtrec/noise_guard.hpp"
 #include "rtrec/random.hpp"
+#include "rtrec/retrieval.hpp"
 #include "rtrec/seen_store.hpp"
 #include "rtrec/topk.hpp"
 #include "rtrec/tower.hpp"
@@ -56,6 +58,8 @@ struct ModelStats {
   uint64_t n_user_features, n_item_features;
   uint64_t evicted_users, evicted_items;
   uint64_t deduplicated, rate_limited;  // update() events not learned (see ModelConfig)
+  uint64_t hidden_items;                // see Model::hide
+  uint64_t unknown_filter_ids;          // allow-list IDs that had no row, over all calls
   double global_bias;
   double clock;  // the newest event time seen (seconds)
 };
@@ -89,17 +93,52 @@ class Model {
   // preference score (BPR). Unknown IDs contribute zero vectors and biases.
   void predict(const IdBatch& users, const IdBatch& items, float* out, int num_threads) const;
 
-  // Top-k items for one user key (an unknown user ranks by item bias). Returns the number
-  // written (<= k). Scores are in predict()'s units. `diversity` (lambda, see diversity.hpp):
-  // 0 is the exact top-k; above 0 the k are chosen from the diversity_pool(k) best by MMR
-  // and come in pick order (scores then need not decrease). Throws std::invalid_argument
-  // for a lambda outside [0, 1].
+  // ---- retrieval (model_retrieval.cpp). Every call ranks the items that pass `filter` (see
+  // CandidateFilter) and are not hidden, through one pipeline; what differs is how the query
+  // vector is made. Results are written to `out` (at most k), best first, scores in
+  // predict()'s units; the return value is how many. `diversity` (lambda, see diversity.hpp):
+  // 0 is the exact top-k; above 0 the k are chosen from the diversity_pool(k) best by MMR and
+  // come in pick order. Bad input (k 0, lambda outside [0, 1], a list over its limit, IDs of
+  // the wrong kind) throws std::invalid_argument / IdKindError; a tag no item has ever had
+  // throws std::out_of_range naming it. `info` (optional) receives the call's counts.
+
+  // Top-k for one user key (an unknown user ranks by item bias).
   uint32_t recommend(uint64_t user_key, const std::string* user_name, uint32_t k, bool exclude_seen, int num_threads,
-                     const RecommendOutput& out, float diversity = 0.0f) const;
+                     const RecommendOutput& out, float diversity = 0.0f, const CandidateFilter& filter = {},
+                     RetrievalInfo* info = nullptr) const;
   // Many users at once (blocks of users share each pass over the items, blocks spread over
-  // threads); entries [i*k, i*k + counts[i]) of the outputs belong to user i.
+  // threads), one filter for all; entries [i*k, i*k + counts[i]) of the outputs belong to user i.
   void recommend_batch(const IdBatch& users, uint32_t k, bool exclude_seen, int num_threads,
-                       const RecommendOutput& out, uint32_t* counts, float diversity = 0.0f) const;
+                       const RecommendOutput& out, uint32_t* counts, float diversity = 0.0f,
+                       const CandidateFilter& filter = {}, RetrievalInfo* info = nullptr) const;
+  // Top-k for a visitor known only by `history` (items, oldest first; unknown ones ignored and
+  // counted; `weights` optional, >= 0, one per item). Creates no row and changes nothing.
+  // The family encodes the history as it would a user's (see history_query); the history's
+  // own items are excluded when `exclude_history`.
+  uint32_t recommend_for_history(const IdBatch& history, const float* weights, uint32_t k, bool exclude_history,
+                                 int num_threads, const RecommendOutput& out, float diversity = 0.0f,
+                                 const CandidateFilter& filter = {}, RetrievalInfo* info = nullptr) const;
+  // The k items most similar to `item` (never itself): cosine similarity of the items'
+  // vectors as scoring uses them (ID row plus side features). Throws std::out_of_range naming
+  // an unknown item. The batch form: one list per item, as recommend_batch.
+  uint32_t similar_items(uint64_t item_key, const std::string* item_name, uint32_t k, int num_threads,
+                         const RecommendOutput& out, const CandidateFilter& filter = {},
+                         RetrievalInfo* info = nullptr) const;
+  void similar_items_batch(const IdBatch& items, uint32_t k, int num_threads, const RecommendOutput& out,
+                           uint32_t* counts, const CandidateFilter& filter = {}, RetrievalInfo* info = nullptr) const;
+  // Whether the user has a row (a recommendation for an unknown user is the popular list).
+  bool knows_user(uint64_t user_key, const std::string* user_name) const;
+
+  // Hidden items: never returned by a retrieval call, still learned from and scored by
+  // predict. hide(ids, true) hides, hide(ids, false) shows again; unknown IDs change nothing
+  // and are counted. An evicted item is no longer hidden. Saved in snapshots and carried by
+  // deltas.
+  struct HideResult {
+    uint64_t changed, unknown;
+  };
+  HideResult hide(const IdBatch& items, bool hidden);
+  void hidden_flags(const IdBatch& items, uint8_t* out) const;  // 1 where hidden
+  uint64_t hidden_count() const noexcept { return hidden_.count(); }
 
   // Why the model scores `item` for `user`: up to n reasons, strongest first (model_explain.cpp).
   // mf: the user's consumed items by cosine similarity to the item, and the features of
@@ -210,7 +249,9 @@ class Model {
   float encoded_score(const std::vector<Part>& user_parts, const uint32_t* history, uint32_t n, const float* item,
                       std::vector<float>& query) const;
   // Copies k results' keys, names and scores (in predict's units) into `out` at `at`.
-  void emit(const ScoredRow* best, uint32_t found, float base, const RecommendOutput& out, size_t at) const;
+  // `similarity`: the scores are similarities, written as they are.
+  void emit(const ScoredRow* best, uint32_t found, float base, const RecommendOutput& out, size_t at,
+            bool similarity = false) const;
 
   // ---- eviction (see evict_before). Rows leave the index at once, then wait until no
   // reader can hold them (EpochDomain) before their seen pairs are dropped and they are
@@ -243,6 +284,28 @@ class Model {
   // Fills `query` (stride floats) and the sorted `excluded` rows for a user row (kNotFound:
   // zeros, nothing excluded); returns the constant added to every item's score.
   float prepare_query(uint32_t user, bool exclude_seen, float* query, std::vector<uint32_t>& excluded) const;
+  // ---- the retrieval pipeline (model_retrieval.cpp).
+  // A call's filter resolved to rows once: `restricted` (an allow-list or tags given) means
+  // only `rows` may be returned; `denied` rows never (both ascending).
+  struct Candidates {
+    bool restricted = false;
+    std::vector<uint32_t> rows, denied;
+  };
+  Candidates resolve_filter(const CandidateFilter& filter, RetrievalInfo* info) const;
+  // Ranks one query under the call's candidates: `excluded` (ascending, the query's own) is
+  // merged with the denied rows; `wanted` results (k, or the diversity pool) into `best`,
+  // re-ordered by MMR when diversifying. Returns how many.
+  uint32_t retrieve(const float* query, std::vector<uint32_t>& excluded, const Candidates& c, const ScanRules& rules,
+                    uint32_t k, float diversity, int threads, std::vector<ScoredRow>& best) const;
+  ScanRules scan_rules(const float* feature_scores, uint32_t n_features, bool cosine) const noexcept;
+  // The query vector of an anonymous history (item rows, most recent first; weights null:
+  // the family's own weighting): two_tower encodes it without a user ID row, mf sums the
+  // items' vectors scaled by 1/sqrt(total weight) (SVD++'s implicit-feedback term; measured
+  // against the mean and ridge fold-ins on MovieLens, see benchmarks/bench_retrieval_quality.py).
+  void history_query(const uint32_t* rows, const float* weights, uint32_t n, float* out) const;
+  // similar_items' query: the item's effective vector at unit length (false: a zero vector).
+  bool item_query(uint32_t row, float* out) const noexcept;
+  static float cosine_rescore(const void* model, uint32_t row, const float* query);
 
   // ---- two_tower (model_two_tower.cpp).
   // An event of a fit with its input history: positions [history_end - history_length,
@@ -301,6 +364,12 @@ class Model {
   EmbeddingTable users_;
   EmbeddingTable items_;
   SeenStore seen_;
+  // Hidden item rows (see hide). hidden_mutex_ orders hide against eviction: a row's flag is
+  // set only while its key still finds it, and cleared when it is evicted.
+  HiddenRows hidden_;
+  mutable std::mutex hidden_mutex_;
+  mutable std::atomic<uint64_t> hidden_version_{0};  // bumped by each change: deltas carry the set
+  mutable std::atomic<uint64_t> unknown_filter_ids_{0};  // allow-list IDs with no row, over all calls
   FeatureSide user_features_, item_features_;
   std::mutex features_mutex_;  // one set_features at a time
 
@@ -351,6 +420,7 @@ class Model {
   mutable uint64_t lineage_ = 0;     // 0 until the first full snapshot is saved or loaded
   mutable uint64_t sequence_ = 0;    // last delta saved or applied in that lineage
   mutable uint64_t last_link_ = 0;   // id of that delta (the lineage id before the first)
+  mutable uint64_t hidden_published_ = 0;  // hidden_version_ of the last delta that carried the set
   std::string source_position_;      // see set_source_position
 
   // Items of recent positives, for popularity-weighted negatives: a fixed array (it never

@@ -91,6 +91,10 @@ class Model::StateAccess {
   // The popularity-negative pool: how many items were ever written to it, and slot i.
   uint64_t pool_written() const noexcept { return m_.pool_written_.load(std::memory_order_relaxed); }
   uint32_t pool_item(uint64_t i) const noexcept { return m_.pool_[i].load(std::memory_order_relaxed); }
+  // The keys of the hidden items (callers are pinned), and the version of that set (bumped
+  // by every change; a delta carries the set when it changed since the last delta).
+  std::vector<uint64_t> hidden_keys() const;
+  uint64_t hidden_version() const noexcept { return m_.hidden_version_.load(std::memory_order_acquire); }
   // A side's admission counts (null unless min_count > 1).
   const CountMinSketch* sketch(bool items) const noexcept { return (items ? m_.item_sketch_ : m_.user_sketch_).get(); }
 
@@ -126,6 +130,8 @@ struct DeltaContents {
   uint32_t n_users = 0, n_items = 0;   // table sizes at the cut: rows beyond wait for the next delta
   std::vector<uint32_t> users, items;  // live rows changed since the previous cut
   EvictedKeys evicted;
+  bool hidden_changed = false;       // the hidden set changed since the last delta:
+  std::vector<uint64_t> hidden;      // then the whole set (a follower replaces its own)
   LineagePosition position;  // this delta's: sequence = the previous one's + 1, its own link
   uint64_t follows = 0;      // the link it follows
 };
@@ -150,6 +156,7 @@ class Model::DeltaCut : public Model::StateAccess {
  private:
   bool cut_ = false, committed_ = false;
   uint32_t generation_ = 0;  // the generation this cut closed
+  uint64_t hidden_version_ = 0;  // the hidden set's version this cut took
   DeltaContents contents_;
 };
 
@@ -166,6 +173,8 @@ class Model::Import : public Model::StateAccess {
   // already carries them to every follower, and a replica that never publishes would keep
   // the log forever. `membership`: also evicts every row whose key is not listed as live.
   void evictions(const EvictedKeys& evicted);
+  // Replaces the hidden set with these keys (unknown keys are skipped).
+  void set_hidden(const std::vector<uint64_t>& keys);
 
   // Writes a row's values into a table (users, items, or a side's feature table): a new ID
   // gets a row, a known one is overwritten (a delta carries absolute values, so applying

@@ -1,5 +1,8 @@
-// Exact top-K over all rows of an item table: a blocked scan, chunk by chunk, keeping a
-// bounded min-heap per thread; rows listed in `excluded` (sorted) are skipped.
+// Exact top-K over the rows of an item table, for every retrieval call (users, anonymous
+// histories, similar items): a blocked scan of all rows, chunk by chunk, keeping a bounded
+// min-heap per thread, or a gather over a candidate list (allow-list, tags). Rows listed in
+// `excluded` (sorted) and hidden rows are skipped; both are tested only for rows whose score
+// would enter the result, so they cost a scan next to nothing.
 #pragma once
 
 #include <cstdint>
@@ -7,6 +10,7 @@
 
 #include "rtrec/embedding_table.hpp"
 #include "rtrec/feature_lists.hpp"
+#include "rtrec/hidden_rows.hpp"
 
 namespace rtrec {
 
@@ -29,19 +33,36 @@ struct FeatureCorrection {
   uint32_t n_features;
 };
 
-// Scores rows [0, n_rows) of `items` against `query` (stride floats, zero padded) plus each
-// row's bias, skipping `excluded` (ascending). Writes up to k results, best first, and
-// returns how many. `threads` > 1 splits the scan across threads.
+// How a scan scores rows, and which it may return besides those not `excluded`.
+struct ScanRules {
+  // Inner product: a row scores <query, v> + bias (+ its feature terms, see
+  // FeatureCorrection). Cosine: <query, v> / |v| with a unit-length query and no bias; a row
+  // with side features is scored by `rescore` (its effective vector is not stored).
+  bool cosine = false;
+  FeatureCorrection features{nullptr, nullptr, 0};
+  const void* context = nullptr;
+  float (*rescore)(const void* context, uint32_t row, const float* query) = nullptr;
+  const HiddenRows* hidden = nullptr;  // null: no row is hidden
+};
+
+// Scores rows [0, n_rows) of `items` against `query` (stride floats, zero padded). Writes up
+// to k results, best first, and returns how many. `threads` > 1 splits the scan across threads.
 uint32_t top_k(const EmbeddingTable& items, uint32_t n_rows, const float* query, uint32_t k,
-               const std::vector<uint32_t>& excluded, int threads, ScoredRow* out,
-               const FeatureCorrection& features = FeatureCorrection{nullptr, nullptr, 0});
+               const std::vector<uint32_t>& excluded, int threads, ScoredRow* out, const ScanRules& rules = ScanRules{});
+
+// The same over the candidate rows `rows` only (ascending; rows at or past n_rows, or not
+// live, are skipped): the cost grows with the list, not with the catalogue.
+uint32_t top_k_rows(const EmbeddingTable& items, uint32_t n_rows, const std::vector<uint32_t>& rows,
+                    const float* query, uint32_t k, const std::vector<uint32_t>& excluded, ScoredRow* out,
+                    const ScanRules& rules = ScanRules{});
 
 // The same for `count` queries at once on the calling thread (queries: count x stride floats,
-// excluded: count sorted lists, out: count x k, found: count). Each chunk of item vectors is
-// read from memory once for all the queries while it sits in cache, instead of once each:
-// batch retrieval is bound by arithmetic rather than memory bandwidth.
+// excluded: count sorted lists, out: count x k, found: count; rules.features.scores holds
+// count x n_features). Each chunk of item vectors is read from memory once for all the
+// queries while it sits in cache, instead of once each: batch retrieval is bound by
+// arithmetic rather than memory bandwidth.
 void top_k_many(const EmbeddingTable& items, uint32_t n_rows, const float* queries,
                 const std::vector<uint32_t>* excluded, uint32_t count, uint32_t k, ScoredRow* out, uint32_t* found,
-                const FeatureCorrection& features = FeatureCorrection{nullptr, nullptr, 0});
+                const ScanRules& rules = ScanRules{});
 
 }  // namespace rtrec
