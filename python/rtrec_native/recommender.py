@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _core, _params
 from . import _validation as check
-from ._retrieval import RetrievalMixin, _ids_out
+from ._retrieval import MAX_FILTER_IDS, MAX_FILTER_TAGS, MAX_QUERY_HISTORY, RetrievalMixin, _ids_out
 from .events import event_arguments
 
 #: The mf family's default constructor arguments (see :func:`defaults` for either family).
@@ -23,6 +23,8 @@ MAX_ROWS: int = _core.limits["max_rows"]
 #: ``diversity`` re-ranks the best max(DIVERSITY_POOL_FACTOR * k, DIVERSITY_POOL_MIN) items.
 DIVERSITY_POOL_FACTOR: int = _core.limits["diversity_pool_factor"]
 DIVERSITY_POOL_MIN: int = _core.limits["diversity_pool_min"]
+__all__ = ["DEFAULTS", "MAX_FILTER_IDS", "MAX_FILTER_TAGS", "MAX_QUERY_HISTORY", "Recommender", "default_epochs",
+           "defaults"]
 
 
 def defaults(model: str = "mf") -> dict[str, Any]:

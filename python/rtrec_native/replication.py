@@ -474,13 +474,35 @@ class Replica:
     def predict(self, users: Any, items: Any) -> np.ndarray:
         return self._rec.predict(users, items)
 
-    def recommend(self, user: int | str, k: int = 10, exclude_seen: bool = True,
-                  diversity: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        return self._rec.recommend(user, k=k, exclude_seen=exclude_seen, diversity=diversity)
+    # Retrieval as on Recommender (same arguments, filters included); hidden items are the
+    # trainer's: hide/unhide there, and the next delta carries them here.
+    def recommend(self, user: int | str, k: int = 10, exclude_seen: bool = True, diversity: float = 0.0,
+                  **filters: Any) -> tuple[np.ndarray, np.ndarray]:
+        return self._rec.recommend(user, k=k, exclude_seen=exclude_seen, diversity=diversity, **filters)
 
-    def recommend_batch(self, users: Any, k: int = 10, exclude_seen: bool = True,
-                        diversity: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        return self._rec.recommend_batch(users, k=k, exclude_seen=exclude_seen, diversity=diversity)
+    def _recommend_with_info(self, user: int | str, k: int = 10, exclude_seen: bool = True, diversity: float = 0.0,
+                             **filters: Any) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        return self._rec._recommend_with_info(user, k=k, exclude_seen=exclude_seen, diversity=diversity, **filters)
+
+    def recommend_batch(self, users: Any, k: int = 10, exclude_seen: bool = True, diversity: float = 0.0,
+                        **filters: Any) -> tuple[np.ndarray, np.ndarray]:
+        return self._rec.recommend_batch(users, k=k, exclude_seen=exclude_seen, diversity=diversity, **filters)
+
+    def recommend_for_history(self, history: Any, k: int = 10, weights: Any = None,
+                              **options: Any) -> tuple[np.ndarray, np.ndarray]:
+        return self._rec.recommend_for_history(history, k=k, weights=weights, **options)
+
+    def similar_items(self, item: int | str, k: int = 10, **filters: Any) -> tuple[np.ndarray, np.ndarray]:
+        return self._rec.similar_items(item, k=k, **filters)
+
+    def similar_items_batch(self, query_items: Any, k: int = 10, **filters: Any) -> Any:
+        return self._rec.similar_items_batch(query_items, k=k, **filters)
+
+    def knows_user(self, user: int | str) -> bool:
+        return self._rec.knows_user(user)
+
+    def hidden(self, items: Any) -> np.ndarray:
+        return self._rec.hidden(items)
 
     def explain(self, user: int | str, item: int | str, n: int = 3) -> list[dict[str, Any]]:
         return self._rec.explain(user, item, n=n)
