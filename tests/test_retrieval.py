@@ -8,9 +8,9 @@ import time
 
 import numpy as np
 import pytest
-from conftest import planted
 
 import rtrec_native as rt
+from conftest import planted
 
 
 def _model(family: str, ids: str = "int", seed: int = 0) -> rt.Recommender:
@@ -234,12 +234,12 @@ def test_batch_filters_equal_one_call_per_user(family, ids):
     allowed = _catalogue(rec)[::2]
     denied = allowed[:5]
     batch = rec.recommend_batch(users, k=7, items=allowed, exclude=denied, tags=["genre=Drama"])
-    for u, (got, scores) in zip(users, batch.rows()):
+    for u, (got, scores) in zip(users, batch.rows(), strict=True):
         one, one_scores = rec.recommend(u, k=7, items=allowed, exclude=denied, tags=["genre=Drama"])
         assert list(got) == list(one)
         np.testing.assert_allclose(scores, one_scores, rtol=1e-6)
     plain = rec.recommend_batch(users, k=7, exclude=denied)
-    for u, (got, _) in zip(users, plain.rows()):
+    for u, (got, _) in zip(users, plain.rows(), strict=True):
         assert list(got) == list(rec.recommend(u, k=7, exclude=denied)[0])
 
 
@@ -324,7 +324,7 @@ def test_history_weights_and_unknown_items(family):
     only_three, _ = rec.recommend_for_history([3], k=5, exclude_history=False)
     if family == "mf":
         assert list(zero_weight) == list(only_three)
-    empty, scores = rec.recommend_for_history([], k=5)
+    empty, _ = rec.recommend_for_history([], k=5)
     assert len(empty) == 5  # no history: the popular list
 
 

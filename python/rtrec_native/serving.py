@@ -6,8 +6,9 @@ it. With a snapshot directory a :class:`~rtrec_native.replication.Publisher` wri
 every ``snapshot_interval`` seconds (and a last one on shutdown), so at most that much
 acknowledged feedback can be lost in a crash; a restart resumes from the directory.
 
-Endpoints: ``POST /feedback``, ``GET /recommend?user=..&k=..&diversity=..``, ``POST /recommend``
-(``diversity`` as in ``Recommender.recommend``), ``GET /explain?user=..&item=..&n=..`` (the
+Endpoints: ``POST /feedback``, ``GET /recommend?user=..&k=..&diversity=..``, ``POST /recommend``,
+``GET /similar``, ``POST /hide``, ``POST /unhide`` (filters, anonymous visitors and hidden items:
+see :mod:`rtrec_native.serving_retrieval`), ``GET /explain?user=..&item=..&n=..`` (the
 reasons of ``Recommender.explain``; 404 for an unknown user or item),
 ``POST /features/items`` and ``POST /features/users`` (side features, e.g. a new item's
 attributes: recommendable at once), ``GET /healthz``, ``GET /stats`` (the model's counters,
@@ -36,6 +37,7 @@ from typing import Annotated, Any
 
 from .recommender import Recommender
 from .replication import Replica
+from .serving_retrieval import add_retrieval_routes
 
 __all__ = ["create_app"]
 
@@ -292,13 +294,6 @@ def create_app(rec: Recommender | Replica, *, publisher: Any = None, forward: An
         model_config = ConfigDict(extra="forbid")
         events: list[Event] = Field(min_length=1, max_length=max_events)
 
-    class BatchQuery(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        users: list[Id] = Field(min_length=1, max_length=max_events)
-        k: StrictInt = Field(default=10, ge=1, le=max_k)
-        exclude_seen: bool = True
-        diversity: Number = 0.0  # the core checks the range (422 naming it)
-
     class Features(BaseModel):
         model_config = ConfigDict(extra="forbid")
         ids: list[Id] = Field(min_length=1, max_length=max_events)
@@ -404,34 +399,9 @@ def create_app(rec: Recommender | Replica, *, publisher: Any = None, forward: An
     def user_features(body: Features) -> dict[str, int]:
         return set_features(body, False)
 
-    @app.get("/recommend")
-    def recommend(user: str = Query(..., min_length=1, max_length=512), k: int = Query(10, ge=1, le=max_k),
-                  exclude_seen: bool = True, diversity: float = 0.0) -> dict[str, Any]:
-        uid = user_id(user)
-        began = time.perf_counter()
-        try:
-            ids, scores = rec.recommend(uid, k=k, exclude_seen=exclude_seen, diversity=diversity)
-        except (ValueError, TypeError) as exc:
-            raise unprocessable(exc) from exc
-        if metrics is not None:
-            metrics.recommend_seconds.observe(time.perf_counter() - began)
-        return {"user": uid, "items": ids.tolist(), "scores": finite_or_none(scores.tolist())}
-
-    @app.post("/recommend")
-    def recommend_many(body: BatchQuery) -> dict[str, Any]:
-        began = time.perf_counter()
-        try:
-            ids, scores = rec.recommend_batch(body.users, k=body.k, exclude_seen=body.exclude_seen,
-                                              diversity=body.diversity)
-        except (ValueError, TypeError) as exc:
-            raise unprocessable(exc) from exc
-        if metrics is not None:
-            metrics.recommend_seconds.observe(time.perf_counter() - began)
-        results = []
-        for user, row_ids, row_scores in zip(body.users, ids.tolist(), scores.tolist(), strict=True):
-            keep = [j for j, s in enumerate(row_scores) if math.isfinite(s)]  # drop padding
-            results.append({"user": user, "items": [row_ids[j] for j in keep], "scores": [row_scores[j] for j in keep]})
-        return {"results": results}
+    add_retrieval_routes(app, rec=rec, replica=replica, forward=forward, metrics=metrics, max_k=max_k,
+                         max_events=max_events, parse_id=user_id, unprocessable=unprocessable,
+                         finite_or_none=finite_or_none)
 
     @app.get("/explain")
     def explain(user: str = Query(..., min_length=1, max_length=512),

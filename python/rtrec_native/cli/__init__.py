@@ -1,4 +1,4 @@
-"""The ``rtrec`` command line: demo, train, evaluate, recommend, serve, consume, export.
+"""The ``rtrec`` command line: demo, train, evaluate, recommend, similar, serve, consume, export.
 
 ``rtrec demo`` is the main job: it replays a stream (the built-in synthetic stream with
 taste drift, or ``--data ratings.csv``) through three ways of keeping a model fresh —

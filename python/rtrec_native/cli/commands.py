@@ -11,9 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .._core import IdKindError
 from .errors import PROG, CliError
 from .options import POLICY_CHOICES
 from .output import (
@@ -27,6 +24,7 @@ from .output import (
     print_json,
     write_plot,
 )
+from .retrieval import cli_id, cmd_history, cmd_similar, filters, load_model, ranked
 from .steps import features_for, fit_epochs, fit_model, load_data, load_side_features, model_params, run_prequential
 
 # =========================================================================== commands
@@ -148,39 +146,33 @@ TRAIN_COUNTERS = ("not_admitted", "evicted_users", "evicted_items", "n_item_feat
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from ..recommender import Recommender
-
-    if not Path(args.model).is_file():
-        raise CliError(f"model file not found: {args.model}")
-    rec = Recommender.load(args.model)
-    user, ids, scores = _recommend_any_kind(rec, args.user, args.k, not args.include_seen, args.diversity)
-    items = [v.item() if isinstance(v, np.generic) else v for v in ids]
+    rec = load_model(args.model)
+    if args.history is not None:
+        return cmd_history(args, rec)
+    user = cli_id(rec, args.user, "user")
+    ids, scores = ranked(lambda: rec.recommend(user, k=args.k, exclude_seen=not args.include_seen,
+                                               diversity=args.diversity, **filters(rec, args)))
+    # An unknown user's list is the popularity ranking: said, never passed off as personal.
+    known = rec.knows_user(user)
     # The reasons come from the model itself (Recommender.explain); a user the model does
-    # not know has none (their list is the popularity ranking).
-    known = args.explain and _is_known(rec, user)
-    reasons = [rec.explain(user, item, n=3) if known else [] for item in items] if args.explain else None
+    # not know has none.
+    reasons = [rec.explain(user, item, n=3) if known else [] for item in ids] if args.explain else None
     if args.json:
-        payload = {"user": args.user, "k": args.k, "diversity": args.diversity, "items": items,
+        payload = {"user": args.user, "k": args.k, "diversity": args.diversity, "items": ids,
                    "scores": [float(s) for s in scores]}
+        if not known:
+            payload["fallback"] = "popular"
         if reasons is not None:
             payload["explanations"] = reasons
         print_json(payload)
         return 0
-    print(f"top {len(items)} for user {args.user}" + (f" (diversity {args.diversity:g})" if args.diversity else "")
-          + ":")
-    for rank, (item, score) in enumerate(zip(items, scores, strict=True), start=1):
+    print(f"top {len(ids)} for user {args.user}" + (f" (diversity {args.diversity:g})" if args.diversity else "")
+          + ("" if known else " (unknown user: the popular items)") + ":")
+    for rank, (item, score) in enumerate(zip(ids, scores, strict=True), start=1):
         print(f"{rank:>4}  {item!s:>12}  {score:.4f}")
         if reasons is not None:
             print(f"{'':>6}because: {_reasons_text(reasons[rank - 1]) if known else 'unknown user: popular items'}")
     return 0
-
-
-def _is_known(rec: Any, user: int | str) -> bool:
-    try:
-        rec.user_vectors([user])
-    except KeyError:
-        return False
-    return True
 
 
 def _reasons_text(reasons: list[dict[str, Any]]) -> str:
@@ -188,20 +180,6 @@ def _reasons_text(reasons: list[dict[str, Any]]) -> str:
         return "no history or features to explain it"
     return ", ".join(f"{'item ' + str(r['item']) if 'item' in r else 'feature ' + r['feature']} ({r['weight']:+.3f})"
                      for r in reasons)
-
-
-def _recommend_any_kind(rec: Any, user: str, k: int, exclude_seen: bool,
-                        diversity: float) -> tuple[int | str, np.ndarray, np.ndarray]:
-    """A command-line ID is text: try it as an integer ID first, then as a string ID.
-    Returns the ID as the model takes it, then the items and scores."""
-    try:
-        as_int = int(user)
-    except ValueError:
-        return user, *rec.recommend(user, k=k, exclude_seen=exclude_seen, diversity=diversity)
-    try:
-        return as_int, *rec.recommend(as_int, k=k, exclude_seen=exclude_seen, diversity=diversity)
-    except IdKindError:  # the core's rule: this model's user IDs are strings
-        return user, *rec.recommend(user, k=k, exclude_seen=exclude_seen, diversity=diversity)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -286,6 +264,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend,
+            "similar": cmd_similar,
             "serve": cmd_serve, "consume": cmd_consume, "export": cmd_export}
 
 

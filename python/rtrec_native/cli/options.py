@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from .. import _core
 from .errors import PROG, one_line
+from .retrieval import add_filter_options
 
 # "auto" (see --loss) and every loss some family trains with, as the core lists them.
 LOSS_CHOICES = ("auto", *dict.fromkeys(loss for family in ("mf", "two_tower") for loss in _core.losses(family)))
@@ -184,8 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
         "An unknown user gets the items with the highest learned bias (the popular ones).",
     )
     recommend.add_argument("--model", type=Path, required=True, metavar="PATH", help="model snapshot file")
-    recommend.add_argument("--user", required=True, metavar="ID",
-                           help="user ID (an integer, or a string for models trained on string IDs)")
+    who = recommend.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", metavar="ID",
+                     help="user ID (an integer, or a string for models trained on string IDs)")
+    who.add_argument("--history", metavar="ID,ID,...",
+                     help="an anonymous visitor known only by these items (oldest first): nothing is learned")
     recommend.add_argument("-k", type=positive_int, default=10, help="number of items (default: %(default)s)")
     recommend.add_argument("--include-seen", action="store_true",
                            help="also rank items the user has already consumed")
@@ -194,6 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
                            help="under each item, the reasons the model scores it (the user's own items and "
                            "features that weigh most, from Recommender.explain)")
     recommend.add_argument("--json", action="store_true", help="print JSON on stdout instead of a table")
+    add_filter_options(recommend)
+
+    similar = commands.add_parser(
+        "similar", help="the items most similar to an item, from a saved model",
+        description="Load a snapshot and print the k items most similar to --item (cosine similarity of the "
+        "item vectors the model scores with; never the item itself).",
+    )
+    similar.add_argument("--model", type=Path, required=True, metavar="PATH", help="model snapshot file")
+    similar.add_argument("--item", required=True, metavar="ID", help="item ID")
+    similar.add_argument("-k", type=positive_int, default=10, help="number of items (default: %(default)s)")
+    similar.add_argument("--json", action="store_true", help="print JSON on stdout instead of a table")
+    add_filter_options(similar)
 
     serve = commands.add_parser(
         "serve", help="HTTP service that learns from feedback while it serves (needs the [serve] extra)",
