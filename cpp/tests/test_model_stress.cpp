@@ -100,6 +100,26 @@ void serve_and_train_at_once(const ModelConfig& c, uint32_t rounds) {
       model.predict(rtrec::IdBatch{pu, nullptr, 16}, rtrec::IdBatch{pi, nullptr, 16}, out, 1);
       for (float s : out)
         if (!std::isfinite(s)) rtrec_test::fail(__FILE__, __LINE__, "a non-finite prediction");
+      // Every retrieval query kind and filter while rows come and go (the allow-list and the
+      // deny-list reuse the predict draws; a tag may not exist yet, an item may be evicted).
+      const rtrec::IdBatch listed{pi, nullptr, 16};
+      const std::vector<std::string> tags{"tag=" + std::to_string(rng() % 20)};
+      rtrec::CandidateFilter filter;
+      filter.allow = (n % 2 == 0) ? &listed : nullptr;
+      filter.deny = (n % 2 == 1) ? &listed : nullptr;
+      filter.tags = (n % 3 == 0) ? &tags : nullptr;
+      const rtrec::RecommendOutput o{keys, nullptr, scores};
+      try {
+        uint32_t got = model.recommend(user, nullptr, 20, true, 1, o, n % 5 == 0 ? 0.5f : 0.0f, filter);
+        for (uint32_t j = 0; j < got; ++j)
+          if (keys[j] < kItemBase || keys[j] >= kItemBase + item_top.load())
+            rtrec_test::fail(__FILE__, __LINE__, "a filtered result is not an item key");
+        got = model.recommend_for_history(listed, nullptr, 20, true, 1, o, 0.0f, filter);
+        check_result(keys, scores, got, item_top.load());
+        got = model.similar_items(pi[0], nullptr, 20, 1, o, filter);
+        check_result(keys, scores, got, item_top.load());
+      } catch (const std::out_of_range&) {  // a tag not given yet, an item evicted meanwhile
+      }
       model.stats();
       ++n;
     }
@@ -121,6 +141,8 @@ void serve_and_train_at_once(const ModelConfig& c, uint32_t rounds) {
         for (uint64_t f = 0; f < rng() % 3; ++f) features[j].push_back("tag=" + std::to_string(rng() % 20));
       }
       model.set_features(true, rtrec::IdBatch{ids, nullptr, 3}, features);
+      model.hide(rtrec::IdBatch{ids, nullptr, 2}, true);
+      model.hide(rtrec::IdBatch{ids + 1, nullptr, 2}, false);
       if (++round % 4 == 0) rtrec::save_delta(model, delta);
       if (round % 16 == 0) rtrec::save_snapshot(model, snapshot);
     }

@@ -98,8 +98,25 @@ def _object_ids(arr: np.ndarray, name: str) -> tuple[IdKind, Any]:
     return "int", np.array(values, dtype=np.int64)
 
 
+def _plain_list_ids(values: list | tuple) -> tuple[IdKind, CoreIds] | None:
+    """The common case, fast: a list of plain ints (in int64) or of plain strs. None otherwise
+    (the general path then checks element by element and says what is wrong)."""
+    if all(type(v) is int for v in values):
+        try:
+            return "int", np.array(values, dtype=np.int64).view(np.uint64)
+        except OverflowError:
+            return None
+    if all(type(v) is str for v in values):
+        return "str", list(values)
+    return None
+
+
 def ids(values: Any, name: str, *, allow_empty: bool = True) -> tuple[IdKind | None, CoreIds, int]:
     """Normalise a batch of IDs. Returns (kind, core payload, length); kind is None when empty."""
+    if isinstance(values, (list, tuple)) and values:
+        plain = _plain_list_ids(values)
+        if plain is not None:
+            return plain[0], plain[1], len(values)
     arr = _as_array(values, name)
     if arr.size == 0:
         if not allow_empty:
