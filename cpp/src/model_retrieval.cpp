@@ -143,6 +143,18 @@ float Model::prepare_query(uint32_t user, bool exclude_seen, float* query, std::
   return offset() + bias;
 }
 
+float Model::prepare_user_query(uint32_t user, bool exclude_seen, const Candidates& c, float* query,
+                                std::vector<uint32_t>& excluded) const {
+  // A short candidate list asks the seen set about its own rows, instead of collecting (and
+  // sorting) everything a heavy user has seen.
+  const bool per_candidate = exclude_seen && c.restricted && user != kNoRow;
+  const float base = prepare_query(user, exclude_seen && !per_candidate, query, excluded);
+  if (per_candidate)
+    for (uint32_t r : c.rows)  // ascending, so `excluded` stays sorted
+      if (seen_.contains(user, r)) excluded.push_back(r);
+  return base;
+}
+
 void Model::emit(const ScoredRow* best, uint32_t found, float base, const RecommendOutput& out, size_t at,
                  bool similarity) const {
   for (uint32_t j = 0; j < found; ++j) {
@@ -165,7 +177,7 @@ uint32_t Model::recommend(uint64_t user_key, const std::string* user_name, uint3
   const uint32_t user = lookup(users_, user_key, user_name);
   std::vector<float> query(users_.stride());
   std::vector<uint32_t> excluded;
-  const float base = prepare_query(user, exclude_seen, query.data(), excluded);
+  const float base = prepare_user_query(user, exclude_seen, c, query.data(), excluded);
   std::vector<float> per_feature;
   if (item_features_.lists.any()) feature_scores(query.data(), per_feature);
   const ScanRules rules = scan_rules(per_feature.data(), static_cast<uint32_t>(per_feature.size()), false);
@@ -214,7 +226,7 @@ void Model::recommend_batch(const IdBatch& u, uint32_t k, bool exclude_seen, int
         for (uint32_t q = 0; q < count; ++q) {
           const int64_t i = first + q;
           const uint32_t user = lookup(users_, u.keys[i], u.names != nullptr ? &u.names[i] : nullptr);
-          bases[q] = prepare_query(user, exclude_seen, queries.data() + size_t(q) * stride, excluded[q]);
+          bases[q] = prepare_user_query(user, exclude_seen, c, queries.data() + size_t(q) * stride, excluded[q]);
           if (featured) {
             feature_scores(queries.data() + size_t(q) * stride, one_query);
             if (q == 0) n_features = static_cast<uint32_t>(one_query.size());

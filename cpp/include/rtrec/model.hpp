@@ -292,6 +292,9 @@ class Model {
     std::vector<uint32_t> rows, denied;
   };
   Candidates resolve_filter(const CandidateFilter& filter, RetrievalInfo* info) const;
+  // prepare_query for a retrieval call: with a candidate list, the seen rows among it only.
+  float prepare_user_query(uint32_t user, bool exclude_seen, const Candidates& c, float* query,
+                           std::vector<uint32_t>& excluded) const;
   // Ranks one query under the call's candidates: `excluded` (ascending, the query's own) is
   // merged with the denied rows; `wanted` results (k, or the diversity pool) into `best`,
   // re-ordered by MMR when diversifying. Returns how many.
