@@ -1,6 +1,7 @@
 """Redis Streams as an :class:`~rtrec_native.stream.EventSource`: a consumer group read in
 order, entries acknowledged (XACK) only when committed, dead letters copied to
-``<stream>:dead`` under their own entry ID."""
+``<stream>:dead`` under their own entry ID (that stream capped), the stream trimmed behind
+every group, and a stream or group lost with a Redis that came back empty recreated."""
 
 from __future__ import annotations
 
@@ -8,15 +9,23 @@ import logging
 from typing import Any
 
 from ._redis import connect, redis_errors, stream_ids
-from .source import Entry, EventSource
+from .source import Entry, EventSource, StreamLost
 
-__all__ = ["DEAD_SUFFIX", "RedisStreamSource"]
+__all__ = ["DEAD_SUFFIX", "DEFAULT_DEAD_MAXLEN", "RedisStreamSource"]
 
 log = logging.getLogger("rtrec_native.stream")
 
 #: Dead letters of stream S go to S + DEAD_SUFFIX.
 DEAD_SUFFIX = ":dead"
 _ACK_CHUNK = 10_000  # IDs per XACK: one command, bounded size
+#: Dead letters kept (approximately: Redis trims whole blocks); the oldest go first.
+DEFAULT_DEAD_MAXLEN = 100_000
+
+
+def _after_id(entry_id: bytes | str) -> str:
+    """The smallest entry ID after ``entry_id``."""
+    ms, seq = stream_ids(entry_id)
+    return f"{ms}-{seq + 1}"
 
 
 def _text(value: bytes | str) -> str:
@@ -38,17 +47,29 @@ class RedisStreamSource(EventSource):
         stream: the stream's key; dead letters go to ``stream + ":dead"``.
         group: the consumer group (one trainer per group and model).
         consumer: this reader's name in the group.
+        dead_maxlen: dead letters kept on ``stream + ":dead"`` (about; the oldest go first).
+
+    :meth:`read` returns the entries as Redis sends them, ``[id, [name, value, ...]]`` (bytes),
+    without building a dict per entry.
     """
 
-    def __init__(self, redis: Any, stream: str, group: str, consumer: str = "trainer") -> None:
+    def __init__(self, redis: Any, stream: str, group: str, consumer: str = "trainer", *,
+                 dead_maxlen: int = DEFAULT_DEAD_MAXLEN) -> None:
         for name, value in (("stream", stream), ("group", group), ("consumer", consumer)):
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"{name}: expected a non-empty name, got {value!r}")
         if stream.endswith(DEAD_SUFFIX):
             raise ValueError(f"stream {stream!r} is a dead-letter stream; consume "
                              f"{stream[: -len(DEAD_SUFFIX)]!r} (its dead letters stay where they are)")
+        if isinstance(dead_maxlen, bool) or not isinstance(dead_maxlen, int) or dead_maxlen < 1:
+            raise ValueError(f"dead_maxlen: expected an int >= 1, got {dead_maxlen!r}")
         self._url = redis if isinstance(redis, str) else "redis"
         self._r = connect(redis)
+        # The same connections, without redis-py's reply parsing for XREADGROUP (a dict per
+        # entry): the entries come as Redis sends them and are parsed in bulk.
+        self._raw = type(self._r)(connection_pool=self._r.connection_pool)
+        self._raw.response_callbacks.pop("XREADGROUP", None)
+        self.dead_maxlen = dead_maxlen
         self.stream, self.group, self.consumer = stream, group, consumer
         self.dead_stream = stream + DEAD_SUFFIX
         self.identity = f"redis stream {stream}"
@@ -73,8 +94,10 @@ class RedisStreamSource(EventSource):
             if "BUSYGROUP" not in str(exc):
                 raise
             created = False
-        if after is not None:
-            self._check_not_recreated(after)
+        if after is not None and (created or not self._stream_holds(after)):
+            log.warning("group %s of %s did not exist (or the stream is older than the model's entry %s): the "
+                        "stream was lost (Redis came back without it?) or --group changed; the model keeps what "
+                        "it learned and learns the entries after %s", self.group, self.stream, after, after)
         self._take_over_pending()
         if after is not None and not created:
             self._check_no_gap(after)
@@ -82,13 +105,18 @@ class RedisStreamSource(EventSource):
         log.info("reading %s as %s/%s (group %s)", self.stream, self.group, self.consumer,
                  "created" if created else "existing")
 
-    def _check_not_recreated(self, after: str) -> None:
-        newest = stream_ids(self._r.xinfo_stream(self.stream)["last-generated-id"])
-        if newest < stream_ids(after):
-            raise ValueError(
-                f"the model learned stream {self.stream!r} up to entry {after}, but the stream's newest entry is "
-                f"{'-'.join(map(str, newest))}: the stream was deleted or this is another stream; use a new "
-                "--snapshot-dir to start a new model")
+    def _stream_holds(self, after: str) -> bool:
+        """Whether the stream ever held the entry ``after`` (its newest ID is not older)."""
+        return stream_ids(self._r.xinfo_stream(self.stream)["last-generated-id"]) >= stream_ids(after)
+
+    def recreate(self, after: str | None) -> None:
+        """The stream or the group is gone (Redis restarted without persistence): create the
+        group again just after ``after`` (the model's entry), so that nothing is learned twice
+        and entries written since are learned."""
+        self._r.xgroup_create(self.stream, self.group, id=after or "0", mkstream=True)
+        self._unacked = []
+        self._after = None if after is None else stream_ids(after)
+        self._cursor = ">"
 
     def _take_over_pending(self) -> None:
         """Claim every entry the group delivered and nobody acknowledged (a previous trainer
@@ -121,38 +149,55 @@ class RedisStreamSource(EventSource):
     # ------------------------------------------------------------------ reading
 
     def read(self, max_entries: int, timeout: float) -> list[Entry]:
+        import redis as redis_module  # noqa: PLC0415
+
         while True:
-            if self._cursor == ">":
-                reply = self._r.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=max_entries,
-                                           block=max(1, int(timeout * 1000)))
-            else:
-                reply = self._r.xreadgroup(self.group, self.consumer, {self.stream: self._cursor},
-                                           count=max_entries)
-            raw = reply[0][1] if reply else []
+            try:
+                if self._cursor == ">":
+                    reply = self._raw.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=max_entries,
+                                                 block=max(1, int(timeout * 1000)))
+                else:
+                    reply = self._raw.xreadgroup(self.group, self.consumer, {self.stream: self._cursor},
+                                                 count=max_entries)
+            except redis_module.ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    raise StreamLost(f"stream {self.stream!r} or its group {self.group!r} is gone: {exc}") from None
+                raise
+            if not reply:
+                raw = []
+            elif isinstance(reply, dict):  # RESP3: {stream: entries}
+                raw = next(iter(reply.values()))
+            else:  # RESP2: [[stream, entries]]
+                raw = reply[0][1]
             if self._cursor != ">":
                 if not raw:
                     self._cursor = ">"  # our pending entries are done: new ones from here
                     continue
                 self._cursor = _text(raw[-1][0])
-            out = self._keep(raw)
-            if out or self._cursor == ">":
-                return out
+                raw = self._keep(raw)
+            elif raw and self._after is not None and stream_ids(raw[0][0]) <= self._after:
+                raw = self._keep(raw)
+            else:
+                self._unacked.extend([e[0] for e in raw])
+            if raw or self._cursor == ">":
+                return raw
 
-    def _keep(self, raw: list) -> list[Entry]:
+    def _keep(self, raw: list) -> list:
         """The entries after the model's position; those at or before it (already learned,
         never acknowledged), and pending ones trimmed from the stream meanwhile, are
         acknowledged without learning."""
         out, skipped = [], []
         # Entries come in ID order: once one is past the position, all the rest are.
         after = self._after if raw and self._after is not None and stream_ids(raw[0][0]) <= self._after else None
-        for entry_id, fields in raw:
+        for entry in raw:
+            entry_id, fields = entry[0], entry[1]
             if (after is not None and stream_ids(entry_id) <= after) or not fields:
                 skipped.append(entry_id)
                 if not fields:
                     log.warning("entry %s was trimmed from %s before it was learned", _text(entry_id), self.stream)
                 continue
             self._unacked.append(entry_id)
-            out.append(Entry(_text(entry_id), fields))
+            out.append(entry)
         if skipped:
             self._r.xack(self.stream, self.group, *skipped)
         return out
@@ -169,26 +214,59 @@ class RedisStreamSource(EventSource):
             self._r.xack(self.stream, self.group, *done[start:start + _ACK_CHUNK])
         self._after = limit
 
-    def dead_letter(self, entry: Entry, reason: str, message: str) -> None:
+    def dead_letter(self, entry: Entry, reason: str, message: str, index: int | None = None) -> None:
         import redis as redis_module  # noqa: PLC0415
 
-        copy = dict(entry.fields)
+        fields = entry[1]
+        copy = dict(fields) if isinstance(fields, dict) else dict(zip(fields[0::2], fields[1::2], strict=False))
         copy["rtrec.reason"], copy["rtrec.error"] = reason, message
+        if index is not None:
+            copy["rtrec.index"] = str(index)
         try:
             # Under the entry's own ID: a second copy after a crash is refused by Redis (IDs
-            # only grow), so each malformed entry has exactly one dead letter.
-            self._r.xadd(self.dead_stream, copy, id=entry.id)
+            # only grow, also after the stream was capped), so each malformed entry has
+            # exactly one dead letter.
+            self._r.xadd(self.dead_stream, copy, id=_text(entry[0]), maxlen=self.dead_maxlen, approximate=True)
         except redis_module.ResponseError as exc:
             if "equal or smaller" not in str(exc):
                 raise
 
+    def trim(self) -> int:
+        """Remove the entries every consumer group of the stream has acknowledged (XTRIM
+        MINID): those before the oldest entry any group has pending or has not read yet.
+        A group acknowledges an entry only once a durable snapshot or delta holds it (this
+        trainer's does), so no entry a group still needs is removed. Returns how many went."""
+        import redis as redis_module  # noqa: PLC0415
+
+        try:
+            groups = self._r.xinfo_groups(self.stream)
+            if not groups:
+                return 0
+            bound = None
+            for info in groups:
+                if info["pending"]:
+                    oldest = _text(self._r.xpending(self.stream, info["name"])["min"])
+                else:
+                    oldest = _after_id(info["last-delivered-id"])
+                if bound is None or stream_ids(oldest) < stream_ids(bound):
+                    bound = oldest
+            return int(self._r.xtrim(self.stream, minid=bound, approximate=False))
+        except redis_module.ResponseError:  # the stream is gone: nothing to trim
+            return 0
+
     def lag(self) -> dict[str, int | None]:
+        import redis as redis_module  # noqa: PLC0415
+
         try:
             info = next((g for g in self._r.xinfo_groups(self.stream) if _text(g["name"]) == self.group), None)
-        except self._errors:
+        except (*self._errors, redis_module.ResponseError):
             return {"lag": None, "pending": len(self._unacked)}
         lag = None if info is None or info.get("lag") is None else int(info["lag"])
         return {"lag": lag, "pending": len(self._unacked)}
+
+    def entry_after(self, position: str | None) -> str | None:
+        reply = self._r.xrange(self.stream, "-" if position is None else f"({position}", "+", count=1)
+        return _text(reply[0][0]) if reply else None
 
     def close(self) -> None:
         self._r.close()
