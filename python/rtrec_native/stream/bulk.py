@@ -15,6 +15,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -25,10 +26,10 @@ from .packed import PackedColumns, PackedError, is_packed
 __all__ = ["BulkParser", "ParsedBatch"]
 
 # Up to 18 digits always fits in int64 (19 may not: those take the entry parser's way).
-_INTS = re.compile(rb"(?:-?[0-9]{1,18}\n)*-?[0-9]{1,18}")
+_INTS = re.compile(rb"(?:-?[0-9]{1,18} )*-?[0-9]{1,18}")
 _INT = re.compile(rb"-?[0-9]{1,18}")
 _NUM = rb"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
-_NUMBERS = re.compile(rb"(?:" + _NUM + rb"\n)*" + _NUM)
+_NUMBERS = re.compile(rb"(?:" + _NUM + rb" )*" + _NUM)
 _NUMBER = re.compile(_NUM)
 _SINGLE = frozenset(name.encode() for name in FIELDS)
 
@@ -78,8 +79,8 @@ class BulkParser:
         """``entries``: (id, fields) pairs, fields a flat [name, value, ...] list (Redis'
         reply) or a mapping."""
         n = len(entries)
-        flats = [e[1] for e in entries]
-        ids = [e[0] for e in entries]
+        pairs = list(chain.from_iterable(entries))
+        ids, flats = pairs[0::2], pairs[1::2]
         fast_rows, fast = self._fast_singles(ids, flats)
         counts = np.ones(n, dtype=np.int64)
         if fast is not None and len(fast_rows) == n:  # the usual batch: one layout, every value fine
@@ -133,48 +134,56 @@ class BulkParser:
     def _fast_singles(self, ids: list, flats: list) -> tuple[np.ndarray, tuple | None]:
         """The rows of the most common single-event layout whose every value passes the
         column checks, and their columns."""
+        none = np.empty(0, dtype=np.int64), None
         if not flats or not isinstance(flats[0], list):
-            return np.empty(0, dtype=np.int64), None
-        lengths = np.fromiter(map(len, flats), dtype=np.int64, count=len(flats))
-        width = int(lengths[0]) if (lengths == lengths[0]).all() else Counter(lengths.tolist()).most_common(1)[0][0]
-        rows = np.flatnonzero(lengths == width) if width != lengths[0] or not (lengths == width).all() \
-            else np.arange(len(flats))
-        if width < 4 or width % 2:
-            return np.empty(0, dtype=np.int64), None
-        table = np.empty((len(rows), width), dtype=object)
-        table[:] = flats if len(rows) == len(flats) else [flats[r] for r in rows.tolist()]
-        names = table[0, 0::2].tolist()
-        if len(set(names)) != len(names) or not set(names) <= _SINGLE or b"user" not in names or b"item" not in names:
-            return np.empty(0, dtype=np.int64), None
-        ok = (table[:, 0::2] == table[0, 0::2]).all(axis=1)
-        columns = {name: table[:, 2 * j + 1] for j, name in enumerate(names)}
+            return none
+        width = len(flats[0])
+        if len(set(map(len, flats))) == 1:
+            rows, chosen = np.arange(len(flats)), flats
+        else:
+            width = Counter(map(len, flats)).most_common(1)[0][0]
+            rows = np.array([k for k, f in enumerate(flats) if len(f) == width], dtype=np.int64)
+            chosen = [flats[k] for k in rows.tolist()]
+        m = len(chosen)
+        names = chosen[0][0::2]
+        if width < 4 or len(set(names)) != len(names) or not set(names) <= _SINGLE or b"user" not in names \
+                or b"item" not in names:
+            return none
+        ok = np.ones(m, dtype=bool)
+        columns = {}
+        flat = list(chain.from_iterable(chosen))  # every row has `width` values: columns are strides
+        for j, name in enumerate(names):
+            found = flat[2 * j::width]
+            if found.count(name) != m:
+                ok &= np.array([x == name for x in found], dtype=bool)
+            columns[name] = flat[2 * j + 1::width]
         p = self._parser
-        users, ok = self._id_values(columns[b"user"], p.kind("user"), ok)
-        items, ok = self._id_values(columns[b"item"], p.kind("item"), ok)
+        users, ok = _id_values(columns[b"user"], p.kind("user"), ok)
+        items, ok = _id_values(columns[b"item"], p.kind("item"), ok)
         labels = weights = None
         if b"label" in columns:
             labels, ok = _number_values(columns[b"label"], ok)
             if p.unit_label:
                 ok &= (labels >= 0.0) & (labels <= 1.0)
         elif p.needs_label:
-            return np.empty(0, dtype=np.int64), None
+            return none
         if b"weight" in columns:
             weights, ok = _number_values(columns[b"weight"], ok)
             ok &= weights >= 0.0
         if p.event_weights is not None:
             if b"type" not in columns:
-                return np.empty(0, dtype=np.int64), None
-            table_weights = p.event_weights
-            type_weights = np.array([table_weights.get(t.decode("utf-8", "replace"), math.nan)
-                                     for t in columns[b"type"].tolist()], dtype=np.float64)
-            ok &= ~np.isnan(type_weights)
-            weights = type_weights if weights is None else weights * type_weights
+                return none
+            table = p.event_weights
+            factors = np.array([table.get(t.decode("utf-8", "backslashreplace"), math.nan) for t in columns[b"type"]],
+                               dtype=np.float64)
+            ok &= ~np.isnan(factors)
+            weights = factors if weights is None else weights * factors
         if b"ts" in columns:
             stamps, ok = _number_values(columns[b"ts"], ok)
         else:
-            stamps = _entry_times([ids[r] for r in rows.tolist()] if len(rows) != len(ids) else ids)
-        keep = np.flatnonzero(ok)
-        if len(keep) != len(ok):  # some rows take the entry parser's way
+            stamps = _entry_times([ids[r] for r in rows.tolist()] if m != len(ids) else ids)
+        if not ok.all():  # those rows take the entry parser's way
+            keep = np.flatnonzero(ok)
             rows = rows[keep]
 
             def take(column: Any) -> Any:
@@ -185,24 +194,6 @@ class BulkParser:
             users, items, labels, weights, stamps = map(take, (users, items, labels, weights, stamps))
         return rows, (users, items, None if labels is None else labels.astype(np.float32),
                       None if weights is None else weights.astype(np.float32), stamps)
-
-    @staticmethod
-    def _id_values(column: np.ndarray, kind: str | None, ok: np.ndarray) -> tuple[Any, np.ndarray]:
-        values = column.tolist()
-        if kind == "str":
-            try:
-                out = [v.decode("utf-8") for v in values]
-            except (UnicodeDecodeError, AttributeError):
-                out = [v.decode("utf-8", "replace") if isinstance(v, bytes) else "" for v in values]
-                ok = ok & np.array([isinstance(v, bytes) and _utf8(v) for v in values], dtype=bool)
-            if not all(values):
-                ok = ok & np.array([bool(v) for v in values], dtype=bool)
-            return out, ok
-        if not _joined_match(_INTS, values):
-            good = np.array([isinstance(v, bytes) and _INT.fullmatch(v) is not None for v in values], dtype=bool)
-            ok = ok & good
-            values = [v if g else b"0" for v, g in zip(values, good.tolist(), strict=True)]
-        return np.fromiter(map(int, values), dtype=np.int64, count=len(values)), ok
 
     # ------------------------------------------------------------------ packed entries
 
@@ -259,7 +250,7 @@ class BulkParser:
                 k = next(k for k, v in enumerate(column) if not _utf8(v))
                 raise EntryError("not_utf8", f"event {k}: {side}: not UTF-8 text: {column[k][:40]!r}", k) from None
         if _joined_match(_INTS, column):
-            return np.fromiter(map(int, column), dtype=np.int64, count=len(column))
+            return np.fromstring(b" ".join(column), dtype=np.int64, sep=" ")
         out = np.empty(len(column), dtype=np.int64)
         for k, v in enumerate(column):  # 19 digits may still fit; the entry parser's rule decides
             value = self._parser._id(v, side) if _INT.fullmatch(v) is None else int(v)
@@ -272,7 +263,8 @@ class BulkParser:
 def _check(good: np.ndarray, reason: str, message: str, values: np.ndarray) -> None:
     if not good.all():
         k = int(np.flatnonzero(~good)[0])
-        raise EntryError(reason, f"event {k}: {message}, got {values[k]!r}", k)
+        value = values[k].item() if isinstance(values[k], np.generic) else values[k]
+        raise EntryError(reason, f"event {k}: {message}, got {value!r}", k)
 
 
 def _utf8(raw: bytes) -> bool:
@@ -285,32 +277,58 @@ def _utf8(raw: bytes) -> bool:
 
 def _joined_match(pattern: re.Pattern, values: list) -> bool:
     try:
-        return pattern.fullmatch(b"\n".join(values)) is not None
+        return pattern.fullmatch(b" ".join(values)) is not None
     except TypeError:  # a value that is not bytes
         return False
 
 
-def _number_values(column: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    values = column.tolist()
-    if not _joined_match(_NUMBERS, values):
-        good = np.array([isinstance(v, bytes) and _NUMBER.fullmatch(v) is not None for v in values], dtype=bool)
-        ok = ok & good
-        values = [v if g else b"0" for v, g in zip(values, good.tolist(), strict=True)]
-    out = np.fromiter(map(float, values), dtype=np.float64, count=len(values))
+def _id_values(values: list, kind: str | None, ok: np.ndarray) -> tuple[Any, np.ndarray]:
+    """A column of ID texts as the kind the side reads (``ok``: False where a value is not
+    fine that way; the entry parser then says why)."""
+    if kind == "str":
+        try:
+            out = [v.decode("utf-8") for v in values]
+        except (UnicodeDecodeError, AttributeError):
+            out = [v.decode("utf-8", "replace") if isinstance(v, bytes) else "" for v in values]
+            ok = ok & np.array([isinstance(v, bytes) and _utf8(v) for v in values], dtype=bool)
+        if not all(values):
+            ok = ok & np.array([bool(v) for v in values], dtype=bool)
+        return out, ok
+    return _parse_joined(values, _INTS, _INT, np.int64, ok)
+
+
+def _number_values(values: list, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    out, ok = _parse_joined(values, _NUMBERS, _NUMBER, np.float64, ok)
     return out, ok & np.isfinite(out)
+
+
+def _parse_joined(values: list, joined_pattern: re.Pattern, pattern: re.Pattern, dtype: type,
+                  ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Numbers from their texts: joined by spaces, matched once, converted by numpy's text
+    reader (the regular expression has already refused anything but plain decimals, which it
+    reads exactly as int() or float() would). Values that do not match are set aside (``ok``
+    False) and read as 0."""
+    try:
+        joined = b" ".join(values)
+    except TypeError:  # a value that is not bytes
+        joined = None
+    if joined is None or joined_pattern.fullmatch(joined) is None:
+        good = np.array([isinstance(v, bytes) and pattern.fullmatch(v) is not None for v in values], dtype=bool)
+        ok = ok & good
+        joined = b" ".join(v if g else b"0" for v, g in zip(values, good.tolist(), strict=True))
+    return np.fromstring(joined, dtype=dtype, sep=" "), ok
 
 
 def _entry_times(ids: list) -> np.ndarray:
     """Each entry's time from its ID ("1700000000000-3": milliseconds), as entry_time gives it."""
-    first, last = ids[0], ids[-1]
-    if isinstance(first, bytes) and isinstance(last, bytes) and first[13:14] == b"-" and last[13:14] == b"-":
-        # IDs grow: the first and the last with 13-digit milliseconds means all of them.
-        ms = np.array(ids, dtype="S13")
-        try:
-            return ms.astype(np.int64) / 1000.0
-        except ValueError:
-            pass
-    return np.array([entry_time(_text(i)) for i in ids], dtype=np.float64)
+    try:
+        # "ms-seq ms-seq ...": Redis writes every ID that way; numbers read as int() would.
+        pairs = np.fromstring(b" ".join(ids).replace(b"-", b" "), dtype=np.int64, sep=" ")
+    except (TypeError, ValueError):
+        pairs = None
+    if pairs is None or len(pairs) != 2 * len(ids):
+        return np.array([entry_time(_text(i)) for i in ids], dtype=np.float64)
+    return pairs[0::2] / 1000.0
 
 
 def _concatenate(pieces: list[_Piece]) -> tuple:

@@ -15,6 +15,11 @@ __all__ = ["DEAD_SUFFIX", "DEFAULT_DEAD_MAXLEN", "RedisStreamSource"]
 
 log = logging.getLogger("rtrec_native.stream")
 
+try:
+    from hiredis import pack_command as _pack_command
+except ImportError:  # redis-py packs commands itself
+    _pack_command = None
+
 #: Dead letters of stream S go to S + DEAD_SUFFIX.
 DEAD_SUFFIX = ":dead"
 _ACK_CHUNK = 10_000  # IDs per XACK: one command, bounded size
@@ -70,6 +75,7 @@ class RedisStreamSource(EventSource):
         self._raw = type(self._r)(connection_pool=self._r.connection_pool)
         self._raw.response_callbacks.pop("XREADGROUP", None)
         self.dead_maxlen = dead_maxlen
+        self._key, self._group_key = stream.encode(), group.encode()
         self.stream, self.group, self.consumer = stream, group, consumer
         self.dead_stream = stream + DEAD_SUFFIX
         self.identity = f"redis stream {stream}"
@@ -211,8 +217,27 @@ class RedisStreamSource(EventSource):
                 n += 1
         done, self._unacked = self._unacked[:n], self._unacked[n:]
         for start in range(0, len(done), _ACK_CHUNK):
-            self._r.xack(self.stream, self.group, *done[start:start + _ACK_CHUNK])
+            self._ack(done[start:start + _ACK_CHUNK])
         self._after = limit
+
+    def _ack(self, ids: list[bytes]) -> None:
+        """XACK, the command packed by hiredis in one call: redis-py's own packing checks and
+        encodes each argument in Python, which costs more per entry than learning it."""
+        if _pack_command is None:
+            self._r.xack(self.stream, self.group, *ids)
+            return
+        pool = self._r.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command([_pack_command((b"XACK", self._key, self._group_key, *ids))])
+            reply = conn.read_response()
+        except BaseException:
+            conn.disconnect()  # a reply may be left unread: never reuse this connection
+            raise
+        finally:
+            pool.release(conn)
+        if isinstance(reply, Exception):
+            raise reply
 
     def dead_letter(self, entry: Entry, reason: str, message: str, index: int | None = None) -> None:
         import redis as redis_module  # noqa: PLC0415
