@@ -265,6 +265,7 @@ class Consumer:
                 pause = min(max(pause * 2, 0.1), 5.0)
                 log.error("polling failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, pause)
                 stop.wait(pause)
+                idle_since = time.monotonic()  # an outage is not idleness: --idle-exit counts from its end
                 continue
             now = time.monotonic()
             if handled:
