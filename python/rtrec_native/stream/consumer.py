@@ -169,7 +169,8 @@ class Consumer:
         kinds are known (before the model's first IDs, the first entry decides how the next
         ones' IDs are read, so entries go one by one)."""
         if self._parser.kind("user") is None or self._parser.kind("item") is None:
-            return self._learn_each(entries, 0, set())
+            done = self._learn_each(entries, 0, set(), until_known=True)
+            return done + (self._learn(entries[done:]) if 0 < done < len(entries) else 0)
         began = time.perf_counter()
         self._backlog = entries  # until learned: a failure leaves the batch to read again
         parsed = self._bulk.parse(entries)
@@ -189,8 +190,10 @@ class Consumer:
         self._learned(entries, len(entries), parsed.n, began)
         return len(entries)
 
-    def _learn_each(self, entries: list[Entry], first: int, skip: set[int], began: float | None = None) -> int:
-        """Entries one at a time from ``first`` (``skip``: positions already dead-lettered)."""
+    def _learn_each(self, entries: list[Entry], first: int, skip: set[int], began: float | None = None,
+                    until_known: bool = False) -> int:
+        """Entries one at a time from ``first`` (``skip``: positions already dead-lettered);
+        with ``until_known``, only until both sides' ID kinds are known."""
         rec, entry_of = self._rec, self._bulk.entry
         began = time.perf_counter() if began is None else began
         done, learned = first, 0
@@ -207,6 +210,8 @@ class Consumer:
                     except (ValueError, TypeError) as exc:  # the model refused it; nothing changed
                         self._dead_letter(entry, "rejected_by_model", str(exc))
                 done = position + 1
+                if until_known and self._parser.kind("user") is not None and self._parser.kind("item") is not None:
+                    break
         finally:
             # Also when a dead letter could not be written: what was learned is recorded,
             # the rest waits in the backlog for the next poll.

@@ -27,6 +27,15 @@ _ACK_CHUNK = 10_000  # IDs per XACK: one command, bounded size
 DEFAULT_DEAD_MAXLEN = 100_000
 
 
+def _entries(reply: Any) -> list:
+    """The entries of an XREADGROUP reply of one stream (RESP3: a map; RESP2: a list)."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return next(iter(reply.values()))
+    return reply[0][1]
+
+
 def _after_id(entry_id: bytes | str) -> str:
     """The smallest entry ID after ``entry_id``."""
     ms, seq = stream_ids(entry_id)
@@ -82,6 +91,7 @@ class RedisStreamSource(EventSource):
         self._after: tuple[int, int] | None = None
         self._cursor = "0"  # "0": our pending entries first; then ">": new ones
         self._unacked: list[bytes] = []  # read, not yet committed (in order)
+        self._prefetch: Any = None  # a connection with an XREADGROUP sent and its reply not taken
         self._errors = redis_errors()
 
     # ------------------------------------------------------------------ open
@@ -89,6 +99,7 @@ class RedisStreamSource(EventSource):
     def open(self, after: str | None) -> None:
         import redis as redis_module  # noqa: PLC0415
 
+        self._drop_prefetch()
         kind = _text(self._r.type(self.stream))
         if kind not in ("stream", "none"):
             raise ValueError(f"key {self.stream!r} holds a Redis {kind}, not a stream: wrong --stream name?")
@@ -119,6 +130,7 @@ class RedisStreamSource(EventSource):
         """The stream or the group is gone (Redis restarted without persistence): create the
         group again just after ``after`` (the model's entry), so that nothing is learned twice
         and entries written since are learned."""
+        self._drop_prefetch()
         self._r.xgroup_create(self.stream, self.group, id=after or "0", mkstream=True)
         self._unacked = []
         self._after = None if after is None else stream_ids(after)
@@ -155,26 +167,31 @@ class RedisStreamSource(EventSource):
     # ------------------------------------------------------------------ reading
 
     def read(self, max_entries: int, timeout: float) -> list[Entry]:
+        """Entries after the last ones read, as Redis sends them. While the trainer is behind
+        (a full batch came), the next XREADGROUP is sent before this returns, so that Redis
+        prepares the next batch while this one is learned; its reply is taken by the next
+        call (those entries are delivered to the group, pending, like any read and not yet
+        acknowledged one)."""
         import redis as redis_module  # noqa: PLC0415
 
         while True:
+            raw = None
             try:
                 if self._cursor == ">":
-                    reply = self._raw.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=max_entries,
-                                                 block=max(1, int(timeout * 1000)))
+                    if self._prefetch is not None:
+                        raw = _entries(self._take_prefetch())
+                    if not raw:
+                        raw = _entries(self._raw.xreadgroup(self.group, self.consumer, {self.stream: ">"},
+                                                            count=max_entries, block=max(1, int(timeout * 1000))))
+                    if len(raw) >= max_entries:
+                        self._send_prefetch(max_entries)
                 else:
-                    reply = self._raw.xreadgroup(self.group, self.consumer, {self.stream: self._cursor},
-                                                 count=max_entries)
+                    raw = _entries(self._raw.xreadgroup(self.group, self.consumer, {self.stream: self._cursor},
+                                                        count=max_entries))
             except redis_module.ResponseError as exc:
                 if "NOGROUP" in str(exc):
                     raise StreamLost(f"stream {self.stream!r} or its group {self.group!r} is gone: {exc}") from None
                 raise
-            if not reply:
-                raw = []
-            elif isinstance(reply, dict):  # RESP3: {stream: entries}
-                raw = next(iter(reply.values()))
-            else:  # RESP2: [[stream, entries]]
-                raw = reply[0][1]
             if self._cursor != ">":
                 if not raw:
                     self._cursor = ">"  # our pending entries are done: new ones from here
@@ -187,6 +204,36 @@ class RedisStreamSource(EventSource):
                 self._unacked.extend([e[0] for e in raw])
             if raw or self._cursor == ">":
                 return raw
+
+    def _send_prefetch(self, count: int) -> None:
+        pool = self._r.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_command("XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count, "STREAMS",
+                              self.stream, ">")
+        except BaseException:
+            conn.disconnect()
+            pool.release(conn)
+            raise
+        self._prefetch = conn
+
+    def _take_prefetch(self) -> Any:
+        conn, self._prefetch = self._prefetch, None
+        try:
+            return conn.read_response()
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            self._r.connection_pool.release(conn)
+
+    def _drop_prefetch(self) -> None:
+        """Forget a read sent and not taken: its entries stay pending in the group, and are
+        taken over by whoever opens it next."""
+        conn, self._prefetch = self._prefetch, None
+        if conn is not None:
+            conn.disconnect()
+            self._r.connection_pool.release(conn)
 
     def _keep(self, raw: list) -> list:
         """The entries after the model's position; those at or before it (already learned,
@@ -286,12 +333,17 @@ class RedisStreamSource(EventSource):
             info = next((g for g in self._r.xinfo_groups(self.stream) if _text(g["name"]) == self.group), None)
         except (*self._errors, redis_module.ResponseError):
             return {"lag": None, "pending": len(self._unacked)}
-        lag = None if info is None or info.get("lag") is None else int(info["lag"])
-        return {"lag": lag, "pending": len(self._unacked)}
+        pending = len(self._unacked)
+        if info is None or info.get("lag") is None:
+            return {"lag": None, "pending": pending}
+        # Not read yet: not delivered to the group, or delivered and not returned by read (a
+        # read sent ahead, or a previous trainer's pending entries not taken over yet).
+        return {"lag": int(info["lag"]) + max(0, int(info["pending"]) - pending), "pending": pending}
 
     def entry_after(self, position: str | None) -> str | None:
         reply = self._r.xrange(self.stream, "-" if position is None else f"({position}", "+", count=1)
         return _text(reply[0][0]) if reply else None
 
     def close(self) -> None:
+        self._drop_prefetch()
         self._r.close()
