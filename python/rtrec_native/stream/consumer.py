@@ -68,7 +68,7 @@ class Consumer:
     :class:`~rtrec_native.replication.Publisher` and then commits (acknowledges) the entries
     it holds. Entries that cannot be learned go to ``source.dead_letter`` and are counted;
     the rest of their batch is learned; they never stop the loop. With ``trim``, entries
-    every reader has committed are removed from the log (checked every ``trim_interval`` s).
+    every reader has committed are removed from the log (after each delta's commit).
 
     Args:
         rec: the model (new, or restored with :func:`~rtrec_native.replication.restore_latest`
@@ -84,13 +84,15 @@ class Consumer:
         announce: called after each file the publisher writes (see ``Publisher``), e.g. a
             :class:`~rtrec_native.stream.RedisAnnouncer`.
         trim: remove committed entries from the log (``rtrec consume`` does by default).
-        trim_interval: seconds between trims (> 0).
+        trim_interval: seconds between trims (> 0): a trim follows the commit after a delta, at
+            most this often (by default at each delta, so that the log holds little more than
+            what some reader still needs).
     """
 
     def __init__(self, rec: Recommender, source: EventSource, directory: str | os.PathLike, *, ids: str = "auto",
                  event_weights: Mapping[str, float] | None = None, interval: float = 0.1, batch_size: int = 1000,
                  compact_every: int = 600, announce: Callable[..., None] | None = None, trim: bool = False,
-                 trim_interval: float = 1.0) -> None:
+                 trim_interval: float = 0.1) -> None:
         if not isinstance(rec, Recommender):
             raise TypeError(f"rec must be a Recommender, got {type(rec).__name__}")
         if not isinstance(source, EventSource):
