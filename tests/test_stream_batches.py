@@ -5,6 +5,7 @@ a stream lost while the trainer runs."""
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 
 import numpy as np
@@ -247,3 +248,17 @@ def test_a_stream_lost_while_running_is_said_once_and_nothing_is_learned_twice(r
     assert len(lost) == 1 and "keeps the 100 events it learned" in lost[0]
     assert consumer.learned == 150 and consumer.model.n_users == 150
     assert r.xpending(STREAM, "trainers")["pending"] == 0
+
+
+def test_rtrec_consume_trims_by_default_and_keeps_everything_with_no_trim(redis_url, tmp_path, capsys):
+    from rtrec_native.cli import main
+
+    r = redis.Redis.from_url(redis_url)
+    for stream, extra, left in (("trimmed", [], 0), ("kept", ["--no-trim"], 300)):
+        Producer(redis_url, stream, pack=100).send_many(list(range(300)), list(range(300)))
+        Producer(redis_url, stream).send_many(list(range(300)), list(range(300)))
+        assert main(["consume", "--redis", redis_url, "--stream", stream, "--snapshot-dir", str(tmp_path / stream),
+                     "--idle-exit", "0.3", "--dim", "8", "--log-level", "error", "--json", *extra]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["learned"] == 600 and summary["lag_entries"] == 0 and summary["lag_seconds"] == 0
+        assert r.xlen(stream) == left + (3 if extra else 0)
