@@ -10,9 +10,10 @@ private redis-server on loopback (persistence off), medians over --repeats inter
   the trainer: `Consumer` (what `rtrec consume` runs: bulk parse, one `update` per read, a
     durable delta every 0.1 s, XACK after it, trimming on) over
     - the single-event entries (batch --batch entries)
-    - the same events packed --pack per entry (`Producer(pack=N)`), one entry per read, so
-      that each `update` gets --pack events, as in-process
-  in-process `update(batch of --pack)` of the same events (same model settings and timestamps)
+    - the same events packed --pack per entry (`Producer(pack=N)`), --packed-batch entries
+      per read (so each `update` learns pack x packed-batch events)
+  in-process `update` of the same events in batches of pack x packed-batch (the same model
+  settings, timestamps and batch size as the trainer's packed rows)
 
 Families: mf (BPR, dim 32, AdaGrad) and two_tower (its defaults). Then one instrumented run of
 each mf trainer row says where the time goes (read = Redis round trip + reply decoding, parse
@@ -47,6 +48,8 @@ def parse_args(argv=None):
     p.add_argument("--items", type=int, default=20_000)
     p.add_argument("--batch", type=int, default=1000, help="entries per read (single-event entries)")
     p.add_argument("--pack", type=int, default=1000, help="events per packed entry")
+    p.add_argument("--packed-batch", type=int, default=10,
+                   help="packed entries per read: each update learns pack x packed-batch events")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--families", default="mf,two_tower")
     p.add_argument("--tmpdir", default="/tmp")
@@ -165,7 +168,8 @@ def main(argv=None):
     scratch = tempfile.mkdtemp(prefix="rtrec-bench-redis-", dir=args.tmpdir)
     server = RedisServer(scratch)
     print(f"redis-server {server.version} on {server.url} (persistence off); {args.events:,} events, "
-          f"{args.users:,} users x {args.items:,} items; read batch {args.batch}, pack {args.pack}; one thread; "
+          f"{args.users:,} users x {args.items:,} items; read batch {args.batch}, pack {args.pack} x "
+          f"{args.packed_batch} per read; one thread; "
           f"median of {args.repeats}\n", flush=True)
     ev = C.make_events(args.users, args.items, args.events, seed=0, dedupe=False)
     users, items = ev.users.astype(np.int64), ev.items.astype(np.int64)
@@ -186,6 +190,7 @@ def main(argv=None):
 
     groups = [f"{kind}-{rep}" for rep in range(args.repeats) for kind in ("bare", "raw", "mf-single", "mf-packed",
                                                                            "two_tower-packed")]
+    groups += ["profile-mf-single", "profile-mf-packed", "profile-two_tower-packed"]
     for group in groups:  # all at the start: trimming keeps what any of them has not read
         client.xgroup_create(SINGLE if "single" in group or group.startswith(("bare", "raw")) else PACKED, group,
                              id="0")
@@ -197,25 +202,29 @@ def main(argv=None):
         runs.setdefault(name, []).append(rate)
         print(f"  {name}: {rate:,.0f}/s", flush=True)
 
+    per_update = args.pack * args.packed_batch
     for rep in range(args.repeats):
         print(f"- run {rep + 1}", flush=True)
         record("bare", bare_loop(client, f"bare-{rep}", args.batch))
         record("raw", bare_raw_loop(server.url, f"raw-{rep}", args.batch))
         record("mf-single", consume(rt, args, server.url, SINGLE, f"mf-single-{rep}", "mf", args.batch))
-        record("mf-inproc", in_process(rt, "mf", users, items, packed_stamps, args.pack))
-        record("mf-packed", consume(rt, args, server.url, PACKED, f"mf-packed-{rep}", "mf", 1))
+        record("mf-inproc", in_process(rt, "mf", users, items, packed_stamps, per_update))
+        record("mf-packed", consume(rt, args, server.url, PACKED, f"mf-packed-{rep}", "mf", args.packed_batch))
         if "two_tower" in families:
-            record("two_tower-inproc", in_process(rt, "two_tower", users, items, packed_stamps, args.pack))
+            record("two_tower-inproc", in_process(rt, "two_tower", users, items, packed_stamps, per_update))
             record("two_tower-packed", consume(rt, args, server.url, PACKED, f"two_tower-packed-{rep}", "two_tower",
-                                               1))
+                                               args.packed_batch))
     noise = meter.stop()
 
     profiles = {}
-    for name, stream in (("mf-single", SINGLE), ("mf-packed", PACKED)):
+    for name, stream, family in (("mf-single", SINGLE, "mf"), ("mf-packed", PACKED, "mf"),
+                                 ("two_tower-packed", PACKED, "two_tower")):
+        if family not in families:
+            continue
         group = f"profile-{name}"
-        client.xgroup_create(stream, group, id="0")
         phases: dict[str, float] = {}
-        consume(rt, args, server.url, stream, group, "mf", args.batch if stream == SINGLE else 1, phases)
+        consume(rt, args, server.url, stream, group, family, args.batch if stream == SINGLE else args.packed_batch,
+                phases)
         profiles[name] = phases
 
     med = {name: C.median(rates) for name, rates in runs.items()}
@@ -226,14 +235,15 @@ def main(argv=None):
           f"{med['raw'] / med['bare']:.2f}× bare | |")
     print(f"| **mf trainer, single-event entries** | **{med['mf-single']:,.0f}** | "
           f"**{med['mf-single'] / med['bare']:.2f}× bare** ({med['mf-single'] / med['raw']:.2f}× raw) | ≥ 0.8× bare |")
-    print(f"| mf in-process `update` (batch of {args.pack}) | {med['mf-inproc']:,.0f} | 1.00× | |")
-    print(f"| **mf trainer, packed entries ({args.pack} events each)** | **{med['mf-packed']:,.0f}** | "
+    print(f"| mf in-process `update` (batch of {per_update}) | {med['mf-inproc']:,.0f} | 1.00× | |")
+    print(f"| **mf trainer, packed entries ({args.pack} events each, {args.packed_batch} per read)** | "
+          f"**{med['mf-packed']:,.0f}** | "
           f"**{med['mf-packed'] / med['mf-inproc']:.2f}× in-process** | ≥ 0.4× |")
     if "two_tower-inproc" in med:
-        print(f"| two_tower in-process `update` (batch of {args.pack}) | {med['two_tower-inproc']:,.0f} | 1.00× | |")
+        print(f"| two_tower in-process `update` (batch of {per_update}) | {med['two_tower-inproc']:,.0f} | 1.00× | |")
         print(f"| **two_tower trainer, packed entries** | **{med['two_tower-packed']:,.0f}** | "
               f"**{med['two_tower-packed'] / med['two_tower-inproc']:.2f}× in-process** | ≥ 0.7× |")
-    print("\nWhere an mf trainer's time goes (one instrumented run, µs per event):\n")
+    print("\nWhere a trainer's time goes (one instrumented run, µs per event):\n")
     print("| trainer | read | parse | learn | delta | ack | trim | rest | total |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, phases in profiles.items():
