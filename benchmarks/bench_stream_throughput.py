@@ -8,7 +8,8 @@ private redis-server on loopback (persistence off), medians over --repeats inter
     - bare raw loop: the same client with the trainer's own transport (replies as Redis sends
       them, XACK packed by hiredis), nothing parsed
   the trainer: `Consumer` (what `rtrec consume` runs: bulk parse, one `update` per read, a
-    durable delta every 0.1 s, XACK after it, trimming on) over
+    durable delta every 0.1 s, its default, XACK after it, trimming on; and again with a delta
+    every 1 s, to show what the deltas cost) over
     - the single-event entries (batch --batch entries)
     - the same events packed --pack per entry (`Producer(pack=N)`), --packed-batch entries
       per read (so each `update` learns pack x packed-batch events)
@@ -99,7 +100,7 @@ def bare_raw_loop(url, group, batch):
     return n / seconds
 
 
-def consume(rt, args, url, stream, group, family, batch, phases=None):
+def consume(rt, args, url, stream, group, family, batch, phases=None, interval=0.1):
     """Consumer (what `rtrec consume` runs) from the group's start to the end: events/s."""
     from rtrec_native.stream import Consumer, RedisStreamSource
 
@@ -107,7 +108,7 @@ def consume(rt, args, url, stream, group, family, batch, phases=None):
     try:
         rec = model(rt, family)
         source = RedisStreamSource(url, stream, group)
-        consumer = Consumer(rec, source, directory, interval=0.1, batch_size=batch, trim=True)
+        consumer = Consumer(rec, source, directory, interval=interval, batch_size=batch, trim=True)
         if phases is not None:
             _instrument(consumer, phases)
         entries = args.events if stream == SINGLE else -(-args.events // args.pack)
@@ -188,8 +189,9 @@ def main(argv=None):
     print(f"- written: single-event entries {xadd_single:,.0f} events/s (1 producer, 1000 XADD per round trip); "
           f"packed {xadd_packed:,.0f} events/s", flush=True)
 
-    groups = [f"{kind}-{rep}" for rep in range(args.repeats) for kind in ("bare", "raw", "mf-single", "mf-packed",
-                                                                           "two_tower-packed")]
+    groups = [f"{kind}-{rep}" for rep in range(args.repeats) for kind in ("bare", "raw", "mf-single", "mf-single-1s",
+                                                                           "mf-packed", "two_tower-packed",
+                                                                           "two_tower-packed-1s")]
     groups += ["profile-mf-single", "profile-mf-packed", "profile-two_tower-packed"]
     for group in groups:  # all at the start: trimming keeps what any of them has not read
         client.xgroup_create(SINGLE if "single" in group or group.startswith(("bare", "raw")) else PACKED, group,
@@ -208,12 +210,16 @@ def main(argv=None):
         record("bare", bare_loop(client, f"bare-{rep}", args.batch))
         record("raw", bare_raw_loop(server.url, f"raw-{rep}", args.batch))
         record("mf-single", consume(rt, args, server.url, SINGLE, f"mf-single-{rep}", "mf", args.batch))
+        record("mf-single-1s", consume(rt, args, server.url, SINGLE, f"mf-single-1s-{rep}", "mf", args.batch,
+                                       interval=1.0))
         record("mf-inproc", in_process(rt, "mf", users, items, packed_stamps, per_update))
         record("mf-packed", consume(rt, args, server.url, PACKED, f"mf-packed-{rep}", "mf", args.packed_batch))
         if "two_tower" in families:
             record("two_tower-inproc", in_process(rt, "two_tower", users, items, packed_stamps, per_update))
             record("two_tower-packed", consume(rt, args, server.url, PACKED, f"two_tower-packed-{rep}", "two_tower",
                                                args.packed_batch))
+            record("two_tower-packed-1s", consume(rt, args, server.url, PACKED, f"two_tower-packed-1s-{rep}",
+                                                  "two_tower", args.packed_batch, interval=1.0))
     noise = meter.stop()
 
     profiles = {}
@@ -235,6 +241,8 @@ def main(argv=None):
           f"{med['raw'] / med['bare']:.2f}× bare | |")
     print(f"| **mf trainer, single-event entries** | **{med['mf-single']:,.0f}** | "
           f"**{med['mf-single'] / med['bare']:.2f}× bare** ({med['mf-single'] / med['raw']:.2f}× raw) | ≥ 0.8× bare |")
+    print(f"| mf trainer, single-event entries, a delta every 1 s | {med['mf-single-1s']:,.0f} | "
+          f"{med['mf-single-1s'] / med['bare']:.2f}× bare | |")
     print(f"| mf in-process `update` (batch of {per_update}) | {med['mf-inproc']:,.0f} | 1.00× | |")
     print(f"| **mf trainer, packed entries ({args.pack} events each, {args.packed_batch} per read)** | "
           f"**{med['mf-packed']:,.0f}** | "
@@ -243,6 +251,8 @@ def main(argv=None):
         print(f"| two_tower in-process `update` (batch of {per_update}) | {med['two_tower-inproc']:,.0f} | 1.00× | |")
         print(f"| **two_tower trainer, packed entries** | **{med['two_tower-packed']:,.0f}** | "
               f"**{med['two_tower-packed'] / med['two_tower-inproc']:.2f}× in-process** | ≥ 0.7× |")
+        print(f"| two_tower trainer, packed entries, a delta every 1 s | {med['two_tower-packed-1s']:,.0f} | "
+              f"{med['two_tower-packed-1s'] / med['two_tower-inproc']:.2f}× in-process | |")
     print("\nWhere a trainer's time goes (one instrumented run, µs per event):\n")
     print("| trainer | read | parse | learn | delta | ack | trim | rest | total |")
     print("|---|---|---|---|---|---|---|---|---|")
