@@ -84,24 +84,25 @@ class Consumer:
         announce: called after each file the publisher writes (see ``Publisher``), e.g. a
             :class:`~rtrec_native.stream.RedisAnnouncer`.
         trim: remove committed entries from the log (``rtrec consume`` does by default).
-        trim_interval: seconds between trims (> 0): a trim follows the commit after a delta, at
-            most this often (by default at each delta, so that the log holds little more than
-            what some reader still needs).
+        trim_interval: least seconds between trims (>= 0): a trim follows the commit after a
+            delta, at most this often (0, the default: after every commit, so that the log holds
+            what some reader still needs and no more).
     """
 
     def __init__(self, rec: Recommender, source: EventSource, directory: str | os.PathLike, *, ids: str = "auto",
                  event_weights: Mapping[str, float] | None = None, interval: float = 0.1, batch_size: int = 1000,
                  compact_every: int = 600, announce: Callable[..., None] | None = None, trim: bool = False,
-                 trim_interval: float = 0.1) -> None:
+                 trim_interval: float = 0.0) -> None:
         if not isinstance(rec, Recommender):
             raise TypeError(f"rec must be a Recommender, got {type(rec).__name__}")
         if not isinstance(source, EventSource):
             raise TypeError(f"source must be an EventSource, got {type(source).__name__}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-        for name, value in (("interval", interval), ("trim_interval", trim_interval)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-                raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
+        for name, value, zero in (("interval", interval, False), ("trim_interval", trim_interval, True)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value < float("inf") \
+                    or not (value >= 0 if zero else value > 0):
+                raise ValueError(f"{name} must be a number of seconds {'>=' if zero else '>'} 0, got {value!r}")
         self._rec, self.source = rec, source
         self._parser = EntryParser(rec.get_params()["loss"], ids, event_weights,
                                    user_kind=lambda: rec.user_id_kind, item_kind=lambda: rec.item_id_kind)
@@ -117,7 +118,7 @@ class Consumer:
         self._held: str | None = None  # the last entry learned and not yet committed
         now = time.monotonic()
         self._due = now + self._interval
-        self._trim_due = now + self._trim_interval
+        self._trim_due = now
         self._durable_at = now  # the last time everything learned was in a durable file
         self._rate = _Rate(self.state.learned)
         self.read = 0  # entries read since this object started
@@ -152,12 +153,8 @@ class Consumer:
                 return 0
             self.read += len(entries)
         done = self._learn(entries) if entries else 0
-        now = time.monotonic()
-        if now >= self._due:
+        if time.monotonic() >= self._due:
             self.flush()
-        if self._trim and now >= self._trim_due:
-            self._trim_due = now + self._trim_interval
-            self.trimmed += self.source.trim()
         return done
 
     def _recover_lost_stream(self) -> None:
@@ -248,6 +245,9 @@ class Consumer:
             self.source.commit(held)
             if self._held == held:
                 self._held = None
+            if self._trim and self._durable_at >= self._trim_due:
+                self._trim_due = self._durable_at + self._trim_interval
+                self.trimmed += self.source.trim()
 
     def run(self, stop: threading.Event | None = None, *, idle_exit: float | None = None,
             max_entries: int | None = None) -> None:
