@@ -83,9 +83,9 @@ def main(argv=None):
     began = time.monotonic()
     samples = []
     while trainer.poll() is None:
-        try:
-            length = r.xlen(STREAM)
-            info = next((g for g in r.xinfo_groups(STREAM) if g["name"] == b"trainers"), None)
+        try:  # one MULTI: the length and the group's state at the same moment
+            length, groups = r.pipeline(transaction=True).xlen(STREAM).xinfo_groups(STREAM).execute()
+            info = next((g for g in groups if g["name"] == b"trainers"), None)
         except redis.exceptions.ResponseError:
             info = None
         if info is not None and info["lag"] is not None:
