@@ -120,6 +120,10 @@ def main(argv=None):
     producers = [ctx.Process(target=producer_main, args=(server.url, ev.users[s], ev.items[s], n, args.seed + k, out))
                  for k, (s, n) in enumerate([(slice(0, half), args.malformed // 2),
                                              (slice(half, None), args.malformed - args.malformed // 2)])]
+    if not args.no_reference:
+        # The uninterrupted run's group exists from the start: the trainer trims only entries every
+        # group has acknowledged, so the whole stream stays for it.
+        r.xgroup_create(STREAM, "reference", id="0", mkstream=True)
     began = time.monotonic()
     for proc in producers:
         proc.start()

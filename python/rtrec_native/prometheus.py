@@ -17,7 +17,11 @@ rtrec_not_admitted_total            events not learned: an ID below ``min_count`
 rtrec_replica_lag_deltas            replicas: deltas published and not applied yet
 rtrec_replica_lag_seconds           replicas: how long it has been behind (0 when up to date)
 rtrec_feedback_forwarded_total      ``serve --follow``: events forwarded to the stream
-rtrec_stream_lag_entries            consumer: entries in the stream not read yet
+rtrec_stream_lag_entries            consumer: entries in the stream not learned yet (0: caught up)
+rtrec_stream_lag_seconds            consumer: how long the oldest of them has waited (0: caught up)
+rtrec_events_learned_per_second     consumer: events learned per second, over the last 10 s
+rtrec_seconds_since_last_delta      consumer: since everything learned was last durable (a delta
+                                    written, or nothing new to write); grows when writes fail
 rtrec_stream_pending_entries        consumer: entries learned, waiting for a durable delta
 rtrec_dead_letters_total            consumer: entries copied to the dead-letter stream
 ==================================  =========================================================
@@ -87,10 +91,16 @@ class ServerMetrics:
                 yield CounterMetricFamily("rtrec_events_learned", "Events learned.", value=consumer.learned)
                 yield CounterMetricFamily("rtrec_dead_letters", "Entries copied to the dead-letter stream.",
                                           value=consumer.dead)
-                lag = consumer.source.lag()
-                for key, name, text in (("lag", "rtrec_stream_lag_entries", "Entries in the stream not read yet."),
-                                        ("pending", "rtrec_stream_pending_entries",
-                                         "Entries learned and waiting for a durable delta.")):
+                lag = {**consumer.source.lag(), **consumer.lag()}
+                for key, name, text in (
+                        ("lag_entries", "rtrec_stream_lag_entries", "Entries in the stream not learned yet."),
+                        ("pending", "rtrec_stream_pending_entries", "Entries learned and waiting for a durable delta."),
+                        ("lag_seconds", "rtrec_stream_lag_seconds",
+                         "Seconds the oldest entry not learned yet has waited (0 when caught up)."),
+                        ("events_per_second", "rtrec_events_learned_per_second",
+                         "Events learned per second over the last 10 s."),
+                        ("seconds_since_last_delta", "rtrec_seconds_since_last_delta",
+                         "Seconds since everything learned was last in a durable delta.")):
                     value = lag.get(key)
                     yield GaugeMetricFamily(name, text, value=float("nan") if value is None else value)
 

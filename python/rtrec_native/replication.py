@@ -399,8 +399,13 @@ class Replica:
                 for announcement in self._feed.read(self._cursor, timeout=0.25):
                     self._cursor = announcement.entry_id
                     self._on_announcement(announcement)
+                if pause:
+                    log.warning("following %s again", self._feed.stream)
                 self.last_error, pause = None, 0.0
             except Exception as exc:
+                if not pause:  # once per outage: the replica serves what it has and polls the directory
+                    log.warning("following %s failed (%s: %s); serving the model as it is, catching up from the "
+                                "directory meanwhile", self._feed.stream, type(exc).__name__, exc)
                 self.last_error, self.errors = exc, self.errors + 1
                 pause = min(max(pause * 2, 0.05), 2.0)
                 if self._stop.wait(pause):

@@ -62,11 +62,11 @@ def cmd_consume(args: argparse.Namespace) -> int:
         if ignored:
             log.warning("note: the model keeps its own settings; ignoring %s", ignored)
     with _redis_errors(args.redis):
-        source = RedisStreamSource(args.redis, args.stream, args.group, args.consumer)
+        source = RedisStreamSource(args.redis, args.stream, args.group, args.consumer, dead_maxlen=args.dead_maxlen)
         announce = RedisAnnouncer(args.redis, args.stream + ":deltas", maxlen=args.announce_maxlen)
         consumer = Consumer(rec, source, args.snapshot_dir, ids=args.ids, event_weights=args.event_weights,
                             interval=args.snapshot_interval, batch_size=args.batch_size,
-                            compact_every=args.compact_every, announce=announce)
+                            compact_every=args.compact_every, announce=announce, trim=args.trim)
     metrics_url = _start_metrics(args, consumer)
     where = f" at entry {consumer.state.entry}" if consumer.state.entry else ""
     log.info("%s%s (%d events learned, %d dead letters so far); reading %s as %s/%s from %s%s", origin, where,

@@ -43,9 +43,11 @@ def add_consume_parser(commands: Any) -> None:
         "--snapshot-dir (each recording the last entry it holds) and announce every delta on STREAM:deltas "
         "for replicas ('rtrec serve --follow'). Entries are acknowledged only once a delta holding them is "
         "durable, and a restart resumes from the model's recorded entry: after any crash every event is "
-        "learned exactly once. Entries: XADD STREAM * user U item I [label L] [weight W] [ts T] [type T]; "
-        "malformed ones are counted, logged and copied to STREAM:dead with the reason. Stops on SIGTERM or "
-        "SIGINT after writing a last delta.",
+        "learned exactly once. Entries: XADD STREAM * user U item I [label L] [weight W] [ts T] [type T], or packed "
+        "entries of many events (docs/streaming.md); malformed ones are counted, logged and copied to STREAM:dead "
+        "with the reason. Acknowledged entries are trimmed from the stream (--no-trim keeps them). A Redis that "
+        "goes away is waited for; one that comes back without the stream is said in one line, and the trainer "
+        "goes on with the entries written from then on. Stops on SIGTERM or SIGINT after writing a last delta.",
     )
     g = consume.add_argument_group("stream")
     g.add_argument("--redis", required=True, metavar="URL", help="Redis URL, e.g. redis://127.0.0.1:6379/0")
@@ -79,6 +81,13 @@ def add_consume_parser(commands: Any) -> None:
     p.add_argument("--announce-maxlen", type=positive_int, default=100, metavar="N",
                    help="announcements kept on NAME:deltas (a replica further behind catches up from the files) "
                    "(default: %(default)s)")
+    p.add_argument("--trim", action=argparse.BooleanOptionalAction, default=True,
+                   help="remove from the stream (XTRIM MINID, after each delta) the entries that every consumer "
+                   "group has acknowledged; this trainer acknowledges an entry once a durable delta holds it, so the "
+                   "stream keeps what some group still needs plus a few batches. --no-trim keeps everything (e.g. "
+                   "to train another model from the start later) (default: on)")
+    p.add_argument("--dead-maxlen", type=positive_int, default=100_000, metavar="N",
+                   help="dead letters kept on NAME:dead, the oldest dropped first (default: %(default)s)")
     p.add_argument("--metrics-port", type=nonnegative_int, default=None, metavar="PORT",
                    help="serve GET /metrics (Prometheus text) on this port (0: a free one) (default: off)")
     p.add_argument("--metrics-host", default="127.0.0.1", help="interface for --metrics-port (default: %(default)s)")

@@ -14,7 +14,8 @@
 
     replica = rt.Replica("model/", redis="redis://127.0.0.1:6379/0")   # follows the announcements
 
-The entry format is in :mod:`rtrec_native.stream.entries`; the exactly-once contract a source
+The entry format is in :mod:`rtrec_native.stream.entries` (one event per entry) and
+:mod:`rtrec_native.stream.packed` (many, ``Producer(..., pack=N)``); the exactly-once contract a source
 keeps is :class:`EventSource`'s (a Kafka source would implement the same five methods).
 Needs the ``[stream]`` extra (the ``redis`` client), imported only when a Redis class is used.
 """
@@ -22,9 +23,10 @@ Needs the ``[stream]`` extra (the ``redis`` client), imported only when a Redis 
 from .consumer import Consumer, ConsumerState
 from .entries import FIELDS, REASONS, EntryError, EntryParser
 from .fanout import DeltaFeed, RedisAnnouncer
+from .packed import encode as encode_packed
 from .producer import Producer
 from .redis_source import DEAD_SUFFIX, RedisStreamSource
-from .source import Entry, EventSource
+from .source import Entry, EventSource, StreamLost
 
 __all__ = [
     "DEAD_SUFFIX",
@@ -40,4 +42,6 @@ __all__ = [
     "Producer",
     "RedisAnnouncer",
     "RedisStreamSource",
+    "StreamLost",
+    "encode_packed",
 ]

@@ -37,7 +37,7 @@ FIELDS: tuple[str, ...] = ("user", "item", "label", "weight", "ts", "type")
 REASONS: tuple[str, ...] = (
     "not_utf8", "unknown_field", "missing_user", "missing_item", "bad_user", "bad_item",
     "missing_label", "bad_label", "label_out_of_range", "bad_weight", "bad_timestamp",
-    "unknown_event_type", "rejected_by_model",
+    "unknown_event_type", "rejected_by_model", "bad_packed",
 )
 
 _INT = re.compile(rb"-?[0-9]+")
@@ -48,12 +48,13 @@ _KEYS = frozenset(name.encode() for name in FIELDS)
 
 
 class EntryError(ValueError):
-    """A stream entry that cannot be learned: ``reason`` (one of :data:`REASONS`) and a
-    message saying what was expected and what came."""
+    """A stream entry that cannot be learned: ``reason`` (one of :data:`REASONS`), a message
+    saying what was expected and what came, and for a packed entry the ``index`` of its first
+    bad event (-1: the entry's structure; None for a single-event entry)."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, index: int | None = None) -> None:
         super().__init__(message)
-        self.reason = reason
+        self.reason, self.index = reason, index
 
 
 def entry_time(entry_id: str) -> float:
@@ -129,6 +130,26 @@ class EntryParser:
         # first ID). A side keeps its kind, so once known it is never asked again.
         fixed = None if ids == "auto" else ids
         self._want: dict[str, str | None] = {"user": fixed, "item": fixed}
+
+    def kind(self, side: str) -> str | None:
+        """How this side's IDs are read now: "int", "str", or None (``--ids auto`` and the
+        model has no ID of this side yet: each ID's text decides)."""
+        want = self._want[side]
+        if want is None:
+            want = self._want[side] = self._kind[side]()
+        return want
+
+    @property
+    def needs_label(self) -> bool:
+        return self._needs_label
+
+    @property
+    def unit_label(self) -> bool:
+        return self._unit_label
+
+    @property
+    def event_weights(self) -> dict[str, float] | None:
+        return self._event_weights
 
     def _id(self, raw: bytes | None, side: str) -> int | str:
         if not raw:

@@ -1,6 +1,7 @@
 """Redis Streams as an :class:`~rtrec_native.stream.EventSource`: a consumer group read in
 order, entries acknowledged (XACK) only when committed, dead letters copied to
-``<stream>:dead`` under their own entry ID."""
+``<stream>:dead`` under their own entry ID (that stream capped), the stream trimmed behind
+every group, and a stream or group lost with a Redis that came back empty recreated."""
 
 from __future__ import annotations
 
@@ -8,15 +9,37 @@ import logging
 from typing import Any
 
 from ._redis import connect, redis_errors, stream_ids
-from .source import Entry, EventSource
+from .source import Entry, EventSource, StreamLost
 
-__all__ = ["DEAD_SUFFIX", "RedisStreamSource"]
+__all__ = ["DEAD_SUFFIX", "DEFAULT_DEAD_MAXLEN", "RedisStreamSource"]
 
 log = logging.getLogger("rtrec_native.stream")
+
+try:
+    from hiredis import pack_command as _pack_command
+except ImportError:  # redis-py packs commands itself
+    _pack_command = None
 
 #: Dead letters of stream S go to S + DEAD_SUFFIX.
 DEAD_SUFFIX = ":dead"
 _ACK_CHUNK = 10_000  # IDs per XACK: one command, bounded size
+#: Dead letters kept (approximately: Redis trims whole blocks); the oldest go first.
+DEFAULT_DEAD_MAXLEN = 100_000
+
+
+def _entries(reply: Any) -> list:
+    """The entries of an XREADGROUP reply of one stream (RESP3: a map; RESP2: a list)."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return next(iter(reply.values()))
+    return reply[0][1]
+
+
+def _after_id(entry_id: bytes | str) -> str:
+    """The smallest entry ID after ``entry_id``."""
+    ms, seq = stream_ids(entry_id)
+    return f"{ms}-{seq + 1}"
 
 
 def _text(value: bytes | str) -> str:
@@ -38,23 +61,37 @@ class RedisStreamSource(EventSource):
         stream: the stream's key; dead letters go to ``stream + ":dead"``.
         group: the consumer group (one trainer per group and model).
         consumer: this reader's name in the group.
+        dead_maxlen: dead letters kept on ``stream + ":dead"`` (about; the oldest go first).
+
+    :meth:`read` returns the entries as Redis sends them, ``[id, [name, value, ...]]`` (bytes),
+    without building a dict per entry.
     """
 
-    def __init__(self, redis: Any, stream: str, group: str, consumer: str = "trainer") -> None:
+    def __init__(self, redis: Any, stream: str, group: str, consumer: str = "trainer", *,
+                 dead_maxlen: int = DEFAULT_DEAD_MAXLEN) -> None:
         for name, value in (("stream", stream), ("group", group), ("consumer", consumer)):
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"{name}: expected a non-empty name, got {value!r}")
         if stream.endswith(DEAD_SUFFIX):
             raise ValueError(f"stream {stream!r} is a dead-letter stream; consume "
                              f"{stream[: -len(DEAD_SUFFIX)]!r} (its dead letters stay where they are)")
+        if isinstance(dead_maxlen, bool) or not isinstance(dead_maxlen, int) or dead_maxlen < 1:
+            raise ValueError(f"dead_maxlen: expected an int >= 1, got {dead_maxlen!r}")
         self._url = redis if isinstance(redis, str) else "redis"
         self._r = connect(redis)
+        # The same connections, without redis-py's reply parsing for XREADGROUP (a dict per
+        # entry): the entries come as Redis sends them and are parsed in bulk.
+        self._raw = type(self._r)(connection_pool=self._r.connection_pool)
+        self._raw.response_callbacks.pop("XREADGROUP", None)
+        self.dead_maxlen = dead_maxlen
+        self._key, self._group_key = stream.encode(), group.encode()
         self.stream, self.group, self.consumer = stream, group, consumer
         self.dead_stream = stream + DEAD_SUFFIX
         self.identity = f"redis stream {stream}"
         self._after: tuple[int, int] | None = None
         self._cursor = "0"  # "0": our pending entries first; then ">": new ones
         self._unacked: list[bytes] = []  # read, not yet committed (in order)
+        self._prefetch: Any = None  # a connection with an XREADGROUP sent and its reply not taken
         self._errors = redis_errors()
 
     # ------------------------------------------------------------------ open
@@ -62,6 +99,7 @@ class RedisStreamSource(EventSource):
     def open(self, after: str | None) -> None:
         import redis as redis_module  # noqa: PLC0415
 
+        self._drop_prefetch()
         kind = _text(self._r.type(self.stream))
         if kind not in ("stream", "none"):
             raise ValueError(f"key {self.stream!r} holds a Redis {kind}, not a stream: wrong --stream name?")
@@ -73,8 +111,10 @@ class RedisStreamSource(EventSource):
             if "BUSYGROUP" not in str(exc):
                 raise
             created = False
-        if after is not None:
-            self._check_not_recreated(after)
+        if after is not None and (created or not self._stream_holds(after)):
+            log.warning("group %s of %s did not exist (or the stream is older than the model's entry %s): the "
+                        "stream was lost (Redis came back without it?) or --group changed; the model keeps what "
+                        "it learned and learns the entries after %s", self.group, self.stream, after, after)
         self._take_over_pending()
         if after is not None and not created:
             self._check_no_gap(after)
@@ -82,13 +122,19 @@ class RedisStreamSource(EventSource):
         log.info("reading %s as %s/%s (group %s)", self.stream, self.group, self.consumer,
                  "created" if created else "existing")
 
-    def _check_not_recreated(self, after: str) -> None:
-        newest = stream_ids(self._r.xinfo_stream(self.stream)["last-generated-id"])
-        if newest < stream_ids(after):
-            raise ValueError(
-                f"the model learned stream {self.stream!r} up to entry {after}, but the stream's newest entry is "
-                f"{'-'.join(map(str, newest))}: the stream was deleted or this is another stream; use a new "
-                "--snapshot-dir to start a new model")
+    def _stream_holds(self, after: str) -> bool:
+        """Whether the stream ever held the entry ``after`` (its newest ID is not older)."""
+        return stream_ids(self._r.xinfo_stream(self.stream)["last-generated-id"]) >= stream_ids(after)
+
+    def recreate(self, after: str | None) -> None:
+        """The stream or the group is gone (Redis restarted without persistence): create the
+        group again just after ``after`` (the model's entry), so that nothing is learned twice
+        and entries written since are learned."""
+        self._drop_prefetch()
+        self._r.xgroup_create(self.stream, self.group, id=after or "0", mkstream=True)
+        self._unacked = []
+        self._after = None if after is None else stream_ids(after)
+        self._cursor = ">"
 
     def _take_over_pending(self) -> None:
         """Claim every entry the group delivered and nobody acknowledged (a previous trainer
@@ -121,38 +167,90 @@ class RedisStreamSource(EventSource):
     # ------------------------------------------------------------------ reading
 
     def read(self, max_entries: int, timeout: float) -> list[Entry]:
+        """Entries after the last ones read, as Redis sends them. While the trainer is behind
+        (a full batch came), the next XREADGROUP is sent before this returns, so that Redis
+        prepares the next batch while this one is learned; its reply is taken by the next
+        call (those entries are delivered to the group, pending, like any read and not yet
+        acknowledged one)."""
+        import redis as redis_module  # noqa: PLC0415
+
         while True:
-            if self._cursor == ">":
-                reply = self._r.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=max_entries,
-                                           block=max(1, int(timeout * 1000)))
-            else:
-                reply = self._r.xreadgroup(self.group, self.consumer, {self.stream: self._cursor},
-                                           count=max_entries)
-            raw = reply[0][1] if reply else []
+            raw = None
+            try:
+                if self._cursor == ">":
+                    if self._prefetch is not None:
+                        raw = _entries(self._take_prefetch())
+                    if not raw:
+                        raw = _entries(self._raw.xreadgroup(self.group, self.consumer, {self.stream: ">"},
+                                                            count=max_entries, block=max(1, int(timeout * 1000))))
+                    if len(raw) >= max_entries:
+                        self._send_prefetch(max_entries)
+                else:
+                    raw = _entries(self._raw.xreadgroup(self.group, self.consumer, {self.stream: self._cursor},
+                                                        count=max_entries))
+            except redis_module.ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    raise StreamLost(f"stream {self.stream!r} or its group {self.group!r} is gone: {exc}") from None
+                raise
             if self._cursor != ">":
                 if not raw:
                     self._cursor = ">"  # our pending entries are done: new ones from here
                     continue
                 self._cursor = _text(raw[-1][0])
-            out = self._keep(raw)
-            if out or self._cursor == ">":
-                return out
+                raw = self._keep(raw)
+            elif raw and self._after is not None and stream_ids(raw[0][0]) <= self._after:
+                raw = self._keep(raw)
+            else:
+                self._unacked.extend([e[0] for e in raw])
+            if raw or self._cursor == ">":
+                return raw
 
-    def _keep(self, raw: list) -> list[Entry]:
+    def _send_prefetch(self, count: int) -> None:
+        pool = self._r.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_command("XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count, "STREAMS",
+                              self.stream, ">")
+        except BaseException:
+            conn.disconnect()
+            pool.release(conn)
+            raise
+        self._prefetch = conn
+
+    def _take_prefetch(self) -> Any:
+        conn, self._prefetch = self._prefetch, None
+        try:
+            return conn.read_response()
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            self._r.connection_pool.release(conn)
+
+    def _drop_prefetch(self) -> None:
+        """Forget a read sent and not taken: its entries stay pending in the group, and are
+        taken over by whoever opens it next."""
+        conn, self._prefetch = self._prefetch, None
+        if conn is not None:
+            conn.disconnect()
+            self._r.connection_pool.release(conn)
+
+    def _keep(self, raw: list) -> list:
         """The entries after the model's position; those at or before it (already learned,
         never acknowledged), and pending ones trimmed from the stream meanwhile, are
         acknowledged without learning."""
         out, skipped = [], []
         # Entries come in ID order: once one is past the position, all the rest are.
         after = self._after if raw and self._after is not None and stream_ids(raw[0][0]) <= self._after else None
-        for entry_id, fields in raw:
+        for entry in raw:
+            entry_id, fields = entry[0], entry[1]
             if (after is not None and stream_ids(entry_id) <= after) or not fields:
                 skipped.append(entry_id)
                 if not fields:
                     log.warning("entry %s was trimmed from %s before it was learned", _text(entry_id), self.stream)
                 continue
             self._unacked.append(entry_id)
-            out.append(Entry(_text(entry_id), fields))
+            out.append(entry)
         if skipped:
             self._r.xack(self.stream, self.group, *skipped)
         return out
@@ -166,29 +264,86 @@ class RedisStreamSource(EventSource):
                 n += 1
         done, self._unacked = self._unacked[:n], self._unacked[n:]
         for start in range(0, len(done), _ACK_CHUNK):
-            self._r.xack(self.stream, self.group, *done[start:start + _ACK_CHUNK])
+            self._ack(done[start:start + _ACK_CHUNK])
         self._after = limit
 
-    def dead_letter(self, entry: Entry, reason: str, message: str) -> None:
+    def _ack(self, ids: list[bytes]) -> None:
+        """XACK, the command packed by hiredis in one call: redis-py's own packing checks and
+        encodes each argument in Python, which costs more per entry than learning it."""
+        if _pack_command is None:
+            self._r.xack(self.stream, self.group, *ids)
+            return
+        pool = self._r.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command([_pack_command((b"XACK", self._key, self._group_key, *ids))])
+            reply = conn.read_response()
+        except BaseException:
+            conn.disconnect()  # a reply may be left unread: never reuse this connection
+            raise
+        finally:
+            pool.release(conn)
+        if isinstance(reply, Exception):
+            raise reply
+
+    def dead_letter(self, entry: Entry, reason: str, message: str, index: int | None = None) -> None:
         import redis as redis_module  # noqa: PLC0415
 
-        copy = dict(entry.fields)
+        fields = entry[1]
+        copy = dict(fields) if isinstance(fields, dict) else dict(zip(fields[0::2], fields[1::2], strict=False))
         copy["rtrec.reason"], copy["rtrec.error"] = reason, message
+        if index is not None:
+            copy["rtrec.index"] = str(index)
         try:
             # Under the entry's own ID: a second copy after a crash is refused by Redis (IDs
-            # only grow), so each malformed entry has exactly one dead letter.
-            self._r.xadd(self.dead_stream, copy, id=entry.id)
+            # only grow, also after the stream was capped), so each malformed entry has
+            # exactly one dead letter.
+            self._r.xadd(self.dead_stream, copy, id=_text(entry[0]), maxlen=self.dead_maxlen, approximate=True)
         except redis_module.ResponseError as exc:
             if "equal or smaller" not in str(exc):
                 raise
 
+    def trim(self) -> int:
+        """Remove the entries every consumer group of the stream has acknowledged (XTRIM
+        MINID): those before the oldest entry any group has pending or has not read yet.
+        A group acknowledges an entry only once a durable snapshot or delta holds it (this
+        trainer's does), so no entry a group still needs is removed. Returns how many went."""
+        import redis as redis_module  # noqa: PLC0415
+
+        try:
+            groups = self._r.xinfo_groups(self.stream)
+            if not groups:
+                return 0
+            bound = None
+            for info in groups:
+                if info["pending"]:
+                    oldest = _text(self._r.xpending(self.stream, info["name"])["min"])
+                else:
+                    oldest = _after_id(info["last-delivered-id"])
+                if bound is None or stream_ids(oldest) < stream_ids(bound):
+                    bound = oldest
+            return int(self._r.xtrim(self.stream, minid=bound, approximate=False))
+        except redis_module.ResponseError:  # the stream is gone: nothing to trim
+            return 0
+
     def lag(self) -> dict[str, int | None]:
+        import redis as redis_module  # noqa: PLC0415
+
         try:
             info = next((g for g in self._r.xinfo_groups(self.stream) if _text(g["name"]) == self.group), None)
-        except self._errors:
+        except (*self._errors, redis_module.ResponseError):
             return {"lag": None, "pending": len(self._unacked)}
-        lag = None if info is None or info.get("lag") is None else int(info["lag"])
-        return {"lag": lag, "pending": len(self._unacked)}
+        pending = len(self._unacked)
+        if info is None or info.get("lag") is None:
+            return {"lag": None, "pending": pending}
+        # Not read yet: not delivered to the group, or delivered and not returned by read (a
+        # read sent ahead, or a previous trainer's pending entries not taken over yet).
+        return {"lag": int(info["lag"]) + max(0, int(info["pending"]) - pending), "pending": pending}
+
+    def entry_after(self, position: str | None) -> str | None:
+        reply = self._r.xrange(self.stream, "-" if position is None else f"({position}", "+", count=1)
+        return _text(reply[0][0]) if reply else None
 
     def close(self) -> None:
+        self._drop_prefetch()
         self._r.close()

@@ -6,12 +6,20 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, NamedTuple
 
-__all__ = ["Entry", "EventSource"]
+__all__ = ["Entry", "EventSource", "StreamLost"]
+
+
+class StreamLost(ConnectionError):
+    """The log, or the source's bookkeeping of it (a consumer group), is gone: e.g. a Redis
+    restarted without persistence. The consumer keeps its model and calls
+    :meth:`EventSource.recreate`."""
 
 
 class Entry(NamedTuple):
     """One log entry: its ID in the source (ordered: a later entry has a later ID) and its
-    fields as the source delivered them (names and values as bytes or str)."""
+    fields as the source delivered them (names and values as bytes or str: a mapping, or a
+    flat ``[name, value, name, value, ...]`` list). A source may return any (id, fields) pair
+    of that shape instead, e.g. Redis' reply as it comes."""
 
     id: str
     fields: dict[Any, Any]
@@ -43,7 +51,8 @@ class EventSource(ABC):
 
     @abstractmethod
     def read(self, max_entries: int, timeout: float) -> list[Entry]:
-        """Up to ``max_entries`` next entries, waiting up to ``timeout`` seconds for the first."""
+        """Up to ``max_entries`` next entries, waiting up to ``timeout`` seconds for the first.
+        Raises :class:`StreamLost` when the log is gone."""
 
     @abstractmethod
     def commit(self, upto: str) -> None:
@@ -51,14 +60,28 @@ class EventSource(ABC):
         source may forget it (acknowledge it)."""
 
     @abstractmethod
-    def dead_letter(self, entry: Entry, reason: str, message: str) -> None:
-        """Keep a copy of an entry that cannot be learned, with why. Called before the entry
-        is committed; called again for the same entry after a crash, so it must be idempotent."""
+    def dead_letter(self, entry: Entry, reason: str, message: str, index: int | None = None) -> None:
+        """Keep a copy of an entry that cannot be learned, with why (``index``: a packed
+        entry's first bad event). Called before the entry is committed; called again for the
+        same entry after a crash, so it must be idempotent."""
 
     def lag(self) -> dict[str, int | None]:
         """``{"lag": entries not yet read, "pending": entries read but not committed}``
         (None where the source cannot tell)."""
         return {"lag": None, "pending": None}
+
+    def entry_after(self, position: str | None) -> str | None:
+        """The ID of the first entry after ``position`` (None: none, or cannot tell): its
+        time is how long the oldest event not yet learned has waited."""
+        return None
+
+    def trim(self) -> int:
+        """Forget entries every reader has committed (a bounded log); returns how many."""
+        return 0
+
+    def recreate(self, after: str | None) -> None:
+        """After :class:`StreamLost`: read again, from the entries after ``after``."""
+        raise StreamLost("this source cannot recover a lost log")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
