@@ -712,6 +712,8 @@ ModelStats Model::stats() const noexcept {
   s.deduplicated = deduplicated_.load(std::memory_order_relaxed);
   s.rate_limited = rate_limited_.load(std::memory_order_relaxed);
   s.clock = clock();
+  s.item_names = item_names_.size();
+  s.memory_bytes += item_names_.memory_bytes();
   s.memory_bytes += NoiseGuard::memory_bytes(config_.dedup_window, config_.max_user_rate);
   if (adaptive_) s.memory_bytes += AdaptiveStep::memory_bytes();
   if (user_sketch_) s.memory_bytes += 2 * CountMinSketch::memory_bytes();

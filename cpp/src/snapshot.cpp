@@ -22,6 +22,7 @@ struct FileImage {
   TwoTowerImage two_tower;
   EvictedKeys evicted;
   std::vector<uint16_t> sketches;  // full snapshots of admission models: users', then items'
+  std::vector<ItemNames::Entry> item_names;  // version >= 6
 };
 
 FileImage read_file(Reader& r, uint32_t kind) {
@@ -48,6 +49,7 @@ FileImage read_file(Reader& r, uint32_t kind) {
   f.two_tower = read_two_tower(r, c, f.users.rows);
   f.evicted = read_evicted(r, kind == kFullSnapshot);
   if (kind == kFullSnapshot) f.sketches = read_sketches(r, c);
+  if (f.header.version >= 6) f.item_names = read_item_names(r);
   r.finish();
   return f;
 }
@@ -80,6 +82,7 @@ void save_snapshot(const Model& m, const std::string& path) {
     write_two_tower(w, cut, users, n_items, &position);
     write_evicted(w, EvictedKeys{});
     write_sketches(w, cut.sketch(false), cut.sketch(true));
+    write_item_names(w, m.item_name_store().since(0));
   });
   cut.commit();
 }
@@ -125,6 +128,7 @@ std::unique_ptr<Model> load_snapshot(const std::string& path) {
   }
   // The copy continues the lineage at the file's position: if it trains and publishes, its
   // next delta holds what changed after loading (restored rows are unmarked).
+  apply_item_names(m->item_name_store(), f.item_names);
   import.continue_from(h.position, /*loaded=*/true);
   return m;
 }
@@ -148,6 +152,7 @@ void save_delta(const Model& m, const std::string& path) {
     write_features(w, cut, true, d.items, true, d.since);
     write_two_tower(w, cut, d.users, d.n_items, nullptr);
     write_evicted(w, d.evicted);
+    write_item_names(w, m.item_name_store().since(d.since));
   });
   cut.commit();
 }
@@ -209,6 +214,7 @@ void apply_delta(Model& m, const std::string& path) {
     apply_features(r, import, false, f.user_features, user_rows, false);
     apply_features(r, import, true, f.item_features, rows_of(items, m.items()), false);
     apply_two_tower(r, import, f.two_tower, user_rows, false);
+    apply_item_names(m.item_name_store(), f.item_names);  // after the evictions: a re-set name stays
     import.restore(h.counters);
     import.continue_from(h.position, /*loaded=*/false);
   }

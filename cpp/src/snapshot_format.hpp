@@ -26,7 +26,9 @@ constexpr char kDeltaMagic[8] = {'R', 'T', 'R', 'E', 'C', 'D', 'L', 'T'};
 // one accumulator float per row, as two_tower's do (version 4: one per coordinate). Version 4
 // files load: the options off, the counters at 0, mf accumulators made row-wise
 // (accumulators_to_row_wise).
-constexpr uint32_t kVersion = 5;
+// 6: item display names, a section after all others (snapshot_item_names.cpp); version 4
+// and 5 files load without names.
+constexpr uint32_t kVersion = 6;
 constexpr uint32_t kOldestVersion = 4;
 constexpr uint32_t kFullSnapshot = 0;
 constexpr uint32_t kDelta = 1;
@@ -141,6 +143,13 @@ EvictedKeys read_evicted(Reader& r, bool full);
 // was); deltas leave them out, replicas do not admit. Null sketches: none.
 void write_sketches(Writer& w, const CountMinSketch* users, const CountMinSketch* items);
 std::vector<uint16_t> read_sketches(Reader& r, const ModelConfig& c);
+
+// ---- item names (snapshot_item_names.cpp; version >= 6): full snapshots all of them,
+// deltas those set since the previous cut.
+void write_item_names(Writer& w, const std::vector<ItemNames::Entry>& names);
+std::vector<ItemNames::Entry> read_item_names(Reader& r);
+// Sets them unmarked (not changes of this model for its next delta).
+void apply_item_names(ItemNames& store, const std::vector<ItemNames::Entry>& names);
 
 }  // namespace snapshot_detail
 }  // namespace rtrec

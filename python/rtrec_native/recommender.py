@@ -10,6 +10,7 @@ import numpy as np
 from . import _core, _params
 from . import _validation as check
 from ._batch import BatchRecommendations
+from ._item_names import ItemNamesMixin
 from .events import event_arguments
 
 #: The mf family's default constructor arguments (see :func:`defaults` for either family).
@@ -78,7 +79,7 @@ def _path(path: str | os.PathLike) -> str:
     return text
 
 
-class Recommender:
+class Recommender(ItemNamesMixin):
     """A recommender that learns from every event, in place, in one of two model families.
 
     ``model="mf"`` (the default), matrix factorisation: score(u, i) = mu + b_u + b_i +
@@ -566,7 +567,8 @@ class Recommender:
         not learned because an ID had not reached ``min_count``), evicted_users and
         evicted_items (rows evicted so far), deduplicated and rate_limited (``update`` events
         not learned by ``dedup_window`` / ``max_user_rate``), clock (newest event time seen, seconds),
-        seen_pairs, memory_bytes (tables, index, seen lists, two_tower's histories and tower),
+        item_names (items with a display name), seen_pairs, memory_bytes (tables, index, seen
+        lists, two_tower's histories and tower, item names),
         global_bias, plus the model family, dim, loss, optimizer and threads."""
         out = dict(self._model.stats())
         out["model"] = self._params["model"]

@@ -25,6 +25,7 @@
 #include "rtrec/embedding_table.hpp"
 #include "rtrec/feature_lists.hpp"
 #include "rtrec/history_store.hpp"
+#include "rtrec/item_names.hpp"
 #include "rtrec/kernels.hpp"
 #include "rtrec/noise_guard.hpp"
 #include "rtrec/random.hpp"
@@ -56,6 +57,7 @@ struct ModelStats {
   uint64_t n_user_features, n_item_features;
   uint64_t evicted_users, evicted_items;
   uint64_t deduplicated, rate_limited;  // update() events not learned (see ModelConfig)
+  uint64_t item_names;                  // items with a display name (item_names.hpp)
   double global_bias;
   double clock;  // the newest event time seen (seconds)
 };
@@ -127,6 +129,15 @@ class Model {
   void set_features(bool items, const IdBatch& ids, const std::vector<std::vector<std::string>>& features);
   // The feature names of one ID (empty if it has none or is unknown).
   std::vector<std::string> features_of(bool items, uint64_t key, const std::string* name) const;
+
+  // Display names of items (item_names.hpp, item_names.cpp): set, replaced or (an empty
+  // name) removed per item key; an item needs no row to have a name. Kept in snapshots and,
+  // when set since the last delta, in deltas. The batch is checked whole first (ID kind,
+  // lengths); names() answers {false, ""} where an item has none.
+  void set_item_names(const IdBatch& ids, const std::vector<std::string>& names);
+  std::vector<std::pair<bool, std::string>> item_names(const IdBatch& ids) const;
+  const ItemNames& item_name_store() const noexcept { return item_names_; }
+  ItemNames& item_name_store() noexcept { return item_names_; }
 
   // Vectors for other systems (an ANN index, say): for items their effective vector and
   // bias (what top-K scores against); for users their query vector and bias (mf: the
@@ -303,6 +314,7 @@ class Model {
   SeenStore seen_;
   FeatureSide user_features_, item_features_;
   std::mutex features_mutex_;  // one set_features at a time
+  ItemNames item_names_;       // display names; dropped with evicted items
 
   // Global bias: the running weighted mean of labels (squared) or its logit (logistic); kept
   // out of SGD so that Hogwild threads do not all write one cache line per event.

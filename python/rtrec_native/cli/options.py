@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(demo)
     _add_feature_options(demo, evaluation=True)
     _add_replay_options(demo)
+    add_catalog_options(demo)
     output = _add_output_options(demo)
     output.add_argument("--out", type=Path, default=Path("rtrec-demo"),
                         help="directory for report.json and prequential.png (created; default: %(default)s)")
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(train)
     _add_model_options(train)
     _add_feature_options(train)
+    add_catalog_options(train)
     train.add_argument("--model-out", type=Path, required=True, metavar="PATH",
                        help="where to write the model snapshot (parent directories are created)")
     _add_output_options(train)
@@ -168,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(evaluate)
     _add_feature_options(evaluate, evaluation=True)
     _add_replay_options(evaluate)
+    add_catalog_options(evaluate)
+    evaluate.add_argument("--model", type=Path, metavar="PATH",
+                          help="measure this saved model instead of fitting one: temporal, it scores the test part "
+                          "as it is (no fine-tuning); prequential, it is every policy's starting point (no warm-up "
+                          "fit) and realtime keeps learning from it, as it would in production")
     evaluate.add_argument("--policies", nargs="+", choices=POLICY_CHOICES, default=list(POLICY_CHOICES),
                           metavar="POLICY", help="prequential: policies to run, from "
                           f"{', '.join(POLICY_CHOICES)} (default: all)")
@@ -220,13 +227,48 @@ def build_parser() -> argparse.ArgumentParser:
                        help="uvicorn log level (default: %(default)s)")
     _add_model_options(serve)
     _add_feature_options(serve)
+    add_catalog_options(serve, with_sep=True)
 
     from .stream_options import add_consume_parser, add_export_parser, add_follow_options
 
     add_follow_options(serve)
     add_consume_parser(commands)
     add_export_parser(commands)
+    consume = commands.choices["consume"]
+    consume.add_argument("--model", type=Path, metavar="PATH",
+                         help="warm start: a new --snapshot-dir starts from this saved model (a directory that "
+                         "already holds a model resumes from it instead; another model there is an error)")
+    add_catalog_options(consume, with_sep=True)
     return parser
+
+
+def add_catalog_options(p: argparse.ArgumentParser, *, with_sep: bool = False) -> None:
+    """--catalog: item names (and, one option away, genres as side features) from one file."""
+    g = p.add_argument_group("item names (a catalogue such as MovieLens movies.csv)")
+    g.add_argument("--catalog", type=Path, metavar="PATH",
+                   help="items' display names, kept with the model and shown by recommend and serve: "
+                   "CSV/TSV/Parquet with an item ID column and a name column (found by name: movieId/itemId/"
+                   "item_id/item and title/name)")
+    g.add_argument("--item-id-col", metavar="NAME", help="--catalog: item ID column (default: found by name)")
+    g.add_argument("--item-name-col", metavar="NAME", help="--catalog: name column (default: found by name)")
+    g.add_argument("--catalog-genres", action="store_true",
+                   help="also use the catalogue's genres column as item side features (the same as "
+                   "--item-features PATH --item-feature-prefix genre)")
+    if with_sep:
+        g.add_argument("--sep", type=_delimiter, default=None, metavar="CHAR",
+                       help="field separator of the files read: ',', ';', 'tab', ... (default: sniffed from "
+                       "each file's header line: comma, tab or semicolon)")
+
+
+def _delimiter(text: str) -> str:
+    from ..data.sources import check_delimiter
+
+    try:
+        out = check_delimiter(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("delimiter must be", "expected")) from None
+    assert out is not None
+    return out
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
@@ -239,6 +281,9 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    help="events as CSV/TSV/Parquet; columns found by common names (userId/user_id/"
                    "user, movieId/itemId/item_id/item, rating/label/click, timestamp/time/ts), "
                    "so MovieLens ratings.csv works as is")
+    g.add_argument("--sep", type=_delimiter, default=None, metavar="CHAR",
+                   help="field separator of --data and the other files read: ',', ';', 'tab', ... (default: "
+                   "sniffed from each file's header line: comma, tab or semicolon)")
     g.add_argument("--strict", action="store_true",
                    help="fail (exit code 1, the reasons listed) if cleaning would drop any row of --data "
                    "(malformed lines or IDs, missing values, duplicates, ...); without it bad rows are "

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CliError, one_line
+from .errors import EVENT_COLUMN_FLAGS, CliError, cli_hints, one_line
 
 DAY = 86_400.0
 
@@ -34,10 +34,13 @@ def load_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], bool]:
         return events, info, True
     from ..data import load_events
 
-    events, report = load_events(
-        args.data, user_col=args.user_col, item_col=args.item_col,
-        label_col=args.label_col, time_col=args.time_col,
-    )
+    try:
+        events, report = load_events(
+            args.data, user_col=args.user_col, item_col=args.item_col,
+            label_col=args.label_col, time_col=args.time_col, delimiter=args.sep,
+        )
+    except ValueError as exc:  # the library's hints name its arguments; here they are flags
+        raise CliError(cli_hints(one_line(str(exc)), EVENT_COLUMN_FLAGS)) from None
     # The report always goes to stderr (stdout stays the command's output, JSON or table):
     # nobody should learn from a file without seeing what was dropped from it.
     print(report, file=sys.stderr, flush=True)
@@ -142,6 +145,11 @@ def _id_kind(ids: np.ndarray) -> str:
 def load_side_features(args: argparse.Namespace) -> list[SideFeatures]:
     """The --item-features / --user-features files, loaded (none given: an empty list)."""
     out = []
+    if getattr(args, "catalog_genres", False):
+        if args.item_features is not None:
+            raise CliError("--catalog-genres reads the item features from --catalog; drop --item-features")
+        args.item_features = args.catalog
+        args.item_feature_prefix = args.item_feature_prefix or "genre"
     for side in ("item", "user"):
         path = getattr(args, f"{side}_features")
         cols = getattr(args, f"{side}_feature_col")
@@ -157,11 +165,13 @@ def load_side_features(args: argparse.Namespace) -> list[SideFeatures]:
 
         try:
             ids, lists = load_features(path, id_col=id_col, prefix=prefix, duplicates=duplicates or "error",
+                                       delimiter=getattr(args, "sep", None),
                                        feature_col=None if cols is None else cols[0] if len(cols) == 1 else cols)
         except (ValueError, TypeError, OSError, ImportError) as exc:
-            # The library's message as it is (its hints name load_features' arguments, which
-            # each --{side}-feature-* option's help names), with the option and file it is about.
-            message = one_line(str(exc)) or type(exc).__name__
+            # The library's message, its hints turned into this side's flags, with the option
+            # and file it is about.
+            message = cli_hints(one_line(str(exc)) or type(exc).__name__,
+                                {"id_col": f"--{side}-feature-id-col", "feature_col": f"--{side}-feature-col"})
             if str(path) not in message:
                 message = f"{path}: {message}"
             raise CliError(f"--{side}-features: {message}") from None
