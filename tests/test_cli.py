@@ -229,7 +229,8 @@ def test_train_then_recommend_round_trip(tmp_path, capsys):
     np.testing.assert_allclose(printed["scores"], scores, rtol=1e-6)
 
     assert main(["recommend", "--model", str(model), "--user", "3", "-k", "3"]) == 0
-    assert len(capsys.readouterr().out.strip().splitlines()) == 4  # a title and 3 rows
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 5 and lines[1].split() == ["rank", "item", "name", "score"]  # a title, a heading, 3 rows
 
 
 def test_recommend_with_string_ids(tmp_path, capsys):
@@ -257,7 +258,6 @@ def test_recommend_with_string_ids(tmp_path, capsys):
         ["evaluate", "--protocol", "holdout"],
         ["recommend", "--user", "1"],  # --model missing
         ["frobnicate"],
-        [],
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, capsys):
@@ -428,7 +428,7 @@ def test_item_features_with_an_id_column_and_merged_rows(tmp_path, capsys):
     # names the argument it sets).
     assert main(["train", *argv]) == 1  # two possible ID columns
     err = capsys.readouterr().err
-    assert "several columns could be the ID column: ['userId', 'movieId']; pass id_col=... to choose one" in err
+    assert "several columns could be the ID column: ['userId', 'movieId']; give --item-feature-id-col NAME to choose one" in err
     assert main(["train", *argv, "--item-feature-id-col", "movieId"]) == 1  # 5 is on two rows
     assert "pass duplicates='first' or 'last'" in capsys.readouterr().err
     train_json(capsys, *argv, "--item-feature-id-col", "movieId", "--item-feature-duplicates", "merge",

@@ -34,6 +34,7 @@ import threading
 import time
 from typing import Annotated, Any
 
+from ._extras import install_hint
 from .recommender import Recommender
 from .replication import Replica
 
@@ -57,7 +58,7 @@ def _import_fastapi() -> None:
         import fastapi  # noqa: F401, PLC0415
         import uvicorn  # noqa: F401, PLC0415
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("rtrec serve needs FastAPI and uvicorn: pip install 'rtrec_native[serve]'") from exc
+        raise ImportError("rtrec serve needs FastAPI and uvicorn: " + install_hint("serve")) from exc
 
 
 class _BodyLimit:
@@ -404,6 +405,13 @@ def create_app(rec: Recommender | Replica, *, publisher: Any = None, forward: An
     def user_features(body: Features) -> dict[str, int]:
         return set_features(body, False)
 
+    def named(items: list[Any]) -> dict[str, Any]:
+        """{"names": [...]} aligned with the items (null where unknown) when the model has item names."""
+        current = model()
+        if not items or current.stats()["item_names"] == 0:
+            return {}
+        return {"names": current.item_names(items)}
+
     @app.get("/recommend")
     def recommend(user: str = Query(..., min_length=1, max_length=512), k: int = Query(10, ge=1, le=max_k),
                   exclude_seen: bool = True, diversity: float = 0.0) -> dict[str, Any]:
@@ -415,7 +423,8 @@ def create_app(rec: Recommender | Replica, *, publisher: Any = None, forward: An
             raise unprocessable(exc) from exc
         if metrics is not None:
             metrics.recommend_seconds.observe(time.perf_counter() - began)
-        return {"user": uid, "items": ids.tolist(), "scores": finite_or_none(scores.tolist())}
+        items = ids.tolist()
+        return {"user": uid, "items": items, "scores": finite_or_none(scores.tolist()), **named(items)}
 
     @app.post("/recommend")
     def recommend_many(body: BatchQuery) -> dict[str, Any]:
@@ -430,7 +439,8 @@ def create_app(rec: Recommender | Replica, *, publisher: Any = None, forward: An
         results = []
         for user, row_ids, row_scores in zip(body.users, ids.tolist(), scores.tolist(), strict=True):
             keep = [j for j, s in enumerate(row_scores) if math.isfinite(s)]  # drop padding
-            results.append({"user": user, "items": [row_ids[j] for j in keep], "scores": [row_scores[j] for j in keep]})
+            items = [row_ids[j] for j in keep]
+            results.append({"user": user, "items": items, "scores": [row_scores[j] for j in keep], **named(items)})
         return {"results": results}
 
     @app.get("/explain")
@@ -461,7 +471,7 @@ def create_app(rec: Recommender | Replica, *, publisher: Any = None, forward: An
     def prometheus_metrics() -> Any:
         if metrics is None:
             raise HTTPException(status_code=501, detail="GET /metrics needs prometheus-client: "
-                                                        "pip install 'rtrec_native[serve]'")
+                                                        + install_hint("serve"))
         from .prometheus import CONTENT_TYPE  # noqa: PLC0415
 
         return Response(metrics.render(), media_type=CONTENT_TYPE)

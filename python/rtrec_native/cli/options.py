@@ -140,7 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(demo)
     _add_feature_options(demo, evaluation=True)
     _add_replay_options(demo)
-    add_catalog_options(demo)
     output = _add_output_options(demo)
     output.add_argument("--out", type=Path, default=Path("rtrec-demo"),
                         help="directory for report.json and prequential.png (created; default: %(default)s)")
@@ -170,7 +169,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(evaluate)
     _add_feature_options(evaluate, evaluation=True)
     _add_replay_options(evaluate)
-    add_catalog_options(evaluate)
     evaluate.add_argument("--model", type=Path, metavar="PATH",
                           help="measure this saved model instead of fitting one: temporal, it scores the test part "
                           "as it is (no fine-tuning); prequential, it is every policy's starting point (no warm-up "

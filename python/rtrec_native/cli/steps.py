@@ -204,22 +204,26 @@ def _retrain_schedule(args: argparse.Namespace, n_events: int, synthetic: bool) 
 class _Progress:
     """A tqdm bar on stderr fed by :func:`prequential`'s progress callback."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, n_policies: int = 1) -> None:
         self.enabled = enabled
+        self.n_policies = max(1, n_policies)
         self.bar: Any = None
         self.policy = ""
+        self.done = 0
 
     def __call__(self, policy: str, advanced: int, total: int) -> None:
+        """One bar per policy, counting the stream's scored events (``total`` is over all policies)."""
         if not self.enabled:
             return
-        if self.bar is None:
+        if policy != self.policy:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="ev", unit_scale=True, file=sys.stderr,
-                            dynamic_ncols=True, leave=False)
-        if policy != self.policy:
+            if self.bar is not None:
+                self.bar.close()
+            self.done += 1
             self.policy = policy
-            self.bar.set_description(policy, refresh=False)
+            self.bar = tqdm(total=total // self.n_policies, unit="ev", unit_scale=True, file=sys.stderr,
+                            dynamic_ncols=True, leave=False, desc=f"{policy} ({self.done}/{self.n_policies})")
         self.bar.update(advanced)
 
     def close(self) -> None:
@@ -235,12 +239,25 @@ def run_prequential(args: argparse.Namespace, policies: Sequence[str]) -> tuple[
     if retrain_period is not None and events.timestamps is None:
         raise CliError("--retrain-period needs timestamps and the data has no time column; use --retrain-every")
     features = features_for(args, events, data_info, data_ids_only=True)
-    progress = _Progress(enabled=not args.no_progress)
+    start, params = None, model_params(args, events.labels)
+    saved = getattr(args, "model", None)
+    if saved is not None:  # evaluate --model: every policy starts from the saved model
+        from ..recommender import Recommender
+
+        loaded = load_saved_model(saved, args.threads)
+        params = {key: value for key, value in loaded.get_params().items() if key != "num_threads"}
+        params["num_threads"] = args.threads
+
+        def start() -> Any:
+            return Recommender.load(saved, num_threads=args.threads)
+
+        data_info["model_file"] = str(saved)
+    progress = _Progress(enabled=not args.no_progress, n_policies=len(policies))
     began = time.perf_counter()
     try:
         by_side = {f.side: (f.ids, f.lists) for f in features}
         report = prequential(
-            events, model=model_params(args, events.labels), policies=tuple(policies),
+            events, model=params, policies=tuple(policies), start=start,
             batch_size=args.batch_size, warmup=args.warmup, epochs=fit_epochs(args),
             retrain_every=retrain_every, retrain_period=retrain_period, k=args.k,
             n_windows=args.windows, positive_threshold=args.positive_threshold, progress=progress,
@@ -258,8 +275,17 @@ def fit_epochs(args: argparse.Namespace) -> int:
     return args.epochs if args.epochs is not None else default_epochs(args.family)
 
 
+def load_saved_model(path: Path, threads: int | None) -> Any:
+    """A model file given with --model, or a one-line error."""
+    from ..recommender import Recommender
+
+    if not Path(path).is_file():
+        raise CliError(f"model file not found: {path}")
+    return Recommender.load(path, num_threads=threads)
+
+
 def fit_model(
-    args: argparse.Namespace, events: Any, features: Sequence[SideFeatures]
+    args: argparse.Namespace, events: Any, features: Sequence[SideFeatures], catalog: Any = None
 ) -> tuple[Any, dict[str, Any], float]:
     """Build the model the options describe (loss inferred from ``events`` for ``--loss auto``),
     give it the side features, fit it on ``events`` for ``--epochs``; return the model, all
@@ -271,5 +297,7 @@ def fit_model(
     rec = Recommender(**params)
     for side_features in features:
         side_features.apply(rec)
+    if catalog is not None:
+        catalog.apply(rec)
     rec.fit(events, epochs=fit_epochs(args))
     return rec, rec.get_params(), time.perf_counter() - began  # every default filled in
