@@ -428,7 +428,8 @@ def test_item_features_with_an_id_column_and_merged_rows(tmp_path, capsys):
     # names the argument it sets).
     assert main(["train", *argv]) == 1  # two possible ID columns
     err = capsys.readouterr().err
-    assert "several columns could be the ID column: ['userId', 'movieId']; give --item-feature-id-col NAME to choose one" in err
+    assert ("several columns could be the ID column: ['userId', 'movieId']; give --item-feature-id-col NAME to "
+            "choose one") in err
     assert main(["train", *argv, "--item-feature-id-col", "movieId"]) == 1  # 5 is on two rows
     assert "pass duplicates='first' or 'last'" in capsys.readouterr().err
     train_json(capsys, *argv, "--item-feature-id-col", "movieId", "--item-feature-duplicates", "merge",
