@@ -488,7 +488,7 @@ def _fake_server(monkeypatch) -> dict:
         return real_create_app(rec, **kwargs)
 
     monkeypatch.setattr(serving, "create_app", create_app)
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.setdefault("ran", True))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: seen.setdefault("ran", True))
     monkeypatch.setattr(signal, "signal", lambda *args: None)  # leave the test process's handlers alone
     return seen
 
@@ -553,7 +553,7 @@ def test_bad_features_files_exit_1_with_one_line_naming_the_file(tmp_path, capsy
 
     # No features column, a named column that is not there, a directory.
     line = assert_one_line_error(capsys, main([*run, "--item-features", str(data)]), 1)
-    assert "ratings.csv" in line and "no features column found" in line and "feature_col=" in line
+    assert "ratings.csv" in line and "no features column found" in line and "--item-feature-col NAME" in line
     movies = write_movies(tmp_path / "movies.csv")
     line = assert_one_line_error(capsys, main([*run, "--item-features", str(movies), "--item-feature-col", "nope"]), 1)
     assert "movies.csv" in line and "'nope'" in line
