@@ -108,13 +108,14 @@ def test_catalog_genres_are_one_option_away(tmp_path, capsys):
 def test_evaluate_a_saved_model_without_refitting(tmp_path, capsys):
     data = write_ratings(tmp_path / "ratings.csv")
     model = tmp_path / "m.rtrec"
-    assert main(["train", "--data", str(data), "--model-out", str(model), "--dim", "8", "--epochs", "2"]) == 0
+    assert main(["train", "--family", "mf", "--data", str(data), "--model-out", str(model), "--dim", "8", "--epochs",
+                 "2"]) == 0
     capsys.readouterr()
     common = ["evaluate", "--data", str(data), "--json", "--no-progress"]
     assert main([*common, "--protocol", "temporal", "--model", str(model)]) == 0
     saved = json.loads(capsys.readouterr().out)
     assert saved["fit_seconds"] == 0.0 and saved["data"]["model_file"] == str(model)
-    assert main([*common, "--protocol", "temporal", "--dim", "8"]) == 0
+    assert main([*common, "--protocol", "temporal", "--dim", "8", "--family", "mf"]) == 0
     refit = json.loads(capsys.readouterr().out)
     assert set(saved["metrics"]) == set(refit["metrics"]) and "hitrate@10" in saved["metrics"]
     # The saved model scores the test part as it is: what predict says now.

@@ -216,7 +216,11 @@ def _named_reasons(rec: Any, reasons: list[dict[str, Any]]) -> list[dict[str, An
     if not cited:
         return reasons
     names = iter(rec.item_names(cited))
-    return [{**r, "name": next(names)} if "item" in r else r for r in reasons]
+    out = []
+    for r in reasons:
+        name = next(names) if "item" in r else None
+        out.append({**r, "name": name} if name is not None else r)
+    return out
 
 
 def _is_known(rec: Any, user: int | str) -> bool:
@@ -349,7 +353,7 @@ def _ignored_model_options(args: argparse.Namespace, model: dict[str, Any]) -> s
     for key, value in given.items():
         if value is None and key not in ("ttl", "max_rows"):
             continue  # not asked for: the model's own setting stands
-        if key in ("model", "min_count", "ttl", "max_rows") and value == DEFAULTS[key]:
+        if key in ("min_count", "ttl", "max_rows") and value == DEFAULTS[key]:
             continue  # not asked for (or asked for the default)
         have = model.get(key)
         same = have == value or (isinstance(have, float) and isinstance(value, float)

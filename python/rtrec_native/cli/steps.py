@@ -56,13 +56,20 @@ def load_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], bool]:
 _NONE_MEANS_OFF = ("num_threads", "ttl", "max_rows")
 
 
+def family(args: argparse.Namespace) -> str:
+    """--family, or the command line's default family."""
+    from .options import DEFAULT_FAMILY
+
+    return args.family or DEFAULT_FAMILY
+
+
 def model_params(args: argparse.Namespace, labels: Any) -> dict[str, Any]:
     from ..evaluation import infer_loss
 
     params = {
-        "model": args.family,
+        "model": family(args),
         "dim": args.dim,
-        "loss": infer_loss(labels, args.family) if args.loss == "auto" else args.loss,
+        "loss": infer_loss(labels, family(args)) if args.loss == "auto" else args.loss,
         "optimizer": args.optimizer,
         "learning_rate": args.learning_rate,
         "l2": args.l2,
@@ -272,7 +279,7 @@ def fit_epochs(args: argparse.Namespace) -> int:
     """``--epochs``, or the family's default number of fit passes (the core's)."""
     from ..recommender import default_epochs
 
-    return args.epochs if args.epochs is not None else default_epochs(args.family)
+    return args.epochs if args.epochs is not None else default_epochs(family(args))
 
 
 def load_saved_model(path: Path, threads: int | None) -> Any:
