@@ -171,3 +171,24 @@ def test_consume_warm_starts_from_a_saved_model(redis_url, tmp_path, capsys):
     assert restored.item_names([5]) == ["Movie 5, the sequel"]
     assert main(argv) == 0  # the same file again: the directory continues it, so it resumes
     capsys.readouterr()
+
+
+def test_http_replies_carry_the_names(tmp_path):
+    pytest.importorskip("fastapi")
+    from test_serving import Server
+
+    data, catalog = write_ratings(tmp_path / "ratings.csv"), write_catalog(tmp_path / "movies.csv")
+    model = tmp_path / "m.rtrec"
+    assert main(["train", "--data", str(data), "--model-out", str(model), "--dim", "8", "--epochs", "2"]) == 0
+    server = Server("--model", str(model), "--catalog", str(catalog))
+    try:
+        status, body = server.get("/recommend?user=3&k=4")
+        assert status == 200 and len(body["items"]) == 4
+        assert body["names"] == [f"Movie {i}, the sequel" for i in body["items"]]
+        status, body = server.post("/recommend", {"users": [3, 5], "k": 2})
+        assert status == 200
+        for row in body["results"]:
+            assert row["names"] == [f"Movie {i}, the sequel" for i in row["items"]]
+    finally:
+        assert server.stop() == 0
+    assert "69 item names from" in server.stderr_text
