@@ -30,6 +30,17 @@ OMP_WAIT_POLICY_GIVEN = os.environ.get("OMP_WAIT_POLICY")
 # --------------------------------------------------------------------------- #
 
 
+def find_dataset(name: str):
+    """A data set directory: $RTREC_DATA/<name> when it exists, else ../shared/datasets/<name>
+    next to the clone (as the tests look for it); the path returned may not exist."""
+    from pathlib import Path
+
+    env = os.environ.get("RTREC_DATA")
+    if env and (Path(env) / name).is_dir():
+        return Path(env) / name
+    return Path(__file__).resolve().parents[2] / "shared" / "datasets" / name
+
+
 def import_rtrec():
     """Return (module, None) or (None, reason) if rtrec_native cannot be imported.
 

@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 import _common as C
+from _common import find_dataset
 
-MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-latest-small" / "ratings.csv"
+MOVIELENS = find_dataset("ml-latest-small") / "ratings.csv"
 LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 1.0)
 
 

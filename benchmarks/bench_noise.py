@@ -41,8 +41,9 @@ from pathlib import Path
 import numpy as np
 
 import _common as C
+from _common import find_dataset
 
-MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-latest-small" / "ratings.csv"
+MOVIELENS = find_dataset("ml-latest-small") / "ratings.csv"
 SCENARIOS = ("clean", "flip10", "flip20", "flip30", "bot", "dup", "ooo")
 BATCH, K, WARMUP, EPOCHS = 10, 10, 0.2, 5
 BOT_EVENTS, BOT_RATE = 10_000, 100.0

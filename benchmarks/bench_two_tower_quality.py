@@ -28,7 +28,7 @@ from pathlib import Path
 
 import _common as C
 
-MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-latest-small" / "ratings.csv"
+MOVIELENS = C.find_dataset("ml-latest-small") / "ratings.csv"
 
 
 def parse_args(argv=None):

@@ -30,13 +30,13 @@ import argparse
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
 import _common as C
+from _common import find_dataset
 
-MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-latest-small" / "ratings.csv"
+MOVIELENS = find_dataset("ml-latest-small") / "ratings.csv"
 
 
 def parse_args(argv=None):

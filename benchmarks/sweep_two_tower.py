@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
 import _common as C
+from _common import find_dataset
 
-MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-latest-small" / "ratings.csv"
+MOVIELENS = find_dataset("ml-latest-small") / "ratings.csv"
 
 # One change at a time from the defaults (the core's; printed at the top of the output).
 SETTINGS = [

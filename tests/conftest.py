@@ -17,7 +17,18 @@ import pytest
 import rtrec_native as rt
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-MOVIELENS = SHARED / "datasets" / "ml-latest-small"
+
+
+def find_dataset(name: str) -> Path:
+    """A data set directory: under $RTREC_DATA (a directory of data sets) when it holds it,
+    else under ../shared/datasets next to the clone (the path returned may not exist)."""
+    env = os.environ.get("RTREC_DATA")
+    if env and (Path(env) / name).is_dir():
+        return Path(env) / name
+    return SHARED / "datasets" / name
+
+
+MOVIELENS = find_dataset("ml-latest-small")
 
 @dataclass(frozen=True)
 class Variant:

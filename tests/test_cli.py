@@ -87,7 +87,7 @@ def test_demo_json_output_is_the_report(tmp_path, capsys):
 
 def test_demo_on_a_ratings_file_uses_squared_loss_and_rmse(tmp_path, capsys):
     data = write_ratings(tmp_path / "ratings.csv")
-    assert main(["demo", "--data", str(data), "--out", str(tmp_path / "o"), "--no-progress",
+    assert main(["demo", "--family", "mf", "--data", str(data), "--out", str(tmp_path / "o"), "--no-progress",
                  "--dim", "8", "--epochs", "2", "--retrain-every", "200"]) == 0
     assert "RMSE" in capsys.readouterr().out
     report = json.loads((tmp_path / "o" / "report.json").read_text())
@@ -111,7 +111,8 @@ def test_demo_reads_movielens_ratings_as_they_are(tmp_path, capsys):
     head = tmp_path / "ratings.csv"
     with RATINGS.open() as source:
         head.write_text("".join(line for _, line in zip(range(5001), source, strict=False)))
-    assert main(["demo", "--data", str(head), "--out", str(tmp_path / "o"), "--no-progress", "--epochs", "2"]) == 0
+    assert main(["demo", "--family", "mf", "--data", str(head), "--out", str(tmp_path / "o"), "--no-progress",
+                 "--epochs", "2"]) == 0
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["stream"]["loss"] == "squared" and report["config"]["positive_threshold"] == 4.0
     assert all(report["policies"][name]["rmse"] < 1.5 for name in CONTRACT)
@@ -128,12 +129,12 @@ def test_evaluate_prequential_runs_the_chosen_policies(capsys):
 
 def test_evaluate_temporal_split(tmp_path, capsys):
     data = write_ratings(tmp_path / "ratings.csv")
-    assert main(["evaluate", "--protocol", "temporal", "--split", "user", "--data", str(data),
+    assert main(["evaluate", "--family", "mf", "--protocol", "temporal", "--split", "user", "--data", str(data),
                  "--dim", "8", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["split"]["by"] == "user" and printed["split"]["n_train"] + printed["split"]["n_test"] == 1200
     assert {"rmse", "hitrate@10", "ndcg@10"} <= set(printed["metrics"])
-    assert main(["evaluate", "--protocol", "temporal", *TINY]) == 0
+    assert main(["evaluate", "--family", "mf", "--protocol", "temporal", *TINY]) == 0
     assert "hitrate@10" in capsys.readouterr().out
 
 
@@ -188,8 +189,8 @@ def test_every_command_that_reads_data_reports_the_cleaning_on_stderr_and_in_jso
 def test_the_noisy_feedback_options_reach_the_model(tmp_path, capsys):
     data = write_ratings(tmp_path / "ratings.csv")
     model = tmp_path / "m.rtrec"
-    assert main(["train", "--data", str(data), "--model-out", str(model), "--dim", "8", "--epochs", "1",
-                 "--loss", "huber", "--huber-delta", "0.5", "--adaptive-step", "--dedup-window", "60",
+    assert main(["train", "--family", "mf", "--data", str(data), "--model-out", str(model), "--dim", "8",
+                 "--epochs", "1", "--loss", "huber", "--huber-delta", "0.5", "--adaptive-step", "--dedup-window", "60",
                  "--max-user-rate", "5", "--json"]) == 0
     params = json.loads(capsys.readouterr().out)["params"]
     assert (params["loss"], params["huber_delta"], params["adaptive_step"]) == ("huber", 0.5, True)
@@ -209,7 +210,7 @@ def test_strict_accepts_clean_data_and_says_nothing_was_dropped(tmp_path, capsys
 
 @needs_movielens
 def test_evaluate_temporal_on_movielens(capsys):
-    assert main(["evaluate", "--protocol", "temporal", "--data", str(RATINGS), "--json"]) == 0
+    assert main(["evaluate", "--family", "mf", "--protocol", "temporal", "--data", str(RATINGS), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["metrics"]["rmse"] < 1.1 and printed["n_ranked_users"] > 50
 
@@ -229,7 +230,8 @@ def test_train_then_recommend_round_trip(tmp_path, capsys):
     np.testing.assert_allclose(printed["scores"], scores, rtol=1e-6)
 
     assert main(["recommend", "--model", str(model), "--user", "3", "-k", "3"]) == 0
-    assert len(capsys.readouterr().out.strip().splitlines()) == 4  # a title and 3 rows
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 5 and lines[1].split() == ["rank", "item", "name", "score"]  # a title, a heading, 3 rows
 
 
 def test_recommend_with_string_ids(tmp_path, capsys):
@@ -257,7 +259,6 @@ def test_recommend_with_string_ids(tmp_path, capsys):
         ["evaluate", "--protocol", "holdout"],
         ["recommend", "--user", "1"],  # --model missing
         ["frobnicate"],
-        [],
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, capsys):
@@ -300,10 +301,12 @@ def test_bad_arguments_in_a_separate_process_give_one_line_and_no_traceback():
 
 def test_model_options_default_to_the_librarys_defaults():
     # --epochs is the family's default_epochs, the rest from DEFAULTS: no second copy to drift.
+    from rtrec_native.cli.options import DEFAULT_FAMILY
     from rtrec_native.cli.steps import fit_epochs, model_params
 
     args = build_parser().parse_args(["train", "--model-out", "m.rtrec"])
-    assert args.epochs is None and fit_epochs(args) == rt.default_epochs("mf")
+    assert args.epochs is None and fit_epochs(args) == rt.default_epochs(DEFAULT_FAMILY)
+    assert model_params(args, None)["model"] == DEFAULT_FAMILY == "two_tower"
     args = build_parser().parse_args(["train", "--model-out", "m.rtrec", "--family", "two_tower", "--epochs", "3"])
     assert fit_epochs(args) == 3
     # Family-dependent options are unset (None) and the model takes its family's defaults.
@@ -428,7 +431,8 @@ def test_item_features_with_an_id_column_and_merged_rows(tmp_path, capsys):
     # names the argument it sets).
     assert main(["train", *argv]) == 1  # two possible ID columns
     err = capsys.readouterr().err
-    assert "several columns could be the ID column: ['userId', 'movieId']; pass id_col=... to choose one" in err
+    assert ("several columns could be the ID column: ['userId', 'movieId']; give --item-feature-id-col NAME to "
+            "choose one") in err
     assert main(["train", *argv, "--item-feature-id-col", "movieId"]) == 1  # 5 is on two rows
     assert "pass duplicates='first' or 'last'" in capsys.readouterr().err
     train_json(capsys, *argv, "--item-feature-id-col", "movieId", "--item-feature-duplicates", "merge",
@@ -487,7 +491,7 @@ def _fake_server(monkeypatch) -> dict:
         return real_create_app(rec, **kwargs)
 
     monkeypatch.setattr(serving, "create_app", create_app)
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.setdefault("ran", True))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: seen.setdefault("ran", True))
     monkeypatch.setattr(signal, "signal", lambda *args: None)  # leave the test process's handlers alone
     return seen
 
@@ -552,7 +556,7 @@ def test_bad_features_files_exit_1_with_one_line_naming_the_file(tmp_path, capsy
 
     # No features column, a named column that is not there, a directory.
     line = assert_one_line_error(capsys, main([*run, "--item-features", str(data)]), 1)
-    assert "ratings.csv" in line and "no features column found" in line and "feature_col=" in line
+    assert "ratings.csv" in line and "no features column found" in line and "--item-feature-col NAME" in line
     movies = write_movies(tmp_path / "movies.csv")
     line = assert_one_line_error(capsys, main([*run, "--item-features", str(movies), "--item-feature-col", "nope"]), 1)
     assert "movies.csv" in line and "'nope'" in line

@@ -35,7 +35,8 @@ def test_recommend_with_diversity_and_explanations(model_file, capsys):
     ]
     assert main([*argv, "--explain"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 11 and all("because: item " in line for line in lines[2::2])
+    assert len(lines) == 12 and lines[1].split() == ["rank", "item", "name", "score"]  # a title, a heading, 5 rows
+    assert all("because: item " in line for line in lines[3::2])
 
 
 def test_explain_for_an_unknown_user_says_so(model_file, capsys):

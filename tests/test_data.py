@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import find_dataset
 from rtrec_native import data
 from rtrec_native.data import REASONS, Events, load_events
 
 pd = pytest.importorskip("pandas")
 
-MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-latest-small"
+MOVIELENS = find_dataset("ml-latest-small")
 
 
 def good_rows(n: int = 6) -> dict[str, list]:

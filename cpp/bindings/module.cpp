@@ -662,6 +662,35 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("items"), py::arg("id"))
       .def(
+          "set_item_names",
+          [](Model& model, py::handle ids, const py::list& names) {
+            const Ids i = to_ids(ids, "items");
+            std::vector<std::string> text;
+            text.reserve(names.size());
+            for (const py::handle n : names) {
+              if (!PyUnicode_Check(n.ptr())) throw py::type_error("names: expected a list of str");
+              text.push_back(utf8(n, "names"));
+            }
+            py::gil_scoped_release release;
+            model.set_item_names(i.batch, text);
+          },
+          py::arg("ids"), py::arg("names"))
+      .def(
+          "item_names",
+          [](const Model& model, py::handle ids) {
+            const Ids i = to_ids(ids, "items");
+            std::vector<std::pair<bool, std::string>> found;
+            {
+              py::gil_scoped_release release;
+              found = model.item_names(i.batch);
+            }
+            py::list out(found.size());
+            for (size_t k = 0; k < found.size(); ++k)
+              out[k] = found[k].first ? py::object(py::str(found[k].second)) : py::object(py::none());
+            return out;
+          },
+          py::arg("ids"))
+      .def(
           "evict_before",
           [](Model& model, double cutoff) {
             py::gil_scoped_release release;
@@ -752,6 +781,7 @@ PYBIND11_MODULE(_core, m) {
         d["clock"] = s.clock;
         d["hidden_items"] = s.hidden_items;
         d["unknown_filter_ids"] = s.unknown_filter_ids;
+        d["item_names"] = s.item_names;
         return d;
       });
 }

@@ -602,6 +602,8 @@ ModelStats Model::stats() const noexcept {
   s.hidden_items = hidden_.count();
   s.unknown_filter_ids = unknown_filter_ids_.load(std::memory_order_relaxed);
   s.memory_bytes += hidden_.memory_bytes() + item_features_.lists.index_bytes();
+  s.item_names = item_names_.size();
+  s.memory_bytes += item_names_.memory_bytes();
   s.memory_bytes += NoiseGuard::memory_bytes(config_.dedup_window, config_.max_user_rate);
   if (adaptive_) s.memory_bytes += AdaptiveStep::memory_bytes();
   if (user_sketch_) s.memory_bytes += 2 * CountMinSketch::memory_bytes();

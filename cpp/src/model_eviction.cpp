@@ -75,6 +75,11 @@ uint64_t Model::evict_rows(const std::vector<uint32_t>& user_rows, const std::ve
     for (uint32_t r : p.items) changed = hidden_.set(r, false) || changed;
     if (changed) hidden_version_.fetch_add(1, std::memory_order_release);
   }
+  if (!p.items.empty() && item_names_.size() > 0) {  // an evicted item's name goes with it
+    std::vector<uint64_t> keys;
+    for (uint32_t r : p.items) keys.push_back(items_.key(r));  // erased, not yet recycled
+    item_names_.erase(keys);
+  }
   evicted_users_.fetch_add(p.users.size(), std::memory_order_relaxed);
   evicted_items_.fetch_add(p.items.size(), std::memory_order_relaxed);
   const uint64_t n = p.users.size() + p.items.size();

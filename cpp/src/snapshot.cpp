@@ -23,6 +23,7 @@ struct FileImage {
   EvictedKeys evicted;
   std::vector<uint16_t> sketches;  // full snapshots of admission models: users', then items'
   HiddenImage hidden;
+  std::vector<ItemNames::Entry> item_names;  // version >= 6
 };
 
 FileImage read_file(Reader& r, uint32_t kind) {
@@ -50,6 +51,7 @@ FileImage read_file(Reader& r, uint32_t kind) {
   f.evicted = read_evicted(r, kind == kFullSnapshot);
   if (kind == kFullSnapshot) f.sketches = read_sketches(r, c);
   if (f.header.version >= 6) f.hidden = read_hidden(r, kind == kFullSnapshot);
+  if (f.header.version >= 6) f.item_names = read_item_names(r);
   r.finish();
   return f;
 }
@@ -83,6 +85,7 @@ void save_snapshot(const Model& m, const std::string& path) {
     write_evicted(w, EvictedKeys{});
     write_sketches(w, cut.sketch(false), cut.sketch(true));
     write_hidden(w, true, cut.hidden_keys());
+    write_item_names(w, m.item_name_store().since(0));
   });
   cut.commit();
 }
@@ -129,6 +132,7 @@ std::unique_ptr<Model> load_snapshot(const std::string& path) {
   }
   // The copy continues the lineage at the file's position: if it trains and publishes, its
   // next delta holds what changed after loading (restored rows are unmarked).
+  apply_item_names(m->item_name_store(), f.item_names);
   import.continue_from(h.position, /*loaded=*/true);
   return m;
 }
@@ -153,6 +157,7 @@ void save_delta(const Model& m, const std::string& path) {
     write_two_tower(w, cut, d.users, d.n_items, nullptr);
     write_evicted(w, d.evicted);
     write_hidden(w, d.hidden_changed, d.hidden);
+    write_item_names(w, m.item_name_store().since(d.since));
   });
   cut.commit();
 }
@@ -215,6 +220,7 @@ void apply_delta(Model& m, const std::string& path) {
     apply_features(r, import, true, f.item_features, rows_of(items, m.items()), false);
     apply_two_tower(r, import, f.two_tower, user_rows, false);
     if (f.hidden.present) import.set_hidden(f.hidden.keys);
+    apply_item_names(m.item_name_store(), f.item_names);  // after the evictions: a re-set name stays
     import.restore(h.counters);
     import.continue_from(h.position, /*loaded=*/false);
   }

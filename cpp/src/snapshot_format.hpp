@@ -26,8 +26,9 @@ constexpr char kDeltaMagic[8] = {'R', 'T', 'R', 'E', 'C', 'D', 'L', 'T'};
 // one accumulator float per row, as two_tower's do (version 4: one per coordinate). Version 4
 // files load: the options off, the counters at 0, mf accumulators made row-wise
 // (accumulators_to_row_wise).
-// 6: hidden items (a section at the end: full snapshots always, deltas when the set changed).
-// Version 5 files load with nothing hidden.
+// 6: hidden items and item display names, two sections after all others (hidden: full
+// snapshots always, deltas when the set changed; names: snapshot_item_names.cpp). Version 4
+// and 5 files load with nothing hidden and no names.
 constexpr uint32_t kVersion = 6;
 constexpr uint32_t kOldestVersion = 4;
 constexpr uint32_t kFullSnapshot = 0;
@@ -152,6 +153,13 @@ struct HiddenImage {
 void write_hidden(Writer& w, bool present, const std::vector<uint64_t>& keys);
 HiddenImage read_hidden(Reader& r, bool full);
 std::vector<uint16_t> read_sketches(Reader& r, const ModelConfig& c);
+
+// ---- item names (snapshot_item_names.cpp; version >= 6): full snapshots all of them,
+// deltas those set since the previous cut.
+void write_item_names(Writer& w, const std::vector<ItemNames::Entry>& names);
+std::vector<ItemNames::Entry> read_item_names(Reader& r);
+// Sets them unmarked (not changes of this model for its next delta).
+void apply_item_names(ItemNames& store, const std::vector<ItemNames::Entry>& names);
 
 }  // namespace snapshot_detail
 }  // namespace rtrec

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ._extras import install_hint
 from .recommender import Recommender
 
 __all__ = ["FORMATS", "SIDES", "export_vectors"]
@@ -81,7 +82,7 @@ def _write_parquet(directory: Path, tables: dict[str, tuple], meta: dict[str, An
         import pyarrow as pa  # noqa: PLC0415
         import pyarrow.parquet as pq  # noqa: PLC0415
     except ImportError as exc:
-        raise ImportError("parquet export needs pyarrow: pip install 'rtrec_native[parquet]'") from exc
+        raise ImportError("parquet export needs pyarrow: " + install_hint("parquet")) from exc
     directory.mkdir(parents=True, exist_ok=True)
     files = []
     for side, (ids, vectors, biases) in tables.items():

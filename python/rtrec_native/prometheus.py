@@ -32,6 +32,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ._extras import install_hint
+
 __all__ = ["CONTENT_TYPE", "ServerMetrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -41,7 +43,7 @@ def _client() -> Any:
     try:
         import prometheus_client  # noqa: PLC0415
     except ImportError as exc:
-        raise ImportError("GET /metrics needs prometheus-client: pip install 'rtrec_native[serve]'") from exc
+        raise ImportError("GET /metrics needs prometheus-client: " + install_hint("serve")) from exc
     return prometheus_client
 
 

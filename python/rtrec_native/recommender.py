@@ -9,6 +9,7 @@ import numpy as np
 
 from . import _core, _params
 from . import _validation as check
+from ._item_names import ItemNamesMixin
 from ._retrieval import MAX_FILTER_IDS, MAX_FILTER_TAGS, MAX_QUERY_HISTORY, RetrievalMixin, _ids_out
 from .events import event_arguments
 
@@ -80,7 +81,7 @@ def _path(path: str | os.PathLike) -> str:
     return text
 
 
-class Recommender(RetrievalMixin):
+class Recommender(RetrievalMixin, ItemNamesMixin):
     """A recommender that learns from every event, in place, in one of two model families.
 
     ``model="mf"`` (the default), matrix factorisation: score(u, i) = mu + b_u + b_i +
@@ -515,7 +516,8 @@ class Recommender(RetrievalMixin):
         not learned because an ID had not reached ``min_count``), evicted_users and
         evicted_items (rows evicted so far), deduplicated and rate_limited (``update`` events
         not learned by ``dedup_window`` / ``max_user_rate``), clock (newest event time seen, seconds),
-        seen_pairs, memory_bytes (tables, index, seen lists, two_tower's histories and tower),
+        item_names (items with a display name), seen_pairs, memory_bytes (tables, index, seen
+        lists, two_tower's histories and tower, item names),
         global_bias, plus the model family, dim, loss, optimizer and threads."""
         out = dict(self._model.stats())
         out["model"] = self._params["model"]

@@ -35,6 +35,7 @@ import threading
 import time
 from typing import Annotated, Any
 
+from ._extras import install_hint
 from .recommender import Recommender
 from .replication import Replica
 from .serving_retrieval import add_retrieval_routes
@@ -59,7 +60,7 @@ def _import_fastapi() -> None:
         import fastapi  # noqa: F401, PLC0415
         import uvicorn  # noqa: F401, PLC0415
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("rtrec serve needs FastAPI and uvicorn: pip install 'rtrec_native[serve]'") from exc
+        raise ImportError("rtrec serve needs FastAPI and uvicorn: " + install_hint("serve")) from exc
 
 
 class _BodyLimit:
@@ -399,9 +400,16 @@ def create_app(rec: Recommender | Replica, *, publisher: Any = None, forward: An
     def user_features(body: Features) -> dict[str, int]:
         return set_features(body, False)
 
+    def named(items: list[Any]) -> dict[str, Any]:
+        """{"names": [...]} aligned with the items (null where unknown) when the model has item names."""
+        current = model()
+        if not items or current.stats()["item_names"] == 0:
+            return {}
+        return {"names": current.item_names(items)}
+
     add_retrieval_routes(app, rec=rec, replica=replica, forward=forward, metrics=metrics, max_k=max_k,
                          max_events=max_events, parse_id=user_id, unprocessable=unprocessable,
-                         finite_or_none=finite_or_none)
+                         finite_or_none=finite_or_none, named=named)
 
     @app.get("/explain")
     def explain(user: str = Query(..., min_length=1, max_length=512),
@@ -431,7 +439,7 @@ def create_app(rec: Recommender | Replica, *, publisher: Any = None, forward: An
     def prometheus_metrics() -> Any:
         if metrics is None:
             raise HTTPException(status_code=501, detail="GET /metrics needs prometheus-client: "
-                                                        "pip install 'rtrec_native[serve]'")
+                                                        + install_hint("serve"))
         from .prometheus import CONTENT_TYPE  # noqa: PLC0415
 
         return Response(metrics.render(), media_type=CONTENT_TYPE)

@@ -31,9 +31,11 @@ FALLBACK_POPULAR = "popular"
 def add_retrieval_routes(app: Any, *, rec: Any, replica: Any, forward: Any, metrics: Any, max_k: int,
                          max_events: int, parse_id: Callable[[str, str], Any],
                          unprocessable: Callable[[Exception], Exception],
-                         finite_or_none: Callable[[Any], list]) -> None:
+                         finite_or_none: Callable[[Any], list],
+                         named: Callable[[list], dict[str, Any]]) -> None:
     """Adds the retrieval endpoints to `app` (see the module docs). `parse_id(text, side)`
-    turns query-string text into an ID of the model's kind."""
+    turns query-string text into an ID of the model's kind; `named(items)` gives the reply's
+    ``{"names": [...]}`` when the model has item names (else {})."""
     from fastapi import HTTPException, Query  # noqa: PLC0415
     from fastapi.responses import JSONResponse  # noqa: PLC0415
     from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr  # noqa: PLC0415
@@ -82,7 +84,8 @@ def add_retrieval_routes(app: Any, *, rec: Any, replica: Any, forward: Any, metr
         return out
 
     def one_list(ids: Any, scores: Any, **head: Any) -> dict[str, Any]:
-        return {**head, "items": ids.tolist(), "scores": finite_or_none(scores.tolist())}
+        items = ids.tolist()
+        return {**head, "items": items, "scores": finite_or_none(scores.tolist()), **named(items)}
 
     def for_user(uid: Any, reply: dict[str, Any]) -> dict[str, Any]:
         if not rec.knows_user(uid):

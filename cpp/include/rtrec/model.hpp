@@ -26,6 +26,7 @@
 #include "rtrec/feature_lists.hpp"
 #include "rtrec/hidden_rows.hpp"
 #include "rtrec/history_store.hpp"
+#include "rtrec/item_names.hpp"
 #include "rtrec/kernels.hpp"
 #include "rtrec/noise_guard.hpp"
 #include "rtrec/random.hpp"
@@ -60,6 +61,7 @@ struct ModelStats {
   uint64_t deduplicated, rate_limited;  // update() events not learned (see ModelConfig)
   uint64_t hidden_items;                // see Model::hide
   uint64_t unknown_filter_ids;          // allow-list IDs that had no row, over all calls
+  uint64_t item_names;                  // items with a display name (item_names.hpp)
   double global_bias;
   double clock;  // the newest event time seen (seconds)
 };
@@ -166,6 +168,15 @@ class Model {
   void set_features(bool items, const IdBatch& ids, const std::vector<std::vector<std::string>>& features);
   // The feature names of one ID (empty if it has none or is unknown).
   std::vector<std::string> features_of(bool items, uint64_t key, const std::string* name) const;
+
+  // Display names of items (item_names.hpp, item_names.cpp): set, replaced or (an empty
+  // name) removed per item key; an item needs no row to have a name. Kept in snapshots and,
+  // when set since the last delta, in deltas. The batch is checked whole first (ID kind,
+  // lengths); names() answers {false, ""} where an item has none.
+  void set_item_names(const IdBatch& ids, const std::vector<std::string>& names);
+  std::vector<std::pair<bool, std::string>> item_names(const IdBatch& ids) const;
+  const ItemNames& item_name_store() const noexcept { return item_names_; }
+  ItemNames& item_name_store() noexcept { return item_names_; }
 
   // Vectors for other systems (an ANN index, say): for items their effective vector and
   // bias (what top-K scores against); for users their query vector and bias (mf: the
@@ -375,6 +386,7 @@ class Model {
   mutable std::atomic<uint64_t> unknown_filter_ids_{0};  // allow-list IDs with no row, over all calls
   FeatureSide user_features_, item_features_;
   std::mutex features_mutex_;  // one set_features at a time
+  ItemNames item_names_;       // display names; dropped with evicted items
 
   // Global bias: the running weighted mean of labels (squared) or its logit (logistic); kept
   // out of SGD so that Hogwild threads do not all write one cache line per event.

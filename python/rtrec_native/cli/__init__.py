@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .commands import COMMANDS
 from .errors import PROG, CliError, one_line
@@ -39,8 +40,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     one line on stderr.
     """
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:  # `rtrec` alone: what it can do, not an error
+        parser.print_help()
+        return 0
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            _unknown_options(parser, args.command, unknown)
     except SystemExit as exc:  # --help, --version, argument errors
         return int(exc.code) if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     try:
@@ -54,3 +61,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"{PROG} {args.command}: error: {one_line(str(exc)) or type(exc).__name__}", file=sys.stderr)
         return 1
+
+
+def _unknown_options(parser: Any, command: str, unknown: list[str]) -> None:
+    """Exit 2 naming the subcommand's --help (its options are there), with the closest
+    option when one is near."""
+    import difflib
+
+    sub = next(a for a in parser._subparsers._group_actions if a.dest == "command").choices[command]
+    known = [o for action in sub._actions for o in action.option_strings if o.startswith("--")]
+    first = unknown[0].split("=", 1)[0]
+    close = difflib.get_close_matches(first, known, n=1, cutoff=0.6) if first.startswith("-") else []
+    hint = f"; did you mean {close[0]}?" if close else ""
+    sub.exit(2, f"{PROG} {command}: error: unrecognized arguments: {' '.join(unknown)}{hint} "
+                f"(see {PROG} {command} --help)\n")

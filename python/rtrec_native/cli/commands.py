@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PROG, CliError
+from .model_source import start_model
+from .names import load_catalog
 from .options import POLICY_CHOICES
 from .output import (
     describe_run,
@@ -24,8 +26,17 @@ from .output import (
     print_json,
     write_plot,
 )
-from .retrieval import cli_id, cmd_history, cmd_similar, filters, load_model, ranked
-from .steps import features_for, fit_epochs, fit_model, load_data, load_side_features, model_params, run_prequential
+from .retrieval import cli_id, cmd_history, cmd_similar, filters, load_model, print_ranked, ranked
+from .steps import (
+    features_for,
+    fit_epochs,
+    fit_model,
+    load_data,
+    load_saved_model,
+    load_side_features,
+    model_params,
+    run_prequential,
+)
 
 # =========================================================================== commands
 
@@ -42,7 +53,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     payload["data"] = data_info
     payload["replay_seconds"] = replay_seconds
     report_path, plot_path = out / "report.json", out / "prequential.png"
-    write_plot(report, plot_path)
+    write_plot(report, plot_path, data_info)
     seconds = time.perf_counter() - began  # everything: loading, replay, plot
     payload["wall_seconds"] = seconds
     report_path.write_text(json.dumps(payload, indent=2, allow_nan=False, default=json_default) + "\n")
@@ -85,15 +96,24 @@ def _evaluate_temporal(args: argparse.Namespace) -> int:
         raise CliError(f"the {args.split} split left an empty part (train {len(split.train)}, test "
                        f"{len(split.test)}); change --test-fraction")
     features = features_for(args, events, data_info, data_ids_only=True)  # train and test IDs
-    rec, params, fit_seconds = fit_model(args, split.train, features)
+    if args.model is not None:  # the saved model scores the test part as it is: no fit, no fine-tuning
+        rec = load_saved_model(args.model, args.threads)
+        for side_features in features:
+            side_features.apply(rec)  # only IDs without features before get them; known ones are replaced
+        params, fit_seconds = rec.get_params(), 0.0
+        data_info["model_file"] = str(args.model)
+    else:
+        rec, params, fit_seconds = fit_model(args, split.train, features)
     result = evaluate_split(rec, split, k=args.k, positive_threshold=args.positive_threshold,
                             diversity=args.diversity)
     if args.json:
         print_json({**result.to_dict(), "data": data_info, "model": params, "fit_seconds": fit_seconds})
         return 0
     info = result.split
+    fitted = f"saved model {args.model}, not refitted" if args.model is not None else f"fit {fit_seconds:.2f} s"
     print(f"temporal split ({info['by']}): {info['n_train']:,} train / {info['n_test']:,} test events; "
-          f"loss={params['loss']}, fit {fit_seconds:.2f} s; {result.n_ranked_users:,} test users ranked")
+          f"model={params['model']}, loss={params['loss']}, {fitted}; {result.n_ranked_users:,} test users ranked "
+          f"(positives: label >= {result.positive_threshold:g})")
     for side_features in features:
         print(side_features.describe())
     width = max(len(name) for name in result.metrics)
@@ -107,7 +127,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     # Every ID of a features file gets its features (and a row): the model can then
     # recommend items nobody has interacted with yet.
     features = features_for(args, events, data_info, data_ids_only=False)
-    rec, params, fit_seconds = fit_model(args, events, features)
+    catalog = load_catalog(args)
+    rec, params, fit_seconds = fit_model(args, events, features, catalog)
     path = Path(args.model_out)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,12 +157,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         notes.append(f"{counters[f'n_{side_features.side}_features']:,} distinct {side_features.side} features "
                      f"on {len(side_features.ids):,} {side_features.side}s from {side_features.path} "
                      f"({side_features.n_in_data:,} of them in the data)")
+    if catalog is not None:
+        notes.append(f"{rec.stats()['item_names']:,} item names from {catalog.path}")
     for note in notes:
         print(f"  {note}")
     return 0
 
 
-TRAIN_COUNTERS = ("not_admitted", "evicted_users", "evicted_items", "n_item_features", "n_user_features")
+TRAIN_COUNTERS = ("item_names", "not_admitted", "evicted_users", "evicted_items", "n_item_features", "n_user_features")
 
 
 
@@ -150,57 +173,88 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.history is not None:
         return cmd_history(args, rec)
     user = cli_id(rec, args.user, "user")
-    ids, scores = ranked(lambda: rec.recommend(user, k=args.k, exclude_seen=not args.include_seen,
-                                               diversity=args.diversity, **filters(rec, args)))
+    items, scores = ranked(lambda: rec.recommend(user, k=args.k, exclude_seen=not args.include_seen,
+                                                 diversity=args.diversity, **filters(rec, args)))
     # An unknown user's list is the popularity ranking: said, never passed off as personal.
     known = rec.knows_user(user)
     # The reasons come from the model itself (Recommender.explain); a user the model does
     # not know has none.
-    reasons = [rec.explain(user, item, n=3) if known else [] for item in ids] if args.explain else None
+    reasons = [rec.explain(user, item, n=3) if known else [] for item in items] if args.explain else None
+    names = rec.item_names(items) if items else []
     if args.json:
-        payload = {"user": args.user, "k": args.k, "diversity": args.diversity, "items": ids,
-                   "scores": [float(s) for s in scores]}
+        payload = {"user": args.user, "k": args.k, "diversity": args.diversity, "items": items,
+                   "names": names, "scores": [float(s) for s in scores]}
         if not known:
             payload["fallback"] = "popular"
         if reasons is not None:
-            payload["explanations"] = reasons
+            payload["explanations"] = [_named_reasons(rec, r) for r in reasons]
         print_json(payload)
         return 0
-    print(f"top {len(ids)} for user {args.user}" + (f" (diversity {args.diversity:g})" if args.diversity else "")
+    print(f"top {len(items)} for user {args.user}" + (f" (diversity {args.diversity:g})" if args.diversity else "")
           + ("" if known else " (unknown user: the popular items)") + ":")
-    for rank, (item, score) in enumerate(zip(ids, scores, strict=True), start=1):
-        print(f"{rank:>4}  {item!s:>12}  {score:.4f}")
+
+    def because(i: int, indent: int) -> None:
         if reasons is not None:
-            print(f"{'':>6}because: {_reasons_text(reasons[rank - 1]) if known else 'unknown user: popular items'}")
+            text = _reasons_text(_named_reasons(rec, reasons[i])) if known else "unknown user: popular items"
+            print(f"{'':>{indent}}because: {text}")
+
+    print_ranked(items, names, scores, after_row=because)
     return 0
+
+
+def _named_reasons(rec: Any, reasons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """explain()'s reasons with the cited items' names where the model knows them."""
+    cited = [r["item"] for r in reasons if "item" in r]
+    if not cited:
+        return reasons
+    names = iter(rec.item_names(cited))
+    out = []
+    for r in reasons:
+        name = next(names) if "item" in r else None
+        out.append({**r, "name": name} if name is not None else r)
+    return out
 
 
 def _reasons_text(reasons: list[dict[str, Any]]) -> str:
     if not reasons:
         return "no history or features to explain it"
-    return ", ".join(f"{'item ' + str(r['item']) if 'item' in r else 'feature ' + r['feature']} ({r['weight']:+.3f})"
-                     for r in reasons)
+    def cited(r: dict[str, Any]) -> str:
+        if "item" not in r:
+            return f"feature {r['feature']}"
+        return f"item {r['item']}" + (f" {r['name']!r}" if r.get("name") else "")
+
+    return ", ".join(f"{cited(r)} ({r['weight']:+.3f})" for r in reasons)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    if args.follow is not None:
-        from .stream_commands import follow_app  # noqa: PLC0415
+    sock = _bind(args)  # a busy port fails before anything is loaded or announced
+    try:
+        app, origin = _follow_app(args) if args.follow is not None else _serving_app(args)
+    except BaseException:
+        sock.close()
+        raise
+    return _run_server(args, app, origin, sock)
 
-        app, origin = follow_app(args)
-        return _run_server(args, app, origin)
+
+def _follow_app(args: argparse.Namespace) -> tuple[Any, str]:
+    from .stream_commands import follow_app  # noqa: PLC0415
+
+    return follow_app(args)
+
+
+def _serving_app(args: argparse.Namespace) -> tuple[Any, str]:
     from ..recommender import Recommender  # noqa: PLC0415
-    from ..replication import Publisher, restore_latest  # noqa: PLC0415
+    from ..replication import Publisher  # noqa: PLC0415
     from ..serving import create_app  # noqa: PLC0415
 
     features = load_side_features(args)  # bad files fail before anything starts
-    rec = restore_latest(args.snapshot_dir, num_threads=args.threads) if args.snapshot_dir else None
-    origin = f"resumed from {args.snapshot_dir}" if rec is not None else ""
-    if rec is None and args.model is not None:
-        rec, origin = Recommender.load(args.model, num_threads=args.threads), f"loaded {args.model}"
-    if rec is None:
+    catalog = load_catalog(args)
+    started = start_model(args.model, args.snapshot_dir, args.threads)
+    if started is None:
         rec = Recommender(**model_params(args, None))  # no labels yet: auto means the family's default
         origin = f"new {rec.get_params()['model']} {rec.get_params()['loss']} model"
     else:
+        rec, origin = started
         ignored = _ignored_model_options(args, rec.get_params())
         if ignored:
             print(f"{PROG} serve: note: the model keeps its own settings; ignoring {ignored}",
@@ -208,22 +262,51 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for side_features in features:
         side_features.apply(rec)
         origin += f"; {side_features.describe()}"
+    if catalog is not None:
+        catalog.apply(rec)
+        origin += f"; {catalog.describe()}"
     publisher = Publisher(rec, args.snapshot_dir, interval=args.snapshot_interval) if args.snapshot_dir else None
     app = create_app(rec, publisher=publisher, max_body_bytes=args.max_body_bytes, max_k=args.max_k)
-    return _run_server(args, app, origin)
+    return app, origin
 
 
-def _run_server(args: argparse.Namespace, app: Any, origin: str) -> int:
+def _bind(args: argparse.Namespace) -> Any:
+    """The listening socket, bound before anything is loaded: a busy port is one line."""
+    import socket  # noqa: PLC0415
+
+    try:
+        infos = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise CliError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise CliError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _run_server(args: argparse.Namespace, app: Any, origin: str, sock: Any) -> int:
     import uvicorn  # noqa: PLC0415
 
-    print(f"{PROG} serve: {origin}; http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    port = sock.getsockname()[1]
+    print(f"{PROG} serve: {origin}; http://{args.host}:{port}", file=sys.stderr, flush=True)
     # uvicorn turns SIGTERM/SIGINT into a graceful shutdown, which closes the publisher and
     # so writes the last delta; afterwards it re-raises the signal with the handler that was
     # installed before it started. A no-op handler there makes a requested shutdown exit 0.
     import signal  # noqa: PLC0415
 
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
     return 0
 
 
@@ -240,7 +323,7 @@ def _ignored_model_options(args: argparse.Namespace, model: dict[str, Any]) -> s
     for key, value in given.items():
         if value is None and key not in ("ttl", "max_rows"):
             continue  # not asked for: the model's own setting stands
-        if key in ("model", "min_count", "ttl", "max_rows") and value == DEFAULTS[key]:
+        if key in ("min_count", "ttl", "max_rows") and value == DEFAULTS[key]:
             continue  # not asked for (or asked for the default)
         have = model.get(key)
         same = have == value or (isinstance(have, float) and isinstance(value, float)

@@ -21,6 +21,11 @@ from .retrieval import add_filter_options
 # "auto" (see --loss) and every loss some family trains with, as the core lists them.
 LOSS_CHOICES = ("auto", *dict.fromkeys(loss for family in ("mf", "two_tower") for loss in _core.losses(family)))
 POLICY_CHOICES = ("realtime", "periodic", "static")
+#: The command line's model family when --family is not given. Measured with each family's own
+#: defaults (benchmarks/bench_two_tower_quality.py, rtrec demo): learning per event, two_tower
+#: is ahead of mf and of every periodic and static policy on the MovieLens replay and on the
+#: synthetic stream; mf stays one word away (--family mf) for ratings and the cheapest updates.
+DEFAULT_FAMILY = "two_tower"
 
 
 # =========================================================================== argument types
@@ -153,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(train)
     _add_model_options(train)
     _add_feature_options(train)
+    add_catalog_options(train)
     train.add_argument("--model-out", type=Path, required=True, metavar="PATH",
                        help="where to write the model snapshot (parent directories are created)")
     _add_output_options(train)
@@ -169,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(evaluate)
     _add_feature_options(evaluate, evaluation=True)
     _add_replay_options(evaluate)
+    evaluate.add_argument("--model", type=Path, metavar="PATH",
+                          help="measure this saved model instead of fitting one: temporal, it scores the test part "
+                          "as it is (no fine-tuning); prequential, it is every policy's starting point (no warm-up "
+                          "fit) and realtime keeps learning from it, as it would in production")
     evaluate.add_argument("--policies", nargs="+", choices=POLICY_CHOICES, default=list(POLICY_CHOICES),
                           metavar="POLICY", help="prequential: policies to run, from "
                           f"{', '.join(POLICY_CHOICES)} (default: all)")
@@ -236,13 +246,48 @@ def build_parser() -> argparse.ArgumentParser:
                        help="uvicorn log level (default: %(default)s)")
     _add_model_options(serve)
     _add_feature_options(serve)
+    add_catalog_options(serve, with_sep=True)
 
     from .stream_options import add_consume_parser, add_export_parser, add_follow_options
 
     add_follow_options(serve)
     add_consume_parser(commands)
     add_export_parser(commands)
+    consume = commands.choices["consume"]
+    consume.add_argument("--model", type=Path, metavar="PATH",
+                         help="warm start: a new --snapshot-dir starts from this saved model (a directory that "
+                         "already holds a model resumes from it instead; another model there is an error)")
+    add_catalog_options(consume, with_sep=True)
     return parser
+
+
+def add_catalog_options(p: argparse.ArgumentParser, *, with_sep: bool = False) -> None:
+    """--catalog: item names (and, one option away, genres as side features) from one file."""
+    g = p.add_argument_group("item names (a catalogue such as MovieLens movies.csv)")
+    g.add_argument("--catalog", type=Path, metavar="PATH",
+                   help="items' display names, kept with the model and shown by recommend and serve: "
+                   "CSV/TSV/Parquet with an item ID column and a name column (found by name: movieId/itemId/"
+                   "item_id/item and title/name)")
+    g.add_argument("--item-id-col", metavar="NAME", help="--catalog: item ID column (default: found by name)")
+    g.add_argument("--item-name-col", metavar="NAME", help="--catalog: name column (default: found by name)")
+    g.add_argument("--catalog-genres", action="store_true",
+                   help="also use the catalogue's genres column as item side features (the same as "
+                   "--item-features PATH --item-feature-prefix genre)")
+    if with_sep:
+        g.add_argument("--sep", type=_delimiter, default=None, metavar="CHAR",
+                       help="field separator of the files read: ',', ';', 'tab', ... (default: sniffed from "
+                       "each file's header line: comma, tab or semicolon)")
+
+
+def _delimiter(text: str) -> str:
+    from ..data.sources import check_delimiter
+
+    try:
+        out = check_delimiter(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("delimiter must be", "expected")) from None
+    assert out is not None
+    return out
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
@@ -255,6 +300,9 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    help="events as CSV/TSV/Parquet; columns found by common names (userId/user_id/"
                    "user, movieId/itemId/item_id/item, rating/label/click, timestamp/time/ts), "
                    "so MovieLens ratings.csv works as is")
+    g.add_argument("--sep", type=_delimiter, default=None, metavar="CHAR",
+                   help="field separator of --data and the other files read: ',', ';', 'tab', ... (default: "
+                   "sniffed from each file's header line: comma, tab or semicolon)")
     g.add_argument("--strict", action="store_true",
                    help="fail (exit code 1, the reasons listed) if cleaning would drop any row of --data "
                    "(malformed lines or IDs, missing values, duplicates, ...); without it bad rows are "
@@ -284,9 +332,11 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         return f"{mf}" if mf == tt else f"mf {mf}, two_tower {tt}"
 
     g = p.add_argument_group("model")
-    g.add_argument("--family", choices=("mf", "two_tower"), default="mf",
-                   help="mf: matrix factorisation; two_tower: users encoded from their recent items "
-                   "(learns sequences; personal after one event) (default: %(default)s)")
+    g.add_argument("--family", choices=("mf", "two_tower"), default=None,
+                   help="two_tower: users encoded from their recent items (learns sequences; personal after one "
+                   "event; learning from each event beats periodic refits on MovieLens and the synthetic stream); "
+                   "mf: matrix factorisation (an update costs ~1 µs instead of ~10, less memory per user; ratings) "
+                   f"(default: {DEFAULT_FAMILY})")
     g.add_argument("--loss", choices=LOSS_CHOICES, default="auto",
                    help="auto: mf: squared for ratings (labels other than 0/1), else bpr (clicks, implicit); "
                    "two_tower: softmax; logistic for calibrated click probabilities; warp (mf): bpr's rules, steps "

@@ -81,42 +81,70 @@ def describe_run(report: Any, data_info: dict[str, Any]) -> str:
         f"model={model['model']}, loss={s['loss']}, dim={model['dim']}{extras}\n"
         f"protocol: {c['protocol']}; warm-up fit on the first {c['n_warmup']:,} events "
         f"({c['epochs']} epochs); periodic refit {schedule}; {s['n_scored']:,} events scored, "
-        f"{s['n_ranked']:,} new positives ranked (label >= {c['positive_threshold']:g})"
+        f"{s['n_ranked']:,} new positives ranked (label >= {c['positive_threshold']:g})\n"
+        f"ranked events: a new positive is an event with label >= {c['positive_threshold']:g} on an item the user "
+        "had not consumed; runs compare only under the same rule (--positive-threshold)"
     )
 
 
-def write_plot(report: Any, path: Path) -> None:
-    """PNG of the metrics per window for each policy (matplotlib, no display needed)."""
+def write_plot(report: Any, path: Path, data_info: dict[str, Any] | None = None) -> None:
+    """PNG of the ranking metrics per window for each policy (matplotlib, no display needed):
+    the headline's HitRate@k, then NDCG@k; periodic refits are marked; the title names the
+    data, the family and the loss, and a caption says which events were ranked."""
     from matplotlib.figure import Figure  # the object API: no pyplot, no global backend
 
-    names = [m for m in report.metric_names if m in (report.primary_metric, "auc", "rmse")]
-    fig = Figure(figsize=(9, 3.2 * len(names)), layout="constrained")
-    axes = fig.subplots(len(names), 1, squeeze=False)[:, 0]
+    k = report.config["k"]
+    names = [m for m in (report.primary_metric, f"ndcg@{k}") if m in report.metric_names]
+    fig = Figure(figsize=(9, 3.0 * len(names) + 0.9), layout="constrained")
+    axes = fig.subplots(len(names), 1, squeeze=False, sharex=True)[:, 0]
     spans = report.windows
     x: np.ndarray
+    middles = np.array([(w.start + w.end) / 2 for w in spans], dtype=np.float64)
     if spans and spans[0].t_start is not None:
         seconds = np.array([(w.t_start + w.t_end) / 2 for w in spans], dtype=np.float64)
         x = seconds.astype("datetime64[s]")
         xlabel = "event time (middle of each window of equal event counts)"
+
+        def at(positions: list[int]) -> np.ndarray:
+            return np.interp(positions, middles, seconds).astype("datetime64[s]")
     else:
-        x = np.array([(w.start + w.end) / 2 for w in spans], dtype=np.float64)
+        x = middles
         xlabel = "event position in the stream (middle of each window)"
+
+        def at(positions: list[int]) -> np.ndarray:
+            return np.asarray(positions, dtype=np.float64)
     styles = {"realtime": "-o", "periodic": "-s", "static": "-^"}
+    refits = report.policies["periodic"].refits_at if "periodic" in report.policies else []
     for ax, metric in zip(axes, names, strict=True):
         for name, result in report.policies.items():
             y = np.array([w[metric] for w in result.windows], dtype=np.float64)
             ax.plot(x, y, styles.get(name, "-"), markersize=3, label=name)
-        ax.set_ylabel(metric.upper() if metric in ("auc", "rmse") else metric.replace("hitrate", "HitRate"))
+        for i, when in enumerate(at(refits) if refits else []):
+            ax.axvline(when, color="dimgrey", alpha=0.7, linewidth=1.0, linestyle="--",
+                       label="periodic refit" if i == 0 else None)
+        ax.set_ylabel(metric.replace("hitrate", "HitRate").replace("ndcg", "NDCG"))
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="best")
+        ax.legend(loc="best", fontsize=8)
     axes[-1].set_xlabel(xlabel)
     if x.dtype.kind == "M":
-        for ax in axes:
-            for label in ax.get_xticklabels():
-                label.set_rotation(20)
-                label.set_horizontalalignment("right")
-    axes[0].set_title(f"Prequential replay ({report.config['protocol']})")
+        for label in axes[-1].get_xticklabels():
+            label.set_rotation(20)
+            label.set_horizontalalignment("right")
+    model = report.config["model"]
+    source = "synthetic stream" if not data_info or data_info.get("source") == "synthetic" \
+        else Path(str(data_info["source"])).name
+    axes[0].set_title(f"{source}: model={model['model']}, loss={report.stream['loss']} — real-time vs periodic "
+                      "vs static learning", fontsize=10)
+    fig.text(0.01, 0.0, _caption(report), fontsize=7.5, ha="left", va="bottom", wrap=True)
+    fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))
     fig.savefig(path, dpi=110)
+
+
+def _caption(report: Any) -> str:
+    k, threshold = report.config["k"], report.config["positive_threshold"]
+    return (f"Ranked events: each new positive (label >= {threshold:g}) after the warm-up, "
+            f"{report.stream['n_ranked']:,} in all; a hit when its item is in the policy's top-{k} "
+            "at that moment (items the user already consumed left out). Test-then-train: scored before learned.")
 
 
 def print_json(payload: dict[str, Any]) -> None:

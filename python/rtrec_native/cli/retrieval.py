@@ -5,6 +5,7 @@ anonymous visitors (``--history``)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,28 @@ def add_filter_options(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model(path: Path) -> Any:
-    from ..recommender import Recommender  # noqa: PLC0415
+    from .steps import load_saved_model  # noqa: PLC0415
 
-    if not Path(path).is_file():
-        raise CliError(f"model file not found: {path}")
-    return Recommender.load(path)
+    return load_saved_model(path, None)
+
+
+def print_ranked(items: list, names: list, scores: Any, after_row: Callable[[int, int], None] | None = None) -> None:
+    """A ranked list as a table headed ``rank  item  name  score`` (``-`` where no name is
+    known); ``after_row(i, indent)`` may print lines under row i."""
+    rows = [[str(rank), str(item), name or "-", f"{score:.4f}"]
+            for rank, (item, name, score) in enumerate(zip(items, names, scores, strict=True), start=1)]
+    headers = ("rank", "item", "name", "score")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def line(cells: list[str] | tuple[str, ...]) -> str:
+        return "  ".join([cells[0].rjust(widths[0]), cells[1].rjust(widths[1]), cells[2].ljust(widths[2]),
+                          cells[3].rjust(widths[3])])
+
+    print(line(headers))
+    for i, row in enumerate(rows):
+        print(line(row))
+        if after_row is not None:
+            after_row(i, widths[0] + 2)
 
 
 def cli_id(rec: Any, text: str, side: str) -> int | str:
@@ -77,11 +95,11 @@ def cmd_similar(args: argparse.Namespace) -> int:
     item = cli_id(rec, args.item, "item")
     items, scores = ranked(lambda: rec.similar_items(item, k=args.k, **filters(rec, args)))
     if args.json:
-        print_json({"item": item, "k": args.k, "items": items, "scores": [float(s) for s in scores]})
+        print_json({"item": item, "k": args.k, "items": items, "names": rec.item_names(items) if items else [],
+                    "scores": [float(s) for s in scores]})
         return 0
     print(f"top {len(items)} similar to item {args.item} (cosine):")
-    for rank, (other, score) in enumerate(zip(items, scores, strict=True), start=1):
-        print(f"{rank:>4}  {other!s:>12}  {score:.4f}")
+    print_ranked(items, rec.item_names(items) if items else [], scores)
     return 0
 
 
@@ -92,9 +110,8 @@ def cmd_history(args: argparse.Namespace, rec: Any) -> int:
                                                              **filters(rec, args)))
     if args.json:
         print_json({"history": history, "k": args.k, "diversity": args.diversity, "items": items,
-                    "scores": [float(s) for s in scores]})
+                    "names": rec.item_names(items) if items else [], "scores": [float(s) for s in scores]})
         return 0
     print(f"top {len(items)} for an anonymous visitor with {len(history)} items:")
-    for rank, (item, score) in enumerate(zip(items, scores, strict=True), start=1):
-        print(f"{rank:>4}  {item!s:>12}  {score:.4f}")
+    print_ranked(items, rec.item_names(items) if items else [], scores)
     return 0

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CliError, one_line
+from .errors import EVENT_COLUMN_FLAGS, CliError, cli_hints, one_line
 
 DAY = 86_400.0
 
@@ -34,10 +34,13 @@ def load_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], bool]:
         return events, info, True
     from ..data import load_events
 
-    events, report = load_events(
-        args.data, user_col=args.user_col, item_col=args.item_col,
-        label_col=args.label_col, time_col=args.time_col,
-    )
+    try:
+        events, report = load_events(
+            args.data, user_col=args.user_col, item_col=args.item_col,
+            label_col=args.label_col, time_col=args.time_col, delimiter=args.sep,
+        )
+    except ValueError as exc:  # the library's hints name its arguments; here they are flags
+        raise CliError(cli_hints(one_line(str(exc)), EVENT_COLUMN_FLAGS)) from None
     # The report always goes to stderr (stdout stays the command's output, JSON or table):
     # nobody should learn from a file without seeing what was dropped from it.
     print(report, file=sys.stderr, flush=True)
@@ -53,13 +56,20 @@ def load_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], bool]:
 _NONE_MEANS_OFF = ("num_threads", "ttl", "max_rows")
 
 
+def family(args: argparse.Namespace) -> str:
+    """--family, or the command line's default family."""
+    from .options import DEFAULT_FAMILY
+
+    return args.family or DEFAULT_FAMILY
+
+
 def model_params(args: argparse.Namespace, labels: Any) -> dict[str, Any]:
     from ..evaluation import infer_loss
 
     params = {
-        "model": args.family,
+        "model": family(args),
         "dim": args.dim,
-        "loss": infer_loss(labels, args.family) if args.loss == "auto" else args.loss,
+        "loss": infer_loss(labels, family(args)) if args.loss == "auto" else args.loss,
         "optimizer": args.optimizer,
         "learning_rate": args.learning_rate,
         "l2": args.l2,
@@ -142,6 +152,11 @@ def _id_kind(ids: np.ndarray) -> str:
 def load_side_features(args: argparse.Namespace) -> list[SideFeatures]:
     """The --item-features / --user-features files, loaded (none given: an empty list)."""
     out = []
+    if getattr(args, "catalog_genres", False):
+        if args.item_features is not None:
+            raise CliError("--catalog-genres reads the item features from --catalog; drop --item-features")
+        args.item_features = args.catalog
+        args.item_feature_prefix = args.item_feature_prefix or "genre"
     for side in ("item", "user"):
         path = getattr(args, f"{side}_features")
         cols = getattr(args, f"{side}_feature_col")
@@ -157,11 +172,13 @@ def load_side_features(args: argparse.Namespace) -> list[SideFeatures]:
 
         try:
             ids, lists = load_features(path, id_col=id_col, prefix=prefix, duplicates=duplicates or "error",
+                                       delimiter=getattr(args, "sep", None),
                                        feature_col=None if cols is None else cols[0] if len(cols) == 1 else cols)
         except (ValueError, TypeError, OSError, ImportError) as exc:
-            # The library's message as it is (its hints name load_features' arguments, which
-            # each --{side}-feature-* option's help names), with the option and file it is about.
-            message = one_line(str(exc)) or type(exc).__name__
+            # The library's message, its hints turned into this side's flags, with the option
+            # and file it is about.
+            message = cli_hints(one_line(str(exc)) or type(exc).__name__,
+                                {"id_col": f"--{side}-feature-id-col", "feature_col": f"--{side}-feature-col"})
             if str(path) not in message:
                 message = f"{path}: {message}"
             raise CliError(f"--{side}-features: {message}") from None
@@ -194,22 +211,26 @@ def _retrain_schedule(args: argparse.Namespace, n_events: int, synthetic: bool) 
 class _Progress:
     """A tqdm bar on stderr fed by :func:`prequential`'s progress callback."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, n_policies: int = 1) -> None:
         self.enabled = enabled
+        self.n_policies = max(1, n_policies)
         self.bar: Any = None
         self.policy = ""
+        self.done = 0
 
     def __call__(self, policy: str, advanced: int, total: int) -> None:
+        """One bar per policy, counting the stream's scored events (``total`` is over all policies)."""
         if not self.enabled:
             return
-        if self.bar is None:
+        if policy != self.policy:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="ev", unit_scale=True, file=sys.stderr,
-                            dynamic_ncols=True, leave=False)
-        if policy != self.policy:
+            if self.bar is not None:
+                self.bar.close()
+            self.done += 1
             self.policy = policy
-            self.bar.set_description(policy, refresh=False)
+            self.bar = tqdm(total=total // self.n_policies, unit="ev", unit_scale=True, file=sys.stderr,
+                            dynamic_ncols=True, leave=False, desc=f"{policy} ({self.done}/{self.n_policies})")
         self.bar.update(advanced)
 
     def close(self) -> None:
@@ -225,12 +246,25 @@ def run_prequential(args: argparse.Namespace, policies: Sequence[str]) -> tuple[
     if retrain_period is not None and events.timestamps is None:
         raise CliError("--retrain-period needs timestamps and the data has no time column; use --retrain-every")
     features = features_for(args, events, data_info, data_ids_only=True)
-    progress = _Progress(enabled=not args.no_progress)
+    start, params = None, model_params(args, events.labels)
+    saved = getattr(args, "model", None)
+    if saved is not None:  # evaluate --model: every policy starts from the saved model
+        from ..recommender import Recommender
+
+        loaded = load_saved_model(saved, args.threads)
+        params = {key: value for key, value in loaded.get_params().items() if key != "num_threads"}
+        params["num_threads"] = args.threads
+
+        def start() -> Any:
+            return Recommender.load(saved, num_threads=args.threads)
+
+        data_info["model_file"] = str(saved)
+    progress = _Progress(enabled=not args.no_progress, n_policies=len(policies))
     began = time.perf_counter()
     try:
         by_side = {f.side: (f.ids, f.lists) for f in features}
         report = prequential(
-            events, model=model_params(args, events.labels), policies=tuple(policies),
+            events, model=params, policies=tuple(policies), start=start,
             batch_size=args.batch_size, warmup=args.warmup, epochs=fit_epochs(args),
             retrain_every=retrain_every, retrain_period=retrain_period, k=args.k,
             n_windows=args.windows, positive_threshold=args.positive_threshold, progress=progress,
@@ -245,11 +279,20 @@ def fit_epochs(args: argparse.Namespace) -> int:
     """``--epochs``, or the family's default number of fit passes (the core's)."""
     from ..recommender import default_epochs
 
-    return args.epochs if args.epochs is not None else default_epochs(args.family)
+    return args.epochs if args.epochs is not None else default_epochs(family(args))
+
+
+def load_saved_model(path: Path, threads: int | None) -> Any:
+    """A model file given with --model, or a one-line error."""
+    from ..recommender import Recommender
+
+    if not Path(path).is_file():
+        raise CliError(f"model file not found: {path}")
+    return Recommender.load(path, num_threads=threads)
 
 
 def fit_model(
-    args: argparse.Namespace, events: Any, features: Sequence[SideFeatures]
+    args: argparse.Namespace, events: Any, features: Sequence[SideFeatures], catalog: Any = None
 ) -> tuple[Any, dict[str, Any], float]:
     """Build the model the options describe (loss inferred from ``events`` for ``--loss auto``),
     give it the side features, fit it on ``events`` for ``--epochs``; return the model, all
@@ -261,5 +304,7 @@ def fit_model(
     rec = Recommender(**params)
     for side_features in features:
         side_features.apply(rec)
+    if catalog is not None:
+        catalog.apply(rec)
     rec.fit(events, epochs=fit_epochs(args))
     return rec, rec.get_params(), time.perf_counter() - began  # every default filled in

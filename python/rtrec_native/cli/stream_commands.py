@@ -46,21 +46,26 @@ def _logging(level: str) -> None:
 
 def cmd_consume(args: argparse.Namespace) -> int:
     from ..recommender import Recommender  # noqa: PLC0415
-    from ..replication import restore_latest  # noqa: PLC0415
     from ..stream import Consumer, RedisAnnouncer, RedisStreamSource  # noqa: PLC0415
     from .commands import _ignored_model_options  # noqa: PLC0415
+    from .model_source import start_model  # noqa: PLC0415
+    from .names import load_catalog  # noqa: PLC0415
 
     _logging(args.log_level)
     log = logging.getLogger("rtrec_native.stream")
-    rec = restore_latest(args.snapshot_dir, num_threads=args.threads)
-    if rec is None:
+    catalog = load_catalog(args)
+    started = start_model(args.model, args.snapshot_dir, args.threads)  # --model: a warm start
+    if started is None:
         rec = Recommender(**model_params(args, None))  # no labels seen: auto is the family's implicit loss
         origin = f"new {rec.get_params()['model']} {rec.get_params()['loss']} model in {args.snapshot_dir}"
     else:
-        origin = f"resumed from {args.snapshot_dir}"
+        rec, origin = started
         ignored = _ignored_model_options(args, rec.get_params())
         if ignored:
             log.warning("note: the model keeps its own settings; ignoring %s", ignored)
+    if catalog is not None:
+        catalog.apply(rec)
+        origin += f"; {catalog.describe()}"
     with _redis_errors(args.redis):
         source = RedisStreamSource(args.redis, args.stream, args.group, args.consumer, dead_maxlen=args.dead_maxlen)
         announce = RedisAnnouncer(args.redis, args.stream + ":deltas", maxlen=args.announce_maxlen)

@@ -241,6 +241,7 @@ def load_events(
     normalize_ratings: bool = False,
     drop_duplicates: bool = True,
     sort_by_time: bool = True,
+    delimiter: str | None = None,
 ) -> tuple[Events, CleaningReport]:
     """Load interaction events, drop bad rows with a reason each, and report.
 
@@ -272,6 +273,8 @@ def load_events(
         drop_duplicates: drop rows identical to an earlier row in every column used
             (after parsing), keeping the first.
         sort_by_time: stable-sort the output by timestamp when there is a time column.
+        delimiter: the field separator of a text file (``","``, ``"tab"``, ``";"``, ...);
+            None sniffs it from the header line (comma, tab or semicolon).
 
     Row-level reasons are checked in the order of :data:`REASONS`; each dropped row is
     counted under the first that applies. A CSV line with more fields than the header is
@@ -297,7 +300,7 @@ def load_events(
     if event_weights is not None:
         _validate_event_weights(event_weights)
     skipped: list[tuple[int, str]] = []
-    frame, origin, is_text_file = read_source(source, skipped_lines=skipped)
+    frame, origin, is_text_file = read_source(source, skipped_lines=skipped, delimiter=delimiter)
     if strict and skipped:
         line, problem = skipped[0]
         raise ValueError(

@@ -216,6 +216,7 @@ def load_features(
     sep: str | None = "|",
     drop: str | Iterable[str] | None = None,
     duplicates: str = "error",
+    delimiter: str | None = None,
 ) -> tuple[np.ndarray, list[list[str]]]:
     """Load side features, one row per user or item, as ``(ids, features)``.
 
@@ -252,6 +253,8 @@ def load_features(
             naming the rows; ``"first"``/``"last"`` keep one row; ``"merge"`` unites the
             rows' features at the ID's first position (a long table with one row per
             ID and feature, such as MovieLens ``tags.csv``).
+        delimiter: the field separator of a text file; None sniffs it (comma, tab or
+            semicolon).
 
     A cell may be a string (split on ``sep``), a list/tuple/1-D array of strings (a set
     is sorted), an integer (a category column such as a year becomes ``"1995"``), or
@@ -291,7 +294,7 @@ def load_features(
     else:
         if isinstance(source, (str, os.PathLike)) and not Path(source).exists():
             raise FileNotFoundError(f"features file not found: {source}")
-        frame, origin, is_text_file = read_source(source)
+        frame, origin, is_text_file = read_source(source, delimiter=delimiter)
     id_column, spec = _resolve_feature_columns(frame, origin, id_col, feature_col, prefix)
 
     id_series = frame[id_column]

@@ -57,12 +57,13 @@ def require_pandas() -> None:
 
 
 def read_source(
-    source: Source, *, skipped_lines: list[tuple[int, str]] | None = None
+    source: Source, *, skipped_lines: list[tuple[int, str]] | None = None, delimiter: str | None = None
 ) -> tuple[pd.DataFrame, str, bool]:
     """Return ``(frame, description, is_text_file)`` for any accepted source.
 
     A CSV line with more fields than the header is an error, unless ``skipped_lines`` is a
     list: then the line is skipped and ``(line number, what is wrong)`` appended to it.
+    ``delimiter``: the field separator of a text file; None sniffs it (see :func:`sniff_delimiter`).
     """
     import pandas as pd
 
@@ -71,7 +72,7 @@ def read_source(
     if isinstance(source, Events):
         return source.to_dataframe(), "Events", False
     if isinstance(source, (str, os.PathLike)):
-        return _read_file(Path(source), skipped_lines)
+        return _read_file(Path(source), skipped_lines, check_delimiter(delimiter))
     if isinstance(source, Mapping):
         return frame_from_mapping(source), "mapping", False
     raise TypeError(
@@ -102,8 +103,36 @@ def _looks_binary(sample: bytes) -> bool:
     return bool(sample) and control / len(sample) > 0.05
 
 
+#: Field separators :func:`sniff_delimiter` chooses from.
+DELIMITERS = {",": "comma", "\t": "tab", ";": "semicolon"}
+
+
+def check_delimiter(delimiter: Any) -> str | None:
+    """None (sniff) or a one-character separator; ``"tab"``/``"\\t"`` mean a tab."""
+    if delimiter is None:
+        return None
+    if not isinstance(delimiter, str):
+        raise TypeError(f"delimiter must be a one-character str or None, got {type(delimiter).__name__}")
+    named = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
+    delimiter = named.get(delimiter.lower(), delimiter)
+    if len(delimiter) != 1 or delimiter in "\"\r\n":
+        raise ValueError(f"delimiter must be one character such as ',', ';' or 'tab', got {delimiter!r}")
+    return delimiter
+
+
+def sniff_delimiter(sample: bytes, suffix: str) -> str:
+    """The separator of a text table from its header line: the most frequent of comma, tab
+    and semicolon there (comma when none occurs; tab for an empty ``.tsv`` header)."""
+    header = sample.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    counts = {sep: header.count(sep) for sep in DELIMITERS}
+    best = max(counts, key=lambda sep: counts[sep])
+    if counts[best] == 0:
+        return "\t" if suffix == ".tsv" else ","
+    return best
+
+
 def _read_file(
-    path: Path, skipped_lines: list[tuple[int, str]] | None = None
+    path: Path, skipped_lines: list[tuple[int, str]] | None = None, delimiter: str | None = None
 ) -> tuple[pd.DataFrame, str, bool]:
     if not path.exists():
         raise FileNotFoundError(f"events file not found: {path}")
@@ -124,7 +153,11 @@ def _read_file(
                 f"{path}: looks like binary data, not CSV text "
                 "(expected a CSV with a header row, or a .parquet file)"
             )
-        frame = _read_csv(path, sep="\t" if suffix == ".tsv" else ",", skipped_lines=skipped_lines)
+        if delimiter is None:
+            compressed = suffix in _COMPRESSED_SUFFIXES  # the sample is not text: by name only
+            delimiter = ("\t" if path.name.lower().endswith(".tsv" + suffix) else ",") if compressed \
+                else sniff_delimiter(sample, suffix)
+        frame = _read_csv(path, sep=delimiter, skipped_lines=skipped_lines)
         is_text = True
     if len(frame) == 0:
         raise ValueError(f"{path}: has a header ({', '.join(map(str, frame.columns))}) but no rows")

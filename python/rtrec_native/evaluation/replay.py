@@ -177,11 +177,12 @@ def _replay(
     total: int,
     features: _FeatureCatalogue | None = None,
     diversity: float = 0.0,
-) -> tuple[_Recorder, list[float], float]:
+    start: Callable[[], Recommender] | None = None,
+) -> tuple[_Recorder, list[float], float, list[int]]:
     """Run one policy over the stream after the warm-up.
 
-    Returns the recorder, the duration of each model refresh (update call or refit) and
-    the wall time of the replay.
+    Returns the recorder, the duration of each model refresh (update call or refit), the
+    wall time of the replay and the stream positions of the periodic refits.
     """
     events = stream.events
     catalogue = features or _FeatureCatalogue()
@@ -192,10 +193,11 @@ def _replay(
         catalogue.register(model, events, 0, hi, fresh=True)
         return model.fit(**learn_args(events, 0, hi), epochs=epochs)
 
-    rec = fresh(warmup)
+    rec = fresh(warmup) if start is None else start()
     recorder = _Recorder(stream, warmup, k)
     learned = warmup  # the model has learned the stream up to here
     refresh_seconds: list[float] = []
+    refits_at: list[int] = []
     began = time.perf_counter()
     trial_lo = 0
     # Events per item in the stream so far: the popularity novelty is measured against.
@@ -206,6 +208,7 @@ def _replay(
             # A fresh model on everything so far: what a nightly batch job does.
             rec = fresh(lo)
             refresh_seconds.append(time.perf_counter() - t0)
+            refits_at.append(lo)
             learned = lo
         # IDs appearing for the first time bring their features (published with them).
         catalogue.register(rec, events, lo, hi)
@@ -227,7 +230,7 @@ def _replay(
             learned = hi
         if progress is not None:
             progress(policy, hi - lo, total)
-    return recorder, refresh_seconds, time.perf_counter() - began
+    return recorder, refresh_seconds, time.perf_counter() - began, refits_at
 
 
 def _summarise(
@@ -296,6 +299,7 @@ def prequential(
     item_features: Any = None,
     user_features: Any = None,
     diversity: float = 0.0,
+    start: Callable[[], Recommender] | None = None,
 ) -> PrequentialReport:
     """Replay a time-ordered stream through several freshness policies, test-then-train.
 
@@ -331,6 +335,11 @@ def prequential(
             so items are never recommendable before they exist in the stream.
         diversity: passed to ``recommend_batch`` for the ranking trials (see
             :meth:`Recommender.recommend`; 0: plain top-k).
+        start: a zero-argument callable returning a trained model (a fresh copy per call,
+            e.g. ``lambda: Recommender.load("m.rtrec")``): every policy starts from it
+            instead of the warm-up fit (the warm-up events are not learned again), realtime
+            keeps learning from it and static keeps it as it is; periodic refits build fresh
+            models as ``model`` describes (pass the saved model's ``get_params()``).
 
     Beside accuracy, every report has, over the ranking trials' top-k lists:
     ``"ild@k"`` (intra-list diversity: mean pairwise cosine dissimilarity of a list in the
@@ -380,10 +389,10 @@ def prequential(
     n_scored = stream.n - n_warmup
     catalogue = _FeatureCatalogue(item_features, user_features)
     for policy in policies:
-        recorder, refresh_seconds, seconds = _replay(
+        recorder, refresh_seconds, seconds, refits_at = _replay(
             policy, make, stream, n_warmup, batch_size=batch_size, epochs=epochs, k=k,
             retrain_every=retrain_every, retrain_period=retrain_period, progress=progress,
-            total=len(policies) * n_scored, features=catalogue, diversity=diversity,
+            total=len(policies) * n_scored, features=catalogue, diversity=diversity, start=start,
         )
         seconds = max(seconds, 1e-9)  # a finite events/s even on a coarse clock
         results[policy] = PolicyResult(
@@ -395,6 +404,7 @@ def prequential(
             update_us_per_event=1e6 * float(np.sum(refresh_seconds)) / n_scored,
             n_updates=len(refresh_seconds),
             seconds=seconds,
+            refits_at=refits_at,
         )
     params = make().get_params()
     config = {
@@ -410,6 +420,7 @@ def prequential(
         "positive_threshold": threshold,
         "model": params,
         "protocol": f"test-then-train per micro-batch of {batch_size} events",
+        "started_from_saved_model": start is not None,
     }
     ts = events.timestamps
     info = {

@@ -3,7 +3,7 @@ policy, and the windows of the metric-over-time view. JSON-serialisable through 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._common import json_number
@@ -41,6 +41,7 @@ class PolicyResult:
             cost of freshness per event).
         n_updates: refreshes done (update calls or refits).
         seconds: wall time of the replay.
+        refits_at: stream positions (event index) where a periodic refit happened.
     """
 
     name: str
@@ -51,6 +52,7 @@ class PolicyResult:
     update_us_per_event: float
     n_updates: int
     seconds: float
+    refits_at: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Flat: the overall metrics next to the cost numbers (NaN as ``None``)."""
@@ -62,6 +64,8 @@ class PolicyResult:
             n_updates=self.n_updates,
             seconds=self.seconds,
         )
+        if self.refits_at:
+            out["refits_at"] = list(self.refits_at)
         return out
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._extras import install_hint
+
 __all__ = ["RedisUnavailable", "connect", "redis_errors", "stream_ids"]
 
 
@@ -17,7 +19,7 @@ def _client_module() -> Any:
     try:
         import redis  # noqa: PLC0415
     except ImportError as exc:
-        raise ImportError("streaming through Redis needs the redis client: pip install 'rtrec_native[stream]'") \
+        raise ImportError("streaming through Redis needs the redis client: " + install_hint("stream")) \
             from exc
     return redis
 
