@@ -246,21 +246,26 @@ def test_batch_filters_equal_one_call_per_user(family, ids):
 # --------------------------------------------------------------------------- similar items
 
 
-def test_similar_items_are_ranked_by_cosine_and_never_include_the_item(family, ids):
+def test_similar_items_are_the_session_of_one_item_without_the_item(family, ids):
     rec = _model(family, ids)
-    catalogue = _catalogue(rec)
-    item = catalogue[4]
-    got, sims = rec.similar_items(item, k=10)
+    item = _catalogue(rec)[4]
+    got, scores = rec.similar_items(item, k=10)
     assert item not in got and len(got) == 10
-    assert np.all(np.diff(sims) <= 1e-6)
-    ids_, vectors, _ = rec.item_vectors()
-    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert np.all(np.diff(scores) <= 1e-6)
+    session, session_scores = rec.recommend_for_history([item], k=10)
+    assert list(got) == list(session)
+    np.testing.assert_array_equal(scores, session_scores)
+
+
+def test_mf_similar_items_rank_by_item_bias_plus_inner_product():
+    rec = _model("mf")
+    ids_, vectors, biases = rec.item_vectors()
+    item = ids_[7]
     row = {i: r for r, i in enumerate(ids_)}
-    cos = unit @ unit[row[item]]
-    cos[row[item]] = -np.inf
-    expected = [ids_[r] for r in np.argsort(-cos, kind="stable")[:10]]
-    assert list(got) == expected
-    np.testing.assert_allclose(sims, np.sort(cos)[::-1][:10], rtol=1e-4, atol=1e-5)
+    score = biases + vectors @ vectors[row[item]]
+    score[row[item]] = -np.inf
+    expected = [ids_[r] for r in np.argsort(-score, kind="stable")[:10]]
+    assert list(rec.similar_items(item, k=10)[0]) == expected
 
 
 def test_similar_items_take_the_filters_and_a_batch(family):

@@ -120,9 +120,10 @@ class Model {
   uint32_t recommend_for_history(const IdBatch& history, const float* weights, uint32_t k, bool exclude_history,
                                  int num_threads, const RecommendOutput& out, float diversity = 0.0f,
                                  const CandidateFilter& filter = {}, RetrievalInfo* info = nullptr) const;
-  // The k items most similar to `item` (never itself): cosine similarity of the items'
-  // vectors as scoring uses them (ID row plus side features). Throws std::out_of_range naming
-  // an unknown item. The batch form: one list per item, as recommend_batch.
+  // The k items most similar to `item` (never itself): those the model ranks first for a
+  // visitor whose history is that item alone (history_query of one item), scores in
+  // predict()'s units. Throws std::out_of_range naming an unknown item. The batch form: one
+  // list per item, as recommend_batch.
   uint32_t similar_items(uint64_t item_key, const std::string* item_name, uint32_t k, int num_threads,
                          const RecommendOutput& out, const CandidateFilter& filter = {},
                          RetrievalInfo* info = nullptr) const;
@@ -260,9 +261,7 @@ class Model {
   float encoded_score(const std::vector<Part>& user_parts, const uint32_t* history, uint32_t n, const float* item,
                       std::vector<float>& query) const;
   // Copies k results' keys, names and scores (in predict's units) into `out` at `at`.
-  // `similarity`: the scores are similarities, written as they are.
-  void emit(const ScoredRow* best, uint32_t found, float base, const RecommendOutput& out, size_t at,
-            bool similarity = false) const;
+  void emit(const ScoredRow* best, uint32_t found, float base, const RecommendOutput& out, size_t at) const;
 
   // ---- eviction (see evict_before). Rows leave the index at once, then wait until no
   // reader can hold them (EpochDomain) before their seen pairs are dropped and they are
@@ -311,15 +310,12 @@ class Model {
   // re-ordered by MMR when diversifying. Returns how many.
   uint32_t retrieve(const float* query, std::vector<uint32_t>& excluded, const Candidates& c, const ScanRules& rules,
                     uint32_t k, float diversity, int threads, std::vector<ScoredRow>& best) const;
-  ScanRules scan_rules(const float* feature_scores, uint32_t n_features, bool cosine) const noexcept;
+  ScanRules scan_rules(const float* feature_scores, uint32_t n_features) const noexcept;
   // The query vector of an anonymous history (item rows, most recent first; weights null:
   // the family's own weighting): two_tower encodes it without a user ID row, mf sums the
   // items' vectors scaled by 1/sqrt(total weight) (SVD++'s implicit-feedback term; measured
   // against the mean and ridge fold-ins on MovieLens, see benchmarks/bench_retrieval_quality.py).
   void history_query(const uint32_t* rows, const float* weights, uint32_t n, float* out) const;
-  // similar_items' query: the item's effective vector at unit length (false: a zero vector).
-  bool item_query(uint32_t row, float* out) const noexcept;
-  static float cosine_rescore(const void* model, uint32_t row, const float* query);
 
   // ---- two_tower (model_two_tower.cpp).
   // An event of a fit with its input history: positions [history_end - history_length,

@@ -212,8 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     similar = commands.add_parser(
         "similar", help="the items most similar to an item, from a saved model",
-        description="Load a snapshot and print the k items most similar to --item (cosine similarity of the "
-        "item vectors the model scores with; never the item itself).",
+        description="Load a snapshot and print the k items most similar to --item: those the model ranks "
+        "first for a visitor whose session holds that item alone (never the item itself).",
     )
     similar.add_argument("--model", type=Path, required=True, metavar="PATH", help="model snapshot file")
     similar.add_argument("--item", required=True, metavar="ID", help="item ID")

@@ -98,7 +98,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
         print_json({"item": item, "k": args.k, "items": items, "names": rec.item_names(items) if items else [],
                     "scores": [float(s) for s in scores]})
         return 0
-    print(f"top {len(items)} similar to item {args.item} (cosine):")
+    print(f"top {len(items)} similar to item {args.item}:")
     print_ranked(items, rec.item_names(items) if items else [], scores)
     return 0
 
