@@ -115,3 +115,25 @@ def test_bad_retrieval_requests_are_4xx_and_change_nothing(served, method, path,
     assert 400 <= status < 500, doc
     assert doc["detail"]
     assert (rec.stats(), rec.change_count) == before
+
+
+def test_a_replica_forwards_hide_and_unhide_to_its_trainer(tmp_path):
+    class Forward:  # records what a Producer would write to the trainer's stream
+        def __init__(self) -> None:
+            self.sent: list = []
+
+        def send_hide(self, items, hidden=True) -> str:
+            self.sent.append((list(items), hidden))
+            return "1-0"
+
+    rec = rt.Recommender(dim=8, num_threads=1, seed=0).fit([1, 2, 3], [10, 11, 12], epochs=1)
+    with rt.Publisher(rec, tmp_path, interval=None), rt.Replica(tmp_path) as replica:
+        forward = Forward()
+        client = Asgi(create_app(replica, forward=forward))
+        try:
+            assert post(client, "/hide", {"items": [10, 11]}) == (202, {"forwarded": 2})
+            assert post(client, "/unhide", {"items": [10]}) == (202, {"forwarded": 1})
+            assert forward.sent == [([10, 11], True), ([10], False)]
+            assert not replica.hidden([10, 11]).any()  # the trainer hides; its next delta tells the replica
+        finally:
+            client.close()

@@ -16,7 +16,7 @@ from typing import Any
 from ..recommender import Recommender
 from ..replication import Publisher
 from .bulk import BulkParser
-from .entries import EntryError, EntryParser, entry_time
+from .entries import EntryError, EntryParser, entry_time, is_control, parse_control
 from .source import Entry, EventSource, StreamLost
 
 __all__ = ["Consumer", "ConsumerState"]
@@ -170,6 +170,8 @@ class Consumer:
         if self._parser.kind("user") is None or self._parser.kind("item") is None:
             done = self._learn_each(entries, 0, set(), until_known=True)
             return done + (self._learn(entries[done:]) if 0 < done < len(entries) else 0)
+        if any(is_control(fields) for _, fields in entries):  # hide/unhide: rare, applied in log order
+            return self._learn_each(entries, 0, set())
         began = time.perf_counter()
         self._backlog = entries  # until learned: a failure leaves the batch to read again
         parsed = self._bulk.parse(entries)
@@ -199,7 +201,14 @@ class Consumer:
         try:
             for position in range(first, len(entries)):
                 entry = entries[position]
-                if position not in skip:
+                if position not in skip and is_control(entry[1]):
+                    try:
+                        self._apply_control(entry)
+                    except EntryError as exc:
+                        self._dead_letter(entry, exc.reason, str(exc), exc.index)
+                    except (ValueError, TypeError) as exc:  # IDs of the other kind: nothing changed
+                        self._dead_letter(entry, "rejected_by_model", str(exc))
+                elif position not in skip:
                     try:
                         piece = entry_of(_text(entry[0]), entry[1])
                         rec.update(piece.users, piece.items, piece.labels, piece.weights, piece.timestamps)
@@ -216,6 +225,12 @@ class Consumer:
             # the rest waits in the backlog for the next poll.
             self._learned(entries, done, learned, began)
         return done
+
+    def _apply_control(self, entry: Entry) -> None:
+        """A hide/unhide entry (see :func:`~rtrec_native.stream.entries.is_control`)."""
+        op, items = parse_control(entry[1])
+        if items:
+            (self._rec.hide if op == "hide" else self._rec.unhide)(items)
 
     def _learned(self, entries: list[Entry], done: int, learned: int, began: float) -> None:
         state = self.state

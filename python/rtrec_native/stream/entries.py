@@ -24,12 +24,15 @@ dead letter with one of :data:`REASONS`.
 
 from __future__ import annotations
 
+import json
+
 import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["FIELDS", "REASONS", "EntryError", "EntryParser", "entry_time"]
+__all__ = ["CONTROL_OPS", "FIELDS", "REASONS", "EntryError", "EntryParser", "control_fields", "entry_time",
+           "is_control", "parse_control"]
 
 FIELDS: tuple[str, ...] = ("user", "item", "label", "weight", "ts", "type")
 
@@ -37,7 +40,7 @@ FIELDS: tuple[str, ...] = ("user", "item", "label", "weight", "ts", "type")
 REASONS: tuple[str, ...] = (
     "not_utf8", "unknown_field", "missing_user", "missing_item", "bad_user", "bad_item",
     "missing_label", "bad_label", "label_out_of_range", "bad_weight", "bad_timestamp",
-    "unknown_event_type", "rejected_by_model", "bad_packed",
+    "unknown_event_type", "rejected_by_model", "bad_packed", "bad_control",
 )
 
 _INT = re.compile(rb"-?[0-9]+")
@@ -206,3 +209,50 @@ class EntryParser:
         # Without a time, the entry's own (unlike the wall clock, a replay learns the same).
         ts = entry_time(entry_id) if raw is None else _number(raw, "ts", "bad_timestamp")
         return user, item, label, weight, ts
+
+
+# ---------------------------------------------------------------------------------- control
+
+#: A control entry changes what the trainer's model may recommend instead of teaching it an
+#: event: ``op`` (its first field) is ``hide`` or ``unhide``, ``items`` a JSON list of item IDs
+#: (``Recommender.hide`` / ``unhide``). Learned in log order with the events around it;
+#: applying one twice is the same as once.
+CONTROL_OPS = ("hide", "unhide")
+
+
+def is_control(fields: Any) -> bool:
+    """Whether an entry's fields (a mapping, or Redis' flat [name, value, ...] list) are a
+    control entry (its first field is ``op``)."""
+    if isinstance(fields, Mapping):
+        return b"op" in fields or "op" in fields
+    return len(fields) > 0 and fields[0] in (b"op", "op")
+
+
+def control_fields(op: str, items: Any) -> dict[str, str]:
+    """A control entry's fields, checked: ``op`` first."""
+    if op not in CONTROL_OPS:
+        raise ValueError(f"op: expected one of {CONTROL_OPS}, got {op!r}")
+    values = list(items)
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, str)):
+            raise TypeError(f"items: expected int or str IDs, got {type(v).__name__} ({v!r})")
+    return {"op": op, "items": json.dumps(values)}
+
+
+def parse_control(fields: Any) -> tuple[str, list]:
+    """(op, item IDs) of a control entry; raises :class:`EntryError` when malformed."""
+    if not isinstance(fields, Mapping):
+        fields = dict(zip(fields[0::2], fields[1::2], strict=False))
+    raw = {_as_bytes(k): _as_bytes(v) for k, v in fields.items()}
+    if set(raw) != {b"op", b"items"}:
+        raise EntryError("bad_control", "a control entry holds exactly the fields op and items")
+    op = raw[b"op"].decode("utf-8", "replace")
+    if op not in CONTROL_OPS:
+        raise EntryError("bad_control", f"op must be one of {CONTROL_OPS}, got {_shown(raw.get(b'op', b''))}")
+    try:
+        items = json.loads(raw[b"items"])
+    except ValueError:
+        raise EntryError("bad_control", "items must be a JSON list of item IDs") from None
+    if not isinstance(items, list) or not all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in items):
+        raise EntryError("bad_control", "items must be a JSON list of int or str item IDs")
+    return op, items

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._redis import connect
+from .entries import control_fields
 from .packed import MAX_EVENTS, encode
 
 __all__ = ["Producer"]
@@ -123,6 +124,13 @@ class Producer:
             except (TypeError, ValueError) as exc:
                 raise type(exc)(f"event {k}: {exc}") from None
         return self.send_fields(entries, chunk=chunk)
+
+    def send_hide(self, items: Sequence[int | str], hidden: bool = True) -> str:
+        """Append a control entry that hides (or, with ``hidden=False``, shows again) these
+        items on the trainer, in log order with the events around it (see
+        :func:`~rtrec_native.stream.entries.is_control`); returns its entry ID."""
+        fields = control_fields("hide" if hidden else "unhide", items)
+        return self._r.xadd(self.stream, fields, maxlen=self._maxlen, approximate=True).decode()
 
     def send_fields(self, entries: Sequence[dict[str, Any]], chunk: int = 1000) -> list[str]:
         """Append entries given as field dicts, as they are (no checks: this is how a test or a
