@@ -25,7 +25,6 @@ dead letter with one of :data:`REASONS`.
 from __future__ import annotations
 
 import json
-
 import math
 import re
 from collections.abc import Mapping
