@@ -49,9 +49,10 @@ FileImage read_file(Reader& r, uint32_t kind) {
   }
   f.two_tower = read_two_tower(r, c, f.users.rows);
   f.evicted = read_evicted(r, kind == kFullSnapshot);
-  if (kind == kFullSnapshot) f.sketches = read_sketches(r, c);
   if (f.header.version >= 6) f.hidden = read_hidden(r, kind == kFullSnapshot);
   if (f.header.version >= 6) f.item_names = read_item_names(r);
+  // The admission counts (16 MiB when kept) stay the last section of a full snapshot.
+  if (kind == kFullSnapshot) f.sketches = read_sketches(r, c);
   r.finish();
   return f;
 }
@@ -83,9 +84,9 @@ void save_snapshot(const Model& m, const std::string& path) {
     write_features(w, cut, true, items, false, 0);
     write_two_tower(w, cut, users, n_items, &position);
     write_evicted(w, EvictedKeys{});
-    write_sketches(w, cut.sketch(false), cut.sketch(true));
     write_hidden(w, true, cut.hidden_keys());
     write_item_names(w, m.item_name_store().since(0));
+    write_sketches(w, cut.sketch(false), cut.sketch(true));
   });
   cut.commit();
 }

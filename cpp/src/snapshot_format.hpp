@@ -26,9 +26,10 @@ constexpr char kDeltaMagic[8] = {'R', 'T', 'R', 'E', 'C', 'D', 'L', 'T'};
 // one accumulator float per row, as two_tower's do (version 4: one per coordinate). Version 4
 // files load: the options off, the counters at 0, mf accumulators made row-wise
 // (accumulators_to_row_wise).
-// 6: hidden items and item display names, two sections after all others (hidden: full
-// snapshots always, deltas when the set changed; names: snapshot_item_names.cpp). Version 4
-// and 5 files load with nothing hidden and no names.
+// 6: hidden items and item display names, two sections after the evicted keys and before
+// the admission counts, which stay last (hidden: full snapshots always, deltas when the set
+// changed; names: snapshot_item_names.cpp). Version 4 and 5 files load with nothing hidden
+// and no names.
 constexpr uint32_t kVersion = 6;
 constexpr uint32_t kOldestVersion = 4;
 constexpr uint32_t kFullSnapshot = 0;
