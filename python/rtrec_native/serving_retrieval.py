@@ -96,6 +96,9 @@ def add_retrieval_routes(app: Any, *, rec: Any, replica: Any, forward: Any, metr
     def recommend(user: str = Query(..., min_length=1, max_length=512), k: int = Query(10, ge=1, le=max_k),
                   exclude_seen: bool = True, diversity: float = 0.0, items: str | None = None,
                   exclude: str | None = None, tags: str | None = None) -> dict[str, Any]:
+        """The user's top-k. `items`: comma-separated allow-list; `exclude`: comma-separated
+        deny-list; `tags`: comma-separated item features an item must all carry. A user
+        without a row gets the popular items and `"fallback": "popular"`."""
         uid = parse_id(user, "user")
         ids, scores = ranked(lambda: rec.recommend(uid, k=k, exclude_seen=exclude_seen, diversity=diversity,
                                                    items=id_list(items), exclude=id_list(exclude),
@@ -104,6 +107,9 @@ def add_retrieval_routes(app: Any, *, rec: Any, replica: Any, forward: Any, metr
 
     @app.post("/recommend")
     def recommend_many(body: Query_) -> dict[str, Any]:
+        """Top-k for many known users (`users`), or for one anonymous visitor known only by
+        the items of this session (`history`, oldest first; optional `weights`), with the
+        same filters as GET /recommend as JSON lists. Learns nothing."""
         filters = {"items": body.items, "exclude": body.exclude, "tags": body.tags}
         if (body.users is None) == (body.history is None):
             raise HTTPException(status_code=422, detail="give either users (known users) or history (an anonymous "
@@ -123,6 +129,8 @@ def add_retrieval_routes(app: Any, *, rec: Any, replica: Any, forward: Any, metr
     @app.get("/similar")
     def similar(item: str = Query(..., min_length=1, max_length=512), k: int = Query(10, ge=1, le=max_k),
                 items: str | None = None, exclude: str | None = None, tags: str | None = None) -> dict[str, Any]:
+        """The k items most similar to `item` (never itself): the model's top-k for a session
+        of that one item. 404 for an unknown item; filters as in GET /recommend."""
         iid = parse_id(item, "item")
         try:
             ids, scores = rec.similar_items(iid, k=k, items=id_list(items), exclude=id_list(exclude),
@@ -155,8 +163,12 @@ def add_retrieval_routes(app: Any, *, rec: Any, replica: Any, forward: Any, metr
 
     @app.post("/hide")
     def hide_items(body: Items) -> Any:
+        """Hide items from every retrieval call (they are still learned from and scored).
+        200 with `{"hidden": newly hidden, "unknown": unknown IDs}`; a replica forwards the
+        request to its trainer's stream (202)."""
         return hide(body, True)
 
     @app.post("/unhide")
     def unhide_items(body: Items) -> Any:
+        """Show hidden items again: 200 with `{"hidden": shown again, "unknown": unknown IDs}`."""
         return hide(body, False)
