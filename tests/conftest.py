@@ -47,7 +47,7 @@ class Variant:
     @property
     def sampled(self) -> bool:
         """Positives against sampled negatives: labels are optional."""
-        return self.loss in ("bpr", "softmax", "warp")
+        return rt.samples_negatives(self.loss)
 
     def __str__(self) -> str:
         return f"{self.model}-{self.loss}-{self.optimizer}"

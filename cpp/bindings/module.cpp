@@ -377,6 +377,15 @@ PYBIND11_MODULE(_core, m) {
         py::arg("model"), "The default constructor arguments of a model family ('mf' or 'two_tower').");
   m.def("default_epochs", [](const std::string& model) { return rtrec::default_epochs(rtrec::parse_family(model)); },
         py::arg("model"), "How many passes fit makes over its events by default, for a model family.");
+  // The core's loss rules, so that Python keeps no copy of them.
+  m.def("needs_labels", [](const std::string& loss) { return !rtrec::samples_negatives(rtrec::parse_loss(loss)); },
+        py::arg("loss"), "Whether events of this loss need labels (squared, huber: ratings; logistic: clicks).");
+  m.def("samples_negatives", [](const std::string& loss) { return rtrec::samples_negatives(rtrec::parse_loss(loss)); },
+        py::arg("loss"),
+        "Whether this loss learns implicit positives against sampled items (labels optional; a label <= 0 "
+        "teaches nothing).");
+  m.def("rating_loss", [](const std::string& loss) { return rtrec::rating_loss(rtrec::parse_loss(loss)); },
+        py::arg("loss"), "Whether this loss regresses a rating (squared, huber).");
   m.def("check_config", [](const py::dict& d) { config_from_dict(d); }, py::arg("config"),
         "Raises ValueError naming the first argument that is out of range for its family.");
   m.def(

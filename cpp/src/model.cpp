@@ -105,7 +105,8 @@ void Model::validate(const EventBatch& e) const {
   users_.check_kind(e.users.names, e.users.size);
   items_.check_kind(e.items.names, e.items.size);
   if (!sampled_loss() && e.labels == nullptr && e.size > 0)
-    throw std::invalid_argument("labels are required for the squared and logistic losses");
+    throw std::invalid_argument(std::string("labels are required for loss '") + loss_name(config_.loss) +
+                                "' (ratings for squared and huber, clicks in [0, 1] for logistic)");
   for (size_t i = 0; i < e.size; ++i) {
     if (e.labels != nullptr) {
       const float y = e.labels[i];

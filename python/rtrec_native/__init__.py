@@ -16,7 +16,15 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 from ._batch import BatchRecommendations
-from ._core import DeltaOrderError, IdKindError, SnapshotError, openmp_enabled
+from ._core import (
+    DeltaOrderError,
+    IdKindError,
+    SnapshotError,
+    needs_labels,
+    openmp_enabled,
+    rating_loss,
+    samples_negatives,
+)
 from .recommender import DEFAULTS, Recommender, default_epochs, defaults
 from .replication import Publisher, Replica
 
@@ -34,5 +42,8 @@ __all__ = [
     "__version__",
     "default_epochs",
     "defaults",
+    "needs_labels",
     "openmp_enabled",
+    "rating_loss",
+    "samples_negatives",
 ]

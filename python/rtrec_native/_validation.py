@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from . import _core
+
 IdKind = Literal["int", "str"]
 # What the core takes for one side of a batch: uint64 keys (int64 IDs reinterpreted) or strings.
 CoreIds = np.ndarray | list
@@ -264,7 +266,7 @@ def choice(value: Any, name: str, options: Sequence[str]) -> str:
     return value
 
 
-MAX_FEATURES_PER_ID = 1024  # the core's limit (Model::kMaxFeaturesPerId)
+MAX_FEATURES_PER_ID: int = _core.limits["max_features_per_id"]  # the core's limit
 
 
 def feature_lists(values: Any, n: int, name: str = "features") -> list[list[str]]:

@@ -56,7 +56,7 @@ def default_positive_threshold(labels: np.ndarray | None, loss: str) -> float:
     percentile of the labels, rounded to the rating grid of 0.5 — 4.0 on MovieLens, i.e.
     "the user liked it".
     """
-    if loss not in ("squared", "huber") or labels is None or len(labels) == 0:
+    if not _core.rating_loss(loss) or labels is None or len(labels) == 0:
         return 0.5
     return float(np.round(np.quantile(np.asarray(labels, dtype=np.float64), 0.75) * 2.0) / 2.0)
 
@@ -163,7 +163,7 @@ def pointwise(scores: np.ndarray, labels: np.ndarray | None, loss: str) -> dict[
     """Pointwise metrics of scores against labels (empty when there is nothing to score)."""
     if labels is None or scores.size == 0:
         return {}
-    if loss in ("squared", "huber"):
+    if _core.rating_loss(loss):
         return {"rmse": metrics.rmse(labels, scores), "mae": metrics.mae(labels, scores)}
     if not np.isin(labels, (0.0, 1.0)).all():
         return {}

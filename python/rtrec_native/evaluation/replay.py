@@ -273,7 +273,7 @@ def _window_spans(stream: _Stream, start: int, n_windows: int) -> list[WindowSpa
 def _metric_names(loss: str, labels: np.ndarray | None, k: int) -> list[str]:
     names = [f"hitrate@{k}", f"ndcg@{k}"]
     beyond = [f"ild@{k}", f"novelty@{k}", f"coverage@{k}"]
-    if loss in ("squared", "huber"):
+    if _core.rating_loss(loss):
         return [*names, "rmse", "mae", *beyond]
     if labels is not None and np.isin(np.unique(labels), (0.0, 1.0)).all():
         names.append("auc")

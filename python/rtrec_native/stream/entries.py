@@ -30,6 +30,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from .. import _core
+
 __all__ = ["CONTROL_OPS", "FIELDS", "REASONS", "EntryError", "EntryParser", "control_fields", "entry_time",
            "is_control", "parse_control"]
 
@@ -122,7 +124,7 @@ class EntryParser:
                         or not (math.isfinite(weight) and weight >= 0):
                     raise ValueError(f"event_weights[{name!r}]: expected a str type and a finite weight >= 0, "
                                      f"got {weight!r}")
-        self._needs_label = loss in ("squared", "huber", "logistic")
+        self._needs_label = _core.needs_labels(loss)
         self._unit_label = loss == "logistic"
         self._loss = loss
         self._ids = ids
