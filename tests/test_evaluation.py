@@ -287,6 +287,25 @@ def test_periodic_refits_follow_the_event_count():
     assert report.policies["periodic"].n_updates == 4
 
 
+def test_hybrid_refits_where_periodic_does_and_learns_every_event_in_between():
+    events = drifting_stream()[:3000]
+    report = prequential(events, model={"dim": 4, "num_threads": 1, "seed": 0}, policies=["periodic", "hybrid"],
+                         batch_size=100, warmup=0.2, retrain_every=500, epochs=1)
+    periodic, hybrid = report.policies["periodic"], report.policies["hybrid"]
+    assert hybrid.refits_at == periodic.refits_at and len(periodic.refits_at) == 4
+    assert hybrid.n_updates == 4 + 24  # the refits, then one update call per batch of 100
+    assert hybrid.metrics["hitrate@10"] != periodic.metrics["hitrate@10"]
+
+
+def test_hybrid_with_no_refit_due_is_realtime_exactly():
+    events = drifting_stream()[:3000]
+    report = prequential(events, model={"dim": 4, "num_threads": 1, "seed": 0}, policies=["realtime", "hybrid"],
+                         batch_size=100, warmup=0.2, retrain_every=10**9, epochs=1)
+    realtime, hybrid = report.policies["realtime"].metrics, report.policies["hybrid"].metrics
+    for name in ("hitrate@10", "ndcg@10", "auc", "n_scored", "n_ranked"):
+        assert hybrid[name] == realtime[name], name
+
+
 def test_periodic_refits_at_each_period_boundary():
     day = 86_400.0
     ts = np.r_[np.linspace(0, 0.9, 50), np.linspace(1.1, 1.9, 50), np.linspace(2.1, 4.5, 50)] * day
@@ -322,8 +341,8 @@ def test_progress_is_reported_for_every_scored_event():
     calls = []
     prequential(events, model={"dim": 4, "num_threads": 1}, batch_size=64, retrain_every=400, epochs=1,
                 progress=lambda policy, n, total: calls.append((policy, n, total)))
-    assert sum(n for _, n, _ in calls) == calls[0][2] == 3 * 1600
-    assert [p for p, _, _ in calls][:1] == ["realtime"] and calls[-1][0] == "static"
+    assert sum(n for _, n, _ in calls) == calls[0][2] == len(POLICIES) * 1600
+    assert [p for p, _, _ in calls][:1] == ["realtime"] and calls[-1][0] == POLICIES[-1]
 
 
 @pytest.mark.parametrize(
@@ -333,7 +352,7 @@ def test_progress_is_reported_for_every_scored_event():
         ({"warmup": 1.0}, "warmup"),
         ({"policies": ["live"]}, "unknown"),
         ({"policies": "realtime"}, "policies"),
-        ({"retrain_every": None}, "periodic policy needs"),
+        ({"retrain_every": None}, "periodic and hybrid policies need"),
         ({"retrain_period": -1.0}, "retrain_period"),
         ({"k": 0}, "k"),
         ({"model": {"dim": 0}}, "dim"),

@@ -34,8 +34,13 @@ from .reports import PolicyResult, PrequentialReport, WindowSpan
 
 __all__ = ["POLICIES", "prequential"]
 
-#: The freshness policies :func:`prequential` compares, in report order.
-POLICIES: tuple[str, ...] = ("realtime", "periodic", "static")
+#: The freshness policies :func:`prequential` compares, in report order: learning from every
+#: event (realtime), refitting from scratch now and then (periodic), never learning after the
+#: warm-up (static), and both at once (hybrid: the periodic refits, with every event learned
+#: in between, as a trainer that refits on a schedule and hands over to live learning).
+POLICIES: tuple[str, ...] = ("realtime", "periodic", "static", "hybrid")
+_REFITS = ("periodic", "hybrid")  # policies that refit from scratch on the schedule
+_LEARNS = ("realtime", "hybrid")  # policies that learn every event
 
 
 class _Stream:
@@ -196,6 +201,7 @@ def _replay(
     rec = fresh(warmup) if start is None else start()
     recorder = _Recorder(stream, warmup, k)
     learned = warmup  # the model has learned the stream up to here
+    last_fit = warmup  # where the last fit from scratch stopped (the refit schedule counts from it)
     refresh_seconds: list[float] = []
     refits_at: list[int] = []
     began = time.perf_counter()
@@ -203,13 +209,13 @@ def _replay(
     # Events per item in the stream so far: the popularity novelty is measured against.
     item_counts = np.bincount(stream.item[:warmup], minlength=stream.item_ids.size)
     for lo, hi in _batches(warmup, stream.n, batch_size):
-        if policy == "periodic" and _refit_due(stream, lo, learned, retrain_every, retrain_period):
+        if policy in _REFITS and _refit_due(stream, lo, last_fit, retrain_every, retrain_period):
             t0 = time.perf_counter()
             # A fresh model on everything so far: what a nightly batch job does.
             rec = fresh(lo)
             refresh_seconds.append(time.perf_counter() - t0)
             refits_at.append(lo)
-            learned = lo
+            learned = last_fit = lo
         # IDs appearing for the first time bring their features (published with them).
         catalogue.register(rec, events, lo, hi)
         # Test: score the whole micro-batch with the model as it was before it.
@@ -222,8 +228,8 @@ def _replay(
             recorder.add_top(top, rec, stream, item_counts)
         trial_lo = trial_hi
         item_counts += np.bincount(stream.item[lo:hi], minlength=item_counts.size)
-        # Then train: the realtime model learns the batch, event by event, in order.
-        if policy == "realtime":
+        # Then train: the realtime and hybrid models learn the batch, event by event, in order.
+        if policy in _LEARNS:
             t0 = time.perf_counter()
             rec.update(**learn_args(events, lo, hi))
             refresh_seconds.append(time.perf_counter() - t0)
@@ -314,7 +320,8 @@ def prequential(
         model: :class:`Recommender` keyword arguments, or a zero-argument callable
             returning a fresh model. Without ``loss``, it is inferred from the labels
             (:func:`infer_loss`: ratings -> squared; 0/1 clicks or none -> bpr).
-        policies: which of ``"realtime"``, ``"periodic"``, ``"static"`` to run.
+        policies: which of ``"realtime"``, ``"periodic"``, ``"static"``, ``"hybrid"`` to run
+            (hybrid: the periodic refits, every event learned in between).
         batch_size: events per micro-batch (1 = exact per-event test-then-train).
         warmup: fraction of the stream used for the initial fit, in (0, 1).
         epochs: passes of the warm-up fit and of every periodic refit.
@@ -363,8 +370,8 @@ def prequential(
     retrain_every = positive_int_or_none(retrain_every, "retrain_every")
     if retrain_period is not None:
         retrain_period = check.real(retrain_period, "retrain_period", low=0.0, low_inclusive=False)
-    if "periodic" in policies and retrain_every is None and retrain_period is None:
-        raise ValueError("periodic policy needs retrain_every (events) or retrain_period (seconds)")
+    if set(_REFITS) & set(policies) and retrain_every is None and retrain_period is None:
+        raise ValueError("the periodic and hybrid policies need retrain_every (events) or retrain_period (seconds)")
     if retrain_period is not None and events.timestamps is None:
         raise ValueError("retrain_period needs event timestamps; use retrain_every instead")
     warmup_fraction = check_fraction(warmup, "warmup")
