@@ -58,6 +58,19 @@ def pending(reason: str | None) -> str:
     return f"pending ({reason})" if reason else "pending"
 
 
+def rtrec_on_data(path) -> tuple:
+    """For scripts that need a data file: (rtrec_native, None), or (None, exit code) after
+    saying why not — the file is missing (exit 0: skipped) or the package does not import (1)."""
+    if not path.is_file():
+        print(f"skipped: {path} not found (MovieLens lives in ../shared/datasets, or set RTREC_DATA)")
+        return None, 0
+    rt, reason = import_rtrec()
+    if rt is None:
+        print(pending(reason))
+        return None, 1
+    return rt, None
+
+
 # --------------------------------------------------------------------------- #
 # timing and statistics
 # --------------------------------------------------------------------------- #

@@ -33,7 +33,7 @@ import numpy as np
 
 import _common as C
 
-MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-latest-small" / "ratings.csv"
+MOVIELENS = C.find_dataset("ml-latest-small") / "ratings.csv"
 HISTORY = 50
 
 
@@ -142,13 +142,9 @@ def replay(rt, family: str, data, args) -> dict[str, tuple[int, int]]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if not args.data.is_file():
-        print(f"skipped: {args.data} not found (MovieLens lives in ../shared/datasets)")
-        return 0
-    rt, reason = C.import_rtrec()
+    rt, code = C.rtrec_on_data(args.data)
     if rt is None:
-        print(C.pending(reason))
-        return 1
+        return code
     import pandas as pd
 
     df = pd.read_csv(args.data).sort_values("timestamp", kind="stable")

@@ -118,6 +118,13 @@ DIVERSITY_HELP = ("re-rank for diversity: 0 is the plain top-k, up to 1 trades r
 # =========================================================================== parser
 
 
+def _add_saved_model_options(parser: argparse.ArgumentParser) -> None:
+    """What every query of a saved model takes: the file, k and the output form."""
+    parser.add_argument("--model", type=Path, required=True, metavar="PATH", help="model snapshot file")
+    parser.add_argument("-k", type=positive_int, default=10, help="number of items (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print JSON on stdout instead of a table")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``rtrec`` argument parser (all subcommands)."""
     from .. import __version__
@@ -194,20 +201,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load a snapshot written by 'rtrec train' and print the user's top-k items. "
         "An unknown user gets the items with the highest learned bias (the popular ones).",
     )
-    recommend.add_argument("--model", type=Path, required=True, metavar="PATH", help="model snapshot file")
+    _add_saved_model_options(recommend)
     who = recommend.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", metavar="ID",
                      help="user ID (an integer, or a string for models trained on string IDs)")
     who.add_argument("--history", metavar="ID,ID,...",
                      help="an anonymous visitor known only by these items (oldest first): nothing is learned")
-    recommend.add_argument("-k", type=positive_int, default=10, help="number of items (default: %(default)s)")
     recommend.add_argument("--include-seen", action="store_true",
                            help="also rank items the user has already consumed")
     recommend.add_argument("--diversity", type=diversity_lambda, default=0.0, metavar="LAMBDA", help=DIVERSITY_HELP)
     recommend.add_argument("--explain", action="store_true",
                            help="under each item, the reasons the model scores it (the user's own items and "
                            "features that weigh most, from Recommender.explain)")
-    recommend.add_argument("--json", action="store_true", help="print JSON on stdout instead of a table")
     add_filter_options(recommend)
 
     similar = commands.add_parser(
@@ -215,10 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load a snapshot and print the k items most similar to --item: those the model ranks "
         "first for a visitor whose session holds that item alone (never the item itself).",
     )
-    similar.add_argument("--model", type=Path, required=True, metavar="PATH", help="model snapshot file")
+    _add_saved_model_options(similar)
     similar.add_argument("--item", required=True, metavar="ID", help="item ID")
-    similar.add_argument("-k", type=positive_int, default=10, help="number of items (default: %(default)s)")
-    similar.add_argument("--json", action="store_true", help="print JSON on stdout instead of a table")
     add_filter_options(similar)
 
     serve = commands.add_parser(
