@@ -192,3 +192,17 @@ def test_http_replies_carry_the_names(tmp_path):
     finally:
         assert server.stop() == 0
     assert "69 item names from" in server.stderr_text
+
+
+def test_extras_hints_fit_where_the_package_came_from(tmp_path, monkeypatch):
+    from rtrec_native import _extras
+
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    monkeypatch.setattr(_extras, "_source_dir", lambda: str(clone))
+    monkeypatch.chdir(clone)
+    assert _extras.install_hint("serve") == "pip install '.[serve]'"  # from the clone itself
+    monkeypatch.chdir(tmp_path)
+    assert _extras.install_hint("serve") == f"pip install '{clone}[serve]'"  # from elsewhere
+    monkeypatch.setattr(_extras, "_source_dir", lambda: None)
+    assert _extras.install_hint("stream") == "pip install 'rtrec_native[stream]'"  # from an index
