@@ -48,8 +48,8 @@ FileImage read_file(Reader& r, uint32_t kind) {
   }
   f.two_tower = read_two_tower(r, c, f.users.rows);
   f.evicted = read_evicted(r, kind == kFullSnapshot);
-  if (kind == kFullSnapshot) f.sketches = read_sketches(r, c);
   if (f.header.version >= 6) f.item_names = read_item_names(r);
+  if (kind == kFullSnapshot) f.sketches = read_sketches(r, c);
   r.finish();
   return f;
 }
@@ -81,8 +81,8 @@ void save_snapshot(const Model& m, const std::string& path) {
     write_features(w, cut, true, items, false, 0);
     write_two_tower(w, cut, users, n_items, &position);
     write_evicted(w, EvictedKeys{});
-    write_sketches(w, cut.sketch(false), cut.sketch(true));
     write_item_names(w, m.item_name_store().since(0));
+    write_sketches(w, cut.sketch(false), cut.sketch(true));  // last: the one large fixed-size section
   });
   cut.commit();
 }

@@ -26,7 +26,7 @@ constexpr char kDeltaMagic[8] = {'R', 'T', 'R', 'E', 'C', 'D', 'L', 'T'};
 // one accumulator float per row, as two_tower's do (version 4: one per coordinate). Version 4
 // files load: the options off, the counters at 0, mf accumulators made row-wise
 // (accumulators_to_row_wise).
-// 6: item display names, a section after all others (snapshot_item_names.cpp); version 4
+// 6: item display names, a section after the evicted keys (snapshot_item_names.cpp); version 4
 // and 5 files load without names.
 constexpr uint32_t kVersion = 6;
 constexpr uint32_t kOldestVersion = 4;
