@@ -258,7 +258,7 @@ def test_a_version_4_snapshot_loads_with_the_options_off(tmp_path):
     assert params["dedup_window"] is None and params["max_user_rate"] is None
     assert params["huber_delta"] == 1.0 and params["adaptive_step"] is False
     assert counters(rec) == (0, 0)
-    rec.save(tmp_path / "v5.rtrec")  # written in the current version, which loads again
-    assert (tmp_path / "v5.rtrec").read_bytes()[8:12] == (5).to_bytes(4, "little")
-    np.testing.assert_allclose(rt.Recommender.load(tmp_path / "v5.rtrec").predict([1, 2], [10, 12]),
+    rec.save(tmp_path / "current.rtrec")  # written in the current version (5 or later), which loads again
+    assert int.from_bytes((tmp_path / "current.rtrec").read_bytes()[8:12], "little") >= 5
+    np.testing.assert_allclose(rt.Recommender.load(tmp_path / "current.rtrec").predict([1, 2], [10, 12]),
                                [4.171603, 4.012669], rtol=1e-6)
