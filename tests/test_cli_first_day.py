@@ -192,3 +192,31 @@ def test_http_replies_carry_the_names(tmp_path):
     finally:
         assert server.stop() == 0
     assert "69 item names from" in server.stderr_text
+
+
+def test_extras_hints_fit_where_the_package_came_from(tmp_path, monkeypatch):
+    from rtrec_native import _extras
+
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    monkeypatch.setattr(_extras, "_source_dir", lambda: str(clone))
+    monkeypatch.chdir(clone)
+    assert _extras.install_hint("serve") == "pip install '.[serve]'"  # from the clone itself
+    monkeypatch.chdir(tmp_path)
+    assert _extras.install_hint("serve") == f"pip install '{clone}[serve]'"  # from elsewhere
+    monkeypatch.setattr(_extras, "_source_dir", lambda: None)
+    assert _extras.install_hint("stream") == "pip install 'rtrec_native[stream]'"  # from an index
+
+
+def test_demo_with_a_catalog_names_what_each_policy_recommends_at_the_end(tmp_path, capsys):
+    data, catalog = write_ratings(tmp_path / "ratings.csv"), write_catalog(tmp_path / "movies.csv")
+    out = tmp_path / "demo"
+    assert main(["demo", "--data", str(data), "--catalog", str(catalog), "--family", "mf", "--dim", "4", "--epochs",
+                 "1", "--no-progress", "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert "ranked events: a new positive is an event with label >= " in stdout  # the label rule
+    assert "the stream's last" in stdout and ", the sequel" in stdout
+    now = json.loads((out / "report.json").read_text())["now"]
+    assert set(now["policies"]) == {"realtime", "periodic", "static"}
+    assert all(e["name"] == f"Movie {e['item']}, the sequel" for top in now["policies"].values() for e in top)
+    assert (out / "prequential.png").read_bytes()[:4] == b"\x89PNG"

@@ -131,3 +131,21 @@ def test_the_delimiter_can_be_given(tmp_path):
     assert ids.tolist() == [1] and lists == [["Comedy", "Drama"]]
     with pytest.raises(ValueError, match="one character"):
         load_features(path, delimiter=";;")
+
+
+def test_a_replica_following_a_publisher_shows_the_new_names(tmp_path):
+    import time
+
+    trainer = _model()
+    publisher = rt.Publisher(trainer, tmp_path, interval=None)
+    replica = rt.Replica(tmp_path, poll_interval=0.01)
+    try:
+        trainer.set_item_names([10, 11], ["Ten", "Eleven"])
+        assert publisher.flush()  # a change (names only) is a delta to publish
+        deadline = time.monotonic() + 10
+        while replica.model.item_names([10, 11]) != ["Ten", "Eleven"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert replica.model.item_names([10, 11]) == ["Ten", "Eleven"]
+    finally:
+        replica.close()
+        publisher.close()

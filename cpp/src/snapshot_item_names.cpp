@@ -1,5 +1,5 @@
-// The item-names section of snapshot and delta files (format version >= 6), after every
-// other section: a count, then per name its item key, its length and its UTF-8 bytes, in key
+// The item-names section of snapshot and delta files (format version >= 6), after the
+// evicted keys (and before a full snapshot's admission sketches, which stay last): a count, then per name its item key, its length and its UTF-8 bytes, in key
 // order. A full snapshot holds every name; a delta the names set since the previous cut.
 #include "snapshot_format.hpp"
 

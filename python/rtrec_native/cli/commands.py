@@ -43,6 +43,7 @@ from .steps import (
 
 def cmd_demo(args: argparse.Namespace) -> int:
     began = time.perf_counter()
+    catalog = load_catalog(args)  # a bad file fails before the replay
     report, data_info, replay_seconds = run_prequential(args, POLICY_CHOICES)
     out = Path(args.out)
     try:
@@ -56,6 +57,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     write_plot(report, plot_path, data_info)
     seconds = time.perf_counter() - began  # everything: loading, replay, plot
     payload["wall_seconds"] = seconds
+    if catalog is not None:
+        payload["now"] = _recommended_now(report, catalog, data_info["last_user"])
     report_path.write_text(json.dumps(payload, indent=2, allow_nan=False, default=json_default) + "\n")
     if args.json:
         print_json({**payload, "files": {"report": str(report_path), "plot": str(plot_path)}})
@@ -66,10 +69,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     best = max(report.policies.values(), key=lambda r: nan_low(r.metrics[report.primary_metric]))
     print(f"best {report.primary_metric}: {best.name}; wall time {seconds:.1f} s")
+    if catalog is not None:
+        now = payload["now"]
+        print(f"what each policy recommends user {now['user']} (the stream's last) at the end:")
+        for name, top in now["policies"].items():
+            print(f"  {name:<9} " + "; ".join(entry["name"] or str(entry["item"]) for entry in top))
     print(f"wrote {report_path} and {plot_path}")
     return 0
 
 
+
+
+def _recommended_now(report: Any, catalog: Any, user: Any, k: int = 5) -> dict[str, Any]:
+    """Each policy's final top-k for ``user``, named from the catalogue."""
+    out: dict[str, Any] = {"user": user, "policies": {}}
+    for name, result in report.policies.items():
+        catalog.apply(result.model)
+        ids, _ = result.model.recommend(user, k=k)
+        items = [v.item() if isinstance(v, np.generic) else v for v in ids]
+        names = result.model.item_names(items) if items else []
+        out["policies"][name] = [{"item": i, "name": n} for i, n in zip(items, names, strict=True)]
+    return out
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

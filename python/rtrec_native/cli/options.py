@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(demo)
     _add_feature_options(demo, evaluation=True)
     _add_replay_options(demo)
+    add_catalog_options(demo)
     output = _add_output_options(demo)
     output.add_argument("--out", type=Path, default=Path("rtrec-demo"),
                         help="directory for report.json and prequential.png (created; default: %(default)s)")

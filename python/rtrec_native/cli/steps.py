@@ -272,6 +272,8 @@ def run_prequential(args: argparse.Namespace, policies: Sequence[str]) -> tuple[
         )
     finally:
         progress.close()
+    last = events.users[int(np.argmax(events.timestamps))] if events.timestamps is not None else events.users[-1]
+    data_info["last_user"] = last.item() if isinstance(last, np.generic) else last
     return report, data_info, time.perf_counter() - began
 
 

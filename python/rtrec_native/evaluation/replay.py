@@ -183,11 +183,11 @@ def _replay(
     features: _FeatureCatalogue | None = None,
     diversity: float = 0.0,
     start: Callable[[], Recommender] | None = None,
-) -> tuple[_Recorder, list[float], float, list[int]]:
+) -> tuple[_Recorder, list[float], float, list[int], Recommender]:
     """Run one policy over the stream after the warm-up.
 
     Returns the recorder, the duration of each model refresh (update call or refit), the
-    wall time of the replay and the stream positions of the periodic refits.
+    wall time of the replay, the stream positions of the periodic refits and the model at the end.
     """
     events = stream.events
     catalogue = features or _FeatureCatalogue()
@@ -236,7 +236,7 @@ def _replay(
             learned = hi
         if progress is not None:
             progress(policy, hi - lo, total)
-    return recorder, refresh_seconds, time.perf_counter() - began, refits_at
+    return recorder, refresh_seconds, time.perf_counter() - began, refits_at, rec
 
 
 def _summarise(
@@ -396,7 +396,7 @@ def prequential(
     n_scored = stream.n - n_warmup
     catalogue = _FeatureCatalogue(item_features, user_features)
     for policy in policies:
-        recorder, refresh_seconds, seconds, refits_at = _replay(
+        recorder, refresh_seconds, seconds, refits_at, final = _replay(
             policy, make, stream, n_warmup, batch_size=batch_size, epochs=epochs, k=k,
             retrain_every=retrain_every, retrain_period=retrain_period, progress=progress,
             total=len(policies) * n_scored, features=catalogue, diversity=diversity, start=start,
@@ -412,6 +412,7 @@ def prequential(
             n_updates=len(refresh_seconds),
             seconds=seconds,
             refits_at=refits_at,
+            model=final,
         )
     params = make().get_params()
     config = {

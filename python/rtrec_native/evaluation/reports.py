@@ -42,6 +42,7 @@ class PolicyResult:
         n_updates: refreshes done (update calls or refits).
         seconds: wall time of the replay.
         refits_at: stream positions (event index) where a periodic refit happened.
+        model: the policy's model at the end of the replay (not in :meth:`to_dict`).
     """
 
     name: str
@@ -53,6 +54,7 @@ class PolicyResult:
     n_updates: int
     seconds: float
     refits_at: list[int] = field(default_factory=list)
+    model: Any = field(default=None, repr=False, compare=False)  # the policy's model at the end
 
     def to_dict(self) -> dict[str, Any]:
         """Flat: the overall metrics next to the cost numbers (NaN as ``None``)."""
