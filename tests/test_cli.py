@@ -597,3 +597,14 @@ def test_train_with_movielens_genres(tmp_path, capsys):
         n_movies = sum(1 for _ in source) - 1
     assert rec.n_items == n_movies == trained["data"]["item_features"]["n_ids"]  # the whole catalogue
     assert 15 <= trained["n_item_features"] <= 25
+
+
+def test_evaluate_runs_the_hybrid_policy_when_asked(tmp_path, capsys):
+    ratings = write_ratings(tmp_path / "ratings.csv")
+    code = main(["evaluate", "--data", str(ratings), "--protocol", "prequential", "--policies", "realtime", "hybrid",
+                 "--retrain-every", "300", "--epochs", "1", "--dim", "8", "--json", "--no-progress",
+                 "--family", "mf"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["policies"]) == {"realtime", "hybrid"}
+    assert report["policies"]["hybrid"]["refits_at"]

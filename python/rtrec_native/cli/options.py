@@ -15,12 +15,16 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .. import _core
+from ..evaluation.replay import POLICIES
 from .errors import PROG, one_line
 from .retrieval import add_filter_options
 
 # "auto" (see --loss) and every loss some family trains with, as the core lists them.
 LOSS_CHOICES = ("auto", *dict.fromkeys(loss for family in ("mf", "two_tower") for loss in _core.losses(family)))
+# The demo's and evaluate's policies by default; --policies may also name hybrid (the periodic
+# refits with every event learned in between: rtrec_native.evaluation.POLICIES).
 POLICY_CHOICES = ("realtime", "periodic", "static")
+ALL_POLICIES = POLICIES
 #: The command line's model family when --family is not given. Measured with each family's own
 #: defaults (benchmarks/bench_two_tower_quality.py, rtrec demo): learning per event, two_tower
 #: is ahead of mf and of every periodic and static policy on the MovieLens replay and on the
@@ -187,9 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="measure this saved model instead of fitting one: temporal, it scores the test part "
                           "as it is (no fine-tuning); prequential, it is every policy's starting point (no warm-up "
                           "fit) and realtime keeps learning from it, as it would in production")
-    evaluate.add_argument("--policies", nargs="+", choices=POLICY_CHOICES, default=list(POLICY_CHOICES),
+    evaluate.add_argument("--policies", nargs="+", choices=ALL_POLICIES, default=list(POLICY_CHOICES),
                           metavar="POLICY", help="prequential: policies to run, from "
-                          f"{', '.join(POLICY_CHOICES)} (default: all)")
+                          f"{', '.join(ALL_POLICIES)} (hybrid: the periodic refits, every event learned in between) "
+                          f"(default: {' '.join(POLICY_CHOICES)})")
     evaluate.add_argument("--split", choices=("global", "user"), default="global",
                           help="temporal: one cut time for everyone (global) or the last "
                           "fraction of each user's events (user) (default: %(default)s)")

@@ -24,6 +24,8 @@ def _refresh_text(name: str, result: Any, config: dict[str, Any]) -> str:
         return f"{result.update_latency_ms:.3f} ms per update of {size} event{'s' if size != 1 else ''}"
     if name == "periodic":
         return f"{result.update_latency_ms:,.1f} ms per refit ({result.n_updates} refits)"
+    if name == "hybrid":
+        return f"{len(result.refits_at)} refits, every event learned in between"
     return "never updated"
 
 
@@ -113,8 +115,9 @@ def write_plot(report: Any, path: Path, data_info: dict[str, Any] | None = None)
 
         def at(positions: list[int]) -> np.ndarray:
             return np.asarray(positions, dtype=np.float64)
-    styles = {"realtime": "-o", "periodic": "-s", "static": "-^"}
-    refits = report.policies["periodic"].refits_at if "periodic" in report.policies else []
+    styles = {"realtime": "-o", "periodic": "-s", "static": "-^", "hybrid": "-D"}
+    refitting = [name for name in ("periodic", "hybrid") if name in report.policies]
+    refits = report.policies[refitting[0]].refits_at if refitting else []
     for ax, metric in zip(axes, names, strict=True):
         for name, result in report.policies.items():
             y = np.array([w[metric] for w in result.windows], dtype=np.float64)
