@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import PROG, CliError
 from .model_source import start_model
 from .names import load_catalog
