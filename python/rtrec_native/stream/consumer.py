@@ -68,8 +68,7 @@ class Consumer:
     :class:`~rtrec_native.replication.Publisher` and then commits (acknowledges) the entries
     it holds. Entries that cannot be learned go to ``source.dead_letter`` and are counted;
     the rest of their batch is learned; they never stop the loop. With ``trim``, entries
-    every reader has committed are removed from the log (at each delta, up to the previous
-    delta's commit).
+    every reader has committed are removed from the log (after each delta's commit).
 
     Args:
         rec: the model (new, or restored with :func:`~rtrec_native.replication.restore_latest`
@@ -85,9 +84,9 @@ class Consumer:
         announce: called after each file the publisher writes (see ``Publisher``), e.g. a
             :class:`~rtrec_native.stream.RedisAnnouncer`.
         trim: remove committed entries from the log (``rtrec consume`` does by default).
-        trim_interval: least seconds between trims (>= 0): a trim comes with each delta, up to
-            what was committed before it, at most this often (0, the default: with every delta,
-            so that the log holds what some reader still needs and about one delta more).
+        trim_interval: least seconds between trims (>= 0): a trim follows the commit after a
+            delta, at most this often (0, the default: after every commit, so that the log holds
+            what some reader still needs and no more).
     """
 
     def __init__(self, rec: Recommender, source: EventSource, directory: str | os.PathLike, *, ids: str = "auto",
@@ -120,7 +119,6 @@ class Consumer:
         now = time.monotonic()
         self._due = now + self._interval
         self._trim_due = now
-        self._acked_since_trim = False
         self._durable_at = now  # the last time everything learned was in a durable file
         self._rate = _Rate(self.state.learned)
         self.read = 0  # entries read since this object started
@@ -243,17 +241,13 @@ class Consumer:
         self.publisher.flush()
         self._durable_at = time.monotonic()
         self._due = self._durable_at + self._interval
-        # The trim comes before this commit: it sees the acknowledgements of the previous one
-        # (which Redis has applied meanwhile), so the commit's XACK need not be waited for.
-        if self._trim and self._acked_since_trim and self._durable_at >= self._trim_due:
-            self._trim_due = self._durable_at + self._trim_interval
-            self._acked_since_trim = False
-            self.trimmed += self.source.trim()
         if held is not None:
             self.source.commit(held)
-            self._acked_since_trim = True
             if self._held == held:
                 self._held = None
+            if self._trim and self._durable_at >= self._trim_due:
+                self._trim_due = self._durable_at + self._trim_interval
+                self.trimmed += self.source.trim()
 
     def run(self, stop: threading.Event | None = None, *, idle_exit: float | None = None,
             max_entries: int | None = None) -> None:

@@ -251,7 +251,7 @@ class RedisStreamSource(EventSource):
             entry_id, fields = entry[0], entry[1]
             if (after is not None and stream_ids(entry_id) <= after) or not fields:
                 skipped.append(entry_id)
-                if not fields:
+                if not fields and (after is None or stream_ids(entry_id) > after):
                     log.warning("entry %s was trimmed from %s before it was learned", _text(entry_id), self.stream)
                 continue
             self._unacked.append(entry_id)
@@ -336,22 +336,27 @@ class RedisStreamSource(EventSource):
         """Remove the entries every consumer group of the stream has acknowledged (XTRIM
         MINID): those before the oldest entry any group has pending or has not read yet.
         A group acknowledges an entry only once a durable snapshot or delta holds it (this
-        trainer's does), so no entry a group still needs is removed. Returns how many went."""
+        trainer's does), so no entry a group still needs is removed. This reader's own bound
+        is the entry after its last commit (known here: its XACK need not have arrived);
+        the other groups' come from Redis. Returns how many entries went."""
         import redis as redis_module  # noqa: PLC0415
 
-        self.drain_acks()  # our own acknowledgements first: the trim sees them
+        bound = None if self._after is None else _after_id(f"{self._after[0]}-{self._after[1]}")
         try:
-            groups = self._r.xinfo_groups(self.stream)
-            if not groups:
-                return 0
-            bound = None
-            for info in groups:
+            for info in self._r.xinfo_groups(self.stream):
+                if _text(info["name"]) == self.group:
+                    if bound is None:
+                        bound = _after_id(info["last-delivered-id"]) if not info["pending"] else \
+                            _text(self._r.xpending(self.stream, self.group)["min"])
+                    continue
                 if info["pending"]:
                     oldest = _text(self._r.xpending(self.stream, info["name"])["min"])
                 else:
                     oldest = _after_id(info["last-delivered-id"])
                 if bound is None or stream_ids(oldest) < stream_ids(bound):
                     bound = oldest
+            if bound is None:
+                return 0
             return int(self._r.xtrim(self.stream, minid=bound, approximate=False))
         except redis_module.ResponseError:  # the stream is gone: nothing to trim
             return 0
