@@ -274,18 +274,25 @@ class RedisStreamSource(EventSource):
     def _ack(self, ids: list[bytes]) -> None:
         """XACK ``ids``, without waiting for Redis to answer: the command is packed by hiredis
         in one call (redis-py's own packing checks and encodes each argument in Python) and
-        sent on a connection of its own, whose reply is read before the next XACK, a trim or
-        close. An acknowledgement lost with a connection is sent again with the next one (and
+        sent on a connection of its own, whose reply is read before the next XACK or at close.
+        An acknowledgement lost with a connection is sent again with the next one (and
         one never sent is harmless: after a restart, pending entries the model already holds
         are acknowledged without being learned)."""
-        ids = self._reack + ids
-        self._reack = []
+        try:
+            self.drain_acks()
+        except BaseException:
+            self._reack.extend(ids)  # after the unanswered ones drain_acks put back
+            raise
+        ids, self._reack = self._reack + ids, []
+        if not ids:
+            return
         if _pack_command is None:
             for start in range(0, len(ids), _ACK_CHUNK):
-                self._r.xack(self.stream, self.group, *ids[start:start + _ACK_CHUNK])
-            return
-        self.drain_acks()
-        if not ids:
+                try:
+                    self._r.xack(self.stream, self.group, *ids[start:start + _ACK_CHUNK])
+                except BaseException:
+                    self._reack = ids[start:]
+                    raise
             return
         pool = self._r.connection_pool
         conn = pool.get_connection()
