@@ -262,3 +262,20 @@ def test_rtrec_consume_trims_by_default_and_keeps_everything_with_no_trim(redis_
         summary = json.loads(capsys.readouterr().out)
         assert summary["learned"] == 600 and summary["lag_entries"] == 0 and summary["lag_seconds"] == 0
         assert r.xlen(stream) == left + (3 if extra else 0)
+
+
+def test_an_acknowledgement_lost_with_its_connection_is_sent_again(redis_url, tmp_path):
+    Producer(redis_url, STREAM).send_many(list(range(300)), list(range(300)))
+    source = RedisStreamSource(redis_url, STREAM, "g")
+    consumer = Consumer(rt.Recommender(dim=8, num_threads=1), source, tmp_path, batch_size=100, interval=3600)
+    consumer.poll()
+    consumer.flush()  # the XACK of 100 entries is sent; its answer is not read yet
+    conn, sent, _ = source._acking
+    conn.disconnect()  # the connection goes before the answer is read
+    consumer.poll()
+    with pytest.raises(redis.exceptions.ConnectionError):
+        consumer.flush()  # the next commit finds the answer lost: both acknowledgements wait
+    assert source._reack[:100] == sent and len(source._reack) == 200
+    consumer.run(idle_exit=0.3)
+    assert consumer.learned == 300 and source._reack == []
+    assert redis.Redis.from_url(redis_url).xpending(STREAM, "g")["pending"] == 0

@@ -82,7 +82,7 @@ def add_consume_parser(commands: Any) -> None:
                    help="announcements kept on NAME:deltas (a replica further behind catches up from the files) "
                    "(default: %(default)s)")
     p.add_argument("--trim", action=argparse.BooleanOptionalAction, default=True,
-                   help="remove from the stream (XTRIM MINID, after each delta) the entries that every consumer "
+                   help="remove from the stream (XTRIM MINID, with each delta) the entries that every consumer "
                    "group has acknowledged; this trainer acknowledges an entry once a durable delta holds it, so the "
                    "stream keeps what some group still needs plus a few batches. --no-trim keeps everything (e.g. "
                    "to train another model from the start later) (default: on)")

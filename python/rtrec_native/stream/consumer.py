@@ -158,7 +158,7 @@ class Consumer:
         return done
 
     def _recover_lost_stream(self) -> None:
-        log.warning("stream %s was lost (Redis came back without it?): the model keeps the %d events it learned%s; "
+        log.warning("%s was lost (Redis came back without it?): the model keeps the %d events it learned%s; "
                     "recreating the group and learning the entries written from now on", self.source.identity,
                     self.state.learned, f" up to entry {self.state.entry}" if self.state.entry else "")
         self.source.recreate(self.state.entry)
@@ -295,6 +295,7 @@ class Consumer:
             elif idle_exit is not None and now - idle_since >= idle_exit:
                 break
         self.flush()
+        self.source.drain_acks()
 
     def close(self) -> None:
         """Write the last delta, commit, and release the log."""

@@ -5,6 +5,7 @@ every group, and a stream or group lost with a Redis that came back empty recrea
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -92,6 +93,8 @@ class RedisStreamSource(EventSource):
         self._cursor = "0"  # "0": our pending entries first; then ">": new ones
         self._unacked: list[bytes] = []  # read, not yet committed (in order)
         self._prefetch: Any = None  # a connection with an XREADGROUP sent and its reply not taken
+        self._acking: Any = None  # (connection, IDs, replies) of XACKs sent and not answered yet
+        self._reack: list[bytes] = []  # IDs whose XACK was lost with its connection: sent again
         self._errors = redis_errors()
 
     # ------------------------------------------------------------------ open
@@ -131,8 +134,10 @@ class RedisStreamSource(EventSource):
         group again just after ``after`` (the model's entry), so that nothing is learned twice
         and entries written since are learned."""
         self._drop_prefetch()
+        with contextlib.suppress(Exception):  # the stream is gone: nothing to acknowledge
+            self.drain_acks()
         self._r.xgroup_create(self.stream, self.group, id=after or "0", mkstream=True)
-        self._unacked = []
+        self._unacked, self._reack = [], []
         self._after = None if after is None else stream_ids(after)
         self._cursor = ">"
 
@@ -246,7 +251,7 @@ class RedisStreamSource(EventSource):
             entry_id, fields = entry[0], entry[1]
             if (after is not None and stream_ids(entry_id) <= after) or not fields:
                 skipped.append(entry_id)
-                if not fields:
+                if not fields and (after is None or stream_ids(entry_id) > after):
                     log.warning("entry %s was trimmed from %s before it was learned", _text(entry_id), self.stream)
                 continue
             self._unacked.append(entry_id)
@@ -263,28 +268,59 @@ class RedisStreamSource(EventSource):
             while stream_ids(self._unacked[n]) <= limit:
                 n += 1
         done, self._unacked = self._unacked[:n], self._unacked[n:]
-        for start in range(0, len(done), _ACK_CHUNK):
-            self._ack(done[start:start + _ACK_CHUNK])
+        self._ack(done)
         self._after = limit
 
     def _ack(self, ids: list[bytes]) -> None:
-        """XACK, the command packed by hiredis in one call: redis-py's own packing checks and
-        encodes each argument in Python, which costs more per entry than learning it."""
+        """XACK ``ids``, without waiting for Redis to answer: the command is packed by hiredis
+        in one call (redis-py's own packing checks and encodes each argument in Python) and
+        sent on a connection of its own, whose reply is read before the next XACK or at close.
+        An acknowledgement lost with a connection is sent again with the next one (and
+        one never sent is harmless: after a restart, pending entries the model already holds
+        are acknowledged without being learned)."""
+        try:
+            self.drain_acks()
+        except BaseException:
+            self._reack.extend(ids)  # after the unanswered ones drain_acks put back
+            raise
+        ids, self._reack = self._reack + ids, []
+        if not ids:
+            return
         if _pack_command is None:
-            self._r.xack(self.stream, self.group, *ids)
+            for start in range(0, len(ids), _ACK_CHUNK):
+                try:
+                    self._r.xack(self.stream, self.group, *ids[start:start + _ACK_CHUNK])
+                except BaseException:
+                    self._reack = ids[start:]
+                    raise
             return
         pool = self._r.connection_pool
         conn = pool.get_connection()
         try:
-            conn.send_packed_command([_pack_command((b"XACK", self._key, self._group_key, *ids))])
-            reply = conn.read_response()
+            head = (b"XACK", self._key, self._group_key)
+            conn.send_packed_command([_pack_command((*head, *ids[start:start + _ACK_CHUNK]))
+                                      for start in range(0, len(ids), _ACK_CHUNK)])
         except BaseException:
-            conn.disconnect()  # a reply may be left unread: never reuse this connection
+            conn.disconnect()
+            pool.release(conn)
+            self._reack = ids
+            raise
+        self._acking = (conn, ids, -(-len(ids) // _ACK_CHUNK))
+
+    def drain_acks(self) -> None:
+        """Wait until Redis has applied the XACKs sent (their replies read)."""
+        if self._acking is None:
+            return
+        (conn, ids, replies), self._acking = self._acking, None
+        try:
+            for _ in range(replies):
+                conn.read_response()
+        except BaseException:
+            conn.disconnect()
+            self._reack = ids + self._reack
             raise
         finally:
-            pool.release(conn)
-        if isinstance(reply, Exception):
-            raise reply
+            self._r.connection_pool.release(conn)
 
     def dead_letter(self, entry: Entry, reason: str, message: str, index: int | None = None) -> None:
         import redis as redis_module  # noqa: PLC0415
@@ -307,21 +343,27 @@ class RedisStreamSource(EventSource):
         """Remove the entries every consumer group of the stream has acknowledged (XTRIM
         MINID): those before the oldest entry any group has pending or has not read yet.
         A group acknowledges an entry only once a durable snapshot or delta holds it (this
-        trainer's does), so no entry a group still needs is removed. Returns how many went."""
+        trainer's does), so no entry a group still needs is removed. This reader's own bound
+        is the entry after its last commit (known here: its XACK need not have arrived);
+        the other groups' come from Redis. Returns how many entries went."""
         import redis as redis_module  # noqa: PLC0415
 
+        bound = None if self._after is None else _after_id(f"{self._after[0]}-{self._after[1]}")
         try:
-            groups = self._r.xinfo_groups(self.stream)
-            if not groups:
-                return 0
-            bound = None
-            for info in groups:
+            for info in self._r.xinfo_groups(self.stream):
+                if _text(info["name"]) == self.group:
+                    if bound is None:
+                        bound = _after_id(info["last-delivered-id"]) if not info["pending"] else \
+                            _text(self._r.xpending(self.stream, self.group)["min"])
+                    continue
                 if info["pending"]:
                     oldest = _text(self._r.xpending(self.stream, info["name"])["min"])
                 else:
                     oldest = _after_id(info["last-delivered-id"])
                 if bound is None or stream_ids(oldest) < stream_ids(bound):
                     bound = oldest
+            if bound is None:
+                return 0
             return int(self._r.xtrim(self.stream, minid=bound, approximate=False))
         except redis_module.ResponseError:  # the stream is gone: nothing to trim
             return 0
@@ -346,4 +388,7 @@ class RedisStreamSource(EventSource):
 
     def close(self) -> None:
         self._drop_prefetch()
-        self._r.close()
+        try:
+            self.drain_acks()
+        finally:
+            self._r.close()

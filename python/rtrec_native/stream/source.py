@@ -75,6 +75,10 @@ class EventSource(ABC):
         time is how long the oldest event not yet learned has waited."""
         return None
 
+    def drain_acks(self) -> None:  # noqa: B027 - optional hook
+        """Wait until every commit so far has reached the log (a source may commit without
+        waiting for the log's answer)."""
+
     def trim(self) -> int:
         """Forget entries every reader has committed (a bounded log); returns how many."""
         return 0
