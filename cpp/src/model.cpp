@@ -75,6 +75,7 @@ Model::Model(const ModelConfig& config)
   if (config.dedup_window > 0.0 || config.max_user_rate > 0.0)
     noise_guard_ = std::make_unique<NoiseGuard>(config.dedup_window, config.max_user_rate);
   if (config.adaptive_step) adaptive_ = std::make_unique<AdaptiveStep>();
+  if (config.retrieval == Retrieval::kCompact) compact_ = std::make_unique<CompactRows>(config.dim);
   if (config.min_count > 1) {
     user_sketch_ = std::make_unique<CountMinSketch>();
     item_sketch_ = std::make_unique<CountMinSketch>();
@@ -95,9 +96,11 @@ Model::Model(const ModelConfig& config)
 }
 
 uint32_t Model::admit(EmbeddingTable& table, CountMinSketch* sketch, uint64_t key, const std::string* name, double time) {
-  if (sketch == nullptr || table.find(key) != EmbeddingTable::kNotFound) return table.find_or_insert(key, name, true, time);
-  if (sketch->add(key) < config_.min_count) return EmbeddingTable::kNotFound;
-  return table.find_or_insert(key, name, true, time);
+  if (const uint32_t row = table.find(key); row != EmbeddingTable::kNotFound) return row;
+  if (sketch != nullptr && sketch->add(key) < config_.min_count) return EmbeddingTable::kNotFound;
+  const uint32_t row = table.find_or_insert(key, name, true, time);
+  if (&table == &items_) sync_item(row);  // a new item's random start, before any step
+  return row;
 }
 
 void Model::validate(const EventBatch& e) const {
@@ -290,6 +293,10 @@ void Model::train_epoch(std::vector<Resolved>& events, const std::vector<int64_t
       for (int64_t i = begin; i < end; ++i) {
         if (i + kAhead < end) stage(i + kAhead);  // fills another slot than event i's
         train_one(step, events[i], ring + (i % kSlots) * n_neg, local, applied, skipped);
+        if (compact_ != nullptr) {  // the rows the step wrote, into the compact shadow
+          sync_item(events[i].item);
+          for (uint32_t s = 0; s < n_neg; ++s) sync_item(ring[(i % kSlots) * n_neg + s]);
+        }
       }
     }
   }
@@ -514,6 +521,11 @@ void Model::update_pinned(const EventBatch& e) {
     } else {
       train_one(step, r, negatives, buffer, applied, skipped);
     }
+    if (compact_ != nullptr && !two_tower()) {  // two_tower's block step syncs its own rows
+      sync_item(r.item);
+      if (sampled)
+        for (uint32_t s = 0; s < config_.negatives; ++s) sync_item(negatives[s]);
+    }
     // Marked after the step (see EmbeddingTable::mark): the change goes into a delta.
     users_.mark(r.user, generation_);
     items_.mark(r.item, generation_);
@@ -604,6 +616,7 @@ ModelStats Model::stats() const noexcept {
   s.memory_bytes += hidden_.memory_bytes() + item_features_.lists.index_bytes();
   s.memory_bytes += NoiseGuard::memory_bytes(config_.dedup_window, config_.max_user_rate);
   if (adaptive_) s.memory_bytes += AdaptiveStep::memory_bytes();
+  s.memory_bytes += compact_bytes();
   if (user_sketch_) s.memory_bytes += 2 * CountMinSketch::memory_bytes();
   if (two_tower()) s.memory_bytes += tower_->memory_bytes() + history_->memory_bytes();
   return s;

@@ -98,6 +98,8 @@ ScanRules Model::scan_rules(const float* feature_scores, uint32_t n_features, bo
   ScanRules rules;
   rules.cosine = cosine;
   rules.hidden = &hidden_;
+  rules.compact = compact_.get();
+  rules.depth = kCompactDepth;
   if (item_features_.lists.any()) {
     rules.features = FeatureCorrection{&item_features_.lists, feature_scores, n_features};
     rules.context = this;

@@ -27,7 +27,8 @@ constexpr char kDeltaMagic[8] = {'R', 'T', 'R', 'E', 'C', 'D', 'L', 'T'};
 // files load: the options off, the counters at 0, mf accumulators made row-wise
 // (accumulators_to_row_wise).
 // 6: hidden items (a section at the end: full snapshots always, deltas when the set changed).
-// Version 5 files load with nothing hidden.
+// Version 5 files load with nothing hidden. The header ends with the retrieval mode (version 5
+// files load as "exact").
 constexpr uint32_t kVersion = 6;
 constexpr uint32_t kOldestVersion = 4;
 constexpr uint32_t kFullSnapshot = 0;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "rtrec/compact_rows.hpp"
 #include "rtrec/embedding_table.hpp"
 #include "rtrec/feature_lists.hpp"
 #include "rtrec/hidden_rows.hpp"
@@ -43,6 +44,11 @@ struct ScanRules {
   const void* context = nullptr;
   float (*rescore)(const void* context, uint32_t row, const float* query) = nullptr;
   const HiddenRows* hidden = nullptr;  // null: no row is hidden
+  // retrieval="compact": chunks are first scored from these int8 rows (the same feature
+  // terms, filters and hidden rows apply), the best max(k, depth) rows are kept, and those
+  // are re-scored exactly from the float rows before the best k are taken. Null: exact scan.
+  const CompactRows* compact = nullptr;
+  uint32_t depth = 0;
 };
 
 // Scores rows [0, n_rows) of `items` against `query` (stride floats, zero padded). Writes up
