@@ -372,6 +372,8 @@ PYBIND11_MODULE(_core, m) {
   // to update_one, so "how close to the floor" is measured, not guessed.
   m.def("_noop", [](const py::object&, const py::object&, const py::object&) {}, py::arg("user"), py::arg("item"),
         py::arg("label") = py::none(), "Does nothing: the cost of calling a bound function (benchmarks).");
+  m.def("compact_kernel", [] { return std::string(rtrec::CompactRows::kernel_name()); },
+        "The kernel retrieval='compact' scans with on this CPU: avx512-vnni, avx2 or portable.");
   m.def("default_threads", [] { return rtrec::resolve_threads(0); },
         "Threads used when num_threads is None: OMP_NUM_THREADS if set, else all cores.");
   m.def("hash_string_id", [](const std::string& s) { return rtrec::hash_string_id(s); });

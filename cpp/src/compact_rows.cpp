@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -119,10 +121,15 @@ struct Dispatch {
   const char* name;
 };
 
+// The best kernel the CPU runs. RTREC_COMPACT_KERNEL=avx2 or =portable asks for a lower one
+// (tests check every kernel against the exact scan on one machine).
 Dispatch choose() noexcept {
+  const char* forced = std::getenv("RTREC_COMPACT_KERNEL");
+  const std::string ask = forced != nullptr ? forced : "";
+  if (ask == "portable") return {score_portable, "portable"};
 #ifdef RTREC_X86_KERNELS
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+  if (ask != "avx2" && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vnni"))
     return {score_vnni, "avx512-vnni"};
   if (__builtin_cpu_supports("avx2")) return {score_avx2, "avx2"};
