@@ -75,7 +75,7 @@ Model::Model(const ModelConfig& config)
   if (config.dedup_window > 0.0 || config.max_user_rate > 0.0)
     noise_guard_ = std::make_unique<NoiseGuard>(config.dedup_window, config.max_user_rate);
   if (config.adaptive_step) adaptive_ = std::make_unique<AdaptiveStep>();
-  if (config.retrieval == Retrieval::kCompact) compact_ = std::make_unique<CompactRows>(config.dim);
+  if (config.retrieval == Retrieval::kCompact) compact_ = std::make_unique<CompactRows>(config.dim, items_.stride());
   if (config.min_count > 1) {
     user_sketch_ = std::make_unique<CountMinSketch>();
     item_sketch_ = std::make_unique<CountMinSketch>();

@@ -5,11 +5,12 @@
 // exactly in float32 (topk.cpp), so reported scores are the exact ones.
 //
 // Rows live in chunks of EmbeddingTable::kChunkRows rows that never move (a ChunkDirectory,
-// readers lock-free); a chunk is made when its first row is written. Within a chunk the
-// codes are interleaved in blocks of 16 rows: for each group of 4 dimensions, the 16 rows'
-// 4 bytes lie side by side (64 bytes), so one 512-bit multiply-add scores 16 rows on 4
-// dimensions (AVX-512 VNNI), two 256-bit ones on AVX2, and a plain loop elsewhere (runtime
-// dispatch).
+// readers lock-free); a chunk is made when its first row is written. A row's codes are
+// contiguous (dim rounded up to 64 bytes: one cache line at dim 64) and its two scales sit
+// side by side, so writing a row touches two cache lines: the write rides along with the
+// training step (measured: benchmarks/bench_compact_topk.py, update_one). The scan kernel
+// multiplies 16 rows by the query (AVX-512 VNNI: one vpdpbusd a row per 64 dimensions; AVX2;
+// a plain loop elsewhere; runtime dispatch) and reduces the 16 rows' partial sums together.
 //
 // A row is written by the same call that writes its float row (training steps, feature
 // setting, imports) with plain stores, like the float rows themselves (Hogwild): a racing
@@ -33,11 +34,12 @@ class CompactRows {
  public:
   static constexpr uint32_t kChunkShift = 10;  // as EmbeddingTable
   static constexpr uint32_t kChunkRows = 1u << kChunkShift;
-  static constexpr uint32_t kBlockRows = 16;  // rows interleaved per block
+  static constexpr uint32_t kBlockRows = 16;  // rows a kernel step scores together
 
-  explicit CompactRows(uint32_t dim);
+  // `stride`: the item table's floats per row (dim rounded up to 16, zero padded).
+  CompactRows(uint32_t dim, uint32_t stride);
 
-  // A query quantised once per call: int8 codes (groups x 4, zero padded), its scale, and
+  // A query quantised once per call: int8 codes (code_bytes, zero padded), its scale, and
   // the sum of its codes (the AVX-512 kernel reads row codes as unsigned, offset by 128).
   struct Query {
     std::vector<int8_t> codes;
@@ -64,21 +66,21 @@ class CompactRows {
              float* scores) const noexcept;
 
   uint64_t memory_bytes() const noexcept;
-  uint32_t bytes_per_row() const noexcept { return groups_ * 4 + 2 * sizeof(float); }
+  uint32_t bytes_per_row() const noexcept { return code_bytes_ + 2 * sizeof(float); }
   // Which kernel the CPU runs: "avx512-vnni", "avx2" or "portable".
   static const char* kernel_name() noexcept;
 
  private:
   struct Chunk {
-    Chunk(uint32_t groups, SlabStorage& storage);
-    uint8_t* codes;        // kChunkRows x groups x 4, interleaved by block (see above); code + 128
-    float* scale;          // per row: v ~ scale x code
-    float* cosine_scale;   // per row: scale / |v| (0 for a zero row)
+    Chunk(uint32_t code_bytes, SlabStorage& storage);
+    uint8_t* codes;  // kChunkRows x code_bytes, row by row; each code stored + 128
+    float* scales;   // per row {scale, cosine scale}: v ~ scale x code; scale / |v| (0: zero row)
   };
   Chunk* chunk_for(uint32_t row);
 
   const uint32_t dim_;
-  const uint32_t groups_;  // dimensions / 4, rounded up
+  const uint32_t stride_;      // floats of a row in the item table (dim rounded up to 16)
+  const uint32_t code_bytes_;  // dim rounded up to 64
   std::mutex grow_mutex_;
   SlabStorage storage_;  // outlives directory_: declared first
   ChunkDirectory<Chunk> directory_;
