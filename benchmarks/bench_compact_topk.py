@@ -31,12 +31,12 @@ import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the bandwidth read and the depth replay: 1 thread
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import _common as C  # noqa: E402
+import _common as C
 
 try:
-    import faiss  # noqa: E402
+    import faiss
 except ImportError:  # pragma: no cover - optional peer
     faiss = None
 
@@ -246,7 +246,7 @@ def main(argv=None):
             batch.setdefault(name, []).append(time.perf_counter() - t)
     batch = {n: C.median(v) for n, v in batch.items()}
     out["batch_s"] = batch
-    rows.append([f"recommend_batch 1,000 users, exact 2t / compact 2t", f"{batch['exact 2t'] * 1e3:.0f} / "
+    rows.append(["recommend_batch 1,000 users, exact 2t / compact 2t", f"{batch['exact 2t'] * 1e3:.0f} / "
                  f"{batch['compact 2t'] * 1e3:.0f} ms", f"{batch['exact 2t'] / batch['compact 2t']:.2f}x (target >= 2x)"])
 
     # ---- memory and bandwidth
