@@ -2,7 +2,7 @@
 
 Models are trained twice, identically (one thread, one seed), once per mode, so every
 comparison is between the two retrieval paths over the same vectors. Catalogues are larger
-than the re-rank depth (256), so the compact scan really prunes.
+than the re-rank depth (max(64, 4k)), so the compact scan really prunes.
 """
 
 from __future__ import annotations

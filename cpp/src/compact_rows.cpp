@@ -283,6 +283,15 @@ void CompactRows::clear(uint32_t row) noexcept {
   c->scales[2 * o + 1] = 0.0f;
 }
 
+void CompactRows::prefetch(uint32_t row) const noexcept {
+  if (!has_chunk(row >> kChunkShift)) return;
+  const Chunk* c = directory_.get(row >> kChunkShift);
+  const uint32_t o = row & (kChunkRows - 1);
+  const uint8_t* codes = c->codes + size_t(o) * code_bytes_;
+  for (uint32_t b = 0; b < code_bytes_; b += 64) __builtin_prefetch(codes + b, 1, 3);
+  __builtin_prefetch(c->scales + 2 * size_t(o), 1, 3);
+}
+
 void CompactRows::score(uint32_t c, const Query& query, uint32_t rows, bool cosine, const float* biases,
                         float* scores) const noexcept {
   const Chunk* chunk = directory_.get(c);

@@ -500,6 +500,11 @@ void Model::update_pinned(const EventBatch& e) {
     const bool sampled = sampled_loss();
     if (sampled && r.label > 0.0f && config_.popularity_negatives) pool_add(r.item);
     if (sampled) draw_negatives(r.item, items_.size(), rng, negatives);
+    if (compact_ != nullptr) {  // the shadow rows the step will end by writing
+      compact_->prefetch(r.item);
+      for (uint32_t s = 0; sampled && s < config_.negatives; ++s)
+        if (negatives[s] != kNoRow) compact_->prefetch(negatives[s]);
+    }
     uint32_t n_recent = 0;
     if (two_tower()) {
       // The event's input is the history before it; then it joins the history, so the

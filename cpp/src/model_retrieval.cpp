@@ -100,6 +100,7 @@ ScanRules Model::scan_rules(const float* feature_scores, uint32_t n_features, bo
   rules.hidden = &hidden_;
   rules.compact = compact_.get();
   rules.depth = kCompactDepth;
+  rules.depth_per_result = kCompactDepthPerResult;
   if (item_features_.lists.any()) {
     rules.features = FeatureCorrection{&item_features_.lists, feature_scores, n_features};
     rules.context = this;

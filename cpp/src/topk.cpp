@@ -168,8 +168,9 @@ ScanRules effective_rules(const ScanRules& rules) noexcept {
 
 // How many rows a scan keeps for `k` results: k, or in compact mode the re-rank depth.
 uint32_t pool_size(const ScanRules& rules, uint32_t k, uint32_t n_rows) noexcept {
-  const uint32_t wanted = rules.compact != nullptr ? std::max(k, rules.depth) : k;
-  return std::min(wanted, n_rows);
+  const uint64_t wanted =
+      rules.compact != nullptr ? std::max<uint64_t>(rules.depth, uint64_t(rules.depth_per_result) * k) : k;
+  return static_cast<uint32_t>(std::min<uint64_t>(std::max<uint64_t>(wanted, k), n_rows));
 }
 
 // The queries quantised for the compact scan (empty in exact mode).

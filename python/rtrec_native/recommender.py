@@ -175,8 +175,8 @@ class Recommender(RetrievalMixin):
             speed. Not saved in snapshots (a loaded model starts neutral).
         retrieval: how retrieval calls rank the catalogue. ``"compact"`` (default) scans an
             int8 copy of the item vectors (72 bytes an item at dim 64, kept current by every
-            update) and re-scores the best 256 exactly, so scores equal ``predict``; a few
-            times faster at catalogue scale. ``"exact"`` scores every item in float32 and
+            update) and re-scores the best max(64, 4k) exactly, so scores equal
+            ``predict``; several times faster at catalogue scale. ``"exact"`` scores every item in float32 and
             keeps no copy. See docs/retrieval-modes.md.
 
     Evicted rows leave the model at once (their IDs score as unknown and are not

@@ -55,6 +55,9 @@ class CompactRows {
   void reserve(uint32_t rows);
   // A row leaving its item (eviction, before the row is reused): scores 0 until written.
   void clear(uint32_t row) noexcept;
+  // Hint that `row` will be written soon: the update path asks before the step, so the
+  // shadow's two lines arrive while the step computes.
+  void prefetch(uint32_t row) const noexcept;
 
   // Whether rows of chunk `c` are held (a chunk is made before its rows are published to
   // readers when the model reserves ahead; a scan falls back to exact scoring otherwise).

@@ -45,10 +45,11 @@ struct ScanRules {
   float (*rescore)(const void* context, uint32_t row, const float* query) = nullptr;
   const HiddenRows* hidden = nullptr;  // null: no row is hidden
   // retrieval="compact": chunks are first scored from these int8 rows (the same feature
-  // terms, filters and hidden rows apply), the best max(k, depth) rows are kept, and those
-  // are re-scored exactly from the float rows before the best k are taken. Null: exact scan.
+  // terms, filters and hidden rows apply), the best max(depth, depth_per_result x k) rows
+  // are kept, and those are re-scored exactly from the float rows before the best k are
+  // taken. Null: exact scan.
   const CompactRows* compact = nullptr;
-  uint32_t depth = 0;
+  uint32_t depth = 0, depth_per_result = 1;
 };
 
 // Scores rows [0, n_rows) of `items` against `query` (stride floats, zero padded). Writes up
