@@ -50,20 +50,26 @@ __attribute__((target("avx512f"))) inline __m512 factors16(const float* factor) 
 
 // AVX-512 VNNI: one vpdpbusd multiplies a row's 64 unsigned codes (code + 128) by 64 signed
 // query codes into 16 partial sums; 16 rows' partial sums are then reduced together by a
-// transpose (the +128 is removed once at the end: 128 x the query's code sum).
+// transpose (the +128 is removed once at the end: 128 x the query's code sum). kWords: 64-byte
+// words a row (0: read from `in`); fixed for the usual dims so the loop is straight-line
+// with the query in registers.
+template <uint32_t kWords>
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) void score_vnni(const Block& in, uint32_t blocks,
                                                                         float* scores) {
   const __m512i offset = _mm512_set1_epi32(128 * in.code_sum);
   const __m512 query_scale = _mm512_set1_ps(in.query_scale);
-  const uint32_t words = in.code_bytes / 64;
+  const uint32_t words = kWords != 0 ? kWords : in.code_bytes / 64;
+  const size_t row_bytes = size_t(words) * 64;
+  __m512i q[kWords != 0 ? kWords : 1];
+  for (uint32_t w = 0; w < (kWords != 0 ? kWords : 1); ++w) q[w] = _mm512_loadu_si512(in.query + 64 * size_t(w));
   for (uint32_t b = 0; b < blocks; ++b) {
-    const uint8_t* block = in.codes + size_t(b) * kRows * in.code_bytes;
+    const uint8_t* block = in.codes + size_t(b) * kRows * row_bytes;
     __m512i a[kRows];
     for (uint32_t r = 0; r < kRows; ++r) a[r] = _mm512_setzero_si512();
     for (uint32_t w = 0; w < words; ++w) {
-      const __m512i q = _mm512_loadu_si512(in.query + 64 * size_t(w));
+      const __m512i qw = kWords != 0 ? q[w] : _mm512_loadu_si512(in.query + 64 * size_t(w));
       for (uint32_t r = 0; r < kRows; ++r)
-        a[r] = _mm512_dpbusd_epi32(a[r], _mm512_load_si512(block + size_t(r) * in.code_bytes + 64 * size_t(w)), q);
+        a[r] = _mm512_dpbusd_epi32(a[r], _mm512_load_si512(block + r * row_bytes + 64 * size_t(w)), qw);
     }
     // 16 vectors of 16 partial sums -> one vector of 16 row sums.
     __m512i x[8], y[4], z[2];
@@ -80,6 +86,14 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void score_vnni(const Blo
     __m512 s = _mm512_mul_ps(_mm512_mul_ps(query_scale, factors16(in.factor + 2 * at)), dots);
     if (in.biases != nullptr) s = _mm512_add_ps(s, _mm512_loadu_ps(in.biases + at));
     _mm512_storeu_ps(scores + at, s);
+  }
+}
+
+void score_vnni_any(const Block& in, uint32_t blocks, float* scores) {
+  switch (in.code_bytes) {
+    case 64: score_vnni<1>(in, blocks, scores); return;
+    case 128: score_vnni<2>(in, blocks, scores); return;
+    default: score_vnni<0>(in, blocks, scores); return;
   }
 }
 
@@ -212,7 +226,7 @@ Dispatch choose() noexcept {
   __builtin_cpu_init();
   if (ask != "avx2" && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vnni"))
-    return {score_vnni, encode_avx2, "avx512-vnni"};
+    return {score_vnni_any, encode_avx2, "avx512-vnni"};
   if (__builtin_cpu_supports("avx2")) return {score_avx2, encode_avx2, "avx2"};
 #endif
   return {score_portable, encode_portable, "portable"};
