@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <limits>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "rtrec/kernels.hpp"
 #include "rtrec/parallel.hpp"
@@ -92,9 +95,18 @@ void score_chunk(const EmbeddingTable& items, uint32_t chunk, uint32_t base, uin
 // enter, and one branch-free test of 16 (vectorised) skips them.
 constexpr uint32_t kSpan = 16;
 inline bool any_at_least(const float* scores, float floor) noexcept {
+#if defined(__SSE2__)
+  // Written out: the compiler keeps the scalar loop below scalar (a compare and a branch-free
+  // or per row cost as much as scoring it from the compact rows). NaN compares false.
+  const __m128 f = _mm_set1_ps(floor);
+  const __m128 lo = _mm_or_ps(_mm_cmpge_ps(_mm_loadu_ps(scores), f), _mm_cmpge_ps(_mm_loadu_ps(scores + 4), f));
+  const __m128 hi = _mm_or_ps(_mm_cmpge_ps(_mm_loadu_ps(scores + 8), f), _mm_cmpge_ps(_mm_loadu_ps(scores + 12), f));
+  return _mm_movemask_ps(_mm_or_ps(lo, hi)) != 0;
+#else
   int hits = 0;
   for (uint32_t j = 0; j < kSpan; ++j) hits |= scores[j] >= floor;
   return hits != 0;
+#endif
 }
 
 // Scores chunks [first_chunk, end_chunk) against `count` queries, feeding heaps[q].
