@@ -203,3 +203,18 @@ def test_every_kernel_ranks_like_exact(kernel: str) -> None:
                          capture_output=True, text=True, check=True).stdout.split()
     assert out[0] == kernel
     assert int(out[1]) >= 396
+
+
+def test_files_from_before_the_mode_load_as_exact(tmp_path: object) -> None:
+    import base64
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from test_noise import SNAPSHOT_V4  # a version 4 file: written before retrieval modes
+
+    path = os.path.join(str(tmp_path), "v4.rtrec")
+    with open(path, "wb") as fh:
+        fh.write(base64.b64decode(SNAPSHOT_V4))
+    rec = Recommender.load(path)
+    assert rec.get_params()["retrieval"] == "exact"
+    assert rec.stats()["compact_bytes"] == 0
+    assert len(rec.recommend(1, 3)[0]) > 0
