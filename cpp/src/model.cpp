@@ -96,10 +96,13 @@ Model::Model(const ModelConfig& config)
 }
 
 uint32_t Model::admit(EmbeddingTable& table, CountMinSketch* sketch, uint64_t key, const std::string* name, double time) {
-  if (const uint32_t row = table.find(key); row != EmbeddingTable::kNotFound) return row;
-  if (sketch != nullptr && sketch->add(key) < config_.min_count) return EmbeddingTable::kNotFound;
+  // find_or_insert also checks a string ID against the name its hash is stored under, so
+  // known IDs go through it too.
+  const bool shadowed = compact_ != nullptr && &table == &items_;
+  const bool known = (sketch != nullptr || shadowed) && table.find(key) != EmbeddingTable::kNotFound;
+  if (sketch != nullptr && !known && sketch->add(key) < config_.min_count) return EmbeddingTable::kNotFound;
   const uint32_t row = table.find_or_insert(key, name, true, time);
-  if (&table == &items_) sync_item(row);  // a new item's random start, before any step
+  if (shadowed && !known) sync_item(row);  // a new item's random start, before any step
   return row;
 }
 
