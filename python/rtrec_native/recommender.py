@@ -176,8 +176,8 @@ class Recommender(RetrievalMixin):
         retrieval: how retrieval calls rank the catalogue. ``"compact"`` (default) scans an
             int8 copy of the item vectors (72 bytes an item at dim 64, kept current by every
             update) and re-scores the best max(64, 4k) exactly, so scores equal
-            ``predict``; 2-3x faster than ``"exact"`` over 1M items. ``"exact"`` scores every item in float32 and
-            keeps no copy. See docs/retrieval-modes.md.
+            ``predict``; 2-3x faster than ``"exact"`` over 1M items. ``"exact"`` scores
+            every item in float32 and keeps no copy. See docs/retrieval-modes.md.
 
     Evicted rows leave the model at once (their IDs score as unknown and are not
     recommended) and are reused by new IDs, with their seen items, history and features
