@@ -18,7 +18,7 @@ contenders interleaved round by round.
   bandwidth   a plain streaming read (numpy float32 dot of a 512 MiB array, 1 thread) and the
               1M time against reading the shadow once at that rate
 
-    python benchmarks/bench_compact_topk.py            # 1M and 10M items (~15 min, ~9 GB)
+    python benchmarks/bench_compact_topk.py            # 1M and 10M items (~7 min; the 10M model takes GBs)
     python benchmarks/bench_compact_topk.py --quick    # smoke run (100k items)
 """
 
