@@ -299,6 +299,7 @@ py::dict config_to_dict(const rtrec::ModelConfig& c) {
   d["max_user_rate"] = c.max_user_rate > 0.0 ? py::object(py::float_(c.max_user_rate)) : py::object(py::none());
   d["huber_delta"] = shortest(c.huber_delta);
   d["adaptive_step"] = c.adaptive_step;
+  d["retrieval"] = rtrec::retrieval_name(c.retrieval);
   return d;
 }
 
@@ -324,7 +325,7 @@ rtrec::ModelConfig config_from_dict(const py::dict& d) {
     static const char* known[] = {"model", "dim", "loss", "optimizer", "learning_rate", "l2", "grad_clip", "init_std",
                                   "negatives", "negative_sampling", "seed", "min_count", "ttl", "max_rows", "tower",
                                   "history", "recency", "dedup_window", "max_user_rate", "huber_delta",
-                                  "adaptive_step"};
+                                  "adaptive_step", "retrieval"};
     if (std::find(std::begin(known), std::end(known), key) == std::end(known))
       throw py::value_error("unknown model parameter '" + key + "'");
   }
@@ -356,6 +357,7 @@ rtrec::ModelConfig config_from_dict(const py::dict& d) {
   c.max_user_rate = d["max_user_rate"].is_none() ? 0.0 : d["max_user_rate"].cast<double>();
   c.huber_delta = d["huber_delta"].cast<float>();
   c.adaptive_step = d["adaptive_step"].cast<bool>();
+  c.retrieval = rtrec::parse_retrieval(d["retrieval"].cast<std::string>());
   rtrec::validate_config(c);
   return c;
 }
@@ -370,6 +372,8 @@ PYBIND11_MODULE(_core, m) {
   // to update_one, so "how close to the floor" is measured, not guessed.
   m.def("_noop", [](const py::object&, const py::object&, const py::object&) {}, py::arg("user"), py::arg("item"),
         py::arg("label") = py::none(), "Does nothing: the cost of calling a bound function (benchmarks).");
+  m.def("compact_kernel", [] { return std::string(rtrec::CompactRows::kernel_name()); },
+        "The kernel retrieval='compact' scans with on this CPU: avx512-vnni, avx2 or portable.");
   m.def("default_threads", [] { return rtrec::resolve_threads(0); },
         "Threads used when num_threads is None: OMP_NUM_THREADS if set, else all cores.");
   m.def("hash_string_id", [](const std::string& s) { return rtrec::hash_string_id(s); });
@@ -791,6 +795,7 @@ PYBIND11_MODULE(_core, m) {
         d["hidden_items"] = s.hidden_items;
         d["unknown_filter_ids"] = s.unknown_filter_ids;
         d["item_names"] = s.item_names;
+        d["compact_bytes"] = m.compact_bytes();  // retrieval="compact": the int8 item shadow
         return d;
       });
 }

@@ -93,6 +93,7 @@ void validate_config(const ModelConfig& c) {
   if (!(c.max_user_rate >= 0.0 && c.max_user_rate <= kMaxUserRate))
     bad("max_user_rate must be a number of events per second between 0 and " + std::to_string(int64_t(kMaxUserRate)));
   if (!finite_at_least(c.huber_delta, 0.0f, false)) bad("huber_delta must be a finite number > 0");
+  if (c.retrieval != Retrieval::kExact && c.retrieval != Retrieval::kCompact) bad("retrieval must be 'exact' or 'compact'");
   if (c.huber_delta != 1.0f && c.loss != Loss::kHuber) bad("huber_delta applies to loss='huber' only");
   if (c.adaptive_step && (two_tower || c.loss == Loss::kBpr))
     bad("adaptive_step applies to model='mf' with a pointwise loss ('squared', 'huber' or 'logistic') only");
@@ -151,6 +152,16 @@ bool parse_negative_sampling(const std::string& name) {
   if (name == "uniform") return false;
   if (name == "popularity") return true;
   bad("negative_sampling must be 'uniform' or 'popularity', got '" + name + "'");
+}
+
+Retrieval parse_retrieval(const std::string& name) {
+  if (name == "exact") return Retrieval::kExact;
+  if (name == "compact") return Retrieval::kCompact;
+  bad("retrieval must be 'exact' or 'compact', got '" + name + "'");
+}
+
+const char* retrieval_name(Retrieval retrieval) noexcept {
+  return retrieval == Retrieval::kCompact ? "compact" : "exact";
 }
 
 const char* family_name(Family family) noexcept { return family == Family::kTwoTower ? "two_tower" : "mf"; }

@@ -325,31 +325,4 @@ RTREC_HOT void score_block(const float* query, const float* vectors, const float
   for (; r < rows; ++r) scores[r] = biases[r] + dot_padded(query, vectors + size_t(r) * stride, stride);
 }
 
-namespace {
-
-// <q, v> / |v|, 0 for a zero row (an item that has learned nothing has no direction).
-RTREC_INLINE float cosine_padded(const float* q, const float* v, uint32_t stride) noexcept {
-  Lanes qv, vv;
-  for (size_t k = 0; k < stride; k += kLanes) {
-    const Vec8 lo = load8(v + k), hi = load8(v + k + 8);
-    qv.lo += load8(q + k) * lo;
-    qv.hi += load8(q + k + 8) * hi;
-    vv.lo += lo * lo;
-    vv.hi += hi * hi;
-  }
-  const float norm2 = sum_lanes(vv);
-  return norm2 > 0.0f ? sum_lanes(qv) / std::sqrt(norm2) : 0.0f;
-}
-
-}  // namespace
-
-RTREC_HOT void cosine_block(const float* query, const float* vectors, uint32_t rows, uint32_t stride,
-                            float* scores) noexcept {
-  for (uint32_t r = 0; r < rows; ++r) scores[r] = cosine_padded(query, vectors + size_t(r) * stride, stride);
-}
-
-RTREC_HOT float cosine_of(const float* query, const float* vector, uint32_t stride) noexcept {
-  return cosine_padded(query, vector, stride);
-}
-
 }  // namespace rtrec

@@ -75,6 +75,7 @@ Model::Model(const ModelConfig& config)
   if (config.dedup_window > 0.0 || config.max_user_rate > 0.0)
     noise_guard_ = std::make_unique<NoiseGuard>(config.dedup_window, config.max_user_rate);
   if (config.adaptive_step) adaptive_ = std::make_unique<AdaptiveStep>();
+  if (config.retrieval == Retrieval::kCompact) compact_ = std::make_unique<CompactRows>(config.dim, items_.stride());
   if (config.min_count > 1) {
     user_sketch_ = std::make_unique<CountMinSketch>();
     item_sketch_ = std::make_unique<CountMinSketch>();
@@ -95,9 +96,14 @@ Model::Model(const ModelConfig& config)
 }
 
 uint32_t Model::admit(EmbeddingTable& table, CountMinSketch* sketch, uint64_t key, const std::string* name, double time) {
-  if (sketch == nullptr || table.find(key) != EmbeddingTable::kNotFound) return table.find_or_insert(key, name, true, time);
-  if (sketch->add(key) < config_.min_count) return EmbeddingTable::kNotFound;
-  return table.find_or_insert(key, name, true, time);
+  // find_or_insert also checks a string ID against the name its hash is stored under, so
+  // known IDs go through it too.
+  const bool shadowed = compact_ != nullptr && &table == &items_;
+  const bool known = (sketch != nullptr || shadowed) && table.find(key) != EmbeddingTable::kNotFound;
+  if (sketch != nullptr && !known && sketch->add(key) < config_.min_count) return EmbeddingTable::kNotFound;
+  const uint32_t row = table.find_or_insert(key, name, true, time);
+  if (shadowed && !known) sync_item(row);  // a new item's random start, before any step
+  return row;
 }
 
 void Model::validate(const EventBatch& e) const {
@@ -291,6 +297,10 @@ void Model::train_epoch(std::vector<Resolved>& events, const std::vector<int64_t
       for (int64_t i = begin; i < end; ++i) {
         if (i + kAhead < end) stage(i + kAhead);  // fills another slot than event i's
         train_one(step, events[i], ring + (i % kSlots) * n_neg, local, applied, skipped);
+        if (compact_ != nullptr) {  // the rows the step wrote, into the compact shadow
+          sync_item(events[i].item);
+          for (uint32_t s = 0; s < n_neg; ++s) sync_item(ring[(i % kSlots) * n_neg + s]);
+        }
       }
     }
   }
@@ -494,6 +504,11 @@ void Model::update_pinned(const EventBatch& e) {
     const bool sampled = sampled_loss();
     if (sampled && r.label > 0.0f && config_.popularity_negatives) pool_add(r.item);
     if (sampled) draw_negatives(r.item, items_.size(), rng, negatives);
+    if (compact_ != nullptr) {  // the shadow rows the step will end by writing
+      compact_->prefetch(r.item);
+      for (uint32_t s = 0; sampled && s < config_.negatives; ++s)
+        if (negatives[s] != kNoRow) compact_->prefetch(negatives[s]);
+    }
     uint32_t n_recent = 0;
     if (two_tower()) {
       // The event's input is the history before it; then it joins the history, so the
@@ -514,6 +529,11 @@ void Model::update_pinned(const EventBatch& e) {
                 skipped);
     } else {
       train_one(step, r, negatives, buffer, applied, skipped);
+    }
+    if (compact_ != nullptr && !two_tower()) {  // two_tower's block step syncs its own rows
+      sync_item(r.item);
+      if (sampled)
+        for (uint32_t s = 0; s < config_.negatives; ++s) sync_item(negatives[s]);
     }
     // Marked after the step (see EmbeddingTable::mark): the change goes into a delta.
     users_.mark(r.user, generation_);
@@ -607,6 +627,7 @@ ModelStats Model::stats() const noexcept {
   s.memory_bytes += item_names_.memory_bytes();
   s.memory_bytes += NoiseGuard::memory_bytes(config_.dedup_window, config_.max_user_rate);
   if (adaptive_) s.memory_bytes += AdaptiveStep::memory_bytes();
+  s.memory_bytes += compact_bytes();
   if (user_sketch_) s.memory_bytes += 2 * CountMinSketch::memory_bytes();
   if (two_tower()) s.memory_bytes += tower_->memory_bytes() + history_->memory_bytes();
   return s;

@@ -137,6 +137,8 @@ void Model::recycle() {
     seen_.remove_items(dead);
     if (history_) history_->remove_items(dead);
   }
+  if (compact_ != nullptr)
+    for (uint32_t i : items) compact_->clear(i);  // a recycled row never scores as its old item
   users_.release(users);  // reserved: cannot throw
   items_.release(items);
   pending_.erase(std::remove_if(pending_.begin(), pending_.end(), [&](const Pending& p) { return p.tag < safe_below; }),

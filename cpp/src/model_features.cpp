@@ -126,6 +126,7 @@ void Model::set_features_pinned(bool on_items, const IdBatch& ids, const std::ve
   std::vector<uint32_t> rows;
   for (size_t i = 0; i < ids.size; ++i) {
     const uint32_t row = table.find_or_insert(ids.keys[i], ids.names != nullptr ? &ids.names[i] : nullptr, true, now);
+    if (on_items) sync_item(row);  // a new item's start into the compact shadow
     rows.clear();
     for (size_t k = 0; k < features[i].size(); ++k, ++at) {
       const uint32_t f = side.table.find_or_insert(keys[at], &names[at], /*random_init=*/false, now);

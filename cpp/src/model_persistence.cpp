@@ -202,6 +202,7 @@ uint32_t Model::Import::row(const EmbeddingTable& table, const RowValues& v) {
   }
   t->bias(row) = v.bias;
   t->set_metadata(row, v.update_count, v.last_update);
+  if (t == &m.items_) m.sync_item(row);  // the compact shadow is rebuilt from the rows, not stored
   return row;
 }
 

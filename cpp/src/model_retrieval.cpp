@@ -97,6 +97,9 @@ Model::Candidates Model::resolve_filter(const CandidateFilter& f, RetrievalInfo*
 ScanRules Model::scan_rules(const float* feature_scores, uint32_t n_features) const noexcept {
   ScanRules rules;
   rules.hidden = &hidden_;
+  rules.compact = compact_.get();
+  rules.depth = kCompactDepth;
+  rules.depth_per_result = kCompactDepthPerResult;
   if (item_features_.lists.any()) rules.features = FeatureCorrection{&item_features_.lists, feature_scores, n_features};
   return rules;
 }

@@ -79,6 +79,7 @@ struct Model::TwoTowerBlock {
   };
   std::vector<Part> parts;
   std::vector<uint32_t> candidate_sizes;
+  std::vector<uint32_t> candidate_rows;  // item rows whose scored vectors the step writes
   std::vector<float> log_q;
   std::vector<Span> spans;
   std::vector<Parts> candidates;
@@ -88,6 +89,7 @@ struct Model::TwoTowerBlock {
   void clear() noexcept {
     parts.clear();
     candidate_sizes.clear();
+    candidate_rows.clear();
     log_q.clear();
     spans.clear();
   }
@@ -122,6 +124,7 @@ bool Model::add_two_tower_event(TwoTowerBlock& b, const Resolved& e, const uint3
     const size_t before = b.parts.size();
     parts_of(items_, item_features_, row, b.parts);
     b.candidate_sizes.push_back(uint32_t(b.parts.size() - before));
+    b.candidate_rows.push_back(row);
     if (correct) b.log_q.push_back(std::log(float(std::max<uint32_t>(items_.update_count(row), 1))));
   };
   add_candidate(e.item);
@@ -164,6 +167,7 @@ void Model::train_two_tower_block(TwoTowerBlock& b, uint64_t& applied, uint64_t&
     const uint32_t done = two_tower_block(step_config(), config_.loss, offset(), *tower_, b.events.data(), n, b.scratch);
     applied += done;
     skipped += n - done;
+    for (uint32_t row : b.candidate_rows) sync_item(row);  // into the compact shadow
   } catch (...) {  // out of memory for the event lists: the block is skipped, like bad steps
     skipped += n;
   }

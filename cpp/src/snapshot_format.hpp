@@ -28,8 +28,8 @@ constexpr char kDeltaMagic[8] = {'R', 'T', 'R', 'E', 'C', 'D', 'L', 'T'};
 // (accumulators_to_row_wise).
 // 6: hidden items and item display names, two sections after the evicted keys and before
 // the admission counts, which stay last (hidden: full snapshots always, deltas when the set
-// changed; names: snapshot_item_names.cpp). Version 4 and 5 files load with nothing hidden
-// and no names.
+// changed; names: snapshot_item_names.cpp); the header ends with the retrieval mode. Version
+// 4 and 5 files load with nothing hidden, no names, and retrieval "exact".
 constexpr uint32_t kVersion = 6;
 constexpr uint32_t kOldestVersion = 4;
 constexpr uint32_t kFullSnapshot = 0;

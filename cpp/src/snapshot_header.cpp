@@ -75,6 +75,7 @@ void write_header(Writer& w, const SnapshotHeader& h) {
   w.value<uint32_t>(c.adaptive_step ? 1 : 0);
   w.value<uint64_t>(h.counters.deduplicated);
   w.value<uint64_t>(h.counters.rate_limited);
+  w.value<uint32_t>(static_cast<uint32_t>(c.retrieval));  // version 6
   w.end_section("header");
 }
 
@@ -149,6 +150,10 @@ SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
     h.counters.rate_limited = r.value<uint64_t>();
   }
   c.adaptive_step = adaptive == 1;
+  // Version 6 keeps the retrieval mode; older files load as "exact" (what they were served by).
+  const uint32_t retrieval = version >= 6 ? r.value<uint32_t>() : 0;
+  if (retrieval > 1) r.fail("corrupted file (bad retrieval mode)");
+  c.retrieval = static_cast<Retrieval>(retrieval);
   r.end_section("header");
   if (adaptive > 1 || !(c.dedup_window >= 0.0 && c.dedup_window <= kMaxDedupWindow) ||
       !(c.max_user_rate >= 0.0 && c.max_user_rate <= kMaxUserRate) || !(c.huber_delta > 0.0f) ||

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <limits>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "rtrec/kernels.hpp"
 #include "rtrec/parallel.hpp"
@@ -53,28 +56,53 @@ float feature_term(const FeatureCorrection& f, uint32_t row, const float* featur
   return list->scale * sum;
 }
 
-// Scores one chunk's `rows` rows (starting at row `base`) for one query under `rules`.
+// The exact score of one row under `rules` (feature_scores: the query's, see FeatureCorrection).
+float exact_score(const EmbeddingTable& items, uint32_t row, const float* query, const float* feature_scores,
+                  const ScanRules& rules) noexcept {
+  const FeatureCorrection& f = rules.features;
+  const bool featured = f.lists != nullptr && f.lists->get(row) != nullptr;
+  float score = dot(query, items.vector(row), items.stride()) + items.bias(row);
+  if (featured) score += feature_term(f, row, feature_scores);
+  return score;
+}
+
+// Scores one chunk's `rows` rows (starting at row `base`) for query q under `rules`: from
+// the compact rows when `compact` (query q's quantised form) is given and holds the chunk,
+// else exactly. Feature terms are exact either way.
 void score_chunk(const EmbeddingTable& items, uint32_t chunk, uint32_t base, uint32_t rows, const float* query,
-                 uint32_t q, const ScanRules& rules, float* scores) noexcept {
+                 uint32_t q, const ScanRules& rules, const CompactRows::Query* compact, float* scores) noexcept {
   const uint32_t stride = items.stride();
   const FeatureCorrection& f = rules.features;
   const bool featured = f.lists != nullptr && f.lists->count_in_chunk(chunk) > 0;
-  if (rules.cosine) {
-    cosine_block(query, items.chunk_vectors(chunk), rows, stride, scores);
-    if (featured)
-      for (uint32_t r = 0; r < rows; ++r)
-        if (f.lists->get(base + r) != nullptr) scores[r] = rules.rescore(rules.context, base + r, query);
-    return;
-  }
-  score_block(query, items.chunk_vectors(chunk), items.chunk_biases(chunk), rows, stride, scores);
+  const bool approximate = compact != nullptr && rules.compact->has_chunk(chunk);
+  if (approximate) rules.compact->score(chunk, *compact, rows, items.chunk_biases(chunk), scores);
+  else score_block(query, items.chunk_vectors(chunk), items.chunk_biases(chunk), rows, stride, scores);
   if (featured)
     for (uint32_t r = 0; r < rows; ++r) scores[r] += feature_term(f, base + r, f.scores + size_t(q) * f.n_features);
+}
+
+// Rows a scan tests against the heap's floor at once: most spans hold no row that could
+// enter, and one branch-free test of 16 (vectorised) skips them.
+constexpr uint32_t kSpan = 16;
+inline bool any_at_least(const float* scores, float floor) noexcept {
+#if defined(__SSE2__)
+  // Written out: the compiler keeps the scalar loop below scalar (a compare and a branch-free
+  // or per row cost as much as scoring it from the compact rows). NaN compares false.
+  const __m128 f = _mm_set1_ps(floor);
+  const __m128 lo = _mm_or_ps(_mm_cmpge_ps(_mm_loadu_ps(scores), f), _mm_cmpge_ps(_mm_loadu_ps(scores + 4), f));
+  const __m128 hi = _mm_or_ps(_mm_cmpge_ps(_mm_loadu_ps(scores + 8), f), _mm_cmpge_ps(_mm_loadu_ps(scores + 12), f));
+  return _mm_movemask_ps(_mm_or_ps(lo, hi)) != 0;
+#else
+  int hits = 0;
+  for (uint32_t j = 0; j < kSpan; ++j) hits |= scores[j] >= floor;
+  return hits != 0;
+#endif
 }
 
 // Scores chunks [first_chunk, end_chunk) against `count` queries, feeding heaps[q].
 void scan_chunks(const EmbeddingTable& items, uint32_t first_chunk, uint32_t end_chunk, uint32_t n_rows,
                  const float* queries, const std::vector<uint32_t>* excluded, uint32_t count, BoundedHeap* heaps,
-                 const ScanRules& rules) {
+                 const ScanRules& rules, const CompactRows::Query* compact) {
   constexpr uint32_t kRows = EmbeddingTable::kChunkRows;
   const uint32_t stride = items.stride();
   // Evicted rows keep stale values and may be recycled for a new item meanwhile: only rows
@@ -88,19 +116,24 @@ void scan_chunks(const EmbeddingTable& items, uint32_t first_chunk, uint32_t end
     const uint32_t rows = std::min(kRows, n_rows - base);
     if (check_live) items.live_flags(c, live);
     for (uint32_t q = 0; q < count; ++q) {
-      score_chunk(items, c, base, rows, queries + size_t(q) * stride, q, rules, scores);
+      score_chunk(items, c, base, rows, queries + size_t(q) * stride, q, rules, compact != nullptr ? compact + q : nullptr,
+                  scores);
       BoundedHeap& heap = heaps[q];
       const std::vector<uint32_t>& skip = excluded[q];
       float floor = heap.floor();
-      for (uint32_t r = 0; r < rows; ++r) {
-        if (!(scores[r] >= floor)) continue;  // the common case; also rejects NaN
-        const uint32_t row = base + r;
-        if (!heap.admits(scores[r], row)) continue;
-        if (!skip.empty() && std::binary_search(skip.begin(), skip.end(), row)) continue;
-        if (check_live && !live[r]) continue;
-        if (rules.hidden != nullptr && rules.hidden->get(row)) continue;
-        heap.push(ScoredRow{scores[r], row});
-        floor = heap.floor();
+      for (uint32_t first = 0; first < rows; first += kSpan) {
+        const uint32_t end = std::min(rows, first + kSpan);
+        if (end - first == kSpan && !any_at_least(scores + first, floor)) continue;  // the common case
+        for (uint32_t r = first; r < end; ++r) {
+          if (!(scores[r] >= floor)) continue;  // also rejects NaN
+          const uint32_t row = base + r;
+          if (!heap.admits(scores[r], row)) continue;
+          if (!skip.empty() && std::binary_search(skip.begin(), skip.end(), row)) continue;
+          if (check_live && !live[r]) continue;
+          if (rules.hidden != nullptr && rules.hidden->get(row)) continue;
+          heap.push(ScoredRow{scores[r], row});
+          floor = heap.floor();
+        }
       }
     }
   }
@@ -135,6 +168,34 @@ ScanRules effective_rules(const ScanRules& rules) noexcept {
   return r;
 }
 
+// How many rows a scan keeps for `k` results: k, or in compact mode the re-rank depth.
+uint32_t pool_size(const ScanRules& rules, uint32_t k, uint32_t n_rows) noexcept {
+  const uint64_t wanted =
+      rules.compact != nullptr ? std::max<uint64_t>(rules.depth, uint64_t(rules.depth_per_result) * k) : k;
+  return static_cast<uint32_t>(std::min<uint64_t>(std::max<uint64_t>(wanted, k), n_rows));
+}
+
+// The queries quantised for the compact scan (empty in exact mode).
+std::vector<CompactRows::Query> compact_queries(const ScanRules& rules, const float* queries, uint32_t count,
+                                                uint32_t stride) {
+  std::vector<CompactRows::Query> out;
+  if (rules.compact == nullptr) return out;
+  out.resize(count);
+  for (uint32_t q = 0; q < count; ++q) rules.compact->prepare(queries + size_t(q) * stride, out[q]);
+  return out;
+}
+
+// Compact mode: the candidates' approximate scores replaced by their exact ones, so the
+// final order and the reported scores are those of the exact scan over these rows.
+void rescore(const EmbeddingTable& items, std::vector<ScoredRow>& candidates, const float* query,
+             const float* feature_scores, const ScanRules& rules) noexcept {
+  if (rules.compact == nullptr) return;
+  for (size_t j = 0; j < candidates.size(); ++j) {
+    if (j + 4 < candidates.size()) items.prefetch_vector(candidates[j + 4].row);
+    candidates[j].score = exact_score(items, candidates[j].row, query, feature_scores, rules);
+  }
+}
+
 }  // namespace
 
 uint32_t top_k(const EmbeddingTable& items, uint32_t n_rows, const float* query, uint32_t k,
@@ -143,10 +204,13 @@ uint32_t top_k(const EmbeddingTable& items, uint32_t n_rows, const float* query,
   const ScanRules rules = effective_rules(given);
   const uint32_t n_chunks = n_chunks_of(n_rows);
   const int workers = std::max(1, std::min<int>(threads, static_cast<int>(n_chunks)));
+  const uint32_t pool = pool_size(rules, k, n_rows);
+  const std::vector<CompactRows::Query> compact = compact_queries(rules, query, 1, items.stride());
+  const CompactRows::Query* cq = compact.empty() ? nullptr : compact.data();
   std::vector<ScoredRow> merged;
   if (workers == 1) {
-    BoundedHeap heap(std::min(k, n_rows));
-    scan_chunks(items, 0, n_chunks, n_rows, query, &excluded, 1, &heap, rules);
+    BoundedHeap heap(pool);
+    scan_chunks(items, 0, n_chunks, n_rows, query, &excluded, 1, &heap, rules, cq);
     merged.swap(heap.rows());
   } else {
     std::vector<std::vector<ScoredRow>> partial(workers);
@@ -158,14 +222,15 @@ uint32_t top_k(const EmbeddingTable& items, uint32_t n_rows, const float* query,
         const int team = team_size();  // OpenMP may grant fewer threads than asked
         const uint32_t begin = static_cast<uint32_t>(uint64_t(n_chunks) * t / team);
         const uint32_t end = static_cast<uint32_t>(uint64_t(n_chunks) * (t + 1) / team);
-        BoundedHeap heap(std::min(k, n_rows));
-        scan_chunks(items, begin, end, n_rows, query, &excluded, 1, &heap, rules);
+        BoundedHeap heap(pool);
+        scan_chunks(items, begin, end, n_rows, query, &excluded, 1, &heap, rules, cq);
         partial[t].swap(heap.rows());
       });
     }
     failure.rethrow();
     for (auto& p : partial) merged.insert(merged.end(), p.begin(), p.end());
   }
+  rescore(items, merged, query, rules.features.scores, rules);
   return drain(items, merged, k, out);
 }
 
@@ -173,10 +238,18 @@ void top_k_many(const EmbeddingTable& items, uint32_t n_rows, const float* queri
                 const std::vector<uint32_t>* excluded, uint32_t count, uint32_t k, ScoredRow* out, uint32_t* found,
                 const ScanRules& given) {
   const ScanRules rules = effective_rules(given);
-  std::vector<BoundedHeap> heaps(count, BoundedHeap(std::min(k, n_rows)));  // k beyond the catalogue costs nothing
+  // k beyond the catalogue costs nothing
+  std::vector<BoundedHeap> heaps(count, BoundedHeap(pool_size(rules, k, n_rows)));
+  const std::vector<CompactRows::Query> compact = compact_queries(rules, queries, count, items.stride());
   if (n_rows > 0 && k > 0)
-    scan_chunks(items, 0, n_chunks_of(n_rows), n_rows, queries, excluded, count, heaps.data(), rules);
-  for (uint32_t q = 0; q < count; ++q) found[q] = drain(items, heaps[q].rows(), k, out + size_t(q) * k);
+    scan_chunks(items, 0, n_chunks_of(n_rows), n_rows, queries, excluded, count, heaps.data(), rules,
+                compact.empty() ? nullptr : compact.data());
+  const FeatureCorrection& f = rules.features;
+  for (uint32_t q = 0; q < count; ++q) {
+    const float* feature_scores = f.scores != nullptr ? f.scores + size_t(q) * f.n_features : nullptr;
+    rescore(items, heaps[q].rows(), queries + size_t(q) * items.stride(), feature_scores, rules);
+    found[q] = drain(items, heaps[q].rows(), k, out + size_t(q) * k);
+  }
 }
 
 uint32_t top_k_rows(const EmbeddingTable& items, uint32_t n_rows, const std::vector<uint32_t>& rows,
@@ -184,9 +257,7 @@ uint32_t top_k_rows(const EmbeddingTable& items, uint32_t n_rows, const std::vec
                     const ScanRules& given) {
   if (k == 0 || rows.empty()) return 0;
   const ScanRules rules = effective_rules(given);
-  const uint32_t stride = items.stride();
   const bool check_live = items.has_erased();
-  const FeatureCorrection& f = rules.features;
   BoundedHeap heap(static_cast<uint32_t>(std::min<size_t>(k, rows.size())));
   for (size_t j = 0; j < rows.size(); ++j) {
     const uint32_t row = rows[j];
@@ -194,14 +265,7 @@ uint32_t top_k_rows(const EmbeddingTable& items, uint32_t n_rows, const std::vec
     if (j + 4 < rows.size() && rows[j + 4] < n_rows) items.prefetch_vector(rows[j + 4]);
     // Liveness before values: a pinned caller keeps a live row from being recycled under it.
     if (check_live && !items.is_live(row)) continue;
-    const bool featured = f.lists != nullptr && f.lists->get(row) != nullptr;
-    float score;
-    if (rules.cosine) {
-      score = featured ? rules.rescore(rules.context, row, query) : cosine_of(query, items.vector(row), stride);
-    } else {
-      score = dot(query, items.vector(row), stride) + items.bias(row);
-      if (featured) score += feature_term(f, row, f.scores);
-    }
+    const float score = exact_score(items, row, query, rules.features.scores, rules);
     if (!(score >= heap.floor()) || !heap.admits(score, row)) continue;
     if (!excluded.empty() && std::binary_search(excluded.begin(), excluded.end(), row)) continue;
     if (rules.hidden != nullptr && rules.hidden->get(row)) continue;

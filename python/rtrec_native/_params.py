@@ -16,7 +16,7 @@ MODELS = ("mf", "two_tower")
 # to which family are the core's to check.
 _INTS = ("dim", "negatives", "seed", "min_count", "history")
 _FLOATS = ("learning_rate", "l2", "grad_clip", "init_std", "recency", "huber_delta")
-_STRINGS = ("loss", "optimizer", "negative_sampling")
+_STRINGS = ("loss", "optimizer", "negative_sampling", "retrieval")
 
 
 def defaults(model: str = "mf") -> dict[str, Any]:

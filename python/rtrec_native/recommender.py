@@ -176,6 +176,11 @@ class Recommender(RetrievalMixin, ItemNamesMixin):
             2^16 slots per side; geometric mean of the two, at least 0.1). Rows fed
             contradicting labels learn slowly; rows with a consistent error learn at full
             speed. Not saved in snapshots (a loaded model starts neutral).
+        retrieval: how retrieval calls rank the catalogue. ``"compact"`` (default) scans an
+            int8 copy of the item vectors (72 bytes an item at dim 64, kept current by every
+            update) and re-scores the best max(64, 4k) exactly, so scores equal
+            ``predict``; 2-3x faster than ``"exact"`` over 1M items. ``"exact"`` scores
+            every item in float32 and keeps no copy. See docs/retrieval-modes.md.
 
     Evicted rows leave the model at once (their IDs score as unknown and are not
     recommended) and are reused by new IDs, with their seen items, history and features
@@ -217,6 +222,7 @@ class Recommender(RetrievalMixin, ItemNamesMixin):
         max_user_rate: float | None = None,
         huber_delta: float | None = None,
         adaptive_step: bool | None = None,
+        retrieval: str | None = None,
     ) -> None:
         params = _params.resolve(model, {
             "dim": dim, "loss": loss, "optimizer": optimizer, "learning_rate": learning_rate, "l2": l2,
@@ -224,6 +230,7 @@ class Recommender(RetrievalMixin, ItemNamesMixin):
             "negative_sampling": negative_sampling, "min_count": min_count, "ttl": ttl, "max_rows": max_rows,
             "tower": tower, "history": history, "recency": recency, "dedup_window": dedup_window,
             "max_user_rate": max_user_rate, "huber_delta": huber_delta, "adaptive_step": adaptive_step,
+            "retrieval": retrieval,
         })
         threads = check.num_threads(num_threads)
         self._attach(_core.Model(params), threads, num_threads)

@@ -18,6 +18,17 @@ enum class Family : int { kMf = 0, kTwoTower = 1 };
 // a margin of 1 of it (at most `negatives` tries), then a BPR step scaled by the rank estimate.
 enum class Loss : int { kSquared = 0, kLogistic = 1, kBpr = 2, kSoftmax = 3, kWarp = 4, kHuber = 5 };
 enum class Optimizer : int { kSgd = 0, kAdagrad = 1 };
+// How retrieval ranks the catalogue: exact (every row scored in float32), or compact (every
+// row scored from an int8 shadow of the item vectors, the best kCompactDepth re-scored
+// exactly; see compact_rows.hpp). Chosen by benchmarks/bench_compact_topk.py.
+enum class Retrieval : int { kExact = 0, kCompact = 1 };
+// Candidates the compact scan re-scores exactly: max(kCompactDepth, kCompactDepthPerResult x
+// k). benchmarks/bench_compact_topk.py replays the int8 scores of trained models (1M mf items,
+// 200k two_tower items, 1,000 users each): every user's exact top 10 was within the int8
+// top 14 (mf) and 12 (two_tower); the depth keeps a margin of 4.5x over that at k = 10 and
+// about 3x per result beyond.
+constexpr uint32_t kCompactDepth = 64;
+constexpr uint32_t kCompactDepthPerResult = 4;
 
 // Limits. Each is a property of the core's data structures, named where it comes from.
 constexpr uint32_t kMaxDim = 1u << 16;               // rows stay far from any size overflow
@@ -72,6 +83,8 @@ struct ModelConfig {
   // mf, pointwise losses: each event's step is scaled down for user and item rows whose
   // recent residuals disagree in sign (noisy labels), see AdaptiveStep.
   bool adaptive_step = false;
+  // Retrieval mode (see Retrieval): compact keeps an int8 shadow of the item vectors.
+  Retrieval retrieval = Retrieval::kCompact;
 };
 
 // The defaults of a family (every field set; mf leaves the two_tower fields empty).
@@ -99,6 +112,8 @@ Family parse_family(const std::string& name);
 Loss parse_loss(const std::string& name);
 Optimizer parse_optimizer(const std::string& name);
 bool parse_negative_sampling(const std::string& name);  // "uniform" -> false, "popularity" -> true
+Retrieval parse_retrieval(const std::string& name);
+const char* retrieval_name(Retrieval retrieval) noexcept;
 const char* family_name(Family family) noexcept;
 const char* loss_name(Loss loss) noexcept;
 const char* optimizer_name(Optimizer optimizer) noexcept;

@@ -116,10 +116,6 @@ uint32_t two_tower_block(const StepConfig& config, Loss loss, float offset, Dens
 // scores[r] = biases[r] + <query, vectors[r]> for r in [0, rows).
 void score_block(const float* query, const float* vectors, const float* biases, uint32_t rows, uint32_t stride,
                  float* scores) noexcept;
-// scores[r] = <query, vectors[r]> / |vectors[r]| (0 for a zero row): the cosine against a
-// unit-length query, both products from one read of each row.
-void cosine_block(const float* query, const float* vectors, uint32_t rows, uint32_t stride, float* scores) noexcept;
-float cosine_of(const float* query, const float* vector, uint32_t stride) noexcept;
 
 }  // namespace rtrec
 

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "rtrec/compact_rows.hpp"
 #include "rtrec/config.hpp"
 #include "rtrec/count_sketch.hpp"
 #include "rtrec/diversity.hpp"
@@ -142,6 +143,8 @@ class Model {
   HideResult hide(const IdBatch& items, bool hidden);
   void hidden_flags(const IdBatch& items, uint8_t* out) const;  // 1 where hidden
   uint64_t hidden_count() const noexcept { return hidden_.count(); }
+  // Bytes of the compact shadow (retrieval="compact"; 0 in exact mode).
+  uint64_t compact_bytes() const noexcept { return compact_ != nullptr ? compact_->memory_bytes() : 0; }
 
   // Why the model scores `item` for `user`: up to n reasons, strongest first (model_explain.cpp).
   // mf: the user's consumed items by cosine similarity to the item, and the features of
@@ -316,6 +319,17 @@ class Model {
   // items' vectors scaled by 1/sqrt(total weight) (SVD++'s implicit-feedback term; measured
   // against the mean and ridge fold-ins on MovieLens, see benchmarks/bench_retrieval_quality.py).
   void history_query(const uint32_t* rows, const float* weights, uint32_t n, float* out) const;
+  // retrieval="compact": the int8 shadow of the items' scored vectors (null in exact mode).
+  // Every write of an item's float row is followed by sync_item (or clear at recycling).
+  std::unique_ptr<CompactRows> compact_;
+  void sync_item(uint32_t row) const noexcept {
+    if (compact_ == nullptr || row == kNoCompactRow) return;
+    try {
+      compact_->write(row, items_.vector(row));
+    } catch (...) {  // out of memory for a new chunk: that chunk's rows are scanned exactly
+    }
+  }
+  static constexpr uint32_t kNoCompactRow = EmbeddingTable::kNotFound;
 
   // ---- two_tower (model_two_tower.cpp).
   // An event of a fit with its input history: positions [history_end - history_length,

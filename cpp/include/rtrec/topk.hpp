@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "rtrec/compact_rows.hpp"
 #include "rtrec/embedding_table.hpp"
 #include "rtrec/feature_lists.hpp"
 #include "rtrec/hidden_rows.hpp"
@@ -35,14 +36,15 @@ struct FeatureCorrection {
 
 // How a scan scores rows, and which it may return besides those not `excluded`.
 struct ScanRules {
-  // Inner product: a row scores <query, v> + bias (+ its feature terms, see
-  // FeatureCorrection). Cosine: <query, v> / |v| with a unit-length query and no bias; a row
-  // with side features is scored by `rescore` (its effective vector is not stored).
-  bool cosine = false;
+  // A row scores <query, v> + bias, plus its feature terms (see FeatureCorrection).
   FeatureCorrection features{nullptr, nullptr, 0};
-  const void* context = nullptr;
-  float (*rescore)(const void* context, uint32_t row, const float* query) = nullptr;
   const HiddenRows* hidden = nullptr;  // null: no row is hidden
+  // retrieval="compact": chunks are first scored from these int8 rows (the same feature
+  // terms, filters and hidden rows apply), the best max(depth, depth_per_result x k) rows
+  // are kept, and those are re-scored exactly from the float rows before the best k are
+  // taken. Null: exact scan.
+  const CompactRows* compact = nullptr;
+  uint32_t depth = 0, depth_per_result = 1;
 };
 
 // Scores rows [0, n_rows) of `items` against `query` (stride floats, zero padded). Writes up
