@@ -279,3 +279,18 @@ def test_an_acknowledgement_lost_with_its_connection_is_sent_again(redis_url, tm
     consumer.run(idle_exit=0.3)
     assert consumer.learned == 300 and source._reack == []
     assert redis.Redis.from_url(redis_url).xpending(STREAM, "g")["pending"] == 0
+
+
+def test_entries_whose_read_reply_was_lost_are_read_again_and_learned_once(redis_url, tmp_path):
+    Producer(redis_url, STREAM).send_many(list(range(300)), [k % 40 for k in range(300)])
+    source = RedisStreamSource(redis_url, STREAM, "g")
+    rec = rt.Recommender(dim=8, num_threads=1, seed=0)
+    consumer = Consumer(rec, source, tmp_path, batch_size=100)
+    consumer.poll()  # 100 learned; the next read is already sent: Redis delivered 100 more to the group
+    source._prefetch.disconnect()  # and its reply is lost with the connection
+    with pytest.raises(redis.exceptions.ConnectionError):
+        consumer.poll()
+    consumer.run(idle_exit=0.3)
+    assert consumer.learned == 300 and rec.n_users == 300
+    assert model_state(rec) == model_state(reference(redis_url))
+    assert redis.Redis.from_url(redis_url).xpending(STREAM, "g")["pending"] == 0

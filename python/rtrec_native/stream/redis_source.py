@@ -92,6 +92,7 @@ class RedisStreamSource(EventSource):
         self._after: tuple[int, int] | None = None
         self._cursor = "0"  # "0": our pending entries first; then ">": new ones
         self._unacked: list[bytes] = []  # read, not yet committed (in order)
+        self._returned: tuple[int, int] | None = None  # the last entry read returned
         self._prefetch: Any = None  # a connection with an XREADGROUP sent and its reply not taken
         self._acking: Any = None  # (connection, IDs, replies) of XACKs sent and not answered yet
         self._reack: list[bytes] = []  # IDs whose XACK was lost with its connection: sent again
@@ -138,6 +139,7 @@ class RedisStreamSource(EventSource):
             self.drain_acks()
         self._r.xgroup_create(self.stream, self.group, id=after or "0", mkstream=True)
         self._unacked, self._reack = [], []
+        self._returned = None
         self._after = None if after is None else stream_ids(after)
         self._cursor = ">"
 
@@ -197,6 +199,13 @@ class RedisStreamSource(EventSource):
                 if "NOGROUP" in str(exc):
                     raise StreamLost(f"stream {self.stream!r} or its group {self.group!r} is gone: {exc}") from None
                 raise
+            except BaseException:
+                # A reply lost with the connection may have delivered entries to the group that
+                # never came here: read this consumer's pending entries again first (those it
+                # returned already are skipped).
+                self._drop_prefetch()
+                self._cursor = "0"
+                raise
             if self._cursor != ">":
                 if not raw:
                     self._cursor = ">"  # our pending entries are done: new ones from here
@@ -207,6 +216,8 @@ class RedisStreamSource(EventSource):
                 raw = self._keep(raw)
             else:
                 self._unacked.extend([e[0] for e in raw])
+            if raw:
+                self._returned = stream_ids(raw[-1][0])
             if raw or self._cursor == ">":
                 return raw
 
@@ -241,18 +252,21 @@ class RedisStreamSource(EventSource):
             self._r.connection_pool.release(conn)
 
     def _keep(self, raw: list) -> list:
-        """The entries after the model's position; those at or before it (already learned,
-        never acknowledged), and pending ones trimmed from the stream meanwhile, are
-        acknowledged without learning."""
+        """The entries not returned yet. Those at or before the model's position (already
+        learned, never acknowledged), and pending ones trimmed from the stream meanwhile,
+        are acknowledged without learning; those returned since (learned or waiting, not yet
+        committed: a pending entry read again after a lost connection) are skipped."""
         out, skipped = [], []
-        # Entries come in ID order: once one is past the position, all the rest are.
-        after = self._after if raw and self._after is not None and stream_ids(raw[0][0]) <= self._after else None
+        after, returned = self._after, self._returned
         for entry in raw:
             entry_id, fields = entry[0], entry[1]
-            if (after is not None and stream_ids(entry_id) <= after) or not fields:
+            position = stream_ids(entry_id)
+            if (after is not None and position <= after) or not fields:
                 skipped.append(entry_id)
-                if not fields and (after is None or stream_ids(entry_id) > after):
+                if not fields and (after is None or position > after):
                     log.warning("entry %s was trimmed from %s before it was learned", _text(entry_id), self.stream)
+                continue
+            if returned is not None and position <= returned:
                 continue
             self._unacked.append(entry_id)
             out.append(entry)
