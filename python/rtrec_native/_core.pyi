@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['DeltaOrderError', 'IdKindError', 'MissingFileError', 'Model', 'SnapshotError', 'check_config', 'consumed', 'default_epochs', 'default_threads', 'defaults', 'hash_string_id', 'limits', 'losses', 'needs_labels', 'openmp_enabled', 'peek_snapshot', 'rating_loss', 'samples_negatives']
+__all__: list[str] = ['DeltaOrderError', 'IdKindError', 'MissingFileError', 'Model', 'SnapshotError', 'check_config', 'compact_kernel', 'consumed', 'default_epochs', 'default_threads', 'defaults', 'hash_string_id', 'limits', 'losses', 'needs_labels', 'openmp_enabled', 'peek_snapshot', 'rating_loss', 'samples_negatives']
 class IdKindError(TypeError):
     pass
 class SnapshotError(ValueError):
@@ -102,6 +102,10 @@ def _noop(user: typing.Any, item: typing.Any, label: typing.Any = None) -> None:
 def check_config(config: dict) -> None:
     """
     Raises ValueError naming the first argument that is out of range for its family.
+    """
+def compact_kernel() -> str:
+    """
+    The kernel retrieval='compact' scans with on this CPU: avx512-vnni, avx2 or portable.
     """
 def consumed(loss: str, labels: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, weights: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, n: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.bool]:
     """
