@@ -82,7 +82,11 @@ class RetrievalMixin:
                   items: Any = None, exclude: Any = None, tags: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """The k best items for one user, best first: ``(item_ids, scores)``.
 
-        Exact over all known items. ``exclude_seen`` drops items this user has had positive
+        Over all known items: with ``retrieval="compact"`` (the default) the scan reads an
+        int8 copy of the item vectors first and re-scores its best few hundred exactly, so the
+        scores are ``predict``'s and the lists equal the exact scan's in every measured case
+        (docs/retrieval-modes.md); ``retrieval="exact"`` scores every item in float32.
+        ``exclude_seen`` drops items this user has had positive
         events with. An unknown user gets the items with the highest mu + b_i (the learned
         item bias: popularity under BPR/logistic, average rating under squared); use
         :meth:`knows_user` to tell. Fewer than k results come back when fewer items pass.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -10,6 +9,7 @@ import numpy as np
 from . import _core, _params
 from . import _validation as check
 from ._item_names import ItemNamesMixin
+from ._persistence import PersistenceMixin
 from ._retrieval import MAX_FILTER_IDS, MAX_FILTER_TAGS, MAX_QUERY_HISTORY, RetrievalMixin, _ids_out
 from .events import event_arguments
 
@@ -71,17 +71,7 @@ def _single_event(users: Any, items: Any, labels: Any, weights: Any, timestamps:
     return user, item, label, 1.0 if weight is None else weight, timestamp
 
 
-def _path(path: str | os.PathLike) -> str:
-    """A file path for the core; a NUL byte would silently cut it short there."""
-    text = os.fspath(path)
-    if isinstance(text, bytes):
-        text = os.fsdecode(text)
-    if "\x00" in text:
-        raise ValueError(f"a file path must not contain a NUL character, got {text!r}")
-    return text
-
-
-class Recommender(RetrievalMixin, ItemNamesMixin):
+class Recommender(RetrievalMixin, PersistenceMixin, ItemNamesMixin):
     """A recommender that learns from every event, in place, in one of two model families.
 
     ``model="mf"`` (the default), matrix factorisation: score(u, i) = mu + b_u + b_i +
@@ -177,7 +167,7 @@ class Recommender(RetrievalMixin, ItemNamesMixin):
             contradicting labels learn slowly; rows with a consistent error learn at full
             speed. Not saved in snapshots (a loaded model starts neutral).
         retrieval: how retrieval calls rank the catalogue. ``"compact"`` (default) scans an
-            int8 copy of the item vectors (72 bytes an item at dim 64, kept current by every
+            int8 copy of the item vectors (68 bytes an item at dim 64, kept current by every
             update) and re-scores the best max(64, 4k) exactly, so scores equal
             ``predict``; 2-3x faster than ``"exact"`` over 1M items. ``"exact"`` scores
             every item in float32 and keeps no copy. See docs/retrieval-modes.md.
@@ -432,74 +422,6 @@ class Recommender(RetrievalMixin, ItemNamesMixin):
             _, payload, _ = check.ids(ids, side)
         found, vectors, biases = self._model.vectors(on_items, payload)
         return _ids_out(found), vectors, biases
-
-    # ------------------------------------------------------------------ persistence
-
-    @property
-    def source_position(self) -> str:
-        """Where the model's input stream stood (e.g. the last stream entry ID learned), as
-        set by its feeder: saved in every snapshot and delta and restored by ``load`` and
-        ``apply_delta``, so a consumer restarting from a file knows which events it holds.
-        Empty until set."""
-        return self._model.source_position
-
-    @source_position.setter
-    def source_position(self, position: str) -> None:
-        if not isinstance(position, str):
-            raise TypeError(f"source_position must be a str, got {type(position).__name__}")
-        self._model.source_position = position
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write a snapshot of the whole model (parameters, optimizer state, metadata, IDs,
-        seen items) to ``path``, atomically: a temporary file in the same directory is
-        written, fsynced and renamed over ``path``, so a crash leaves the previous file
-        intact. Other threads may keep predicting and updating while it is written; the file
-        then holds each row as it was when copied (Hogwild-consistent), and every ID that
-        existed when the save began."""
-        self._model.save(_path(path))
-
-    def save_delta(self, path: str | os.PathLike) -> None:
-        """Write the rows that changed since the previous delta (or, for the first one, since
-        the first ``save``): values, optimizer state, metadata, seen items, new IDs included.
-        Deltas are numbered 1, 2, ... within the model's lineage (started by its first
-        ``save``); a copy loaded from any snapshot of the lineage applies the deltas that
-        follow that snapshot, and a copy that applied every delta keeps going across later
-        snapshots. Atomic like ``save``. Raises ``DeltaOrderError`` if no full snapshot was
-        saved or loaded first."""
-        self._model.save_delta(_path(path))
-
-    def apply_delta(self, path: str | os.PathLike) -> None:
-        """Apply the next delta of the lineage this copy was loaded from (see
-        ``save_delta``). The file is verified whole first; a delta of another lineage, out of
-        order or after a gap raises ``DeltaOrderError`` and changes nothing. Readers in other
-        threads keep serving while the rows are overwritten."""
-        path = _path(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no delta file at {path!r}")
-        self._model.apply_delta(path)
-
-    @property
-    def snapshot_position(self) -> tuple[int, int]:
-        """(lineage id, number of the last delta saved or applied); (0, 0) before the
-        first ``save``/``load``."""
-        return self._model.lineage, self._model.sequence
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, num_threads: int | None = None) -> Recommender:
-        """Read a snapshot written by ``save``. The whole file is verified (magic, version,
-        checksums) before a model is built; a truncated, corrupted, wrong-version or
-        non-snapshot file raises ``rtrec_native.SnapshotError`` (a ValueError) and nothing
-        is returned. The loaded model predicts, recommends and (with one thread and the
-        same calls) keeps training exactly like the saved one. It continues the saved
-        model's delta lineage: it can apply the deltas written after the snapshot, or, as a
-        restarted trainer, publish the next ones."""
-        path = _path(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no snapshot file at {path!r}")
-        threads = check.num_threads(num_threads)
-        self = cls.__new__(cls)
-        self._attach(_core.Model.load(path), threads, num_threads)
-        return self
 
     # ------------------------------------------------------------------ introspection
 

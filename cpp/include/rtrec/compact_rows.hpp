@@ -1,6 +1,6 @@
 // A compact shadow of an item table's scored vectors, for retrieval="compact": each row's
 // vector as int8 codes with one scale per row (v ~ scale x code), so a full scan reads
-// dim + 8 bytes per item instead of 4 x stride (72 B against 256 B at dim 64). The scan
+// dim + 4 bytes per item instead of 4 x stride (68 B against 256 B at dim 64). The scan
 // ranks by these approximate scores, keeps a few hundred candidates and re-scores them
 // exactly in float32 (topk.cpp), so reported scores are the exact ones.
 //
