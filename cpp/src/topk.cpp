@@ -258,11 +258,27 @@ uint32_t top_k_rows(const EmbeddingTable& items, uint32_t n_rows, const std::vec
   if (k == 0 || rows.empty()) return 0;
   const ScanRules rules = effective_rules(given);
   const bool check_live = items.has_erased();
+  const FeatureLists* lists = rules.features.lists;
+  const size_t row_bytes = size_t(items.stride()) * sizeof(float);
   BoundedHeap heap(static_cast<uint32_t>(std::min<size_t>(k, rows.size())));
+  // Candidate rows are scattered over the table: every one is a few cache misses (its
+  // vector, its bias, its feature list), so they are asked for well ahead, read-only.
+  constexpr size_t kAhead = 8;
+  auto prefetch = [&](size_t j) {
+    const uint32_t r = rows[j];
+    if (r >= n_rows) return;
+    const char* v = reinterpret_cast<const char*>(items.vector(r));
+    for (size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(v + b, 0, 3);
+    __builtin_prefetch(&items.bias(r), 0, 3);
+    if (lists != nullptr) lists->prefetch(r);
+  };
+  for (size_t j = 0; j < std::min(kAhead, rows.size()); ++j) prefetch(j);
   for (size_t j = 0; j < rows.size(); ++j) {
     const uint32_t row = rows[j];
     if (row >= n_rows) break;  // ascending: the rest are newer than this call's catalogue
-    if (j + 4 < rows.size() && rows[j + 4] < n_rows) items.prefetch_vector(rows[j + 4]);
+    if (j + kAhead < rows.size()) prefetch(j + kAhead);
+    if (lists != nullptr && j + kAhead / 2 < rows.size() && rows[j + kAhead / 2] < n_rows)
+      if (const FeatureList* l = lists->get(rows[j + kAhead / 2])) __builtin_prefetch(l, 0, 3);
     // Liveness before values: a pinned caller keeps a live row from being recycled under it.
     if (check_live && !items.is_live(row)) continue;
     const float score = exact_score(items, row, query, rules.features.scores, rules);
