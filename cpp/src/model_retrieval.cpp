@@ -143,9 +143,11 @@ float Model::prepare_query(uint32_t user, bool exclude_seen, float* query, std::
 
 float Model::prepare_user_query(uint32_t user, bool exclude_seen, const Candidates& c, float* query,
                                 std::vector<uint32_t>& excluded) const {
-  // A short candidate list asks the seen set about its own rows, instead of collecting (and
-  // sorting) everything a heavy user has seen.
-  const bool per_candidate = exclude_seen && c.restricted && user != kNoRow;
+  // A candidate list shorter than the user's seen set asks the set about its own rows,
+  // instead of collecting (and sorting) everything a heavy user has seen; a longer one
+  // (a popular tag) takes the few items a light user has seen.
+  const bool per_candidate =
+      exclude_seen && c.restricted && user != kNoRow && c.rows.size() < seen_.capacity_of(user);
   const float base = prepare_query(user, exclude_seen && !per_candidate, query, excluded);
   if (per_candidate)
     for (uint32_t r : c.rows)  // ascending, so `excluded` stays sorted

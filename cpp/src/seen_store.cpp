@@ -153,6 +153,13 @@ bool SeenStore::contains(uint32_t user_row, uint32_t item_row) const noexcept {
   }
 }
 
+uint32_t SeenStore::capacity_of(uint32_t user_row) const noexcept {
+  const SetChunk* chunk = directory_.get(user_row / kSetsPerChunk);
+  if (chunk == nullptr) return 0;
+  const Set* set = chunk->sets[user_row % kSetsPerChunk].load(std::memory_order_acquire);
+  return set == nullptr ? 0 : set->mask + 1;
+}
+
 void SeenStore::collect(uint32_t user_row, std::vector<uint32_t>& out) const {
   const SetChunk* chunk = directory_.get(user_row / kSetsPerChunk);
   if (chunk == nullptr) return;

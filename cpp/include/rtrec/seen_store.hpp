@@ -36,6 +36,10 @@ class SeenStore {
   // warm fit checks its pairs this way first and takes the shard lock only for new ones.
   bool contains(uint32_t user_row, uint32_t item_row) const noexcept;
 
+  // Lock-free: the slots of the user's set (0: none), a bound of the same order as the
+  // number of items seen (the set holds at most half its slots).
+  uint32_t capacity_of(uint32_t user_row) const noexcept;
+
   // Lock-free. Appends the user's items (no duplicates, unordered) to `out`.
   void collect(uint32_t user_row, std::vector<uint32_t>& out) const;
 
