@@ -59,7 +59,7 @@ def main(argv=None) -> int:
           f"{len(np.unique(train_i)):,} items; dim {args.dim}, BPR, AdaGrad, {args.epochs} epochs, 2 threads")
     rows, baseline_rows = [], None
     for n in (1, 2, 5):
-        rec = rt.Recommender(dim=args.dim, loss="bpr", min_count=n, num_threads=2, seed=0)
+        rec = rt.Recommender(model="mf", dim=args.dim, loss="bpr", min_count=n, num_threads=2, seed=0)
         t0 = time.perf_counter()
         rec.fit(train_u, train_i, epochs=args.epochs)
         secs = time.perf_counter() - t0

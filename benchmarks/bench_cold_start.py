@@ -161,7 +161,7 @@ def run_split(rt, data, args, seed):
         return rec.predict(uu, ii).reshape(len(eval_users), len(cands))
 
     def new_rec():
-        return rt.Recommender(dim=args.dim, loss="bpr", optimizer=args.optimizer,
+        return rt.Recommender(model="mf", dim=args.dim, loss="bpr", optimizer=args.optimizer,
                               learning_rate=args.lr, l2=args.l2, num_threads=args.threads,
                               seed=seed, negative_sampling=args.negative_sampling)
 
@@ -325,7 +325,7 @@ def main(argv=None) -> int:
     print(f"\ndata: {len(data[0]):,} ratings, {len(np.unique(data[0]))} users, "
           f"{len(np.unique(data[1])):,} rated movies, {len(data[3]):,} movies in movies.csv; "
           f"positives: rating >= {args.min_rating:g}")
-    print(f"model: Recommender(dim={args.dim}, loss='bpr', optimizer='{args.optimizer}', "
+    print(f"model: Recommender(model='mf', dim={args.dim}, loss='bpr', optimizer='{args.optimizer}', "
           f"learning_rate={args.lr:g}, l2={args.l2:g}, negative_sampling='{args.negative_sampling}', "
           f"num_threads={args.threads}, seed=<split seed>), fit(epochs={args.epochs})\n")
 

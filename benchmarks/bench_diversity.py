@@ -118,7 +118,7 @@ def cost(rt, args):
     n = args.items
     items = np.concatenate([rng.permutation(n), rng.permutation(n)]).astype(np.int64)
     users = rng.integers(2_000, size=items.size).astype(np.int64)
-    rec = rt.Recommender(dim=64, loss="bpr", optimizer="sgd", num_threads=args.threads, seed=args.seed)
+    rec = rt.Recommender(model="mf", dim=64, loss="bpr", optimizer="sgd", num_threads=args.threads, seed=args.seed)
     rec.fit(users, items, epochs=1)
     assert rec.n_items == n
     queries = rng.choice(np.unique(users), size=args.queries).tolist()

@@ -8,7 +8,7 @@ batches of 50k (BPR, AdaGrad, dim 32, one thread). Three phases, each in a fresh
 (this script re-invokes itself with ``--mode``) so that one phase's heap does not hide or
 inflate another's:
 
-  bounded    Recommender(dim=32, max_rows=1M): 12M IDs. Every 1M IDs: n_users, evicted_users,
+  bounded    Recommender(model="mf", dim=32, max_rows=1M): 12M IDs. Every 1M IDs: n_users, evicted_users,
              stats()["memory_bytes"], VmRSS from /proc/self/status, events/s of the segment
              (update calls only; the data is drawn outside the timer) and its slowest batch.
              Then evict(older_than=500 s of stream time) on demand, and 500k more new IDs
@@ -94,7 +94,7 @@ def run_stream(args, max_rows: int | None, n_ids: int) -> dict:
         raise SystemExit(f"cannot import rtrec_native: {err}")
     stream = Stream(args.items, seed=args.seed)
     rss_before = rss_bytes()["VmRSS"]
-    rec = rt.Recommender(dim=args.dim, max_rows=max_rows, num_threads=1, seed=args.seed)
+    rec = rt.Recommender(model="mf", dim=args.dim, max_rows=max_rows, num_threads=1, seed=args.seed)
     label = f"max_rows={max_rows:,}" if max_rows else "no cap"
     log(f"[{label}] streaming {n_ids:,} new user IDs in batches of {args.batch:,}")
     points, problems = [], []
@@ -199,7 +199,7 @@ def run_per_row(args, dim: int, optimizer: str) -> dict:
     users = user_ids(0, n)
     items = rng.integers(0, 1000, n).astype(np.int64)
     rss0 = rss_bytes()["VmRSS"]
-    rec = rt.Recommender(dim=dim, optimizer=optimizer, num_threads=1, seed=args.seed)
+    rec = rt.Recommender(model="mf", dim=dim, optimizer=optimizer, num_threads=1, seed=args.seed)
     for a in range(0, n, args.batch):
         rec.update(users[a:a + args.batch], items[a:a + args.batch])
     s = rec.stats()
@@ -293,7 +293,7 @@ def main(argv=None) -> int:
 
     print(f"\nstream: {args.ids:,} events, each a new user ID, items Zipf(0.9) over {args.items:,}; "
           f"dim {args.dim}, BPR, AdaGrad, 1 thread, update batches of {args.batch:,}, 1 ms per event")
-    print(f"\n### capped: `Recommender(dim={args.dim}, max_rows={args.max_rows:,}, num_threads=1)`\n")
+    print(f"\n### capped: `Recommender(model='mf', dim={args.dim}, max_rows={args.max_rows:,}, num_threads=1)`\n")
     rows = []
     for pt in bounded["points"]:
         rows.append([f"{pt['ids']:,}", f"{pt['n_users']:,}", f"{pt['evicted_users']:,}", mib(pt["memory_bytes"]),
@@ -303,7 +303,7 @@ def main(argv=None) -> int:
     print(f"\nRSS before the model was built: {mib(bounded['rss_before_model'])}; "
           f"peak RSS (VmHWM): {mib(bounded['points'][-1]['hwm'])}")
 
-    print(f"\n### uncapped baseline: `Recommender(dim={args.dim}, num_threads=1)`, same stream\n")
+    print(f"\n### uncapped baseline: `Recommender(model='mf', dim={args.dim}, num_threads=1)`, same stream\n")
     rows = []
     for pt in unbounded["points"]:
         rows.append([f"{pt['ids']:,}", f"{pt['n_users']:,}", mib(pt["memory_bytes"]), mib(pt["rss"]),

@@ -119,7 +119,8 @@ def trainer_main(args, cfg, directory, probe_tx, ready, result_tx):
         import rtrec_native as rt
 
         rng = np.random.default_rng(args.seed)
-        rec = rt.Recommender(dim=args.dim, loss="bpr", optimizer=args.optimizer, num_threads=1, seed=args.seed)
+        rec = rt.Recommender(model="mf",
+                             dim=args.dim, loss="bpr", optimizer=args.optimizer, num_threads=1, seed=args.seed)
         n_probe_users = args.samples
         # Users and items [0, n_probe_users) are reserved for probes; background positives use
         # the others (BPR negatives may still hit a probe item: see "superseded").

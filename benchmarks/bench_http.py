@@ -104,7 +104,7 @@ def http_json(port, path, timeout=5.0):
 
 def train_model(rt, args, path):
     ev = C.make_events(args.users, args.items, args.events, seed=args.seed, dedupe=False)
-    rec = rt.Recommender(dim=args.dim, loss="bpr", optimizer="adagrad", seed=args.seed)
+    rec = rt.Recommender(model="mf", dim=args.dim, loss="bpr", optimizer="adagrad", seed=args.seed)
     t0 = time.perf_counter()
     rec.fit(ev.users, ev.items, epochs=args.epochs)
     fit_s = time.perf_counter() - t0

@@ -245,7 +245,7 @@ def train(rt, args: argparse.Namespace, path: str) -> str:
     users = rng.integers(0, args.users, args.events)
     items = np.minimum(rng.zipf(1.3, args.events) - 1, args.items - 1)
     ratings = rng.integers(1, 6, args.events).astype(np.float32)
-    rec = rt.Recommender(dim=args.dim, loss="squared", optimizer="adagrad", seed=args.seed)
+    rec = rt.Recommender(model="mf", dim=args.dim, loss="squared", optimizer="adagrad", seed=args.seed)
     rec.fit(users, items, ratings, epochs=1)
     rec.save(path)
     return f"{rec.n_users} users x {rec.n_items} items, dim {args.dim}, squared loss, AdaGrad"

@@ -3,7 +3,7 @@ included on both sides), the fixed cost of a call on a warm model, and update(ba
 against an update_one loop.
 
 1. fit: BPR, dim 64, the same seeded Zipf data (bench_fit's generator), same epochs and
-   threads. Wall time from int64 ID arrays to a trained model: ours is Recommender() +
+   threads. Wall time from int64 ID arrays to a trained model: ours is Recommender(model="mf") +
    fit(users, items); implicit's is building the CSR matrix + BayesianPersonalizedRanking
    .fit. Ours with SGD and with AdaGrad (row-wise), implicit with its defaults otherwise.
    Contenders interleaved (rotating order), median over repeats.
@@ -65,7 +65,8 @@ def fit_implicit(users, items, args, rep):
 
 def fit_ours(rt, users, items, args, rep, optimizer):
     t0 = time.perf_counter()
-    rec = rt.Recommender(dim=args.dim, loss="bpr", optimizer=optimizer, num_threads=args.threads, seed=args.seed + rep)
+    rec = rt.Recommender(model="mf",
+                         dim=args.dim, loss="bpr", optimizer=optimizer, num_threads=args.threads, seed=args.seed + rep)
     rec.fit(users, items, epochs=args.epochs)
     return time.perf_counter() - t0, rec
 
@@ -168,7 +169,7 @@ def main(argv=None) -> int:
         small_u, small_i = users[:200_000], items[:200_000]
 
         def factory():
-            return rt.Recommender(dim=args.dim, loss="bpr", num_threads=args.threads, seed=args.seed).fit(
+            return rt.Recommender(model="mf", dim=args.dim, loss="bpr", num_threads=args.threads, seed=args.seed).fit(
                 small_u, small_i, epochs=1)
 
         med, raw = bench_update(rt, factory, args)

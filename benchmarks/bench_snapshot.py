@@ -151,7 +151,8 @@ def equivalent_arrays(n_users, n_items, dim, adagrad, rng):
 
 def build_model(rt, args, optimizer):
     """Every user and every item gets a row: user u clicks item u % n_items (BPR)."""
-    rec = rt.Recommender(dim=args.dim, loss="bpr", optimizer=optimizer, num_threads=args.threads, seed=args.seed)
+    rec = rt.Recommender(model="mf",
+                         dim=args.dim, loss="bpr", optimizer=optimizer, num_threads=args.threads, seed=args.seed)
     rng = np.random.default_rng(args.seed)
     users = rng.permutation(args.users).astype(np.int64)
     items = (users % args.items).astype(np.int64)

@@ -66,7 +66,7 @@ def trainer_main(args, url, directory, ready, stop, out):
         from rtrec_native.stream import Consumer, RedisAnnouncer, RedisStreamSource
 
         rng = np.random.default_rng(0)
-        rec = rt.Recommender(dim=64, loss="bpr", optimizer="adagrad", num_threads=1, seed=0)
+        rec = rt.Recommender(model="mf", dim=64, loss="bpr", optimizer="adagrad", num_threads=1, seed=0)
         users = np.arange(args.users, dtype=np.int64)
         items = rng.integers(0, args.items, size=args.users)
         items[: args.items] = np.arange(args.items)

@@ -59,7 +59,7 @@ def fit_ours(rt, n_items, args, threads):
     rng = np.random.default_rng(args.seed)
     items = np.concatenate([rng.permutation(n_items), rng.permutation(n_items)]).astype(np.int64)
     users = rng.integers(args.users, size=len(items)).astype(np.int64)
-    rec = rt.Recommender(dim=args.dim, loss="bpr", optimizer="sgd", num_threads=threads,
+    rec = rt.Recommender(model="mf", dim=args.dim, loss="bpr", optimizer="sgd", num_threads=threads,
                          seed=args.seed)
     t0 = time.perf_counter()
     rec.fit(users, items, epochs=1)

@@ -117,7 +117,7 @@ def make_river(args):
 
 def make_ours(rt, args, batch):
     """Our model and the function timed: update_one (batch 0) or update on batches."""
-    rec = rt.Recommender(
+    rec = rt.Recommender(model="mf",
         dim=args.dim, loss="squared", optimizer="sgd", learning_rate=args.lr, l2=args.l2,
         num_threads=args.threads, seed=args.seed,
     )
@@ -130,9 +130,9 @@ def sanity_ours(rt, args, ev_u, ev_i, ev_y):
     applied in order); (2) one update moves the pair's score toward y."""
     out = {}
     n = min(2000, len(ev_u))
-    a = rt.Recommender(dim=args.dim, loss="squared", optimizer="sgd", learning_rate=args.lr,
+    a = rt.Recommender(model="mf", dim=args.dim, loss="squared", optimizer="sgd", learning_rate=args.lr,
                        l2=args.l2, num_threads=1, seed=args.seed)
-    b = rt.Recommender(dim=args.dim, loss="squared", optimizer="sgd", learning_rate=args.lr,
+    b = rt.Recommender(model="mf", dim=args.dim, loss="squared", optimizer="sgd", learning_rate=args.lr,
                        l2=args.l2, num_threads=1, seed=args.seed)
     for k in range(n):
         a.update_one(ev_u[k], ev_i[k], ev_y[k])

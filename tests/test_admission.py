@@ -9,7 +9,7 @@ import rtrec_native as rt
 
 
 def test_an_id_gets_a_row_on_its_nth_sighting_and_earlier_events_are_not_learned():
-    rec = rt.Recommender(dim=4, loss="squared", min_count=3, seed=0)
+    rec = rt.Recommender(model="mf", dim=4, loss="squared", min_count=3, seed=0)
     rec.update([1, 1], [10, 10], [5.0, 5.0])
     assert rec.n_users == 0 and rec.n_items == 0
     assert rec.stats()["not_admitted"] == 2 and rec.stats()["updates"] == 0
@@ -23,8 +23,8 @@ def test_a_long_tailed_stream_costs_rows_only_for_repeat_ids():
     rng = np.random.default_rng(0)
     users = np.r_[rng.integers(0, 500, 20_000), 10**9 + np.arange(20_000)]  # 20k one-off users
     items = rng.integers(0, 300, users.size)
-    everyone = rt.Recommender(dim=8, min_count=1, seed=0).fit(users, items, epochs=1)
-    filtered = rt.Recommender(dim=8, min_count=2, seed=0).fit(users, items, epochs=1)
+    everyone = rt.Recommender(model="mf", dim=8, min_count=1, seed=0).fit(users, items, epochs=1)
+    filtered = rt.Recommender(model="mf", dim=8, min_count=2, seed=0).fit(users, items, epochs=1)
     assert everyone.n_users >= 20_000 + 490
     assert 490 <= filtered.n_users < 600  # the one-off IDs got no row (a few sketch collisions may)
     assert filtered.stats()["not_admitted"] >= 19_000
@@ -35,7 +35,7 @@ def test_a_long_tailed_stream_costs_rows_only_for_repeat_ids():
 
 
 def test_admission_counts_survive_a_snapshot(tmp_path):
-    rec = rt.Recommender(dim=4, min_count=2, num_threads=1, seed=0)
+    rec = rt.Recommender(model="mf", dim=4, min_count=2, num_threads=1, seed=0)
     rec.update([7], [8])
     rec.save(tmp_path / "m")
     loaded = rt.Recommender.load(tmp_path / "m")
@@ -48,4 +48,4 @@ def test_admission_counts_survive_a_snapshot(tmp_path):
                                        (True, TypeError)])
 def test_bad_min_count(value, exc):
     with pytest.raises(exc, match="min_count"):
-        rt.Recommender(min_count=value)
+        rt.Recommender(model="mf", min_count=value)

@@ -72,7 +72,7 @@ def test_bad_batches_raise_and_leave_the_model_unchanged(trained, method, case):
 
 
 def test_logistic_labels_outside_0_1_are_rejected_and_change_nothing():
-    rec = rt.Recommender(dim=4, loss="logistic", seed=0).fit(USERS, ITEMS, [1, 0, 1, 1], epochs=1)
+    rec = rt.Recommender(model="mf", dim=4, loss="logistic", seed=0).fit(USERS, ITEMS, [1, 0, 1, 1], epochs=1)
     before = fingerprint(rec, [1, 2, 3, 7], [10, 20, 30, 70])
     for bad in ([1.0, 2.0], [-0.1, 1.0]):
         with pytest.raises(ValueError, match=r"labels must be (<=|>=)"):
@@ -82,14 +82,14 @@ def test_logistic_labels_outside_0_1_are_rejected_and_change_nothing():
 
 @pytest.mark.parametrize("loss", ["squared", "logistic"])
 def test_missing_labels_for_pointwise_losses(loss):
-    rec = rt.Recommender(dim=4, loss=loss)
+    rec = rt.Recommender(model="mf", dim=4, loss=loss)
     with pytest.raises(ValueError, match="labels are required"):
         rec.fit([1], [2])
     assert rec.n_users == 0
 
 
 def test_fit_needs_data_and_epochs():
-    rec = rt.Recommender(dim=4)
+    rec = rt.Recommender(model="mf", dim=4)
     with pytest.raises(ValueError, match="empty"):
         rec.fit([], [])
     with pytest.raises(ValueError, match="epochs"):
@@ -172,7 +172,7 @@ def test_bad_recommend_arguments_change_nothing(trained):
     ((2**64, 10, 1.0), ValueError, "64-bit"),
 ])
 def test_update_one_rejects_bad_events_and_changes_nothing(args, exc, words):
-    rec = rt.Recommender(dim=4, loss="squared", seed=0).fit(USERS, ITEMS, [4.0, 3.0, 2.0, 5.0], epochs=1)
+    rec = rt.Recommender(model="mf", dim=4, loss="squared", seed=0).fit(USERS, ITEMS, [4.0, 3.0, 2.0, 5.0], epochs=1)
     before = fingerprint(rec, [1, 2, 3], [10, 20, 30])
     with pytest.raises(exc, match=words):
         rec.update_one(*args)
@@ -185,11 +185,11 @@ def test_update_one_rejects_bad_events_and_changes_nothing(args, exc, words):
 
 def test_dim_has_an_upper_bound():
     with pytest.raises(ValueError, match="dim must be between 1 and 65536"):
-        rt.Recommender(dim=70_000)
+        rt.Recommender(model="mf", dim=70_000)
 
 
 def test_unencodable_strings_and_huge_numbers_are_value_or_type_errors():
-    rec = rt.Recommender(dim=4, loss="squared").fit(["a", "b"], ["x", "y"], [1.0, 2.0], epochs=1)
+    rec = rt.Recommender(model="mf", dim=4, loss="squared").fit(["a", "b"], ["x", "y"], [1.0, 2.0], epochs=1)
     before = fingerprint(rec, ["a", "b"], ["x", "y"])
     with pytest.raises(ValueError, match="valid Unicode"):
         rec.update(["a\ud800", "b"], ["x", "y"], [1.0, 2.0])
@@ -205,9 +205,10 @@ def test_unencodable_strings_and_huge_numbers_are_value_or_type_errors():
 def test_the_id_kind_rule_is_one_rule_with_one_message(tmp_path):
     """Every path that takes IDs refuses the other kind through the core's rule: the same
     IdKindError (a TypeError), the same words, nothing changed."""
-    rec = rt.Recommender(dim=4, loss="squared", seed=0, num_threads=1).fit(USERS, ITEMS, [4.0, 3.0, 2.0, 5.0], epochs=1)
+    rec = rt.Recommender(model="mf",
+                         dim=4, loss="squared", seed=0, num_threads=1).fit(USERS, ITEMS, [4.0, 3.0, 2.0, 5.0], epochs=1)
     rec.save(tmp_path / "base")
-    strings = rt.Recommender(dim=4, loss="squared", seed=0, num_threads=1)
+    strings = rt.Recommender(model="mf", dim=4, loss="squared", seed=0, num_threads=1)
     strings.fit(["u"], ["i"], [1.0], epochs=1)
     calls = {
         "fit": lambda: rec.fit(["a"], [10], [1.0], epochs=1),

@@ -131,8 +131,8 @@ def test_evaluate_a_saved_model_without_refitting(tmp_path, capsys):
 
 def test_serve_refuses_a_model_of_another_lineage_and_leaves_the_directory(tmp_path, capsys):
     a, b = tmp_path / "a.rtrec", tmp_path / "b.rtrec"
-    rt.Recommender(dim=4).fit([1, 2], [3, 4]).save(a)
-    rt.Recommender(dim=4).fit([1, 2], [3, 4]).save(b)
+    rt.Recommender(model="mf", dim=4).fit([1, 2], [3, 4]).save(a)
+    rt.Recommender(model="mf", dim=4).fit([1, 2], [3, 4]).save(b)
     directory = tmp_path / "state"
     rt.Publisher(rt.Recommender.load(a), directory, interval=None).close()
     before = {p.name: p.read_bytes() for p in directory.iterdir()}

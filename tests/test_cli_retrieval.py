@@ -14,7 +14,8 @@ from rtrec_native.cli import main
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> str:
     rng = np.random.default_rng(0)
-    rec = rt.Recommender(dim=8, num_threads=1, seed=0).fit(rng.integers(0, 50, 2000), rng.integers(0, 100, 2000),
+    rec = rt.Recommender(model="mf",
+                         dim=8, num_threads=1, seed=0).fit(rng.integers(0, 50, 2000), rng.integers(0, 100, 2000),
                                                              epochs=3)
     rec.set_item_features(list(range(0, 100, 2)), [["genre=Comedy"]] * 50)
     path = tmp_path_factory.mktemp("m") / "m.rtrec"

@@ -51,13 +51,13 @@ def _same(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) ->
 
 
 def test_the_mode_is_a_parameter_and_bad_values_are_refused() -> None:
-    assert Recommender().get_params()["retrieval"] == "compact"
-    assert Recommender(retrieval="exact").get_params()["retrieval"] == "exact"
+    assert Recommender(model="mf").get_params()["retrieval"] == "compact"
+    assert Recommender(model="mf", retrieval="exact").get_params()["retrieval"] == "exact"
     with pytest.raises(ValueError, match="'fast'"):
-        Recommender(retrieval="fast")
+        Recommender(model="mf", retrieval="fast")
     with pytest.raises(TypeError, match="retrieval"):
-        Recommender(retrieval=1)  # type: ignore[arg-type]
-    assert Recommender(retrieval="exact").stats()["compact_bytes"] == 0
+        Recommender(model="mf", retrieval=1)  # type: ignore[arg-type]
+    assert Recommender(model="mf", retrieval="exact").stats()["compact_bytes"] == 0
 
 
 def test_the_trained_models_match(pair: tuple[Recommender, Recommender]) -> None:

@@ -11,7 +11,8 @@ from conftest import fingerprint
 
 def _pair(tmp_path, loss="bpr", optimizer="adagrad", **kwargs):
     rng = np.random.default_rng(0)
-    trainer = rt.Recommender(**{"dim": 8, "loss": loss, "optimizer": optimizer, "num_threads": 1, "seed": 3, **kwargs})
+    trainer = rt.Recommender(**{"model": "mf", "dim": 8, "loss": loss, "optimizer": optimizer, "num_threads": 1,
+                                "seed": 3, **kwargs})
     labels = None if loss in ("bpr", "softmax") else rng.integers(0, 2, 400).astype(np.float32)
     trainer.fit(rng.integers(0, 40, 400), rng.integers(0, 60, 400), labels, epochs=2)
     trainer.save(tmp_path / "base")
@@ -59,7 +60,7 @@ def test_gaps_reordering_and_foreign_bases_are_refused_and_change_nothing(tmp_pa
     replica.apply_delta(tmp_path / "d1")
     with pytest.raises(rt.DeltaOrderError, match="does not follow"):
         replica.apply_delta(tmp_path / "d1")  # twice
-    other = rt.Recommender(dim=8, num_threads=1, seed=3).fit([1], [2], epochs=1)
+    other = rt.Recommender(model="mf", dim=8, num_threads=1, seed=3).fit([1], [2], epochs=1)
     other.save(tmp_path / "other-base")
     other.update_one(5, 6)
     other.save_delta(tmp_path / "other-d1")
@@ -113,7 +114,7 @@ def test_a_change_made_while_a_delta_is_cut_is_never_lost(tmp_path):
 
 
 def test_delta_without_a_base_snapshot_and_wrong_file_kinds(tmp_path):
-    rec = rt.Recommender(dim=4).fit([1], [2], epochs=1)
+    rec = rt.Recommender(model="mf", dim=4).fit([1], [2], epochs=1)
     with pytest.raises(rt.DeltaOrderError, match="no base snapshot"):
         rec.save_delta(tmp_path / "d")
     rec.save(tmp_path / "base")
@@ -140,7 +141,7 @@ def test_seen_items_travel_with_deltas(tmp_path):
 
 
 def test_a_delta_that_cannot_apply_changes_nothing(tmp_path):
-    rt.Recommender(dim=4, num_threads=1, seed=0).save(tmp_path / "base")  # an empty base
+    rt.Recommender(model="mf", dim=4, num_threads=1, seed=0).save(tmp_path / "base")  # an empty base
     trainer = rt.Recommender.load(tmp_path / "base", num_threads=1)
     trainer.update([1, 5], [2, 6])  # integer items
     trainer.save_delta(tmp_path / "d1")

@@ -94,7 +94,8 @@ def test_batch_equals_one_by_one(family):
 
 
 def test_small_catalogue_and_string_ids():
-    rec = rt.Recommender(seed=0, num_threads=1).fit(["u1", "u1", "u2", "u3"], ["a", "b", "c", "d"], epochs=3)
+    rec = rt.Recommender(model="mf",
+                         seed=0, num_threads=1).fit(["u1", "u1", "u2", "u3"], ["a", "b", "c", "d"], epochs=3)
     ids, _ = rec.recommend("u1", k=10, diversity=0.5)
     assert sorted(ids.tolist()) == ["c", "d"]  # a and b are seen; the pool is the whole rest
     batch = rec.recommend_batch(["u1", "u2"], k=10, diversity=0.5)

@@ -132,7 +132,8 @@ def test_split_evaluation_never_ranks_or_counts_items_seen_in_training():
     )
     split = temporal_split(events, 2 / len(events), by="global")
     assert split.test.items.tolist() == [0, 9]
-    rec = rt.Recommender(dim=4, loss="bpr", num_threads=1).fit(split.train.users, split.train.items, epochs=2)
+    rec = rt.Recommender(model="mf",
+                         dim=4, loss="bpr", num_threads=1).fit(split.train.users, split.train.items, epochs=2)
     result = evaluate_split(rec, split, k=10)
     assert result.n_ranked_users == 1
     assert result.metrics["hitrate@10"] == 1.0
@@ -144,7 +145,7 @@ def test_split_evaluation_never_ranks_or_counts_items_seen_in_training():
 def test_split_evaluation_reports_rmse_for_ratings():
     events = small_events(n=600)
     split = temporal_split(events, 0.2, by="user")
-    rec = rt.Recommender(dim=4, loss="squared", num_threads=1).fit(
+    rec = rt.Recommender(model="mf", dim=4, loss="squared", num_threads=1).fit(
         split.train.users, split.train.items, split.train.labels, epochs=3
     )
     result = evaluate_split(rec, split)
@@ -159,7 +160,7 @@ def test_split_evaluation_reports_rmse_for_ratings():
 def test_movielens_per_user_split_learns_ratings():
     events, _ = load_events(RATINGS)
     split = temporal_split(events, 0.2, by="user")
-    rec = rt.Recommender(loss="squared", num_threads=2).fit(
+    rec = rt.Recommender(model="mf", loss="squared", num_threads=2).fit(
         split.train.users, split.train.items, split.train.labels, epochs=5, timestamps=split.train.timestamps
     )
     result = evaluate_split(rec, split)
@@ -371,7 +372,7 @@ def test_prequential_rejects_a_callable_that_is_not_a_model_factory():
 @needs_movielens
 def test_movielens_realtime_updates_lower_the_rating_error():
     events, _ = load_events(RATINGS)
-    report = prequential(events[:30_000], model={"num_threads": 2}, batch_size=100, retrain_every=6000,
+    report = prequential(events[:30_000], model={"model": "mf", "num_threads": 2}, batch_size=100, retrain_every=6000,
                          policies=["realtime", "static"], n_windows=3)
     assert report.stream["loss"] == "squared" and report.config["positive_threshold"] == 4.0
     assert report.policies["realtime"].metrics["rmse"] < report.policies["static"].metrics["rmse"] - 0.02
@@ -467,7 +468,7 @@ def test_items_consumed_by_a_not_yet_admitted_user_are_never_ranked_in_a_split()
                     timestamps=[*range(len(pairs)), 10**6])
     split = temporal_split(events, 1 / len(events), by="global")
     assert split.test.items.tolist() == [11]
-    rec = rt.Recommender(dim=4, num_threads=1, min_count=6).fit(split.train, epochs=20)
+    rec = rt.Recommender(model="mf", dim=4, num_threads=1, min_count=6).fit(split.train, epochs=20)
     assert rec.stats()["not_admitted"] > 0 and rec.n_items == 12
     result = evaluate_split(rec, split, k=7)
     assert result.n_ranked_users == 1 and result.metrics["hitrate@7"] == 1.0

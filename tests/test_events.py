@@ -24,7 +24,7 @@ def some_events(n: int = 400, seed: int = 0) -> events.Events:
 
 
 def model() -> rt.Recommender:
-    return rt.Recommender(dim=8, loss="squared", num_threads=1, seed=3)
+    return rt.Recommender(model="mf", dim=8, loss="squared", num_threads=1, seed=3)
 
 
 def fitted_on_arrays(ev: events.Events) -> rt.Recommender:

@@ -60,14 +60,14 @@ def test_evict_with_an_explicit_clock_and_bad_arguments_change_nothing(family):
                                         (True, TypeError)])
 def test_bad_max_rows_is_refused(bad, error):
     with pytest.raises(error, match="max_rows"):
-        rt.Recommender(max_rows=bad)
+        rt.Recommender(model="mf", max_rows=bad)
 
 
 @pytest.mark.parametrize("bad, error", [(0, ValueError), (-1.0, ValueError), (float("nan"), ValueError),
                                         (float("inf"), ValueError), ("1h", TypeError)])
 def test_bad_ttl_is_refused(bad, error):
     with pytest.raises(error, match="ttl"):
-        rt.Recommender(ttl=bad)
+        rt.Recommender(model="mf", ttl=bad)
 
 
 def test_max_rows_keeps_each_table_under_the_cap_evicting_the_least_recently_updated(family):
@@ -274,7 +274,7 @@ def test_eviction_is_safe_while_other_threads_learn_and_serve(family, kind):
 
 
 def test_rows_made_by_set_features_before_any_event_follow_the_streams_clock():
-    rec = rt.Recommender(dim=4, num_threads=1, ttl=100.0, seed=0)
+    rec = rt.Recommender(model="mf", dim=4, num_threads=1, ttl=100.0, seed=0)
     rec.set_item_features([100], [["brand=acme"]])  # no event yet: no clock to stamp it with
     stream(rec, [1], [1], [1000.0])                 # a historical stream starts
     assert rec.n_items == 2
@@ -301,7 +301,7 @@ import os, sys, threading, time
 import numpy as np
 import rtrec_native as rt
 
-rec = rt.Recommender(dim=16, num_threads=1, max_rows=1000, seed=0)
+rec = rt.Recommender(model="mf", dim=16, num_threads=1, max_rows=1000, seed=0)
 rec.update(np.arange(1000), np.arange(1000) % 50, timestamps=np.zeros(1000))
 stop = threading.Event()
 users = np.arange(2_000_000) % 1000

@@ -64,7 +64,7 @@ def test_an_exact_numpy_top_k_over_exported_vectors_is_recommend(tmp_path, famil
 
 
 def test_string_ids_export_without_pickle_and_bad_arguments(tmp_path):
-    rec = rt.Recommender(dim=4, num_threads=1).fit(["u1", "u2"], ["a", "b"], epochs=1)
+    rec = rt.Recommender(model="mf", dim=4, num_threads=1).fit(["u1", "u2"], ["a", "b"], epochs=1)
     summary = export_vectors(rec, tmp_path / "v", sides=("item",))
     data = np.load(summary["files"][0], allow_pickle=False)
     assert sorted(data["item_ids"].tolist()) == ["a", "b"] and "user_ids" not in data

@@ -29,7 +29,7 @@ def _wait_for(condition, timeout=10.0) -> bool:
 
 def trainer() -> rt.Recommender:
     rng = np.random.default_rng(0)
-    return rt.Recommender(dim=8, loss="squared", num_threads=1, seed=1).fit(
+    return rt.Recommender(model="mf", dim=8, loss="squared", num_threads=1, seed=1).fit(
         rng.integers(0, 50, 500), rng.integers(0, 80, 500), rng.uniform(1, 5, 500), epochs=1)
 
 
@@ -106,7 +106,7 @@ def test_a_new_model_taking_over_is_followed(redis_url, tmp_path):
     announce = RedisAnnouncer(redis_url, DELTAS)
     with rt.Publisher(rec, tmp_path, interval=None, announce=announce), \
             rt.Replica(tmp_path, poll_interval=3600, redis=redis_url, deltas_stream=DELTAS) as rep:
-        new = rt.Recommender(dim=8, loss="squared", num_threads=1, seed=7).fit([5], [6], [3.0], epochs=1)
+        new = rt.Recommender(model="mf", dim=8, loss="squared", num_threads=1, seed=7).fit([5], [6], [3.0], epochs=1)
         with rt.Publisher(new, tmp_path, interval=None, announce=announce) as pub:
             new.update_one(5, 7, 4.0)
             pub.flush()

@@ -45,9 +45,9 @@ def mean_rank(rec: rt.Recommender, item: int, users) -> float:
 
 def test_an_item_without_interactions_but_with_popular_features_ranks_above_random():
     users, items = genre_events()
-    with_features = rt.Recommender(dim=16, num_threads=1, seed=1)
+    with_features = rt.Recommender(model="mf", dim=16, num_threads=1, seed=1)
     with_features.set_item_features(*genre_features())
-    ids_only = rt.Recommender(dim=16, num_threads=1, seed=1)
+    ids_only = rt.Recommender(model="mf", dim=16, num_threads=1, seed=1)
     ids_only.set_item_features(genre_features()[0], [[] for _ in range(N_ITEMS + 2)])  # rows, no features
     for rec in (with_features, ids_only):
         rec.fit(users, items, epochs=10)
@@ -59,7 +59,7 @@ def test_an_item_without_interactions_but_with_popular_features_ranks_above_rand
 
 
 def test_features_are_set_replaced_removed_and_reported():
-    rec = rt.Recommender(dim=8, num_threads=1, seed=0)
+    rec = rt.Recommender(model="mf", dim=8, num_threads=1, seed=0)
     rec.set_item_features([1, 2], [["genre=drama", "brand=acme"], ["genre=drama", "genre=drama"]])
     assert rec.n_items == 2  # rows created: recommendable before any event
     assert rec.item_features(1) == ["genre=drama", "brand=acme"]
@@ -75,7 +75,7 @@ def test_features_are_set_replaced_removed_and_reported():
 
 def test_adding_features_leaves_scores_unchanged_until_training_moves_them():
     users, items = genre_events(100, 10)
-    rec = rt.Recommender(dim=8, num_threads=1, seed=0).fit(users, items, epochs=2)
+    rec = rt.Recommender(model="mf", dim=8, num_threads=1, seed=0).fit(users, items, epochs=2)
     before = rec.predict(users[:50], items[:50])
     rec.set_item_features(*genre_features())
     assert np.array_equal(rec.predict(users[:50], items[:50]), before)  # feature rows start at zero
@@ -104,7 +104,7 @@ def test_recommend_scores_equal_predict_with_features_on_both_sides(variant):
 
 
 def test_training_moves_feature_rows_so_a_shared_feature_carries_what_was_learned():
-    rec = rt.Recommender(dim=8, loss="squared", num_threads=1, seed=0)
+    rec = rt.Recommender(model="mf", dim=8, loss="squared", num_threads=1, seed=0)
     rec.set_item_features([1, 2], [["brand=acme"], ["brand=acme"]])
     rec.update(np.zeros(50, dtype=np.int64), np.ones(50, dtype=np.int64), np.full(50, 5.0))
     # Item 2 was never rated, but shares item 1's brand: its score rose with item 1's.
@@ -121,7 +121,7 @@ def test_training_moves_feature_rows_so_a_shared_feature_carries_what_was_learne
     ([["a"], [f"f{i}" for i in range(1025)]], ValueError, "at most 1024"),
 ])
 def test_malformed_feature_specs_are_refused_and_change_nothing(features, error, match):
-    rec = rt.Recommender(dim=4, num_threads=1, seed=0)
+    rec = rt.Recommender(model="mf", dim=4, num_threads=1, seed=0)
     rec.set_item_features([1], [["keep"]])
     rec.update([7, 8], [1, 2])
     before = fingerprint(rec, [7, 8], [1, 2])
@@ -132,7 +132,7 @@ def test_malformed_feature_specs_are_refused_and_change_nothing(features, error,
 
 
 def test_feature_ids_must_match_the_model_id_kind():
-    rec = rt.Recommender(dim=4, num_threads=1)
+    rec = rt.Recommender(model="mf", dim=4, num_threads=1)
     rec.update([1], [2])
     with pytest.raises(TypeError, match="int"):
         rec.set_item_features(["two"], [["x"]])
@@ -141,7 +141,7 @@ def test_feature_ids_must_match_the_model_id_kind():
 
 def test_features_survive_snapshots_and_travel_in_deltas(tmp_path):
     users, items = genre_events(60, 10)
-    trainer = rt.Recommender(dim=8, num_threads=1, seed=0)
+    trainer = rt.Recommender(model="mf", dim=8, num_threads=1, seed=0)
     trainer.set_item_features(*genre_features())
     trainer.fit(users, items, epochs=2)
     trainer.save(tmp_path / "base")
@@ -161,7 +161,7 @@ def test_features_survive_snapshots_and_travel_in_deltas(tmp_path):
 
 
 def test_an_evicted_items_features_do_not_pass_to_the_id_that_reuses_its_row():
-    rec = rt.Recommender(dim=4, num_threads=1, seed=0)
+    rec = rt.Recommender(model="mf", dim=4, num_threads=1, seed=0)
     rec.set_item_features([1], [["brand=acme"]])
     rec.update([7], [1], timestamps=[rec.stats()["clock"]])
     assert rec.evict(older_than=0, now=rec.stats()["clock"] + 1) >= 1
@@ -171,7 +171,7 @@ def test_an_evicted_items_features_do_not_pass_to_the_id_that_reuses_its_row():
 
 def test_setting_features_while_other_threads_train_and_serve_is_safe():
     users, items = genre_events(200, 10)
-    rec = rt.Recommender(dim=8, num_threads=1, seed=0).fit(users, items, epochs=1)
+    rec = rt.Recommender(model="mf", dim=8, num_threads=1, seed=0).fit(users, items, epochs=1)
     errors: list[BaseException] = []
     stop = threading.Event()
 
@@ -217,7 +217,7 @@ def test_a_multi_threaded_fit_learns_shared_feature_rows_like_one_thread(threads
     features = [genres[i] for i in ids]
     shares = []
     for seed in range(3):
-        rec = rt.Recommender(dim=16, optimizer="sgd", num_threads=threads, seed=seed)
+        rec = rt.Recommender(model="mf", dim=16, optimizer="sgd", num_threads=threads, seed=seed)
         rec.set_item_features(ids, features)
         rec.fit(users, items, epochs=5)
         everyone = np.arange(taste.size)

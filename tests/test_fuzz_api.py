@@ -431,7 +431,7 @@ def test_a_failed_first_save_starts_no_delta_lineage(tmp_path):
 
 def test_mixed_int_and_float_ids_keep_every_int_exact():
     """[2**53 + 1, 0.0] went through one float64 array: the int became 2**53, another user."""
-    rec = rt.Recommender(dim=4, num_threads=1, seed=0)
+    rec = rt.Recommender(model="mf", dim=4, num_threads=1, seed=0)
     rec.update([2**53 + 1, 0.0], [1, 2])
     assert 1 not in rec.recommend(2**53 + 1, k=5)[0]       # learned as itself: item 1 is seen
     assert 1 in rec.recommend(2**53, k=5)[0]                # an unknown user: nothing excluded
@@ -464,7 +464,7 @@ def test_float_settings_beyond_the_float_range_are_value_errors(name):
 def test_float16_ids_raise_no_warning():
     """The range check compared a float16 array with 2.0**63: an overflow RuntimeWarning
     (an exception under -W error) before the IDs were even checked."""
-    rec = rt.Recommender(dim=4, num_threads=1)
+    rec = rt.Recommender(model="mf", dim=4, num_threads=1)
     rec.update(np.array([1, 2], dtype=np.float16), np.array([3, 4], dtype=np.float32))
     assert rec.n_users == 2
     with pytest.raises(ValueError, match="finite"):

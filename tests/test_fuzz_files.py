@@ -79,7 +79,7 @@ def _history(model_kwargs: dict, kind: str, directory: Path) -> SimpleNamespace:
     rec.evict(older_than=970.0)  # rows not touched since t=30 go: the delta carries evicted IDs
     rec.save_delta(directory / "d1")
     probe_users, probe_items = _ids(kind, range(15)), _ids(kind, range(13))
-    other = rt.Recommender(dim=3, num_threads=1, seed=2)
+    other = rt.Recommender(model="mf", dim=3, num_threads=1, seed=2)
     other.fit(_ids(kind, range(5)), _ids(kind, range(5)), [1.0] * 5, epochs=1)
     other.save(directory / "other")
     return SimpleNamespace(
@@ -396,7 +396,7 @@ def test_forged_files_are_refused_or_load_a_working_model(files):
 
 
 def test_a_file_with_a_non_finite_parameter_is_refused(tmp_path):
-    rec = rt.Recommender(dim=4, loss="squared", optimizer="sgd", num_threads=1, seed=0)
+    rec = rt.Recommender(model="mf", dim=4, loss="squared", optimizer="sgd", num_threads=1, seed=0)
     rec.fit([1, 2, 3], [4, 5, 6], [1.0, 2.0, 3.0], epochs=1)
     rec.save(tmp_path / "m")
     data = (tmp_path / "m").read_bytes()

@@ -60,7 +60,7 @@ LIMITS = {"max_body_bytes": 20_000, "max_k": 50, "max_events": 40}
 
 
 def _trained() -> rt.Recommender:
-    rec = rt.Recommender(dim=4, loss="bpr", num_threads=1, seed=0)
+    rec = rt.Recommender(model="mf", dim=4, loss="bpr", num_threads=1, seed=0)
     rec.fit([1, 1, 2, 3, 4, 5, 5], [10, 11, 12, 13, 14, 10, 15], epochs=2)
     rec.set_item_features([15], [["genre=x"]])
     return rec

@@ -39,7 +39,7 @@ def test_lists_arrays_series_and_numpy_scalars_are_accepted_alike():
     ]
     preds = []
     for users, items in fits:
-        rec = rt.Recommender(dim=4, num_threads=1, seed=0).fit(users, items, epochs=2)
+        rec = rt.Recommender(model="mf", dim=4, num_threads=1, seed=0).fit(users, items, epochs=2)
         preds.append(rec.predict([1, 2, 3], [4, 5, 6]))
         assert rec.recommend(np.int64(1), k=2)[0].tolist() == rec.recommend(1, k=2)[0].tolist()
     for p in preds[1:]:
@@ -47,7 +47,7 @@ def test_lists_arrays_series_and_numpy_scalars_are_accepted_alike():
 
 
 def test_predict_returns_float32_and_unknown_pairs_get_the_global_bias():
-    rec = rt.Recommender(dim=4, loss="squared", seed=0).fit([1, 2], [1, 2], [4.0, 2.0], epochs=1)
+    rec = rt.Recommender(model="mf", dim=4, loss="squared", seed=0).fit([1, 2], [1, 2], [4.0, 2.0], epochs=1)
     out = rec.predict([1, 99], [1, 99])
     assert out.dtype == np.float32 and out.shape == (2,)
     assert out[1] == pytest.approx(rec.stats()["global_bias"])
@@ -55,7 +55,7 @@ def test_predict_returns_float32_and_unknown_pairs_get_the_global_bias():
 
 
 def test_logistic_predictions_are_probabilities():
-    rec = rt.Recommender(dim=4, loss="logistic", seed=0).fit([1, 1, 2], [1, 2, 1], [1, 0, 1], epochs=5)
+    rec = rt.Recommender(model="mf", dim=4, loss="logistic", seed=0).fit([1, 1, 2], [1, 2, 1], [1, 0, 1], epochs=5)
     p = rec.predict([1, 1, 2, 3], [1, 2, 1, 3])
     assert np.all((p > 0) & (p < 1))
     ids, scores = rec.recommend(1, k=2, exclude_seen=False)
@@ -63,7 +63,7 @@ def test_logistic_predictions_are_probabilities():
 
 
 def test_exclude_seen_drops_positives_only_and_k_beyond_catalogue_returns_what_exists():
-    rec = rt.Recommender(dim=4, loss="logistic", seed=0)
+    rec = rt.Recommender(model="mf", dim=4, loss="logistic", seed=0)
     rec.fit([1, 1, 1, 2], [10, 11, 12, 13], [1, 0, 1, 1], epochs=1)
     ids, _ = rec.recommend(1, k=100)
     assert sorted(ids.tolist()) == [11, 13]  # 10 and 12 were clicks; 11 was shown, not clicked
@@ -98,7 +98,7 @@ def test_recommend_batch_equals_one_by_one(family):
 
 
 def test_empty_model_recommends_nothing_and_stats_report_sizes():
-    rec = rt.Recommender(dim=4)
+    rec = rt.Recommender(model="mf", dim=4)
     ids, scores = rec.recommend(1, k=3)
     assert ids.size == 0 and scores.size == 0
     ids, scores = rec.recommend_batch([1, 2], k=3)
@@ -112,16 +112,16 @@ def test_empty_model_recommends_nothing_and_stats_report_sizes():
 
 
 def test_update_with_an_empty_batch_is_a_no_op():
-    rec = rt.Recommender(dim=4, loss="squared").fit([1], [1], [3.0], epochs=1)
+    rec = rt.Recommender(model="mf", dim=4, loss="squared").fit([1], [1], [3.0], epochs=1)
     before = rec.stats()
     assert rec.update([], [], []) is rec
     assert rec.stats() == before
 
 
 def test_num_threads_none_uses_the_openmp_default():
-    rec = rt.Recommender(dim=4, num_threads=None)
+    rec = rt.Recommender(model="mf", dim=4, num_threads=None)
     assert rec.stats()["num_threads"] >= 1
-    assert rt.Recommender(dim=4, num_threads=3).stats()["num_threads"] == 3
+    assert rt.Recommender(model="mf", dim=4, num_threads=3).stats()["num_threads"] == 3
 
 
 def test_omp_num_threads_is_respected_when_num_threads_is_none():
@@ -129,7 +129,7 @@ def test_omp_num_threads_is_respected_when_num_threads_is_none():
     import subprocess
     import sys
 
-    code = "import rtrec_native as rt; print(rt.Recommender(dim=4).stats()['num_threads'])"
+    code = "import rtrec_native as rt; print(rt.Recommender(model='mf', dim=4).stats()['num_threads'])"
     for n in ("1", "3"):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              env={**os.environ, "OMP_NUM_THREADS": n})
@@ -154,7 +154,7 @@ def test_multi_threaded_scan_over_a_large_catalogue_is_exact_with_exclusions(fam
 
 
 def test_k_far_beyond_the_catalogue_costs_nothing():
-    rec = rt.Recommender(dim=4).fit([1, 2, 3], [10, 20, 30], epochs=1)
+    rec = rt.Recommender(model="mf", dim=4).fit([1, 2, 3], [10, 20, 30], epochs=1)
     ids, scores = rec.recommend_batch(list(range(64)), k=10**12)
     assert ids.shape == scores.shape == (64, 3)
     assert len(rec.recommend(1, k=2**70, exclude_seen=False)[0]) == 3

@@ -11,7 +11,7 @@ from rtrec_native.data import load_events, load_features, load_item_names
 
 
 def _model() -> rt.Recommender:
-    rec = rt.Recommender(num_threads=1, seed=0)
+    rec = rt.Recommender(model="mf", num_threads=1, seed=0)
     rec.fit(np.array([1, 1, 2, 2, 3]), np.array([10, 11, 10, 12, 11]), epochs=2)
     return rec
 
@@ -50,7 +50,7 @@ def test_a_bad_batch_changes_nothing():
 
 
 def test_string_item_ids_have_names_too():
-    rec = rt.Recommender(num_threads=1, seed=0)
+    rec = rt.Recommender(model="mf", num_threads=1, seed=0)
     rec.fit(["u1", "u2"], ["sku-1", "sku-2"], epochs=1)
     rec.set_item_names(["sku-1"], ["Blue shoes"])
     assert rec.item_names(["sku-2", "sku-1"]) == [None, "Blue shoes"]

@@ -13,7 +13,7 @@ def test_bpr_recovers_planted_low_rank_preferences():
     users, items, affinity = planted()
     rng = np.random.default_rng(1)
     held_out = rng.random(users.size) < 0.2
-    rec = rt.Recommender(dim=16, loss="bpr", seed=0).fit(users[~held_out], items[~held_out], epochs=30)
+    rec = rt.Recommender(model="mf", dim=16, loss="bpr", seed=0).fit(users[~held_out], items[~held_out], epochs=30)
     pos = rec.predict(users[held_out], items[held_out])
     random_items = rng.integers(0, affinity.shape[1], size=held_out.sum())
     neg = rec.predict(users[held_out], random_items)
@@ -47,7 +47,7 @@ def test_every_variant_ranks_liked_items_above_random_ones(variant):
                                                   ("logistic", 1.0, 1), ("logistic", 0.0, -1), ("bpr", None, 1)])
 def test_one_update_moves_that_pairs_score_the_right_way_immediately(loss, label, direction):
     users, items, affinity = planted(n_users=50, n_items=40, per_user=10)
-    rec = rt.Recommender(dim=8, loss=loss, seed=0)
+    rec = rt.Recommender(model="mf", dim=8, loss=loss, seed=0)
     rec.fit(users, items, labels_for(loss, affinity, users, items) if loss != "bpr" else None, epochs=3)
     before = rec.predict([7], [13])[0]
     rec.update([7], [13], None if label is None else [label])
@@ -56,8 +56,8 @@ def test_one_update_moves_that_pairs_score_the_right_way_immediately(loss, label
 
 
 def test_update_one_matches_batch_update_bit_for_bit():
-    a = rt.Recommender(dim=8, loss="squared", num_threads=1, seed=5)
-    b = rt.Recommender(dim=8, loss="squared", num_threads=1, seed=5)
+    a = rt.Recommender(model="mf", dim=8, loss="squared", num_threads=1, seed=5)
+    b = rt.Recommender(model="mf", dim=8, loss="squared", num_threads=1, seed=5)
     events = [(1, 10, 4.0), (2, 10, 2.0), (1, 11, 5.0), (3, 12, 1.0)]
     for u, i, y in events:
         a.update_one(u, i, y)
@@ -68,7 +68,7 @@ def test_update_one_matches_batch_update_bit_for_bit():
 
 def test_new_user_and_item_from_update_are_recommendable_at_once():
     users, items, _ = planted(n_users=50, n_items=40, per_user=10)
-    rec = rt.Recommender(dim=8, seed=0).fit(users, items, epochs=2)
+    rec = rt.Recommender(model="mf", dim=8, seed=0).fit(users, items, epochs=2)
     assert rec.n_items == 40
     rec.update([10_000], [777])  # both never seen before
     assert rec.n_users == 51 and rec.n_items == 41
@@ -84,7 +84,7 @@ def test_new_user_and_item_from_update_are_recommendable_at_once():
 
 def test_non_finite_steps_are_skipped_and_counted_not_written():
     # A huge learning rate makes squared-loss SGD overflow within a few steps.
-    rec = rt.Recommender(dim=4, loss="squared", optimizer="sgd", learning_rate=1e30, grad_clip=1e30, seed=0)
+    rec = rt.Recommender(model="mf", dim=4, loss="squared", optimizer="sgd", learning_rate=1e30, grad_clip=1e30, seed=0)
     rec.update([1, 1, 1, 1, 1], [2, 2, 2, 2, 2], [5.0, -5.0, 5.0, -5.0, 5.0])
     stats = rec.stats()
     assert stats["skipped_updates"] > 0
@@ -94,8 +94,9 @@ def test_non_finite_steps_are_skipped_and_counted_not_written():
 
 def test_fit_again_continues_from_the_current_state():
     users, items, _ = planted(n_users=30, n_items=30, per_user=5)
-    once = rt.Recommender(dim=8, num_threads=1, seed=0).fit(users, items, epochs=2)
-    twice = rt.Recommender(dim=8, num_threads=1, seed=0).fit(users, items, epochs=2).fit(users, items, epochs=2)
+    once = rt.Recommender(model="mf", dim=8, num_threads=1, seed=0).fit(users, items, epochs=2)
+    twice = rt.Recommender(model="mf",
+                           dim=8, num_threads=1, seed=0).fit(users, items, epochs=2).fit(users, items, epochs=2)
     assert twice.stats()["updates"] == 2 * once.stats()["updates"]
     assert not np.array_equal(once.predict(users, items), twice.predict(users, items))
 
@@ -110,7 +111,7 @@ def test_weights_scale_the_step():
         return float(rec.predict([1], [1])[0]) - rec.stats()["global_bias"]
 
     def after(weight: float | None) -> rt.Recommender:
-        rec = rt.Recommender(dim=8, loss="squared", optimizer="sgd", num_threads=1, seed=0)
+        rec = rt.Recommender(model="mf", dim=8, loss="squared", optimizer="sgd", num_threads=1, seed=0)
         rec.update([1], [1], [3.0])  # sets mu = 3 so the next event has an error to learn from
         if weight is not None:
             rec.update([1], [1], [5.0], weights=[weight])
@@ -138,7 +139,7 @@ def test_popularity_negatives_learn_taste_beyond_popularity_sooner():
     negatives = rng.choice(affinity.shape[1], size=held.sum(), p=counts / counts.sum())
     aucs = {}
     for sampling in ("uniform", "popularity"):
-        rec = rt.Recommender(dim=16, negative_sampling=sampling, num_threads=1, seed=0)
+        rec = rt.Recommender(model="mf", dim=16, negative_sampling=sampling, num_threads=1, seed=0)
         rec.fit(users[~held], items[~held], epochs=3)
         aucs[sampling] = auc(rec.predict(users[held], items[held]), rec.predict(users[held], negatives))
     assert aucs["popularity"] > 0.7
@@ -147,7 +148,7 @@ def test_popularity_negatives_learn_taste_beyond_popularity_sooner():
 
 def test_fit_without_epochs_makes_the_familys_default_number_of_passes():
     users, items, _ = planted(n_users=40, n_items=200, per_user=5)
-    rec = rt.Recommender(dim=8, num_threads=1, seed=0).fit(users, items)
+    rec = rt.Recommender(model="mf", dim=8, num_threads=1, seed=0).fit(users, items)
     steps = rec.stats()["updates"] + rec.stats()["skipped_updates"]
     # One negative per positive; a draw that hits the positive twice is no step (rare here).
     assert steps == pytest.approx(rt.default_epochs("mf") * users.size, rel=0.01)

@@ -43,7 +43,8 @@ def test_recall_at_10_beats_popularity_on_a_per_user_temporal_split():
     by_popularity = train_items[np.argsort(-counts, kind="stable")]
     popular = {u: [i for i in by_popularity[:600] if i not in seen.get(u, ())][:10] for u in relevant}
 
-    rec = rt.Recommender(dim=64, loss="bpr", init_std=0.01, seed=0).fit(users[~test], items[~test], epochs=20)
+    rec = rt.Recommender(model="mf",
+                         dim=64, loss="bpr", init_std=0.01, seed=0).fit(users[~test], items[~test], epochs=20)
     ours = {u: rec.recommend(u, k=10)[0].tolist() for u in relevant}
     baseline, model = _recall_at_10(popular, relevant), _recall_at_10(ours, relevant)
     assert model > baseline * 1.1, (model, baseline)

@@ -70,8 +70,8 @@ def test_dedup_learns_exactly_what_a_model_fed_without_the_duplicates_learns():
     repeat = rng.random(n) < 0.3  # 30% of the events arrive twice, 5 s later
     order = np.argsort(np.concatenate([times, times[repeat] + 5.0]), kind="stable")
     stream = [np.concatenate([a, a[repeat]])[order] for a in (users, items, labels, times)]
-    noisy = rt.Recommender(loss="squared", dim=8, dedup_window=10.0)
-    clean = rt.Recommender(loss="squared", dim=8)
+    noisy = rt.Recommender(model="mf", loss="squared", dim=8, dedup_window=10.0)
+    clean = rt.Recommender(model="mf", loss="squared", dim=8)
     noisy.update(stream[0], stream[1], labels=stream[2], timestamps=stream[3])
     clean.update(users, items, labels=labels, timestamps=times)
     # a pair that repeats by chance inside 10 s is deduplicated in both streams' sense
@@ -105,7 +105,7 @@ def test_a_users_events_beyond_the_rate_cap_are_counted_not_learned(model):
 
 def test_huber_pulls_less_than_squared_on_an_outlier_and_the_same_near_the_label():
     def after(loss: str, label: float) -> float:
-        rec = rt.Recommender(loss=loss, dim=8, seed=3, learning_rate=0.05, optimizer="sgd")
+        rec = rt.Recommender(model="mf", loss=loss, dim=8, seed=3, learning_rate=0.05, optimizer="sgd")
         rec.update([1, 2], [1, 1], labels=[3.0, 3.0])
         start = float(rec.predict([1], [1])[0])
         rec.update([1], [1], labels=[label], weights=[1.0])
@@ -116,19 +116,19 @@ def test_huber_pulls_less_than_squared_on_an_outlier_and_the_same_near_the_label
 
 
 def test_huber_is_a_rating_loss_of_mf_only():
-    rec = rt.Recommender(loss="huber", huber_delta=0.5)
+    rec = rt.Recommender(model="mf", loss="huber", huber_delta=0.5)
     assert rec.get_params()["huber_delta"] == 0.5
     with pytest.raises(ValueError, match="labels are required"):
         rec.update([1], [2])
     with pytest.raises(ValueError, match="huber"):
         rt.Recommender(model="two_tower", loss="huber")
     with pytest.raises(ValueError, match="huber_delta applies to loss='huber' only"):
-        rt.Recommender(loss="squared", huber_delta=0.5)
+        rt.Recommender(model="mf", loss="squared", huber_delta=0.5)
 
 
 def test_the_adaptive_step_damps_contradicting_labels_and_leaves_consistent_ones_alone():
     def movements(adaptive: bool, labels: list[float]) -> np.ndarray:
-        rec = rt.Recommender(loss="squared", dim=8, seed=1, adaptive_step=adaptive, optimizer="sgd")
+        rec = rt.Recommender(model="mf", loss="squared", dim=8, seed=1, adaptive_step=adaptive, optimizer="sgd")
         rec.update([7, 8], [1, 2], labels=[3.0, 3.0])
         out = []
         for label in labels:
@@ -157,7 +157,7 @@ def test_bad_options_are_refused_with_their_name():
         ({"adaptive_step": True, "model": "two_tower"}, ValueError, "adaptive_step"),
     ]:
         with pytest.raises(error, match=match):
-            rt.Recommender(**kwargs)
+            rt.Recommender(**{"model": "mf", **kwargs})
 
 
 @pytest.mark.parametrize("model", FAMILIES)
@@ -165,7 +165,7 @@ def test_options_and_counters_survive_a_snapshot(tmp_path, model):
     options = {"dedup_window": 30.0, "max_user_rate": 1.5}
     if model == "mf":
         options.update(loss="huber", huber_delta=0.5, adaptive_step=True)
-    rec = small(model, **options) if model == "two_tower" else rt.Recommender(dim=8, **options)
+    rec = small(model, **options) if model == "two_tower" else rt.Recommender(model="mf", dim=8, **options)
     warm(rec)
     rec.update([1, 1, 1, 1], [2, 2, 3, 4], labels=[4.0] * 4, timestamps=[500.0] * 4)
     dedup, limited = counters(rec)
@@ -219,8 +219,9 @@ def test_the_guard_memory_is_fixed_whatever_the_number_of_users():
         items = users % 50
         labels = np.full(n_users, 4.0, dtype=np.float32)
         times = np.arange(n_users, dtype=np.float64)
-        on = rt.Recommender(loss="squared", dim=4, dedup_window=100.0, max_user_rate=1.0, adaptive_step=True)
-        off = rt.Recommender(loss="squared", dim=4)
+        on = rt.Recommender(model="mf",
+                            loss="squared", dim=4, dedup_window=100.0, max_user_rate=1.0, adaptive_step=True)
+        off = rt.Recommender(model="mf", loss="squared", dim=4)
         on.update(users, items, labels=labels, timestamps=times)
         off.update(users, items, labels=labels, timestamps=times)
         return on.stats()["memory_bytes"] - off.stats()["memory_bytes"]
@@ -229,7 +230,7 @@ def test_the_guard_memory_is_fixed_whatever_the_number_of_users():
 
 
 # A full snapshot written by the format before the noisy-feedback options (version 4, from
-# main at the time): Recommender(loss="squared", dim=4, seed=0, num_threads=1) after
+# main at the time): Recommender(model="mf", loss="squared", dim=4, seed=0, num_threads=1) after
 # update([1, 2, 1], [10, 11, 12], labels=[4, 3, 5], timestamps=[1, 2, 3]).
 SNAPSHOT_V4 = (
     "UlRSRUNTTlAEAAAAAAAAAAQAAAAAAAAAAQAAAAEAAADNzEw9F7fROAAAIEHNzMw9AAAAAAAAAAAAAAAAAAAoQAAAAAAAAAhA"
@@ -259,7 +260,7 @@ def test_a_version_4_snapshot_loads_with_the_options_off(tmp_path):
     assert params["huber_delta"] == 1.0 and params["adaptive_step"] is False
     assert counters(rec) == (0, 0)
     rec.save(tmp_path / "now.rtrec")  # written in the current version, which loads again
-    rt.Recommender().save(tmp_path / "fresh.rtrec")
+    rt.Recommender(model="mf").save(tmp_path / "fresh.rtrec")
     current = (tmp_path / "fresh.rtrec").read_bytes()[8:12]
     assert (tmp_path / "now.rtrec").read_bytes()[8:12] == current != (4).to_bytes(4, "little")
     np.testing.assert_allclose(rt.Recommender.load(tmp_path / "now.rtrec").predict([1, 2], [10, 12]),

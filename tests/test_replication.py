@@ -26,7 +26,7 @@ def _wait_for(condition, timeout=5.0):
 
 def _trainer():
     rng = np.random.default_rng(0)
-    return rt.Recommender(dim=8, loss="squared", num_threads=1, seed=1).fit(
+    return rt.Recommender(model="mf", dim=8, loss="squared", num_threads=1, seed=1).fit(
         rng.integers(0, 50, 500), rng.integers(0, 80, 500), rng.uniform(1, 5, 500), epochs=2)
 
 
@@ -90,7 +90,7 @@ def test_a_new_model_takes_over_a_directory_and_replicas_switch_to_it(tmp_path):
         old.update_one(1, 2, 3.0)
         pub.flush()
     rep = rt.Replica(tmp_path, poll_interval=3600)
-    new = rt.Recommender(dim=8, loss="squared", num_threads=1, seed=5).fit([7], [8], [4.0], epochs=1)
+    new = rt.Recommender(model="mf", dim=8, loss="squared", num_threads=1, seed=5).fit([7], [8], [4.0], epochs=1)
     with rt.Publisher(new, tmp_path, interval=60) as pub:
         new.update_one(7, 9, 5.0)
         pub.flush()
@@ -159,7 +159,7 @@ def test_replica_in_another_process_sees_an_update_within_seconds(tmp_path):
 
 def test_what_fit_learns_while_a_publisher_runs_is_published(tmp_path):
     rng = np.random.default_rng(3)
-    rec = rt.Recommender(dim=16, num_threads=2, seed=0)
+    rec = rt.Recommender(model="mf", dim=16, num_threads=2, seed=0)
     rec.fit(rng.integers(0, 3000, 5000), rng.integers(0, 2000, 5000), epochs=1)
     with rt.Publisher(rec, tmp_path, interval=0.002):
         rec.fit(rng.integers(0, 3000, 200_000), rng.integers(0, 2000, 200_000), epochs=2)

@@ -40,7 +40,7 @@ def test_multi_threaded_fit_learns_as_well_as_one_thread():
     liked, disliked = affinity[u, i] > 1.0, affinity[u, i] < -1.0
     aucs = []
     for threads in (1, 2):
-        rec = rt.Recommender(dim=16, num_threads=threads, seed=0).fit(users, items, epochs=30)
+        rec = rt.Recommender(model="mf", dim=16, num_threads=threads, seed=0).fit(users, items, epochs=30)
         scores = rec.predict(u, i)
         aucs.append(auc(scores[liked], scores[disliked]))
     assert min(aucs) > 0.8

@@ -19,7 +19,7 @@ from rtrec_native.serving import create_app
 @pytest.fixture
 def served():
     users, items, _ = planted(n_users=60, n_items=80, per_user=15)
-    rec = rt.Recommender(dim=8, num_threads=1, seed=0).fit(users, items, epochs=5)
+    rec = rt.Recommender(model="mf", dim=8, num_threads=1, seed=0).fit(users, items, epochs=5)
     rec.set_item_features(list(range(0, 80, 2)), [["genre=Comedy"]] * 40)
     client = Asgi(create_app(rec))
     yield rec, client
@@ -126,7 +126,7 @@ def test_a_replica_forwards_hide_and_unhide_to_its_trainer(tmp_path):
             self.sent.append((list(items), hidden))
             return "1-0"
 
-    rec = rt.Recommender(dim=8, num_threads=1, seed=0).fit([1, 2, 3], [10, 11, 12], epochs=1)
+    rec = rt.Recommender(model="mf", dim=8, num_threads=1, seed=0).fit([1, 2, 3], [10, 11, 12], epochs=1)
     with rt.Publisher(rec, tmp_path, interval=None), rt.Replica(tmp_path) as replica:
         forward = Forward()
         client = Asgi(create_app(replica, forward=forward))

@@ -60,7 +60,8 @@ def test_training_continues_identically_after_load(tmp_path):
 
 def test_popularity_sampling_state_survives_a_round_trip(tmp_path):
     users, items, _ = planted(n_users=60, n_items=50, per_user=8, seed=5)
-    rec = rt.Recommender(dim=8, negative_sampling="popularity", num_threads=1, seed=2).fit(users, items, epochs=2)
+    rec = rt.Recommender(model="mf",
+                         dim=8, negative_sampling="popularity", num_threads=1, seed=2).fit(users, items, epochs=2)
     rec.save(tmp_path / "m")
     loaded = rt.Recommender.load(tmp_path / "m", num_threads=1)
     assert loaded.get_params()["negative_sampling"] == "popularity"
@@ -94,7 +95,7 @@ def test_a_save_that_fails_midway_keeps_the_previous_file(tmp_path):
     script = textwrap.dedent(f"""
         import resource, signal, numpy as np, rtrec_native as rt
         rng = np.random.default_rng(0)
-        rec = rt.Recommender(dim=32, num_threads=1)
+        rec = rt.Recommender(model="mf", dim=32, num_threads=1)
         rec.fit(rng.integers(0, 3000, 9000), rng.integers(0, 3000, 9000), epochs=1)
         rec.save({str(path)!r})
         size = __import__("os").path.getsize({str(path)!r})
@@ -184,7 +185,7 @@ def test_kill_9_during_save_always_leaves_a_loadable_snapshot(tmp_path):
     script = textwrap.dedent(f"""
         import numpy as np, rtrec_native as rt, sys
         rng = np.random.default_rng(0)
-        rec = rt.Recommender(dim=32, num_threads=1)
+        rec = rt.Recommender(model="mf", dim=32, num_threads=1)
         rec.fit(rng.integers(0, 20000, 60000), rng.integers(0, 20000, 60000), epochs=1)
         rec.save({str(path)!r})
         print("ready", flush=True)

@@ -81,7 +81,7 @@ def reference(url: str, family: str = "mf", stream: str = STREAM) -> rt.Recommen
 def test_batches_with_dead_letters_mixed_in_learn_exactly_entry_by_entry(redis_url, tmp_path, batch_size):
     entries, n_bad = mixed_entries(600)
     ids = Producer(redis_url, STREAM).send_fields(entries)
-    rec = rt.Recommender(dim=8, num_threads=1, seed=0)
+    rec = rt.Recommender(model="mf", dim=8, num_threads=1, seed=0)
     consumer = Consumer(rec, RedisStreamSource(redis_url, STREAM, "g"), tmp_path, batch_size=batch_size)
     consumer.run(idle_exit=0.3)
     assert consumer.dead == n_bad and consumer.learned == 600 + 30 + 5
@@ -140,7 +140,8 @@ def test_one_bad_event_dead_letters_its_whole_packed_entry_with_its_index(redis_
     bad = encode_packed([1, 2, 3, 4], [5, 6, 7, 8])
     bad["weight"] = np.array([1, 1, np.nan, 1], dtype="<f4").tobytes()
     Producer(redis_url, STREAM).send_fields([encode_packed([1, 2], [3, 4]), bad, encode_packed([5], [6])])
-    consumer = Consumer(rt.Recommender(dim=8, num_threads=1), RedisStreamSource(redis_url, STREAM, "g"), tmp_path)
+    consumer = Consumer(rt.Recommender(model="mf",
+                                       dim=8, num_threads=1), RedisStreamSource(redis_url, STREAM, "g"), tmp_path)
     consumer.run(idle_exit=0.3)
     assert (consumer.learned, consumer.dead) == (3, 1)
     (_, copy), = redis.Redis.from_url(redis_url).xrange(STREAM + ":dead")
@@ -172,7 +173,8 @@ def test_trimming_keeps_what_any_group_still_needs(redis_url, tmp_path):
     r.xgroup_create(STREAM, "slow", id="0")  # another reader: read 1000, acknowledged 600
     read = r.xreadgroup("slow", "s", {STREAM: ">"}, count=1000)[0][1]
     r.xack(STREAM, "slow", *[entry_id for entry_id, _ in read[:600]])
-    consumer = Consumer(rt.Recommender(dim=8, num_threads=1), RedisStreamSource(redis_url, STREAM, "trainers"),
+    consumer = Consumer(rt.Recommender(model="mf",
+                                       dim=8, num_threads=1), RedisStreamSource(redis_url, STREAM, "trainers"),
                         tmp_path, trim=True, trim_interval=0.01)
     consumer.run(idle_exit=0.3)
     assert consumer.learned == 3000
@@ -187,7 +189,8 @@ def test_trimming_keeps_what_any_group_still_needs(redis_url, tmp_path):
 
 def test_entries_learned_but_not_durable_are_never_trimmed(redis_url, tmp_path):
     Producer(redis_url, STREAM).send_many(list(range(500)), list(range(500)))
-    consumer = Consumer(rt.Recommender(dim=8, num_threads=1), RedisStreamSource(redis_url, STREAM, "trainers"),
+    consumer = Consumer(rt.Recommender(model="mf",
+                                       dim=8, num_threads=1), RedisStreamSource(redis_url, STREAM, "trainers"),
                         tmp_path, trim=True, trim_interval=0.01, interval=3600, batch_size=100)
     consumer.poll()
     consumer.flush()  # 100 durable and acknowledged
@@ -200,7 +203,7 @@ def test_entries_learned_but_not_durable_are_never_trimmed(redis_url, tmp_path):
 def test_the_dead_letter_stream_is_capped(redis_url, tmp_path):
     Producer(redis_url, STREAM).send_fields([{"user": "1"}] * 1000)
     source = RedisStreamSource(redis_url, STREAM, "g", dead_maxlen=10)
-    consumer = Consumer(rt.Recommender(dim=8, num_threads=1), source, tmp_path)
+    consumer = Consumer(rt.Recommender(model="mf", dim=8, num_threads=1), source, tmp_path)
     consumer.run(idle_exit=0.3)
     assert consumer.dead == 1000
     kept = redis.Redis.from_url(redis_url).xlen(STREAM + ":dead")
@@ -210,7 +213,8 @@ def test_the_dead_letter_stream_is_capped(redis_url, tmp_path):
 def test_lag_in_entries_and_seconds_rate_and_delta_age(redis_url, tmp_path):
     Producer(redis_url, STREAM).send_many(list(range(500)), list(range(500)))
     time.sleep(0.05)
-    consumer = Consumer(rt.Recommender(dim=8, num_threads=1), RedisStreamSource(redis_url, STREAM, "g"), tmp_path,
+    consumer = Consumer(rt.Recommender(model="mf",
+                                       dim=8, num_threads=1), RedisStreamSource(redis_url, STREAM, "g"), tmp_path,
                         batch_size=100)
     behind = consumer.stats()
     assert behind["lag_entries"] == 500 and behind["lag_seconds"] >= 0.05
@@ -235,7 +239,8 @@ def test_lag_in_entries_and_seconds_rate_and_delta_age(redis_url, tmp_path):
 
 def test_a_stream_lost_while_running_is_said_once_and_nothing_is_learned_twice(redis_url, tmp_path):
     Producer(redis_url, STREAM).send_many(list(range(100)), list(range(100)))
-    consumer = Consumer(rt.Recommender(dim=8, num_threads=1), RedisStreamSource(redis_url, STREAM, "trainers"),
+    consumer = Consumer(rt.Recommender(model="mf",
+                                       dim=8, num_threads=1), RedisStreamSource(redis_url, STREAM, "trainers"),
                         tmp_path)
     consumer.run(idle_exit=0.3)
     r = redis.Redis.from_url(redis_url)
@@ -267,7 +272,8 @@ def test_rtrec_consume_trims_by_default_and_keeps_everything_with_no_trim(redis_
 def test_an_acknowledgement_lost_with_its_connection_is_sent_again(redis_url, tmp_path):
     Producer(redis_url, STREAM).send_many(list(range(300)), list(range(300)))
     source = RedisStreamSource(redis_url, STREAM, "g")
-    consumer = Consumer(rt.Recommender(dim=8, num_threads=1), source, tmp_path, batch_size=100, interval=3600)
+    consumer = Consumer(rt.Recommender(model="mf",
+                                       dim=8, num_threads=1), source, tmp_path, batch_size=100, interval=3600)
     consumer.poll()
     consumer.flush()  # the XACK of 100 entries is sent; its answer is not read yet
     conn, sent, _ = source._acking
@@ -284,7 +290,7 @@ def test_an_acknowledgement_lost_with_its_connection_is_sent_again(redis_url, tm
 def test_entries_whose_read_reply_was_lost_are_read_again_and_learned_once(redis_url, tmp_path):
     Producer(redis_url, STREAM).send_many(list(range(300)), [k % 40 for k in range(300)])
     source = RedisStreamSource(redis_url, STREAM, "g")
-    rec = rt.Recommender(dim=8, num_threads=1, seed=0)
+    rec = rt.Recommender(model="mf", dim=8, num_threads=1, seed=0)
     consumer = Consumer(rec, source, tmp_path, batch_size=100)
     consumer.poll()  # 100 learned; the next read is already sent: Redis delivered 100 more to the group
     source._prefetch.disconnect()  # and its reply is lost with the connection

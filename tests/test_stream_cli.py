@@ -124,7 +124,7 @@ def test_unreachable_redis_is_one_line_and_exit_1(tmp_path, capsys):
     line = one_line_error(capsys, main(["consume", "--redis", "redis://127.0.0.1:1/0", "--snapshot-dir",
                                         str(tmp_path)]))
     assert "cannot reach Redis at redis://127.0.0.1:1/0" in line
-    rt.Publisher(rt.Recommender(dim=4).fit([1], [2]), tmp_path, interval=None).close()
+    rt.Publisher(rt.Recommender(model="mf", dim=4).fit([1], [2]), tmp_path, interval=None).close()
     line = one_line_error(capsys, main(["serve", "--follow", "redis://127.0.0.1:1/0", "--snapshot-dir",
                                         str(tmp_path)]))
     assert "cannot reach Redis" in line
@@ -149,7 +149,7 @@ def test_follow_refuses_a_directory_of_another_lineage(redis_url, tmp_path, caps
     Producer(redis_url, STREAM).send(1, 2)
     assert main(["consume", "--redis", redis_url, "--snapshot-dir", str(tmp_path / "trainer"), "--idle-exit", "0.2",
                  "--log-level", "error"]) == 0
-    rt.Publisher(rt.Recommender(dim=4).fit([1], [2]), tmp_path / "other", interval=None).close()
+    rt.Publisher(rt.Recommender(model="mf", dim=4).fit([1], [2]), tmp_path / "other", interval=None).close()
     capsys.readouterr()
     line = one_line_error(capsys, main(["serve", "--follow", redis_url, "--snapshot-dir", str(tmp_path / "other")]))
     assert "announces lineage" in line and "is of lineage" in line
@@ -157,7 +157,7 @@ def test_follow_refuses_a_directory_of_another_lineage(redis_url, tmp_path, caps
 
 
 def test_export_both_formats_from_the_command_line(tmp_path, capsys):
-    rec = rt.Recommender(dim=4, num_threads=1).fit(["u1", "u2", "u3"], ["a", "b", "a"], epochs=1)
+    rec = rt.Recommender(model="mf", dim=4, num_threads=1).fit(["u1", "u2", "u3"], ["a", "b", "a"], epochs=1)
     rec.save(tmp_path / "m.rtrec")
     assert main(["export", "--model", str(tmp_path / "m.rtrec"), "--out", str(tmp_path / "v.npz"), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)

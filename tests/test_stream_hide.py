@@ -24,7 +24,7 @@ def test_hide_and_unhide_entries_apply_in_log_order(redis_url, tmp_path):
     producer.send_hide([12], hidden=False)
     producer.send_fields([{"op": "hide", "items": "not json"}, {"op": "explode", "items": "[1]"}])
     producer.send_many([5], [15])
-    rec = rt.Recommender(dim=8, num_threads=1, seed=0)
+    rec = rt.Recommender(model="mf", dim=8, num_threads=1, seed=0)
     consumer = Consumer(rec, RedisStreamSource(redis_url, STREAM, "g"), tmp_path, batch_size=64)
     consumer.run(idle_exit=0.3)
     assert consumer.learned == 6 and consumer.dead == 2

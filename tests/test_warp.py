@@ -21,7 +21,7 @@ def _held_out_auc(loss: str, ids: str = "int") -> float:
     random_items = rng.integers(0, affinity.shape[1], size=held_out.sum())
     name_u = (lambda a: [f"u{x}" for x in a]) if ids == "str" else (lambda a: a)
     name_i = (lambda a: [f"i{x}" for x in a]) if ids == "str" else (lambda a: a)
-    rec = rt.Recommender(dim=16, loss=loss, negatives=10 if loss == "warp" else 1, num_threads=1, seed=0)
+    rec = rt.Recommender(model="mf", dim=16, loss=loss, negatives=10 if loss == "warp" else 1, num_threads=1, seed=0)
     rec.fit(name_u(users[~held_out]), name_i(items[~held_out]), epochs=30)
     pos = rec.predict(name_u(users[held_out]), name_i(items[held_out]))
     neg = rec.predict(name_u(users[held_out]), name_i(random_items))
@@ -40,7 +40,7 @@ def test_warp_steps_only_on_a_margin_violator():
     step, no count), where BPR would still push it up: the rank weighting is WARP's own."""
     # Three items: user 0 likes item 0, user 1 likes item 1, item 2 is never a positive.
     users, items = np.array([0] * 10 + [1] * 10), np.array([0] * 10 + [1] * 10)
-    rec = rt.Recommender(dim=8, loss="warp", negatives=50, num_threads=1, seed=0)
+    rec = rt.Recommender(model="mf", dim=8, loss="warp", negatives=50, num_threads=1, seed=0)
     rec.fit(np.append(users, 2), np.append(items, 2), weights=np.append(np.ones(20), 0.0), epochs=100)
     scores = rec.predict([0, 0, 0], [0, 1, 2])
     best = 0
@@ -58,7 +58,8 @@ def test_warp_follows_the_bpr_label_rules():
     both losses take the rule from the core (samples_negatives)."""
     labels = np.array([1.0, 0.0, -1.0, 2.5, 0.5], dtype=np.float32)
     assert (_core.consumed("warp", labels, None, 5) == _core.consumed("bpr", labels, None, 5)).all()
-    rec = rt.Recommender(dim=4, loss="warp", negatives=5, num_threads=1, seed=0).fit([1, 2, 3], [10, 20, 30], epochs=1)
+    rec = rt.Recommender(model="mf",
+                         dim=4, loss="warp", negatives=5, num_threads=1, seed=0).fit([1, 2, 3], [10, 20, 30], epochs=1)
     before = fingerprint(rec, [1, 2, 3], [10, 20, 30])
     rec.update([1, 2, 3], [20, 30, 10], [0.0, -1.0, 0.0])
     after = fingerprint(rec, [1, 2, 3], [10, 20, 30])
@@ -74,11 +75,12 @@ def test_warp_follows_the_bpr_label_rules():
 ])
 def test_bad_warp_configurations_are_refused_with_the_reason(kwargs, words):
     with pytest.raises(ValueError, match=words):
-        rt.Recommender(**kwargs)
+        rt.Recommender(**{"model": "mf", **kwargs})
 
 
 def test_bad_events_change_nothing_under_warp():
-    rec = rt.Recommender(dim=4, loss="warp", negatives=5, num_threads=1, seed=0).fit([1, 2, 3], [10, 20, 30], epochs=2)
+    rec = rt.Recommender(model="mf",
+                         dim=4, loss="warp", negatives=5, num_threads=1, seed=0).fit([1, 2, 3], [10, 20, 30], epochs=2)
     before = fingerprint(rec, [1, 2, 3, 4], [10, 20, 30, 40])
     for call in (rec.fit, rec.update):
         with pytest.raises(ValueError, match="labels"):

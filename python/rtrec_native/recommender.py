@@ -28,13 +28,13 @@ __all__ = ["DEFAULTS", "MAX_FILTER_IDS", "MAX_FILTER_TAGS", "MAX_QUERY_HISTORY",
            "defaults"]
 
 
-def defaults(model: str = "mf") -> dict[str, Any]:
+def defaults(model: str = _params.DEFAULT_FAMILY) -> dict[str, Any]:
     """The default constructor arguments of a model family (``"mf"`` or ``"two_tower"``),
     as the native core defines them; arguments that do not apply to the family are None."""
     return _params.defaults(model)
 
 
-def default_epochs(model: str = "mf") -> int:
+def default_epochs(model: str = _params.DEFAULT_FAMILY) -> int:
     """How many passes ``fit`` makes over its events when ``epochs`` is not given, for a
     model family (``"mf"`` or ``"two_tower"``), as the native core defines it."""
     return _params.default_epochs(model)
@@ -74,7 +74,7 @@ def _single_event(users: Any, items: Any, labels: Any, weights: Any, timestamps:
 class Recommender(RetrievalMixin, PersistenceMixin, ItemNamesMixin):
     """A recommender that learns from every event, in place, in one of two model families.
 
-    ``model="mf"`` (the default), matrix factorisation: score(u, i) = mu + b_u + b_i +
+    ``model="mf"``, matrix factorisation: score(u, i) = mu + b_u + b_i +
     <p_u, q_i>. ``model="two_tower"``, the behaviour encoder and item decoder:
     score(u, i) = mu + b_i + <c_u, q_i> with c_u = tower([p_u ; h_u]) + p_u + h_u, where h_u
     is the recency-weighted mean of the *input* vectors of u's last ``history`` positive items
@@ -94,7 +94,8 @@ class Recommender(RetrievalMixin, PersistenceMixin, ItemNamesMixin):
     raise ValueError when given.
 
     Args:
-        model: ``"mf"`` or ``"two_tower"``.
+        model: ``"two_tower"`` (the default: it learns more from each event) or ``"mf"`` (the
+            cheaper update and the smaller user row; the losses warp and huber).
         dim: embedding size (>= 1); two_tower's encoding has the same size.
         loss: ``"squared"`` (ratings; labels required), ``"huber"`` (mf: ratings, squared
             within ``huber_delta`` of the label and linear beyond, so a wrong rating pulls
@@ -190,7 +191,7 @@ class Recommender(RetrievalMixin, PersistenceMixin, ItemNamesMixin):
 
     def __init__(
         self,
-        model: str = "mf",
+        model: str = _params.DEFAULT_FAMILY,
         dim: int | None = None,
         loss: str | None = None,
         optimizer: str | None = None,

@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .. import _core
+from .. import _core, _params
 from ..evaluation.replay import POLICIES
 from .errors import PROG, one_line
 from .retrieval import add_filter_options
@@ -29,7 +29,7 @@ ALL_POLICIES = POLICIES
 #: defaults (benchmarks/bench_two_tower_quality.py, rtrec demo): learning per event, two_tower
 #: is ahead of mf and of every periodic and static policy on the MovieLens replay and on the
 #: synthetic stream; mf stays one word away (--family mf) for ratings and the cheapest updates.
-DEFAULT_FAMILY = "two_tower"
+DEFAULT_FAMILY = _params.DEFAULT_FAMILY
 
 
 # =========================================================================== argument types
