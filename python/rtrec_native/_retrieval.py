@@ -151,8 +151,8 @@ class RetrievalMixin:
         two_tower encodes the history as it encodes a user's recent items, without a user
         ID row (the last ``history`` items, recency-weighted). mf scores the visitor with
         the sum of the items' vectors over the square root of their number (SVD++'s
-        implicit-feedback term), which ranked MovieLens positives better than a ridge
-        fold-in or the mean (see benchmarks/README.md). ``weights`` (one per item, >= 0)
+        implicit-feedback term), which ranked MovieLens positives as well as the mean of the
+        vectors did (docs/retrieval.md). ``weights`` (one per item, >= 0)
         replace the family's own weighting. Unknown items are ignored. The history's own
         items are excluded unless ``exclude_history=False``. ``diversity`` and the filters
         as in :meth:`recommend`.

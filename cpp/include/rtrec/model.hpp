@@ -316,8 +316,8 @@ class Model {
   ScanRules scan_rules(const float* feature_scores, uint32_t n_features) const noexcept;
   // The query vector of an anonymous history (item rows, most recent first; weights null:
   // the family's own weighting): two_tower encodes it without a user ID row, mf sums the
-  // items' vectors scaled by 1/sqrt(total weight) (SVD++'s implicit-feedback term; measured
-  // against the mean and ridge fold-ins on MovieLens, see benchmarks/bench_retrieval_quality.py).
+  // items' vectors scaled by 1/sqrt(total weight) (SVD++'s implicit-feedback term; on the
+  // MovieLens replay as good as the mean: benchmarks/bench_retrieval_quality.py).
   void history_query(const uint32_t* rows, const float* weights, uint32_t n, float* out) const;
   // retrieval="compact": the int8 shadow of the items' scored vectors (null in exact mode).
   // Every write of an item's float row is followed by sync_item (or clear at recycling).
