@@ -95,6 +95,16 @@ def auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float(((pos > neg).sum() + 0.5 * (pos == neg).sum()) / (pos.size * neg.size))
 
 
+def wait_for(condition, timeout: float = 10.0, interval: float = 0.01) -> bool:
+    """Polls `condition` until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return False
+
+
 def fingerprint(rec: rt.Recommender, users, items) -> tuple:
     """Everything observable about a model on the given IDs: counters, every pair's score,
     every user's top list. Two equal fingerprints mean nothing changed."""

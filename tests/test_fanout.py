@@ -3,28 +3,22 @@ late, catch up after missing some, and refuse a directory of another lineage."""
 
 from __future__ import annotations
 
-import time
+from functools import partial
 
 import numpy as np
 import pytest
 
 import rtrec_native as rt
+from conftest import wait_for as wait_until
 from rtrec_native.stream import RedisAnnouncer
+
+wait_for = partial(wait_until, timeout=10.0, interval=0.005)  # this file's waits
 
 try:
     import redis
 except ImportError:  # the redis_url fixture skips (in CI: fails) and says why
     redis = None
 DELTAS = "rtrec:events:deltas"
-
-
-def _wait_for(condition, timeout=10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 def trainer() -> rt.Recommender:
@@ -41,7 +35,7 @@ def test_a_replica_follows_announced_deltas_without_polling(redis_url, tmp_path)
         for k in range(5):
             rec.update_one(1000 + k, 2000 + k, 4.0)
             pub.flush()
-            assert _wait_for(lambda: rep.position == rec.snapshot_position)
+            assert wait_for(lambda: rep.position == rec.snapshot_position)
         assert rep.predict([1004], [2004])[0] == rec.predict([1004], [2004])[0]
         assert rep.deltas_applied == 5 and rep.snapshots_loaded == 1
         assert rep.lag() == (0, 0.0)
@@ -59,7 +53,7 @@ def test_big_deltas_come_from_the_files_and_missed_announcements_are_caught_up(r
     with rt.Replica(tmp_path, poll_interval=3600, redis=redis_url, deltas_stream=DELTAS) as rep:
         rec.update_one(1, 2, 5.0)
         pub.flush()
-        assert _wait_for(lambda: rep.position == rec.snapshot_position)
+        assert wait_for(lambda: rep.position == rec.snapshot_position)
         # Deltas published while Redis did not hear of them (announcements lost): the next
         # announcement shows a gap, and the replica takes the missing files from the directory.
         pub._announce = None
@@ -69,7 +63,7 @@ def test_big_deltas_come_from_the_files_and_missed_announcements_are_caught_up(r
         pub._announce = RedisAnnouncer(redis_url, DELTAS, maxlen=1, max_inline_bytes=0)
         rec.update_one(99, 98, 1.0)
         pub.flush()
-        assert _wait_for(lambda: rep.position == rec.snapshot_position)
+        assert wait_for(lambda: rep.position == rec.snapshot_position)
         np.testing.assert_array_equal(rep.predict([10, 11, 12, 99], [20, 21, 22, 98]),
                                       rec.predict([10, 11, 12, 99], [20, 21, 22, 98]))
     pub.close()
@@ -86,7 +80,7 @@ def test_a_late_replica_starts_from_the_newest_snapshot_plus_deltas(redis_url, t
         assert rep.snapshots_loaded == 1 and rep.deltas_applied == 1  # snapshot 6, then delta 7
         rec.update_one(42, 43, 5.0)
         pub.flush()
-        assert _wait_for(lambda: rep.predict([42], [43])[0] == rec.predict([42], [43])[0])
+        assert wait_for(lambda: rep.predict([42], [43])[0] == rec.predict([42], [43])[0])
     pub.close()
 
 
@@ -110,5 +104,5 @@ def test_a_new_model_taking_over_is_followed(redis_url, tmp_path):
         with rt.Publisher(new, tmp_path, interval=None, announce=announce) as pub:
             new.update_one(5, 7, 4.0)
             pub.flush()
-            assert _wait_for(lambda: rep.position == new.snapshot_position)
+            assert wait_for(lambda: rep.position == new.snapshot_position)
             assert rep.predict([5], [7])[0] == new.predict([5], [7])[0]

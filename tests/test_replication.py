@@ -7,21 +7,16 @@ import subprocess
 import sys
 import textwrap
 import time
+from functools import partial
 
 import numpy as np
 import pytest
 
 import rtrec_native as rt
+from conftest import wait_for as wait_until
 from rtrec_native.replication import restore_latest
 
-
-def _wait_for(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return False
+wait_for = partial(wait_until, timeout=5.0, interval=0.005)  # this file's waits
 
 
 def _trainer():
@@ -35,7 +30,7 @@ def test_replica_follows_updates_and_new_ids(tmp_path):
     with rt.Publisher(rec, tmp_path, interval=0.02) as pub, rt.Replica(tmp_path, poll_interval=0.005) as rep:
         assert rep.predict([1], [2])[0] == rec.predict([1], [2])[0]
         rec.update([1, 777], [2, 888], [5.0, 4.0])
-        assert _wait_for(lambda: rep.predict([1, 777], [2, 888]).tolist() == rec.predict([1, 777], [2, 888]).tolist())
+        assert wait_for(lambda: rep.predict([1, 777], [2, 888]).tolist() == rec.predict([1, 777], [2, 888]).tolist())
         assert 888 in rep.recommend(5, k=100)[0]
         assert 888 not in rep.recommend(777, k=100)[0]  # seen items travel too
     assert pub.deltas_written >= 1 and rep.deltas_applied >= 1
@@ -62,7 +57,7 @@ def test_an_up_to_date_replica_follows_deltas_across_compactions(tmp_path):
         for i in range(12):
             rec.update_one(i, 1000 + i, 4.0)
             pub.flush()
-            assert _wait_for(lambda: rep.position == rec.snapshot_position)
+            assert wait_for(lambda: rep.position == rec.snapshot_position)
         assert pub.snapshots_written >= 4
         assert rep.snapshots_loaded == 1  # never reloaded: compaction does not stall it
         assert rep.predict([11], [1011])[0] == rec.predict([11], [1011])[0]
@@ -176,8 +171,8 @@ def test_a_failed_write_is_reported_and_retried_not_fatal(tmp_path):
     pub = rt.Publisher(rec, directory, interval=0.01)
     shutil.rmtree(directory)  # the disk "goes away"
     rec.update_one(1, 2, 3.0)
-    assert _wait_for(lambda: pub.last_error is not None)
+    assert wait_for(lambda: pub.last_error is not None)
     assert pub._thread.is_alive()
     directory.mkdir()  # and comes back: the next retry publishes
-    assert _wait_for(lambda: pub.last_error is None and pub.deltas_written >= 1, timeout=15)
+    assert wait_for(lambda: pub.last_error is None and pub.deltas_written >= 1, timeout=15)
     pub.close()

@@ -4,13 +4,11 @@ other and with diversity."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 import rtrec_native as rt
-from conftest import planted
+from conftest import planted, wait_for
 
 
 def _model(family: str, ids: str = "int", seed: int = 0) -> rt.Recommender:
@@ -153,17 +151,12 @@ def test_a_replica_hides_what_its_trainer_hides_after_a_delta(tmp_path, family):
         assert list(rep.recommend(1, k=3)[0]) == top
         rec.hide(top[:1])
         pub.flush()
-        deadline = time.monotonic() + 5
-        while rep.hidden(top[:1])[0] is np.False_ and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert wait_for(lambda: rep.hidden(top[:1])[0], timeout=5)
         assert rep.hidden(top).tolist() == [True, False, False]
         assert top[0] not in rep.recommend(1, k=rec.n_items)[0]
         rec.unhide(top[:1])
         pub.flush()
-        deadline = time.monotonic() + 5
-        while rep.hidden(top[:1])[0] and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert not rep.hidden(top[:1])[0]
+        assert wait_for(lambda: not rep.hidden(top[:1])[0], timeout=5)
 
 
 # --------------------------------------------------------------------------- tags

@@ -7,8 +7,8 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
+from functools import partial
 
 import pytest
 
@@ -24,7 +24,10 @@ pytest.importorskip("prometheus_client")
 pytest.importorskip("fastapi")
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import wait_for as wait_until
 from test_serving import Server, _free_port
+
+wait_for = partial(wait_until, timeout=30.0, interval=0.05)  # this file's waits
 
 STREAM = "rtrec:events"
 
@@ -40,15 +43,6 @@ def scrape(port: int) -> dict[str, float]:
             labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
             out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return out
-
-
-def wait_for(condition, timeout=30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def one_line_error(capsys, code: int) -> str:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,11 @@ import pytest
 
 import rtrec_native as rt
 from conftest import _no_redis, fingerprint, model_state
+from conftest import wait_for as wait_until
 from rtrec_native.replication import restore_latest
 from rtrec_native.stream import Consumer, RedisStreamSource
+
+wait_for = partial(wait_until, timeout=120.0, interval=0.05)  # this file's waits
 
 try:
     import redis
@@ -98,15 +102,6 @@ def learned_on_disk(directory: Path) -> int:
     if rec is None or not rec.source_position:
         return 0
     return int(rec.source_position.split('"learned":')[1].split(",")[0])
-
-
-def wait_for(condition, timeout: float = 120.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 class Writer(threading.Thread):
