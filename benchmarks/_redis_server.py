@@ -44,3 +44,21 @@ class RedisServer:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+
+def start_bench(args, prefix: str):
+    """The common start of a stream benchmark: rtrec_native imported (None when it cannot
+    be, said on stdout), the environment printed, a quiet machine waited for (--wait-quiet), a
+    private redis-server in a fresh scratch directory. Returns (rtrec_native, server, scratch)."""
+    import tempfile
+
+    import _common as C
+
+    rt, err = C.import_rtrec()
+    if rt is None:
+        print(f"rtrec_native not importable: {err}")
+        return None, None, None
+    C.print_env(C.env_report(["rtrec_native", "redis"]))
+    C.wait_quiet(args.wait_quiet)
+    scratch = Path(tempfile.mkdtemp(prefix=prefix, dir=args.tmpdir))
+    return rt, RedisServer(scratch), scratch

@@ -18,12 +18,10 @@ import multiprocessing as mp
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import _common as C
-from _redis_server import RedisServer
+from _redis_server import start_bench
 
 STREAM = "bench:events"
 
@@ -54,16 +52,10 @@ def producer_main(url, first, n, barrier):
 
 def main(argv=None):
     args = parse_args(argv)
-    rt, err = C.import_rtrec()
+    rt, server, scratch = start_bench(args, "rtrec-bench-bounded-")
     if rt is None:
-        print(f"rtrec_native not importable: {err}")
         return 1
     import redis
-
-    C.print_env(C.env_report(["rtrec_native", "redis"]))
-    C.wait_quiet(args.wait_quiet)
-    scratch = Path(tempfile.mkdtemp(prefix="rtrec-bench-bounded-", dir=args.tmpdir))
-    server = RedisServer(scratch)
     r = redis.Redis.from_url(server.url)
     print(f"redis-server {server.version} (persistence off); {args.events:,} events from 2 producers; "
           f"`rtrec consume --batch-size {args.batch}` (trimming on: the default)\n", flush=True)

@@ -26,14 +26,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
 import _common as C
-from _redis_server import RedisServer
+from _redis_server import start_bench
 
 STREAM = "rtrec:events"
 MODEL = ["--family", "mf", "--loss", "bpr", "--dim", "32", "--optimizer", "adagrad", "--threads", "1",
@@ -97,18 +95,12 @@ def state_of(rec):
 
 def main(argv=None):
     args = parse_args(argv)
-    rt, err = C.import_rtrec()
+    rt, server, scratch = start_bench(args, "rtrec-bench-faults-")
     if rt is None:
-        print(f"rtrec_native not importable: {err}")
         return 1
     import redis
 
     from rtrec_native.stream import Consumer, RedisStreamSource
-
-    C.print_env(C.env_report(["rtrec_native", "redis"]))
-    C.wait_quiet(args.wait_quiet)
-    scratch = Path(tempfile.mkdtemp(prefix="rtrec-bench-faults-", dir=args.tmpdir))
-    server = RedisServer(scratch)
     r = redis.Redis.from_url(server.url)
     rng = random.Random(args.seed)
     print(f"redis-server {server.version} (persistence off); {args.events:,} events + {args.malformed:,} malformed "

@@ -26,14 +26,13 @@ import json
 import multiprocessing as mp
 import shutil
 import sys
-import tempfile
 import time
 import traceback
 
 import numpy as np
 
 import _common as C
-from _redis_server import RedisServer
+from _redis_server import start_bench
 
 STREAM = "rtrec:events"
 PROBE_BASE = 10**12
@@ -148,17 +147,11 @@ def stats_ms(values):
 
 def main(argv=None):
     args = parse_args(argv)
-    rt, err = C.import_rtrec()
+    rt, server, scratch = start_bench(args, "rtrec-bench-sfresh-")
     if rt is None:
-        print(f"rtrec_native not importable: {err}")
         return 1
     from rtrec_native.stream import Producer
     from rtrec_native.stream._redis import stream_ids
-
-    C.print_env(C.env_report(["rtrec_native", "redis"]))
-    C.wait_quiet(args.wait_quiet)
-    scratch = tempfile.mkdtemp(prefix="rtrec-bench-sfresh-", dir=args.tmpdir)
-    server = RedisServer(scratch)
     directory = f"{scratch}/model"
     print(f"redis-server {server.version}; trainer: Consumer + RedisAnnouncer, delta every {args.interval} s, model "
           f"{args.users:,} users x {args.items:,} items dim 64; {args.replicas} Redis-following and {args.replicas} "
