@@ -18,9 +18,8 @@ constexpr uint64_t kUpdateStream = 3;
 constexpr uint64_t kPoolStream = 4;
 constexpr uint64_t kPartitionStream = 6;  // ties among users of equal event count (5: two_tower)
 
-// Below this many pairs/items a parallel region costs more than it saves.
+// Below this many pairs a parallel region costs more than it saves.
 constexpr size_t kParallelPredictMin = 16384;
-constexpr uint32_t kParallelScanMinRows = 32768;
 
 // How many events ahead training prefetches rows: enough to cover a DRAM miss with a few
 // events of arithmetic, few enough that prefetched lines are still in L1/L2 when used.
