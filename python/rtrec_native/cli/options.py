@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .. import _core, _params
-from ..evaluation.replay import POLICIES
+from ..evaluation.replay import DEFAULT_POLICIES, POLICIES
 from .errors import PROG, one_line
 from .retrieval import add_filter_options
 
 # "auto" (see --loss) and every loss some family trains with, as the core lists them.
 LOSS_CHOICES = ("auto", *dict.fromkeys(loss for family in ("mf", "two_tower") for loss in _core.losses(family)))
-# The demo's and evaluate's policies by default; --policies may also name hybrid (the periodic
-# refits with every event learned in between: rtrec_native.evaluation.POLICIES).
-POLICY_CHOICES = ("realtime", "periodic", "static")
+# The demo's and evaluate's policies by default (rtrec_native.evaluation.replay owns the list).
+POLICY_CHOICES = DEFAULT_POLICIES
 ALL_POLICIES = POLICIES
 #: The command line's model family when --family is not given. Measured with each family's own
 #: defaults (benchmarks/bench_two_tower_quality.py, rtrec demo): learning per event, two_tower

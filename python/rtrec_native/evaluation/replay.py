@@ -39,6 +39,8 @@ __all__ = ["POLICIES", "prequential"]
 #: warm-up (static), and both at once (hybrid: the periodic refits, with every event learned
 #: in between, as a trainer that refits on a schedule and hands over to live learning).
 POLICIES: tuple[str, ...] = ("realtime", "periodic", "static", "hybrid")
+#: The policies ``rtrec demo`` and ``rtrec evaluate`` compare when none are named.
+DEFAULT_POLICIES: tuple[str, ...] = ("realtime", "periodic", "static")
 _REFITS = ("periodic", "hybrid")  # policies that refit from scratch on the schedule
 _LEARNS = ("realtime", "hybrid")  # policies that learn every event
 
