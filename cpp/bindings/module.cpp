@@ -273,93 +273,148 @@ py::float_ shortest(float v) {
   return py::float_(std::strtod(std::string(text, end).c_str(), nullptr));
 }
 
-// ModelConfig <-> the dict of constructor arguments Python uses (its names and values; the
-// two_tower fields are None for mf, ttl and max_rows None when off).
+// ModelConfig <-> the dict of constructor arguments Python uses, one parameter at a time by
+// its type in the table (model_params.def): "model" names the family; a parameter that is off
+// (kZeroIsOff at 0) or does not apply to the family (kTwoTowerOnly for mf) is None.
+struct ParamToPython {
+  const rtrec::ModelConfig& config;
+  py::dict& out;
+
+  bool none(const rtrec::ParamInfo& p, bool zero) const {
+    return ((p.flags & rtrec::kTwoTowerOnly) != 0 && config.family == rtrec::Family::kMf) ||
+           ((p.flags & rtrec::kZeroIsOff) != 0 && zero);
+  }
+  template <class T>
+  void put(const rtrec::ParamInfo& p, bool zero, T value) const {
+    out[p.name] = none(p, zero) ? py::object(py::none()) : py::object(std::move(value));
+  }
+  void operator()(const rtrec::ParamInfo& p, uint32_t v) const { put(p, v == 0, py::int_(v)); }
+  void operator()(const rtrec::ParamInfo& p, uint64_t v) const { put(p, v == 0, py::int_(v)); }
+  void operator()(const rtrec::ParamInfo& p, float v) const { put(p, v == 0.0f, shortest(v)); }
+  void operator()(const rtrec::ParamInfo& p, double v) const { put(p, v == 0.0, py::float_(v)); }
+  void operator()(const rtrec::ParamInfo& p, bool v) const { put(p, false, py::bool_(v)); }
+  void operator()(const rtrec::ParamInfo& p, const rtrec::Widths& v) const { put(p, v.empty(), py::tuple(py::cast(v))); }
+  template <class Choice>
+  void operator()(const rtrec::ParamInfo& p, Choice v) const {
+    put(p, false, py::str(rtrec::Choices<Choice>::names[static_cast<int>(v)]));
+  }
+};
+
 py::dict config_to_dict(const rtrec::ModelConfig& c) {
-  const bool two_tower = c.family == rtrec::Family::kTwoTower;
   py::dict d;
   d["model"] = rtrec::family_name(c.family);
-  d["dim"] = c.dim;
-  d["loss"] = rtrec::loss_name(c.loss);
-  d["optimizer"] = rtrec::optimizer_name(c.optimizer);
-  d["learning_rate"] = shortest(c.learning_rate);
-  d["l2"] = shortest(c.l2);
-  d["grad_clip"] = shortest(c.grad_clip);
-  d["init_std"] = shortest(c.init_std);
-  d["negatives"] = c.negatives;
-  d["negative_sampling"] = c.popularity_negatives ? "popularity" : "uniform";
-  d["seed"] = c.seed;
-  d["min_count"] = c.min_count;
-  d["ttl"] = c.ttl > 0.0 ? py::object(py::float_(c.ttl)) : py::object(py::none());
-  d["max_rows"] = c.max_rows > 0 ? py::object(py::int_(c.max_rows)) : py::object(py::none());
-  d["tower"] = two_tower ? py::object(py::tuple(py::cast(c.tower))) : py::object(py::none());
-  d["history"] = two_tower ? py::object(py::int_(c.history)) : py::object(py::none());
-  d["recency"] = two_tower ? py::object(shortest(c.recency)) : py::object(py::none());
-  d["dedup_window"] = c.dedup_window > 0.0 ? py::object(py::float_(c.dedup_window)) : py::object(py::none());
-  d["max_user_rate"] = c.max_user_rate > 0.0 ? py::object(py::float_(c.max_user_rate)) : py::object(py::none());
-  d["huber_delta"] = shortest(c.huber_delta);
-  d["adaptive_step"] = c.adaptive_step;
-  d["retrieval"] = rtrec::retrieval_name(c.retrieval);
+  rtrec::ModelConfig fields = c;
+  rtrec::for_each_param(ParamToPython{c, d}, fields);
   return d;
 }
 
-// An unsigned integer field: a negative or oversized value is refused here with its name
-// (the core checks the field's real range).
+// An unsigned integer: a negative or oversized value is refused here with its name (the core
+// checks the real range).
 template <class T>
-T unsigned_field(const py::dict& d, const char* key) {
-  const py::object v = d[key];
-  if (!PyLong_Check(v.ptr())) throw py::type_error(std::string(key) + " must be an int");
+T unsigned_value(const py::handle v, const std::string& name) {
+  if (!PyLong_Check(v.ptr())) throw py::type_error(name + " must be an int");
   int overflow = 0;
   const long long x = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
   if (overflow != 0 || x < 0 || static_cast<unsigned long long>(x) > std::numeric_limits<T>::max())
-    throw py::value_error(std::string(key) + " must be a non-negative int that fits in " + std::to_string(8 * sizeof(T)) +
+    throw py::value_error(name + " must be a non-negative int that fits in " + std::to_string(8 * sizeof(T)) +
                           " bits, got " + py::str(v).cast<std::string>());
   return static_cast<T>(x);
 }
 
-// The inverse: every key of config_to_dict is required (Python fills in the defaults), and
-// values arrive type-checked by the Python layer; ranges are checked by the core.
+// The inverse. Every parameter must be present (Python fills in the defaults); None keeps the
+// family's default (off, or not applicable); values arrive type-checked by the Python layer.
+struct ParamFromPython {
+  const py::dict& in;
+
+  template <class T>
+  void operator()(const rtrec::ParamInfo& p, T& field) const {
+    if (!in.contains(p.name)) throw py::value_error(std::string("missing model parameter '") + p.name + "'");
+    const py::object v = in[p.name];
+    if (!v.is_none()) field = convert(v, p.name, field);
+  }
+  static uint32_t convert(const py::object& v, const char* name, uint32_t) { return unsigned_value<uint32_t>(v, name); }
+  static uint64_t convert(const py::object& v, const char* name, uint64_t) { return unsigned_value<uint64_t>(v, name); }
+  static float convert(const py::object& v, const char*, float) { return v.cast<float>(); }
+  static double convert(const py::object& v, const char*, double) { return v.cast<double>(); }
+  static bool convert(const py::object& v, const char*, bool) { return v.cast<bool>(); }
+  static rtrec::Widths convert(const py::object& v, const char* name, const rtrec::Widths&) {
+    rtrec::Widths widths;
+    for (const py::handle w : v.cast<py::tuple>()) widths.push_back(unsigned_value<uint32_t>(w, std::string(name) + " widths"));
+    return widths;
+  }
+  template <class Choice>
+  static Choice convert(const py::object& v, const char* name, Choice) {
+    const std::string text = v.cast<std::string>();
+    const auto& names = rtrec::Choices<Choice>::names;
+    for (size_t i = 0; i < std::size(names); ++i)
+      if (text == names[i]) return static_cast<Choice>(i);
+    std::string accepted;
+    for (const char* n : names) accepted += std::string(accepted.empty() ? "'" : ", '") + n + "'";
+    throw py::value_error(std::string(name) + " must be one of " + accepted + ", got '" + text + "'");
+  }
+};
+
 rtrec::ModelConfig config_from_dict(const py::dict& d) {
+  std::vector<std::string> known{"model"};
+  rtrec::ModelConfig probe;
+  rtrec::for_each_param([&](const rtrec::ParamInfo& p, const auto&) { known.push_back(p.name); }, probe);
   for (const auto& item : d) {
     const std::string key = py::str(item.first);
-    static const char* known[] = {"model", "dim", "loss", "optimizer", "learning_rate", "l2", "grad_clip", "init_std",
-                                  "negatives", "negative_sampling", "seed", "min_count", "ttl", "max_rows", "tower",
-                                  "history", "recency", "dedup_window", "max_user_rate", "huber_delta",
-                                  "adaptive_step", "retrieval"};
-    if (std::find(std::begin(known), std::end(known), key) == std::end(known))
+    if (std::find(known.begin(), known.end(), key) == known.end())
       throw py::value_error("unknown model parameter '" + key + "'");
   }
-  rtrec::ModelConfig c;
-  c.family = rtrec::parse_family(d["model"].cast<std::string>());
-  c.dim = unsigned_field<uint32_t>(d, "dim");
-  c.loss = rtrec::parse_loss(d["loss"].cast<std::string>());
-  c.optimizer = rtrec::parse_optimizer(d["optimizer"].cast<std::string>());
-  c.learning_rate = d["learning_rate"].cast<float>();
-  c.l2 = d["l2"].cast<float>();
-  c.grad_clip = d["grad_clip"].cast<float>();
-  c.init_std = d["init_std"].cast<float>();
-  c.negatives = unsigned_field<uint32_t>(d, "negatives");
-  c.popularity_negatives = rtrec::parse_negative_sampling(d["negative_sampling"].cast<std::string>());
-  c.seed = unsigned_field<uint64_t>(d, "seed");
-  c.min_count = unsigned_field<uint32_t>(d, "min_count");
-  c.ttl = d["ttl"].is_none() ? 0.0 : d["ttl"].cast<double>();
-  c.max_rows = d["max_rows"].is_none() ? 0 : unsigned_field<uint64_t>(d, "max_rows");
-  if (!d["tower"].is_none()) {
-    for (const py::handle width : d["tower"].cast<py::tuple>()) {
-      py::dict one;
-      one["tower"] = width;
-      c.tower.push_back(unsigned_field<uint32_t>(one, "tower"));
-    }
-  }
-  if (!d["history"].is_none()) c.history = unsigned_field<uint32_t>(d, "history");
-  if (!d["recency"].is_none()) c.recency = d["recency"].cast<float>();
-  c.dedup_window = d["dedup_window"].is_none() ? 0.0 : d["dedup_window"].cast<double>();
-  c.max_user_rate = d["max_user_rate"].is_none() ? 0.0 : d["max_user_rate"].cast<double>();
-  c.huber_delta = d["huber_delta"].cast<float>();
-  c.adaptive_step = d["adaptive_step"].cast<bool>();
-  c.retrieval = rtrec::parse_retrieval(d["retrieval"].cast<std::string>());
+  rtrec::ModelConfig c = rtrec::default_config(rtrec::parse_family(d["model"].cast<std::string>()));
+  rtrec::for_each_param(ParamFromPython{d}, c);
   rtrec::validate_config(c);
   return c;
+}
+
+// The parameter table for Python: each parameter's name, kind, range, doc and the defaults of
+// both families (rtrec_native.parameters(), the CLI's model options and Recommender's docs).
+struct ParamDescription {
+  py::list& out;
+  const py::dict& mf;
+  const py::dict& two_tower;
+
+  void add(const rtrec::ParamInfo& p, const char* kind, py::object choices = py::none()) const {
+    py::dict d;
+    d["name"] = p.name;
+    d["kind"] = kind;
+    d["choices"] = std::move(choices);
+    const bool ranged = std::string(kind) == "int" || std::string(kind) == "float" || std::string(kind) == "widths";
+    d["low"] = ranged ? py::object(py::float_(p.low)) : py::object(py::none());
+    d["high"] = ranged ? py::object(py::float_(p.high)) : py::object(py::none());
+    d["low_open"] = (p.flags & rtrec::kLowOpen) != 0;
+    d["zero_is_off"] = (p.flags & rtrec::kZeroIsOff) != 0;
+    d["two_tower_only"] = (p.flags & rtrec::kTwoTowerOnly) != 0;
+    d["doc"] = p.doc;
+    py::dict defaults;
+    defaults["mf"] = mf[p.name];
+    defaults["two_tower"] = two_tower[p.name];
+    d["default"] = defaults;
+    out.append(d);
+  }
+  void operator()(const rtrec::ParamInfo& p, uint32_t) const { add(p, "int"); }
+  void operator()(const rtrec::ParamInfo& p, uint64_t) const { add(p, "int"); }
+  void operator()(const rtrec::ParamInfo& p, float) const { add(p, "float"); }
+  void operator()(const rtrec::ParamInfo& p, double) const { add(p, "float"); }
+  void operator()(const rtrec::ParamInfo& p, bool) const { add(p, "bool"); }
+  void operator()(const rtrec::ParamInfo& p, const rtrec::Widths&) const { add(p, "widths"); }
+  template <class Choice>
+  void operator()(const rtrec::ParamInfo& p, Choice) const {
+    py::list names;
+    for (const char* n : rtrec::Choices<Choice>::names) names.append(n);
+    add(p, "choice", py::tuple(names));
+  }
+};
+
+py::list parameter_table() {
+  py::list out;
+  const py::dict mf = config_to_dict(rtrec::default_config(rtrec::Family::kMf));
+  const py::dict two_tower = config_to_dict(rtrec::default_config(rtrec::Family::kTwoTower));
+  rtrec::ModelConfig probe;
+  rtrec::for_each_param(ParamDescription{out, mf, two_tower}, probe);
+  return out;
 }
 
 }  // namespace
@@ -390,6 +445,8 @@ PYBIND11_MODULE(_core, m) {
         "teaches nothing).");
   m.def("rating_loss", [](const std::string& loss) { return rtrec::rating_loss(rtrec::parse_loss(loss)); },
         py::arg("loss"), "Whether this loss regresses a rating (squared, huber).");
+  m.def("parameters", &parameter_table,
+        "The model parameters, in table order: name, kind, choices, range, doc and each family's default.");
   m.def("check_config", [](const py::dict& d) { config_from_dict(d); }, py::arg("config"),
         "Raises ValueError naming the first argument that is out of range for its family.");
   m.def(

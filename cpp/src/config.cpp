@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <iterator>
 #include <stdexcept>
 
 namespace rtrec {
@@ -10,10 +12,6 @@ namespace {
 [[noreturn]] void bad(const std::string& what) { throw std::invalid_argument(what); }
 
 constexpr uint32_t kMfEpochs = 40;
-
-bool finite_at_least(float v, float low, bool inclusive) {
-  return std::isfinite(v) && (inclusive ? v >= low : v > low);
-}
 
 std::string quoted_list(const std::vector<std::string>& names) {
   std::string out;
@@ -27,28 +25,12 @@ std::string quoted_list(const std::vector<std::string>& names) {
 }  // namespace
 
 ModelConfig default_config(Family family) {
-  ModelConfig c;
+  ModelConfig c;  // mf's defaults (model_params.def)
   c.family = family;
-  if (family == Family::kMf) {
-    // Chosen by benchmarks/sweep_mf.py (MovieLens and the synthetic stream, tuned on
-    // validation splits; see benchmarks/README.md): BPR with row-wise AdaGrad, one uniform
-    // negative, a small start (init_std 0.1 -> 0.05) and a stronger L2 (1e-4 -> 1e-2).
-    c.loss = Loss::kBpr;
-    c.optimizer = Optimizer::kAdagrad;
-    c.learning_rate = 0.05f;
-    c.l2 = 1e-2f;
-    c.init_std = 0.05f;
-    c.negatives = 1;
-  }
   if (family == Family::kTwoTower) {
-    // Chosen by the MovieLens and synthetic-stream sweeps in benchmarks/ (see README).
-    c.loss = Loss::kSoftmax;
-    c.learning_rate = 0.1f;
-    c.l2 = 1e-3f;
-    c.negatives = 64;
-    c.tower = {128};
-    c.history = 50;
-    c.recency = 0.9f;
+#define RTREC_TWO_TOWER_DEFAULT(name, type, mf, two_tower, low, high, flags, doc) c.name = two_tower;
+    RTREC_MODEL_PARAMS(RTREC_TWO_TOWER_DEFAULT)
+#undef RTREC_TWO_TOWER_DEFAULT
   }
   return c;
 }
@@ -65,52 +47,137 @@ std::vector<Loss> losses_of(Family family) {
   return {Loss::kSquared, Loss::kLogistic, Loss::kBpr, Loss::kWarp, Loss::kHuber};
 }
 
+namespace {
+
+// A limit as the messages print it: 65536, 0.05, 1e+06.
+std::string number_text(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.10g", v);
+  return text;
+}
+
+template <class T>
+bool valid_choice(T v) {
+  return static_cast<size_t>(v) < std::size(Choices<T>::names);
+}
+
+// The table's range check of one parameter (the rules between parameters are below).
+struct RangeCheck {
+  const ModelConfig& config;
+
+  void operator()(const ParamInfo& p, uint32_t v) const {
+    if (applies(p)) whole(p, v);
+  }
+  void operator()(const ParamInfo& p, uint64_t v) const {
+    if (applies(p)) whole(p, v);
+  }
+  void operator()(const ParamInfo& p, float v) const {
+    if (applies(p)) real(p, v);
+  }
+  void operator()(const ParamInfo& p, double v) const {
+    if (applies(p)) real(p, v);
+  }
+  void operator()(const ParamInfo&, bool) const {}
+  void operator()(const ParamInfo& p, const Widths& widths) const {
+    if (!applies(p)) return;
+    for (uint32_t w : widths)
+      if (w < p.low || w > p.high)
+        bad(std::string(p.name) + " widths must be between " + number_text(p.low) + " and " + number_text(p.high) +
+            ", got " + std::to_string(w));
+  }
+  template <class Choice>
+  void operator()(const ParamInfo& p, Choice v) const {
+    if (!valid_choice(v)) bad(std::string(p.name) + " has no value " + std::to_string(static_cast<int>(v)));
+  }
+
+  // A two_tower-only parameter of an mf model is FamilyCheck's to judge.
+  bool applies(const ParamInfo& p) const { return (p.flags & kTwoTowerOnly) == 0 || config.family == Family::kTwoTower; }
+
+  template <class T>
+  void whole(const ParamInfo& p, T v) const {
+    if ((p.flags & kSampledLossesOnly) != 0 && !samples_negatives(config.loss)) return;
+    if ((p.flags & kZeroIsOff) != 0 && v == 0) return;
+    if (double(v) < p.low || double(v) > p.high)
+      bad(std::string(p.name) + " must be between " + number_text(p.low) + " and " + number_text(p.high) +
+          sampled_loss_note(p) + ", got " + std::to_string(v));
+  }
+  void real(const ParamInfo& p, double v) const {
+    const bool low_open = (p.flags & kLowOpen) != 0;
+    const bool ok = std::isfinite(v) && (low_open ? v > p.low : v >= p.low) && v <= p.high;
+    if (ok) return;
+    const std::string low = std::string(low_open ? "> " : ">= ") + number_text(p.low);
+    bad(std::string(p.name) + " must be a finite number " + low +
+        (std::isinf(p.high) ? "" : " and <= " + number_text(p.high)) + ", got " + number_text(v));
+  }
+  std::string sampled_loss_note(const ParamInfo& p) const {
+    if ((p.flags & kSampledLossesOnly) == 0) return "";
+    return std::string(" for the ") + loss_name(config.loss) + " loss" +
+           (config.loss == Loss::kWarp ? " (the most items sampled per positive)" : "");
+  }
+};
+
+// A two_tower-only parameter given to mf (it must keep mf's default, which is "none").
+struct FamilyCheck {
+  const ModelConfig& config;
+  template <class T>
+  void operator()(const ParamInfo& p, const T& value, const T& mf_default) const {
+    if ((p.flags & kTwoTowerOnly) != 0 && config.family == Family::kMf && !(value == mf_default))
+      bad(std::string(p.name) + " applies to model='two_tower' only");
+  }
+};
+
+}  // namespace
+
 void validate_config(const ModelConfig& c) {
   const bool two_tower = c.family == Family::kTwoTower;
-  if (c.family != Family::kMf && !two_tower) bad("model must be 'mf' or 'two_tower'");
-  if (c.dim == 0 || c.dim > kMaxDim) bad("dim must be between 1 and " + std::to_string(kMaxDim) + ", got " + std::to_string(c.dim));
+  if (!valid_choice(c.family)) bad("model must be 'mf' or 'two_tower'");
   const std::vector<Loss> losses = losses_of(c.family);
   if (std::find(losses.begin(), losses.end(), c.loss) == losses.end()) {
     std::vector<std::string> names;
     for (Loss l : losses) names.push_back(loss_name(l));
-    bad(std::string("loss '") + loss_name(c.loss) + "' is not available for model '" + family_name(c.family) +
-        "': use " + quoted_list(names));
+    bad(std::string("loss '") + (valid_choice(c.loss) ? loss_name(c.loss) : "?") + "' is not available for model '" +
+        family_name(c.family) + "': use " + quoted_list(names));
   }
-  if (!finite_at_least(c.learning_rate, 0.0f, false)) bad("learning_rate must be a finite number > 0");
-  if (!finite_at_least(c.l2, 0.0f, true)) bad("l2 must be a finite number >= 0");
-  if (!finite_at_least(c.grad_clip, 0.0f, false)) bad("grad_clip must be a finite number > 0");
-  if (!finite_at_least(c.init_std, 0.0f, true)) bad("init_std must be a finite number >= 0");
-  if (samples_negatives(c.loss) && (c.negatives == 0 || c.negatives > kMaxNegatives))
-    bad("negatives must be between 1 and " + std::to_string(kMaxNegatives) + " for the " + loss_name(c.loss) +
-        " loss" + (c.loss == Loss::kWarp ? " (the most items sampled per positive)" : "") + ", got " +
-        std::to_string(c.negatives));
-  if (c.min_count == 0 || c.min_count > kMaxMinCount)
-    bad("min_count must be between 1 and " + std::to_string(kMaxMinCount) + ", got " + std::to_string(c.min_count));
-  if (!(c.ttl >= 0.0) || !std::isfinite(c.ttl)) bad("ttl must be a finite number of seconds >= 0");
-  if (c.max_rows > kMaxRows) bad("max_rows must be at most " + std::to_string(kMaxRows));
-  if (!(c.dedup_window >= 0.0 && c.dedup_window <= kMaxDedupWindow))
-    bad("dedup_window must be a number of seconds between 0 and " + std::to_string(int64_t(kMaxDedupWindow)));
-  if (!(c.max_user_rate >= 0.0 && c.max_user_rate <= kMaxUserRate))
-    bad("max_user_rate must be a number of events per second between 0 and " + std::to_string(int64_t(kMaxUserRate)));
-  if (!finite_at_least(c.huber_delta, 0.0f, false)) bad("huber_delta must be a finite number > 0");
-  if (c.retrieval != Retrieval::kExact && c.retrieval != Retrieval::kCompact) bad("retrieval must be 'exact' or 'compact'");
+  ModelConfig checked = c;  // for_each_param visits mutable fields; the checks only read
+  for_each_param(RangeCheck{c}, checked);
+  const ModelConfig mf_defaults;
+  for_each_param(FamilyCheck{c}, checked, mf_defaults);
+  // The rules between parameters.
   if (c.huber_delta != 1.0f && c.loss != Loss::kHuber) bad("huber_delta applies to loss='huber' only");
   if (c.adaptive_step && (two_tower || c.loss == Loss::kBpr))
     bad("adaptive_step applies to model='mf' with a pointwise loss ('squared', 'huber' or 'logistic') only");
-  if (!two_tower) {
-    if (!c.tower.empty()) bad("tower applies to model='two_tower' only");
-    if (c.history != 0) bad("history applies to model='two_tower' only");
-    return;
-  }
-  if (c.tower.empty() || c.tower.size() > kMaxTowerLayers)
+  if (two_tower && (c.tower.empty() || c.tower.size() > kMaxTowerLayers))
     bad("tower must list 1 to " + std::to_string(kMaxTowerLayers) + " hidden layer widths, got " +
         std::to_string(c.tower.size()));
-  for (uint32_t width : c.tower)
-    if (width == 0 || width > kMaxTowerWidth)
-      bad("tower widths must be between 1 and " + std::to_string(kMaxTowerWidth) + ", got " + std::to_string(width));
-  if (c.history == 0 || c.history > kMaxHistory)
-    bad("history must be between 1 and " + std::to_string(kMaxHistory) + ", got " + std::to_string(c.history));
-  if (!(c.recency > 0.0f && c.recency <= 1.0f)) bad("recency must be in (0, 1]");
+}
+
+namespace {
+
+struct SameValue {
+  bool& same;
+  template <class T>
+  void operator()(const ParamInfo&, const T& a, const T& b) const {
+    same = same && a == b;
+  }
+};
+
+// Names -> values, or invalid_argument listing the accepted names.
+template <class T>
+T parse_choice(const std::string& name, const char* what) {
+  const auto& names = Choices<T>::names;
+  for (size_t i = 0; i < std::size(names); ++i)
+    if (name == names[i]) return static_cast<T>(i);
+  std::vector<std::string> accepted(std::begin(names), std::end(names));
+  bad(std::string(what) + " must be " + quoted_list(accepted) + ", got '" + name + "'");
+}
+
+}  // namespace
+
+bool same_config(const ModelConfig& a, const ModelConfig& b) {
+  bool same = a.family == b.family;
+  ModelConfig x = a, y = b;
+  for_each_param(SameValue{same}, x, y);
+  return same;
 }
 
 bool consumed(Loss loss, float label, float weight) noexcept {
@@ -130,54 +197,17 @@ bool samples_negatives(Loss loss) noexcept {
   return loss == Loss::kBpr || loss == Loss::kSoftmax || loss == Loss::kWarp;
 }
 
-Family parse_family(const std::string& name) {
-  if (name == "mf") return Family::kMf;
-  if (name == "two_tower") return Family::kTwoTower;
-  bad("model must be 'mf' or 'two_tower', got '" + name + "'");
+Family parse_family(const std::string& name) { return parse_choice<Family>(name, "model"); }
+Loss parse_loss(const std::string& name) { return parse_choice<Loss>(name, "loss"); }
+Optimizer parse_optimizer(const std::string& name) { return parse_choice<Optimizer>(name, "optimizer"); }
+NegativeSampling parse_negative_sampling(const std::string& name) {
+  return parse_choice<NegativeSampling>(name, "negative_sampling");
 }
+Retrieval parse_retrieval(const std::string& name) { return parse_choice<Retrieval>(name, "retrieval"); }
 
-Loss parse_loss(const std::string& name) {
-  for (Loss l : {Loss::kSquared, Loss::kLogistic, Loss::kBpr, Loss::kSoftmax, Loss::kWarp, Loss::kHuber})
-    if (name == loss_name(l)) return l;
-  bad("loss must be 'squared', 'logistic', 'bpr', 'softmax', 'warp' or 'huber', got '" + name + "'");
-}
-
-Optimizer parse_optimizer(const std::string& name) {
-  if (name == "sgd") return Optimizer::kSgd;
-  if (name == "adagrad") return Optimizer::kAdagrad;
-  bad("optimizer must be 'sgd' or 'adagrad', got '" + name + "'");
-}
-
-bool parse_negative_sampling(const std::string& name) {
-  if (name == "uniform") return false;
-  if (name == "popularity") return true;
-  bad("negative_sampling must be 'uniform' or 'popularity', got '" + name + "'");
-}
-
-Retrieval parse_retrieval(const std::string& name) {
-  if (name == "exact") return Retrieval::kExact;
-  if (name == "compact") return Retrieval::kCompact;
-  bad("retrieval must be 'exact' or 'compact', got '" + name + "'");
-}
-
-const char* retrieval_name(Retrieval retrieval) noexcept {
-  return retrieval == Retrieval::kCompact ? "compact" : "exact";
-}
-
-const char* family_name(Family family) noexcept { return family == Family::kTwoTower ? "two_tower" : "mf"; }
-
-const char* loss_name(Loss loss) noexcept {
-  switch (loss) {
-    case Loss::kSquared: return "squared";
-    case Loss::kLogistic: return "logistic";
-    case Loss::kBpr: return "bpr";
-    case Loss::kSoftmax: return "softmax";
-    case Loss::kWarp: return "warp";
-    case Loss::kHuber: return "huber";
-  }
-  return "?";
-}
-
-const char* optimizer_name(Optimizer optimizer) noexcept { return optimizer == Optimizer::kSgd ? "sgd" : "adagrad"; }
+const char* family_name(Family family) noexcept { return Choices<Family>::names[static_cast<int>(family)]; }
+const char* loss_name(Loss loss) noexcept { return Choices<Loss>::names[static_cast<int>(loss)]; }
+const char* optimizer_name(Optimizer optimizer) noexcept { return Choices<Optimizer>::names[static_cast<int>(optimizer)]; }
+const char* retrieval_name(Retrieval retrieval) noexcept { return Choices<Retrieval>::names[static_cast<int>(retrieval)]; }
 
 }  // namespace rtrec

@@ -186,7 +186,7 @@ Model::Resolved Model::resolve(const EventBatch& e, size_t i, double now) {
 
 void Model::draw_negatives(uint32_t positive, uint32_t n_items, SplitMix64& rng, uint32_t* out) const noexcept {
   const uint64_t pooled = std::min<uint64_t>(pool_written_.load(std::memory_order_relaxed), kPoolSize);
-  const bool from_pool = config_.popularity_negatives && pooled > 0;
+  const bool from_pool = config_.popularity_negatives() && pooled > 0;
   // After evictions, uniform draws pick among the live rows (a table may be mostly free rows
   // after a big eviction); before, row numbers are the live rows and draw directly, which
   // keeps seeded runs identical to what they always were.
@@ -406,7 +406,7 @@ void Model::fit_pinned(const EventBatch& e, uint32_t epochs, int num_threads) {
   events.erase(std::remove_if(events.begin(), events.end(), [](const Resolved& r) { return !(r.weight > 0.0f); }),
                events.end());
   if (!two_tower()) {
-    if (sampled_loss() && config_.popularity_negatives) {
+    if (sampled_loss() && config_.popularity_negatives()) {
       SplitMix64 pool_rng(derive_seed(config_.seed, kPoolStream, call));
       pool_refill(events, pool_rng);
     }
@@ -501,7 +501,7 @@ void Model::update_pinned(const EventBatch& e) {
       continue;
     }
     const bool sampled = sampled_loss();
-    if (sampled && r.label > 0.0f && config_.popularity_negatives) pool_add(r.item);
+    if (sampled && r.label > 0.0f && config_.popularity_negatives()) pool_add(r.item);
     if (sampled) draw_negatives(r.item, items_.size(), rng, negatives);
     if (compact_ != nullptr) {  // the shadow rows the step will end by writing
       compact_->prefetch(r.item);

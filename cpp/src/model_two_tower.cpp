@@ -119,7 +119,7 @@ bool Model::add_two_tower_event(TwoTowerBlock& b, const Resolved& e, const uint3
   // Popularity-sampled negatives come from a pool of recent positives, so an item's
   // sampling probability is its share of positives; its count of events estimates that up
   // to a constant factor, which softmax ignores. Uniform sampling needs no correction.
-  const bool correct = config_.loss == Loss::kSoftmax && config_.popularity_negatives;
+  const bool correct = config_.loss == Loss::kSoftmax && config_.popularity_negatives();
   auto add_candidate = [&](uint32_t row) {
     const size_t before = b.parts.size();
     parts_of(items_, item_features_, row, b.parts);
@@ -151,7 +151,7 @@ void Model::train_two_tower_block(TwoTowerBlock& b, uint64_t& applied, uint64_t&
       }
     }
     size_t c = 0;
-    const bool correct = config_.loss == Loss::kSoftmax && config_.popularity_negatives;
+    const bool correct = config_.loss == Loss::kSoftmax && config_.popularity_negatives();
     for (const TwoTowerBlock::Span& span : b.spans) {
       TwoTowerEvent ev;
       ev.in = EncoderInput{Parts{b.parts.data() + span.user_begin, span.user_size},
@@ -228,7 +228,7 @@ void Model::fit_two_tower(const std::vector<Resolved>& events, const EventBatch&
   }
 
   // 3. Hogwild epochs.
-  if (sampled_loss() && config_.popularity_negatives && !sequenced.empty()) {
+  if (sampled_loss() && config_.popularity_negatives() && !sequenced.empty()) {
     SplitMix64 pool_rng(derive_seed(config_.seed, kSequenceStream, call, 0xf00d));
     const uint64_t n = std::min<uint64_t>(kPoolSize, sequenced.size());
     for (uint64_t s = 0; s < n; ++s)

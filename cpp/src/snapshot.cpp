@@ -178,7 +178,7 @@ void apply_delta(Model& m, const std::string& path) {
   const TableImage& items = f.items;
   const ModelConfig& c = m.config();
   if (h.config.family != c.family || h.config.dim != c.dim || h.config.optimizer != c.optimizer ||
-      h.config.loss != c.loss || h.config.popularity_negatives != c.popularity_negatives || h.config.tower != c.tower ||
+      h.config.loss != c.loss || h.config.negative_sampling != c.negative_sampling || h.config.tower != c.tower ||
       h.config.history != c.history || h.config.recency != c.recency)
     throw DeltaOrderError(path + ": this delta is for a model with another configuration");
   const LineagePosition at = import.position();

@@ -30,7 +30,11 @@ constexpr char kDeltaMagic[8] = {'R', 'T', 'R', 'E', 'C', 'D', 'L', 'T'};
 // the admission counts, which stay last (hidden: full snapshots always, deltas when the set
 // changed; names: snapshot_item_names.cpp); the header ends with the retrieval mode. Version
 // 4 and 5 files load with nothing hidden, no names, and retrieval "exact".
-constexpr uint32_t kVersion = 6;
+// 7: the header names each model parameter (family, then name and value per row of the
+// parameter table), so adding a parameter no longer changes the layout, and a file missing a
+// parameter loads with the family's default; the counters follow. Versions 4 to 6 load
+// (snapshot_header_legacy.cpp).
+constexpr uint32_t kVersion = 7;
 constexpr uint32_t kOldestVersion = 4;
 constexpr uint32_t kFullSnapshot = 0;
 constexpr uint32_t kDelta = 1;
@@ -60,6 +64,8 @@ void write_header(Writer& w, const SnapshotHeader& h);
 // Refuses another magic, another version (before reading anything else) or another kind
 // than `expected_kind`.
 SnapshotHeader read_header(Reader& r, uint32_t expected_kind);
+// The rest of a version 4, 5 or 6 header, after its magic and version.
+SnapshotHeader read_header_v4_to_v6(Reader& r, uint32_t version, uint32_t expected_kind, bool delta);
 
 // ---- rows (snapshot_sections.cpp)
 

@@ -83,7 +83,7 @@ std::unique_ptr<Model> small_model(uint32_t min_count = 1, bool evict_featured =
     c.loss = rtrec::Loss::kBpr;
   }
   c.optimizer = rtrec::Optimizer::kAdagrad;
-  c.popularity_negatives = true;
+  c.negative_sampling = rtrec::NegativeSampling::kPopularity;
   c.min_count = min_count;
   c.seed = 3;
   auto m = std::make_unique<Model>(c);

@@ -25,6 +25,7 @@ from ._core import (
     rating_loss,
     samples_negatives,
 )
+from ._params import parameters
 from .recommender import DEFAULTS, Recommender, default_epochs, defaults
 from .replication import Publisher, Replica
 
@@ -44,6 +45,7 @@ __all__ = [
     "defaults",
     "needs_labels",
     "openmp_enabled",
+    "parameters",
     "rating_loss",
     "samples_negatives",
 ]

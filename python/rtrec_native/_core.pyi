@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['DeltaOrderError', 'IdKindError', 'MissingFileError', 'Model', 'SnapshotError', 'check_config', 'compact_kernel', 'consumed', 'default_epochs', 'default_threads', 'defaults', 'hash_string_id', 'limits', 'losses', 'needs_labels', 'openmp_enabled', 'peek_snapshot', 'rating_loss', 'samples_negatives']
+__all__: list[str] = ['DeltaOrderError', 'IdKindError', 'MissingFileError', 'Model', 'SnapshotError', 'check_config', 'compact_kernel', 'consumed', 'default_epochs', 'default_threads', 'defaults', 'hash_string_id', 'limits', 'losses', 'needs_labels', 'openmp_enabled', 'parameters', 'peek_snapshot', 'rating_loss', 'samples_negatives']
 class IdKindError(TypeError):
     pass
 class SnapshotError(ValueError):
@@ -132,6 +132,10 @@ def losses(model: str) -> list[str]:
 def needs_labels(loss: str) -> bool:
     """
     Whether events of this loss need labels (squared, huber: ratings; logistic: clicks).
+    """
+def parameters() -> list:
+    """
+    The model parameters, in table order: name, kind, choices, range, doc and each family's default.
     """
 def peek_snapshot(path: str) -> tuple[str, int, int]:
     """

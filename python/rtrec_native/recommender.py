@@ -93,85 +93,26 @@ class Recommender(RetrievalMixin, PersistenceMixin, ItemNamesMixin):
     them and their ranges). Arguments that do not apply to a family (``tower`` for mf, say)
     raise ValueError when given.
 
+    Losses: ``"squared"`` and ``"huber"`` regress ratings (huber is squared within
+    ``huber_delta`` of the label and linear beyond, so a wrong rating pulls with bounded force);
+    ``"logistic"`` learns clicks (labels in [0, 1]); ``"bpr"``, mf's ``"warp"`` (LightFM's
+    WARP: per positive, items are sampled until one scores within 1 of it, at most
+    ``negatives`` tries, and that pair takes a BPR step weighted by the rank estimate) and
+    two_tower's ``"softmax"`` (sampled softmax over the positive and ``negatives`` sampled
+    items, accidental hits removed, with the log-probability correction of the sampling
+    distribution) learn implicit positives: labels are optional and a label <= 0 is not a
+    positive. Negatives are drawn without checking the user's history: with a catalogue much
+    larger than one user's history such collisions are rare noise. Admission, expiry and caps
+    are described in docs/dynamic-ids.md, the noisy-feedback options in docs/noisy-feedback.md,
+    the retrieval modes in docs/retrieval-modes.md; ``rtrec_native.parameters()`` lists every
+    parameter with its range.
+
     Args:
         model: ``"two_tower"`` (the default: it learns more from each event) or ``"mf"`` (the
             cheaper update and the smaller user row; the losses warp and huber).
-        dim: embedding size (>= 1); two_tower's encoding has the same size.
-        loss: ``"squared"`` (ratings; labels required), ``"huber"`` (mf: ratings, squared
-            within ``huber_delta`` of the label and linear beyond, so a wrong rating pulls
-            with bounded force), ``"logistic"`` (clicks; labels in
-            [0, 1] required), ``"bpr"`` (implicit positives against ``negatives`` items
-            sampled per positive; labels optional, label <= 0 is not a positive), for mf
-            ``"warp"`` (LightFM's WARP, BPR's label rules: per positive, items are sampled until
-            one scores within 1 of it, at most ``negatives`` tries, and that pair takes a BPR
-            step weighted by the rank estimate L((n_items - 1) // tries), L(k) = 1 + ... + 1/k;
-            ``negatives=10`` is LightFM's default cap) or, for two_tower, ``"softmax"``
-            (sampled softmax over the positive and ``negatives``
-            sampled items, accidental hits of the positive removed, with the log-probability
-            correction of the sampling distribution — a constant for uniform sampling).
-            Negatives are drawn without checking the user's history: with a catalogue much
-            larger than one user's history such collisions are rare noise.
-        optimizer: ``"sgd"`` or ``"adagrad"`` (row-wise: one accumulator per embedding row,
-            grown by the mean square of the row's gradient, and one per bias; per weight row
-            for two_tower's dense layers), which trains as fast as SGD.
-        learning_rate: step size (> 0).
-        l2: L2 penalty applied to the rows an event touches (>= 0).
-        negatives: sampled negatives per positive (bpr, softmax); for warp the most items
-            sampled per positive.
         num_threads: threads for ``fit``, ``predict`` and ``recommend``; None uses the
             OpenMP default (``OMP_NUM_THREADS`` if set, else all cores); an int >= 1 is exact.
-        seed: seeds initialisation, shuffling and negative sampling (default 0). With
-            ``num_threads=1`` the same calls on the same data give bit-for-bit identical models.
-        grad_clip: per-coordinate gradient clip (> 0), a guard against exploding steps.
-        init_std: standard deviation of the initial embedding values (>= 0).
-        negative_sampling: negatives drawn ``"uniform"``-ly from the known items, or by
-            ``"popularity"`` (from a 65,536-slot pool of recent positives' items: refilled
-            with a sample of the data by ``fit``, refreshed by every ``update``). Popularity
-            negatives learn personal taste over plain popularity in fewer epochs.
-        min_count: admission: an ID gets an embedding row only once it has been seen this
-            many times (1: at once). Sightings are counted in a count-min sketch per side
-            (4 x 2^20 16-bit counters, 8 MiB each, allocated only when min_count > 1), so a
-            rare ID costs no row; an event involving an ID not yet admitted is not learned
-            (counted in ``stats()["not_admitted"]``) and the ID scores as unknown. The sketch
-            may admit an ID a little early (it overcounts by at most e/2^20 of all sightings
-            with 98% probability, far less with its conservative update), never late.
-        ttl: expiry: a row (user or item) not updated for this many seconds of the model's
-            clock is evicted (None: never). The clock is the newest event time seen (event
-            timestamps when given, else the wall clock at each call), so a stream that pauses
-            does not wipe the model. Checked after each ``fit``/``update``: a row goes between
-            ttl and 1.125 x ttl after its last update.
-        max_rows: each table (users, items) keeps at most this many rows; when a call takes a
-            table over the cap, the least recently updated rows are evicted down to ~97% of
-            it (so the scan for the oldest runs once per ~3% new rows). None: no cap. A single
-            call may exceed the cap by the new IDs it brings until it returns.
-        tower: two_tower: the hidden layer widths of the user tower, e.g. ``(128,)``.
-        history: two_tower: how many recent positive items each user keeps and encodes.
-        recency: two_tower: the weight of the k-th most recent history item is recency^k
-            (1: a plain mean), normalised to sum to 1.
-        dedup_window: noisy feedback (``update``/``update_one`` only; ``fit`` learns what it
-            is given): an event identical (same user, item and label) to one learned within
-            this many seconds of event time, before or after it, is not learned and is
-            counted in ``stats()["deduplicated"]``. None: off. Remembers the last 2^18
-            distinct events in a fixed table (6 MiB, only when on); an event whose slot was
-            taken over by another since is learned again.
-        max_user_rate: noisy feedback (``update`` only): at most this many events per second
-            of event time per user (a token bucket of one second's worth, at least 1 event);
-            the rest are counted in ``stats()["rate_limited"]``, not learned. None: off.
-            Buckets for 2^16 users at once (2 MiB, only when on); a user whose slot was
-            taken over by another starts again with a full bucket.
-        huber_delta: ``loss="huber"``: the residual (label units) beyond which the loss is
-            linear (default 1.0; MovieLens ratings step by 0.5).
-        adaptive_step: mf with a pointwise loss, ``update`` only: each event's learning rate
-            is scaled by how much its user's and item's recent residuals agree in sign
-            (|mean| / mean magnitude over about the last 10 events of each, keyed by ID in
-            2^16 slots per side; geometric mean of the two, at least 0.1). Rows fed
-            contradicting labels learn slowly; rows with a consistent error learn at full
-            speed. Not saved in snapshots (a loaded model starts neutral).
-        retrieval: how retrieval calls rank the catalogue. ``"compact"`` (default) scans an
-            int8 copy of the item vectors (68 bytes an item at dim 64, kept current by every
-            update) and re-scores the best max(64, 4k) exactly, so scores equal
-            ``predict``; 2-3x faster than ``"exact"`` over 1M items. ``"exact"`` scores
-            every item in float32 and keeps no copy. See docs/retrieval-modes.md.
+{model parameters}
 
     Evicted rows leave the model at once (their IDs score as unknown and are not
     recommended) and are reused by new IDs, with their seen items, history and features
@@ -215,14 +156,8 @@ class Recommender(RetrievalMixin, PersistenceMixin, ItemNamesMixin):
         adaptive_step: bool | None = None,
         retrieval: str | None = None,
     ) -> None:
-        params = _params.resolve(model, {
-            "dim": dim, "loss": loss, "optimizer": optimizer, "learning_rate": learning_rate, "l2": l2,
-            "negatives": negatives, "seed": seed, "grad_clip": grad_clip, "init_std": init_std,
-            "negative_sampling": negative_sampling, "min_count": min_count, "ttl": ttl, "max_rows": max_rows,
-            "tower": tower, "history": history, "recency": recency, "dedup_window": dedup_window,
-            "max_user_rate": max_user_rate, "huber_delta": huber_delta, "adaptive_step": adaptive_step,
-            "retrieval": retrieval,
-        })
+        given = {name: value for name, value in locals().items() if name in _params.NAMES}
+        params = _params.resolve(model, given)
         threads = check.num_threads(num_threads)
         self._attach(_core.Model(params), threads, num_threads)
 
@@ -482,3 +417,7 @@ class Recommender(RetrievalMixin, PersistenceMixin, ItemNamesMixin):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
         return f"Recommender({args}; n_users={self.n_users}, n_items={self.n_items})"
+
+
+# The model parameters' entries of the docs come from the core's table, like their checks.
+Recommender.__doc__ = (Recommender.__doc__ or "").replace("{model parameters}", _params.args_doc(" " * 8))

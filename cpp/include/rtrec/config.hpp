@@ -1,9 +1,11 @@
-// What a model is: its family, loss, optimizer and hyperparameters, with their defaults,
-// limits and checks. This file is the one owner of those facts: the binding exports them
-// (defaults(), limits, consumed()) and the Python layer reads them from there.
+// What a model is: its family, loss, optimizer and hyperparameters (the table in
+// model_params.def), with their defaults, limits and checks. This file is the one owner of
+// those facts: the binding exports them (parameters(), defaults(), limits, consumed()) and the
+// Python layer reads them from there.
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -42,50 +44,83 @@ constexpr uint32_t kMaxHistory = 1024;               // recent positives kept pe
 constexpr double kMaxDedupWindow = 366.0 * 86400.0;  // a year: a window is about retries, not history
 constexpr double kMaxUserRate = 1e6;                 // events per second per user
 
+// A parameter that is a list of widths (two_tower's hidden layers).
+using Widths = std::vector<uint32_t>;
+enum class NegativeSampling : int { kUniform = 0, kPopularity = 1 };
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr uint64_t kMaxU64 = std::numeric_limits<uint64_t>::max();
+
+// How the parameter table (model_params.def) qualifies a parameter's range.
+enum ParamFlag : uint32_t {
+  kLowOpen = 1,             // the low end itself is refused (> low, not >= low)
+  kZeroIsOff = 2,           // 0 switches the feature off (None in Python)
+  kTwoTowerOnly = 4,        // applies to two_tower; for mf it is None and stays the mf default
+  kSampledLossesOnly = 8,   // the range applies only to losses that sample negatives
+};
+
+// The names of an enum parameter's values, in value order: its Python and snapshot spelling.
+template <class T>
+struct Choices;
+template <>
+struct Choices<Family> {
+  static constexpr const char* names[] = {"mf", "two_tower"};
+};
+template <>
+struct Choices<Loss> {
+  static constexpr const char* names[] = {"squared", "logistic", "bpr", "softmax", "warp", "huber"};
+};
+template <>
+struct Choices<Optimizer> {
+  static constexpr const char* names[] = {"sgd", "adagrad"};
+};
+template <>
+struct Choices<NegativeSampling> {
+  static constexpr const char* names[] = {"uniform", "popularity"};
+};
+template <>
+struct Choices<Retrieval> {
+  static constexpr const char* names[] = {"exact", "compact"};
+};
+
+}  // namespace rtrec
+
+#include "rtrec/model_params.def"
+
+namespace rtrec {
+
+// One parameter's row of the table, without its values.
+struct ParamInfo {
+  const char* name;
+  double low;
+  double high;
+  uint32_t flags;  // ParamFlag bits
+  const char* doc;
+};
+
+// A model's family and parameters. Every member starts at mf's default, so ModelConfig{}
+// is default_config(Family::kMf) (tests/test_params.py and cpp/tests check it stays so).
 struct ModelConfig {
   Family family = Family::kMf;
-  uint32_t dim = 64;
-  Loss loss = Loss::kBpr;
-  Optimizer optimizer = Optimizer::kAdagrad;
-  float learning_rate = 0.05f;
-  float l2 = 1e-4f;
-  float grad_clip = 10.0f;
-  float init_std = 0.1f;
-  uint32_t negatives = 1;
-  uint64_t seed = 0;
-  // BPR/softmax negatives: uniform over known items, or popularity-weighted (drawn from a
-  // pool of recent positives' items), which pushes personal taste over plain popularity.
-  bool popularity_negatives = false;
-  // Admission: an ID gets a row only once it has been seen this many times (counted in a
-  // count-min sketch, no row per rare ID); events involving an unadmitted ID are not learned.
-  uint32_t min_count = 1;
-  // Expiry: rows not updated for `ttl` seconds of the model's clock are evicted (0: never),
-  // and each table keeps at most `max_rows` rows, the least recently updated going first
-  // (0: no cap). Checked after every fit, update and set_features call.
-  double ttl = 0.0;
-  uint64_t max_rows = 0;
-  // two_tower only: hidden layer widths of the user tower, how many recent positives each
-  // user keeps, and the weight of the k-th most recent one in the pool (recency^k).
-  std::vector<uint32_t> tower;
-  uint32_t history = 0;
-  float recency = 1.0f;
-  // Noisy feedback (the real-time path, update(); fit() learns every event it is given).
-  // dedup_window: an event identical to one learned within this many seconds of event time
-  // (same user, item and label) is counted as deduplicated, not learned (0: off).
-  // max_user_rate: a user's events beyond this many per second of event time (a token
-  // bucket holding one second's worth, at least one event) are counted as rate limited,
-  // not learned (0: off). Both remember a bounded number of recent events and users (see
-  // NoiseGuard), whatever the number of users.
-  double dedup_window = 0.0;
-  double max_user_rate = 0.0;
-  // huber loss: residuals beyond this (label units) pull with constant force.
-  float huber_delta = 1.0f;
-  // mf, pointwise losses: each event's step is scaled down for user and item rows whose
-  // recent residuals disagree in sign (noisy labels), see AdaptiveStep.
-  bool adaptive_step = false;
-  // Retrieval mode (see Retrieval): compact keeps an int8 shadow of the item vectors.
-  Retrieval retrieval = Retrieval::kCompact;
+#define RTREC_PARAM_FIELD(name, type, mf, two_tower, low, high, flags, doc) type name = mf;
+  RTREC_MODEL_PARAMS(RTREC_PARAM_FIELD)
+#undef RTREC_PARAM_FIELD
+
+  bool popularity_negatives() const noexcept { return negative_sampling == NegativeSampling::kPopularity; }
 };
+
+// Calls f(info, configs.field...) for every parameter in table order (the snapshot's order),
+// with the same field of each config given: for_each_param(f, a) reads or writes one config,
+// for_each_param(f, a, b) walks two side by side.
+template <class F, class... Config>
+void for_each_param(F&& f, Config&... configs) {
+#define RTREC_PARAM_VISIT(name, type, mf, two_tower, low, high, flags, doc) \
+  f(ParamInfo{#name, double(low), double(high), uint32_t(flags), doc}, configs.name...);
+  RTREC_MODEL_PARAMS(RTREC_PARAM_VISIT)
+#undef RTREC_PARAM_VISIT
+}
+
+// Whether two configs are the same family with the same value of every parameter.
+bool same_config(const ModelConfig& a, const ModelConfig& b);
 
 // The defaults of a family (every field set; mf leaves the two_tower fields empty).
 ModelConfig default_config(Family family);
@@ -111,7 +146,7 @@ bool samples_negatives(Loss loss) noexcept;
 Family parse_family(const std::string& name);
 Loss parse_loss(const std::string& name);
 Optimizer parse_optimizer(const std::string& name);
-bool parse_negative_sampling(const std::string& name);  // "uniform" -> false, "popularity" -> true
+NegativeSampling parse_negative_sampling(const std::string& name);
 Retrieval parse_retrieval(const std::string& name);
 const char* retrieval_name(Retrieval retrieval) noexcept;
 const char* family_name(Family family) noexcept;

@@ -330,14 +330,7 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    from ..recommender import DEFAULTS, MAX_MIN_COUNT, MAX_ROWS, default_epochs, defaults
-
-    two_tower = defaults("two_tower")
-
-    def either(key: str) -> str:
-        """A default that may differ between the families, as help text."""
-        mf, tt = DEFAULTS[key], two_tower[key]
-        return f"{mf}" if mf == tt else f"mf {mf}, two_tower {tt}"
+    from ..recommender import default_epochs
 
     g = p.add_argument_group("model")
     g.add_argument("--family", choices=("mf", "two_tower"), default=None,
@@ -349,53 +342,57 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="auto: mf: squared for ratings (labels other than 0/1), else bpr (clicks, implicit); "
                    "two_tower: softmax; logistic for calibrated click probabilities; warp (mf): bpr's rules, steps "
                    "weighted toward the top of each list (default: %(default)s)")
-    g.add_argument("--dim", type=positive_int, default=None,
-                   help=f"embedding size (default: {either('dim')})")
     g.add_argument("--epochs", type=positive_int, default=None,
                    help="passes over the data per fit (warm-up, periodic refits, train) "
                    f"(default: the family's, mf {default_epochs('mf')}, two_tower {default_epochs('two_tower')})")
-    g.add_argument("--optimizer", choices=("sgd", "adagrad"), default=None,
-                   help=f"step rule (default: {either('optimizer')})")
-    g.add_argument("--learning-rate", type=positive_float, default=None, metavar="LR",
-                   help=f"step size (default: {either('learning_rate')})")
-    g.add_argument("--l2", type=nonnegative_float, default=None, help=f"L2 penalty (default: {either('l2')})")
-    g.add_argument("--negatives", type=positive_int, default=None, metavar="N",
-                   help=f"sampled negatives per positive, bpr and softmax; warp: the most items sampled per positive "
-                   f"(default: {either('negatives')})")
-    g.add_argument("--tower", type=_widths, default=None, metavar="W[,W...]",
-                   help="two_tower: hidden layer widths of the user tower "
-                   f"(default: {_widths_text(two_tower['tower'])})")
-    g.add_argument("--history", type=positive_int, default=None, metavar="N",
-                   help=f"two_tower: recent positives each user keeps and encodes (default: {two_tower['history']})")
-    g.add_argument("--recency", type=_float_in(0.0, 1.0, low_open=True, high_open=False, what="a weight"),
-                   default=None, help="two_tower: weight of the k-th most recent history item is RECENCY^k "
-                   f"(default: {two_tower['recency']})")
     g.add_argument("--seed", type=nonnegative_int, default=0,
                    help="seeds the synthetic stream and the model (default: %(default)s)")
     g.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="threads for fitting and scoring (default: OMP_NUM_THREADS or all cores)")
-    g.add_argument("--min-count", type=_int_between(1, MAX_MIN_COUNT), default=DEFAULTS["min_count"],
-                   metavar="N", help="admission: a user or item gets a row only once seen in N events; "
-                   "events before that are not learned (1: at once) (default: %(default)s)")
-    g.add_argument("--ttl", type=_or_none(positive_float), default=DEFAULTS["ttl"], metavar="SECONDS",
-                   help="expiry: evict users and items not updated for SECONDS of the model's clock "
-                   "(the newest event timestamp seen, else the wall clock), e.g. 2592000 for 30 days "
-                   f"(default: {_off(DEFAULTS['ttl'], 'never')})")
-    g.add_argument("--max-rows", type=_or_none(_int_between(1, MAX_ROWS)), default=DEFAULTS["max_rows"],
-                   metavar="N", help="cap on the rows of each table (users, items): over it the least "
-                   f"recently updated are evicted (default: {_off(DEFAULTS['max_rows'], 'no cap')})")
-    g = p.add_argument_group("noisy feedback (the real-time updates; see 'Noisy feedback' in the README)")
-    g.add_argument("--dedup-window", type=positive_float, default=None, metavar="SECONDS",
-                   help="an update identical (user, item, label) to one learned within SECONDS of event time "
-                   "is counted as deduplicated, not learned (default: off)")
-    g.add_argument("--max-user-rate", type=positive_float, default=None, metavar="EVENTS_PER_S",
-                   help="a user's updates beyond this many per second of event time are counted as rate "
-                   "limited, not learned (default: off)")
-    g.add_argument("--huber-delta", type=positive_float, default=None, metavar="D",
-                   help=f"--loss huber: residual beyond which the loss is linear (default: {DEFAULTS['huber_delta']})")
-    g.add_argument("--adaptive-step", action="store_true", default=None,
-                   help="mf, pointwise losses: damp the update step of users and items whose recent "
-                   "residuals disagree in sign (default: off)")
+    # Every other model parameter is --<name>, typed, ranged and documented by the core's table.
+    for spec in _params.PARAMETERS:
+        if spec["name"] not in _HAND_MADE:
+            _add_parameter_option(g, spec)
+
+
+# Model parameters whose option is written above (the CLI's "auto" loss, the seed that also
+# seeds the synthetic stream).
+_HAND_MADE = ("loss", "seed")
+
+
+def _add_parameter_option(g: Any, spec: dict[str, Any]) -> None:
+    """One model parameter as --<name>: None (not given) leaves it to the family's default."""
+    flag = "--" + spec["name"].replace("_", "-")
+    scope = "two_tower: " if spec["two_tower_only"] else ""
+    help_text = f"{scope}{spec['doc']} (default: {_params.default_text(spec)})".replace("%", "%%")
+    kind = spec["kind"]
+    if kind == "bool":
+        g.add_argument(flag, action="store_true", default=None, help=help_text)
+        return
+    if kind == "choice":
+        g.add_argument(flag, choices=spec["choices"], default=None, help=help_text)
+        return
+    if kind == "widths":
+        g.add_argument(flag, type=_widths, default=None, metavar="W[,W...]", help=help_text)
+        return
+    low = spec["low"]
+    off = spec["zero_is_off"]
+    if kind == "int":
+        parse = _int_between(max(int(low), 1 if off else 0), int(spec["high"]))
+        metavar = "N"
+    else:
+        parse = _float_in(low, spec["high"], low_open=spec["low_open"] or off, high_open=False,
+                          what=_range_text(spec))
+        metavar = None
+    if off:
+        parse = _or_none(parse)
+        help_text = help_text.replace("(default: off)", "(default: off; 'none': off)")
+    g.add_argument(flag, type=parse, default=None, metavar=metavar, help=help_text)
+
+
+def _range_text(spec: dict[str, Any]) -> str:
+    low = f"{'>' if spec['low_open'] or spec['zero_is_off'] else '>='} {spec['low']:g}"
+    return f"a number {low}" + ("" if math.isinf(spec["high"]) else f" and <= {spec['high']:g}")
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -407,15 +404,6 @@ def _widths(text: str) -> tuple[int, ...]:
     if not widths or min(widths) < 1:
         raise argparse.ArgumentTypeError(f"widths must be >= 1, got {text!r}")
     return widths
-
-
-def _widths_text(widths: Any) -> str:
-    return ",".join(str(w) for w in widths)
-
-
-def _off(default: Any, word: str) -> str:
-    """Help text for a default where None means the feature is off."""
-    return word if default is None else f"{default} ('none': {word})"
 
 
 def _add_feature_options(p: argparse.ArgumentParser, *, evaluation: bool = False) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _params
 from .errors import EVENT_COLUMN_FLAGS, CliError, cli_hints, one_line
 
 DAY = 86_400.0
@@ -52,10 +53,6 @@ def load_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any], bool]:
     return events, {"source": str(args.data), "cleaning": report.to_dict()}, False
 
 
-# Options whose None is a setting (all threads, no expiry, no cap), not "the default".
-_NONE_MEANS_OFF = ("num_threads", "ttl", "max_rows")
-
-
 def family(args: argparse.Namespace) -> str:
     """--family, or the command line's default family."""
     from .options import DEFAULT_FAMILY
@@ -64,31 +61,20 @@ def family(args: argparse.Namespace) -> str:
 
 
 def model_params(args: argparse.Namespace, labels: Any) -> dict[str, Any]:
+    """Recommender's arguments from the model options (one per parameter of the core's table):
+    an option not given is left out, so the family's default applies."""
     from ..evaluation import infer_loss
 
-    params = {
+    params: dict[str, Any] = {
         "model": family(args),
-        "dim": args.dim,
         "loss": infer_loss(labels, family(args)) if args.loss == "auto" else args.loss,
-        "optimizer": args.optimizer,
-        "learning_rate": args.learning_rate,
-        "l2": args.l2,
-        "negatives": args.negatives,
-        "seed": args.seed,
-        "num_threads": args.threads,
-        "min_count": args.min_count,
-        "ttl": args.ttl,
-        "max_rows": args.max_rows,
-        "tower": args.tower,
-        "history": args.history,
-        "recency": args.recency,
-        "dedup_window": getattr(args, "dedup_window", None),
-        "max_user_rate": getattr(args, "max_user_rate", None),
-        "huber_delta": getattr(args, "huber_delta", None),
-        "adaptive_step": getattr(args, "adaptive_step", None),
+        "num_threads": args.threads,  # None: all cores, a setting of its own
     }
-    # Unset options take the family's defaults (Recommender's None).
-    return {key: value for key, value in params.items() if value is not None or key in _NONE_MEANS_OFF}
+    for name in _params.NAMES:
+        value = getattr(args, name, None)
+        if name not in params and value is not None:
+            params[name] = value
+    return params
 
 
 # --------------------------------------------------------------------------- side features
