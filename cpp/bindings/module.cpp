@@ -281,7 +281,7 @@ struct ParamToPython {
   py::dict& out;
 
   bool none(const rtrec::ParamInfo& p, bool zero) const {
-    return ((p.flags & rtrec::kTwoTowerOnly) != 0 && config.family == rtrec::Family::kMf) ||
+    return !rtrec::param_applies(p, config) ||
            ((p.flags & rtrec::kZeroIsOff) != 0 && zero);
   }
   template <class T>
@@ -373,8 +373,7 @@ rtrec::ModelConfig config_from_dict(const py::dict& d) {
 // both families (rtrec_native.parameters(), the CLI's model options and Recommender's docs).
 struct ParamDescription {
   py::list& out;
-  const py::dict& mf;
-  const py::dict& two_tower;
+  const py::dict& defaults;  // family name -> config_to_dict of its defaults
 
   void add(const rtrec::ParamInfo& p, const char* kind, py::object choices = py::none()) const {
     py::dict d;
@@ -388,10 +387,9 @@ struct ParamDescription {
     d["zero_is_off"] = (p.flags & rtrec::kZeroIsOff) != 0;
     d["two_tower_only"] = (p.flags & rtrec::kTwoTowerOnly) != 0;
     d["doc"] = p.doc;
-    py::dict defaults;
-    defaults["mf"] = mf[p.name];
-    defaults["two_tower"] = two_tower[p.name];
-    d["default"] = defaults;
+    py::dict per_family;
+    for (const auto& family : defaults) per_family[family.first] = family.second.cast<py::dict>()[p.name];
+    d["default"] = per_family;
     out.append(d);
   }
   void operator()(const rtrec::ParamInfo& p, uint32_t) const { add(p, "int"); }
@@ -410,10 +408,11 @@ struct ParamDescription {
 
 py::list parameter_table() {
   py::list out;
-  const py::dict mf = config_to_dict(rtrec::default_config(rtrec::Family::kMf));
-  const py::dict two_tower = config_to_dict(rtrec::default_config(rtrec::Family::kTwoTower));
+  py::dict defaults;
+  for (const char* family : rtrec::Choices<rtrec::Family>::names)
+    defaults[family] = config_to_dict(rtrec::default_config(rtrec::parse_family(family)));
   rtrec::ModelConfig probe;
-  rtrec::for_each_param(ParamDescription{out, mf, two_tower}, probe);
+  rtrec::for_each_param(ParamDescription{out, defaults}, probe);
   return out;
 }
 

@@ -91,7 +91,7 @@ struct RangeCheck {
   }
 
   // A two_tower-only parameter of an mf model is FamilyCheck's to judge.
-  bool applies(const ParamInfo& p) const { return (p.flags & kTwoTowerOnly) == 0 || config.family == Family::kTwoTower; }
+  bool applies(const ParamInfo& p) const { return param_applies(p, config); }
 
   template <class T>
   void whole(const ParamInfo& p, T v) const {
@@ -121,12 +121,16 @@ struct FamilyCheck {
   const ModelConfig& config;
   template <class T>
   void operator()(const ParamInfo& p, const T& value, const T& mf_default) const {
-    if ((p.flags & kTwoTowerOnly) != 0 && config.family == Family::kMf && !(value == mf_default))
+    if (!param_applies(p, config) && !(value == mf_default))
       bad(std::string(p.name) + " applies to model='two_tower' only");
   }
 };
 
 }  // namespace
+
+bool param_applies(const ParamInfo& p, const ModelConfig& c) noexcept {
+  return (p.flags & kTwoTowerOnly) == 0 || c.family == Family::kTwoTower;
+}
 
 void validate_config(const ModelConfig& c) {
   const bool two_tower = c.family == Family::kTwoTower;

@@ -6,24 +6,15 @@
 
 #include "rtrec/epoch.hpp"
 #include "rtrec/parallel.hpp"
+#include "model_family.hpp"
 #include "model_internal.hpp"
 
 namespace rtrec {
 using namespace model_detail;
 namespace {
 
-// Purposes of the derived random streams (see derive_seed).
-constexpr uint64_t kShuffleStream = 1;  // per-part shuffles and negatives in fit epochs
-constexpr uint64_t kUpdateStream = 3;
-constexpr uint64_t kPoolStream = 4;
-constexpr uint64_t kPartitionStream = 6;  // ties among users of equal event count (5: two_tower)
-
 // Below this many pairs a parallel region costs more than it saves.
 constexpr size_t kParallelPredictMin = 16384;
-
-// How many events ahead training prefetches rows: enough to cover a DRAM miss with a few
-// events of arithmetic, few enough that prefetched lines are still in L1/L2 when used.
-constexpr int64_t kPrefetchAhead = 8;
 
 }  // namespace
 
@@ -46,13 +37,10 @@ TableOptions table_options(const ModelConfig& c, const char* side, uint64_t seed
   o.with_inputs = inputs;
   return o;
 }
-// two_tower user rows start at zero: a new user is carried by their history (through the
-// tower's skip connection) until their ID row has learned something; a random start only
-// adds noise to their first encodings (measured: HitRate@10 on the synthetic stream
-// .330 vs .320, MovieLens unchanged).
+// Whether user rows start at zero is the family's choice (model_family.cpp).
 TableOptions user_options(const ModelConfig& c) {
   TableOptions o = table_options(c, "user", c.seed);
-  if (c.family == Family::kTwoTower) o.init_std = 0.0f;
+  if (family_shape(c.family).zero_user_rows) o.init_std = 0.0f;
   return o;
 }
 // Feature rows start at zero (no random draw): adding features to an ID leaves its scores
@@ -67,7 +55,7 @@ TableOptions feature_options(const ModelConfig& c, const char* side) {
 Model::Model(const ModelConfig& config)
     : config_(config),
       users_(user_options(config)),
-      items_(table_options(config, "item", derive_seed(config.seed, 0x17e5), config.family == Family::kTwoTower)),
+      items_(table_options(config, "item", derive_seed(config.seed, 0x17e5), family_shape(config.family).item_inputs)),
       user_features_(feature_options(config, "user feature")),
       item_features_(feature_options(config, "item feature")) {
   item_features_.lists.index_rows();  // tag filters find an item feature's items without a scan
@@ -79,20 +67,10 @@ Model::Model(const ModelConfig& config)
     user_sketch_ = std::make_unique<CountMinSketch>();
     item_sketch_ = std::make_unique<CountMinSketch>();
   }
-  if (two_tower()) {
-    // The tower reads [user vector ; pooled history] and writes a query of the item vectors' size.
-    tower_ = std::make_unique<DenseTower>(2 * config.dim, config.tower, config.dim,
-                                          config.optimizer == Optimizer::kAdagrad, derive_seed(config.seed, 0x7077));
-    history_ = std::make_unique<HistoryStore>(config.history);
-    recency_.resize(2 * size_t(config.history));
-    double w = 1.0, total = 0.0;
-    for (uint32_t k = 0; k < config.history; ++k, w *= config.recency) {
-      recency_[k] = static_cast<float>(w);
-      total += w;
-      recency_[config.history + k] = static_cast<float>(1.0 / total);
-    }
-  }
+  family_ = ModelFamily::create(*this);
 }
+
+Model::~Model() = default;
 
 uint32_t Model::admit(EmbeddingTable& table, CountMinSketch* sketch, uint64_t key, const std::string* name, double time) {
   // find_or_insert also checks a string ID against the name its hash is stored under, so
@@ -218,95 +196,6 @@ void Model::pool_refill(const std::vector<Resolved>& events, SplitMix64& rng) no
   if (pool_written_.load(std::memory_order_relaxed) < n) pool_written_.store(n, std::memory_order_release);
 }
 
-void Model::train_one(const StepConfig& step, const Resolved& e, const uint32_t* negatives, float* scratch,
-                      uint64_t& applied, uint64_t& skipped) noexcept {
-  if (config_.loss == Loss::kWarp) {
-    train_warp(step, e, negatives, scratch, applied, skipped);
-    return;
-  }
-  if (any_features()) {
-    const bool featured = user_features_.lists.get(e.user) != nullptr || item_features_.lists.get(e.item) != nullptr ||
-                          (config_.loss == Loss::kBpr && [&] {
-                            for (uint32_t s = 0; s < config_.negatives; ++s)
-                              if (negatives[s] != kNoRow && item_features_.lists.get(negatives[s]) != nullptr) return true;
-                            return false;
-                          }());
-    if (featured) {
-      train_composite(step, e, negatives, config_.negatives, applied, skipped);
-      return;
-    }
-  }
-  if (config_.loss != Loss::kBpr) {
-    const bool ok = pointwise_step(step, config_.loss, user_row(e.user), item_row(e.item), offset(), e.label,
-                                   e.weight, scratch);
-    ++(ok ? applied : skipped);
-    return;
-  }
-  if (!(e.label > 0.0f)) return;  // BPR learns only from positives
-  const RowRef user = user_row(e.user);
-  const RowRef positive = item_row(e.item);
-  for (uint32_t s = 0; s < config_.negatives; ++s) {
-    if (negatives[s] == kNoRow) continue;
-    const bool ok = pairwise_step(step, user, positive, item_row(negatives[s]), e.weight, scratch);
-    ++(ok ? applied : skipped);
-  }
-}
-
-void Model::train_epoch(std::vector<Resolved>& events, const std::vector<int64_t>& bounds, uint64_t call,
-                        uint32_t epoch, std::vector<float>& scratch, std::vector<uint32_t>& negatives) {
-  // Rows are visited in random order, so the loop is bound by memory latency: each thread
-  // prefetches the rows of the event kAhead positions ahead (drawing its negatives early so
-  // that they can be prefetched too) and keeps those negatives in a ring of kAhead + 1 slots.
-  constexpr int64_t kAhead = kPrefetchAhead;
-  constexpr int64_t kSlots = kAhead + 1;
-  const StepConfig step = step_config();
-  const uint32_t floats = scratch_floats(step.stride);
-  const uint32_t n_neg = sampled_loss() ? config_.negatives : 0;  // mf: bpr or warp
-  const uint32_t n_items = items_.size();
-  const int parts = static_cast<int>(bounds.size()) - 1;
-  const bool featured = any_features();
-  uint64_t applied = 0, skipped = 0;
-#pragma omp parallel num_threads(parts) reduction(+ : applied, skipped)
-  {
-    const int t = thread_index();
-    float* local = scratch.data() + size_t(floats) * t;
-    uint32_t* ring = negatives.data() + size_t(kSlots) * n_neg * t;
-    // OpenMP may grant fewer threads than parts: then a thread takes several parts.
-    for (int part = t; part < parts; part += team_size()) {
-      const int64_t begin = bounds[part], end = bounds[part + 1];
-      SplitMix64 rng(derive_seed(config_.seed, kShuffleStream, call * 65536 + epoch, part));
-      for (int64_t i = end - 1; i > begin; --i) std::swap(events[i], events[begin + rng.below(uint32_t(i - begin + 1))]);
-      auto stage = [&](int64_t j) {  // draw negatives of event j and start fetching its rows
-        const Resolved& e = events[j];
-        uint32_t* neg = ring + (j % kSlots) * n_neg;
-        if (n_neg > 0) draw_negatives(e.item, n_items, rng, neg);
-        if (n_neg > 0) users_.prefetch_vector(e.user);  // BPR never reads the user's bias
-        else users_.prefetch(e.user);
-        items_.prefetch(e.item);
-        for (uint32_t s = 0; s < n_neg; ++s)
-          if (neg[s] != kNoRow) items_.prefetch(neg[s]);
-        if (featured) {  // the rows' feature lists too (the feature rows are few and stay cached)
-          user_features_.lists.prefetch(e.user);
-          item_features_.lists.prefetch(e.item);
-          for (uint32_t s = 0; s < n_neg; ++s)
-            if (neg[s] != kNoRow) item_features_.lists.prefetch(neg[s]);
-        }
-      };
-      for (int64_t j = begin; j < std::min(end, begin + kAhead); ++j) stage(j);
-      for (int64_t i = begin; i < end; ++i) {
-        if (i + kAhead < end) stage(i + kAhead);  // fills another slot than event i's
-        train_one(step, events[i], ring + (i % kSlots) * n_neg, local, applied, skipped);
-        if (compact_ != nullptr) {  // the rows the step wrote, into the compact shadow
-          sync_item(events[i].item);
-          for (uint32_t s = 0; s < n_neg; ++s) sync_item(ring[(i % kSlots) * n_neg + s]);
-        }
-      }
-    }
-  }
-  updates_.fetch_add(applied, std::memory_order_relaxed);
-  skipped_.fetch_add(skipped, std::memory_order_relaxed);
-}
-
 void Model::fit(const EventBatch& e, uint32_t epochs, int num_threads) {
   {
     EpochGuard pin;  // rows found here are not recycled before the call ends
@@ -400,24 +289,8 @@ void Model::fit_pinned(const EventBatch& e, uint32_t epochs, int num_threads) {
   }
   else advance_clock(now);
 
-  // 2. Hogwild epochs: every thread steps on shared rows without locks. (two_tower first
-  // orders the batch in time to give every event its input history.)
-  if (two_tower()) fit_two_tower(events, e, epochs, threads, call);
-  events.erase(std::remove_if(events.begin(), events.end(), [](const Resolved& r) { return !(r.weight > 0.0f); }),
-               events.end());
-  if (!two_tower()) {
-    if (sampled_loss() && config_.popularity_negatives()) {
-      SplitMix64 pool_rng(derive_seed(config_.seed, kPoolStream, call));
-      pool_refill(events, pool_rng);
-    }
-    std::vector<float> scratch(size_t(scratch_floats(users_.stride())) * threads);
-    std::vector<uint32_t> negatives(size_t(kPrefetchAhead + 1) * config_.negatives * threads);
-    const int parts = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, events.size() / 1024)));
-    const std::vector<int64_t> bounds = parts > 1 ? partition_by_user(events, users_.size(), parts,
-                                                                      derive_seed(config_.seed, kPartitionStream, call))
-                                                  : std::vector<int64_t>{0, static_cast<int64_t>(events.size())};
-    for (uint32_t epoch = 0; epoch < epochs; ++epoch) train_epoch(events, bounds, call, epoch, scratch, negatives);
-  }
+  // 2. Hogwild epochs: every thread steps on shared rows without locks (the family's fit).
+  family_->fit(events, e, epochs, threads, call);  // leaves the events with weight > 0
   mark_trained(events, touched_in);
   changes_.fetch_add(1, std::memory_order_release);  // after mark_trained
 }
@@ -434,7 +307,7 @@ void Model::mark_trained(const std::vector<Resolved>& events, uint32_t touched_i
     if (side->lists.any())
       for (uint32_t f = 0, n = side->table.size(); f < n; ++f) side->table.mark(f, generation_);
   // Sampled negatives and (two_tower) history input vectors can be any item.
-  const bool all_items = sampled_loss() || two_tower();
+  const bool all_items = sampled_loss() || family_->steps_read_item_inputs();
   const uint32_t n_items = items_.size();
   if (all_items)
     for (uint32_t i = 0; i < n_items; ++i) items_.mark_relaxed(i, touched_in);
@@ -476,7 +349,7 @@ void Model::update_pinned(const EventBatch& e) {
   uint32_t few_negatives[16];
   std::vector<uint32_t> many_negatives(config_.negatives > 16 ? config_.negatives : 0);
   uint32_t* negatives = config_.negatives > 16 ? many_negatives.data() : few_negatives;
-  uint32_t recent[kMaxHistory];  // two_tower: the user's history before the event
+  uint32_t recent[kMaxHistory];  // item rows whose input vectors the step changed (two_tower)
   uint64_t applied = 0, skipped = 0;
   for (size_t i = 0; i < e.size; ++i) {
     SplitMix64 rng(derive_seed(config_.seed, kUpdateStream, first_event + i));
@@ -508,32 +381,8 @@ void Model::update_pinned(const EventBatch& e) {
       for (uint32_t s = 0; sampled && s < config_.negatives; ++s)
         if (negatives[s] != kNoRow) compact_->prefetch(negatives[s]);
     }
-    uint32_t n_recent = 0;
-    if (two_tower()) {
-      // The event's input is the history before it; then it joins the history, so the
-      // user's next encoding (in any thread) already reflects it.
-      n_recent = recent_items(r.user, recent);
-      // Start fetching every row the step reads (random rows: cache misses) at once, so the
-      // misses overlap instead of arriving one row after another.
-      for (uint32_t k = 0; k < n_recent; ++k) items_.prefetch_input(recent[k]);
-      if (sampled)
-        for (uint32_t s = 0; s < config_.negatives; ++s)
-          if (negatives[s] != kNoRow) items_.prefetch(negatives[s]);
-      items_.prefetch(r.item);
-      users_.prefetch(r.user);
-      train_two_tower(r, recent, n_recent, negatives, applied, skipped);
-      if (consumed(config_.loss, r.label, r.weight)) history_->push(r.user, r.item);
-    } else if (adaptive_) {
-      train_one(adaptive_step(step, r, e.users.keys[i], e.items.keys[i], buffer), r, negatives, buffer, applied,
-                skipped);
-    } else {
-      train_one(step, r, negatives, buffer, applied, skipped);
-    }
-    if (compact_ != nullptr && !two_tower()) {  // two_tower's block step syncs its own rows
-      sync_item(r.item);
-      if (sampled)
-        for (uint32_t s = 0; s < config_.negatives; ++s) sync_item(negatives[s]);
-    }
+    const uint32_t n_recent =
+        family_->learn(step, r, e.users.keys[i], e.items.keys[i], negatives, buffer, recent, applied, skipped);
     // Marked after the step (see EmbeddingTable::mark): the change goes into a delta.
     users_.mark(r.user, generation_);
     items_.mark(r.item, generation_);
@@ -552,19 +401,6 @@ void Model::update_pinned(const EventBatch& e) {
   changes_.fetch_add(1, std::memory_order_release);  // after every mark above
 }
 
-StepConfig Model::adaptive_step(const StepConfig& step, const Resolved& r, uint64_t user_key, uint64_t item_key,
-                                float* scratch) const noexcept {
-  // The event's residual under the current rows (their effective vectors: features count).
-  float* p = scratch;
-  float* q = scratch + step.stride;
-  const float bias = effective(users_, user_features_, r.user, p) + effective(items_, item_features_, r.item, q);
-  const float score = offset() + bias + dot(p, q, step.stride);
-  StepConfig scaled = step;
-  scaled.learning_rate *= adaptive_->scale(user_key, item_key,
-                                           pointwise_gradient(config_.loss, score, r.label, config_.huber_delta));
-  return scaled;
-}
-
 float Model::transform(float raw) const noexcept { return config_.loss == Loss::kLogistic ? sigmoid(raw) : raw; }
 
 void Model::predict(const IdBatch& u, const IdBatch& it, float* out, int num_threads) const {
@@ -579,13 +415,14 @@ void Model::predict(const IdBatch& u, const IdBatch& it, float* out, int num_thr
   const bool featured = any_features();
   // Query and item vectors (featured or two_tower rows): two per thread, allocated here
   // (nothing inside the parallel loop may throw).
-  std::vector<float> buffers(featured || two_tower() ? 2 * size_t(stride) * threads : 0);
+  const bool plain = !featured && family_->query_is_user_vector();  // ID rows are the vectors
+  std::vector<float> buffers(plain ? 0 : 2 * size_t(stride) * threads);
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const uint32_t ur = lookup(users_, u.keys[i], u.names != nullptr ? &u.names[i] : nullptr);
     const uint32_t ir = lookup(items_, it.keys[i], it.names != nullptr ? &it.names[i] : nullptr);
     float s = mu;
-    if (!featured && !two_tower()) {
+    if (plain) {
       if (ur != EmbeddingTable::kNotFound) s += users_.bias(ur);
       if (ir != EmbeddingTable::kNotFound) s += items_.bias(ir);
       if (ur != EmbeddingTable::kNotFound && ir != EmbeddingTable::kNotFound)
@@ -628,7 +465,7 @@ ModelStats Model::stats() const noexcept {
   if (adaptive_) s.memory_bytes += AdaptiveStep::memory_bytes();
   s.memory_bytes += compact_bytes();
   if (user_sketch_) s.memory_bytes += 2 * CountMinSketch::memory_bytes();
-  if (two_tower()) s.memory_bytes += tower_->memory_bytes() + history_->memory_bytes();
+  s.memory_bytes += family_->memory_bytes();
   return s;
 }
 

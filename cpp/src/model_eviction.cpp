@@ -5,6 +5,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "model_family.hpp"
 #include "model_internal.hpp"
 #include "rtrec/epoch.hpp"
 
@@ -126,8 +127,6 @@ void Model::recycle() {
   // No reader holds these rows now, and no one can find them: drop their seen pairs and
   // features (a recycled row must start clean), then hand them back to the tables.
   for (uint32_t u : users) seen_.clear_user(u);
-  if (history_)
-    for (uint32_t u : users) history_->clear(u);
   for (uint32_t u : users)
     if (user_features_.lists.get(u) != nullptr) user_features_.lists.set(u, {});
   for (uint32_t i : items)
@@ -135,8 +134,8 @@ void Model::recycle() {
   if (!items.empty()) {
     for (uint32_t i : items) dead[i] = 1;
     seen_.remove_items(dead);
-    if (history_) history_->remove_items(dead);
   }
+  family_->forget(users, dead);  // two_tower: the users' rings, the items in any ring
   if (compact_ != nullptr)
     for (uint32_t i : items) compact_->clear(i);  // a recycled row never scores as its old item
   users_.release(users);  // reserved: cannot throw

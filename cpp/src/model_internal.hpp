@@ -1,9 +1,9 @@
-// Helpers shared by the translation units of Model (model.cpp, model_features.cpp,
-// model_eviction.cpp). Internal: not part of the core's interface.
+// Helpers shared by the translation units of Model and its families. Internal: not part of the core's interface.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -14,6 +14,22 @@ namespace rtrec {
 namespace model_detail {
 
 constexpr uint32_t kNoRow = EmbeddingTable::kNotFound;
+
+// Purposes of the derived random streams (see derive_seed), one number each.
+constexpr uint64_t kShuffleStream = 1;    // mf fit epochs: per-part shuffles and negatives
+constexpr uint64_t kUpdateStream = 3;     // update(): each event's negatives
+constexpr uint64_t kPoolStream = 4;       // fit's refill of the popularity pool
+constexpr uint64_t kSequenceStream = 5;   // two_tower fit epochs: shuffles and negatives
+constexpr uint64_t kPartitionStream = 6;  // ties among users of equal event count
+
+// How many events ahead training prefetches rows: enough to cover a DRAM miss with a few
+// events of arithmetic, few enough that prefetched lines are still in L1/L2 when used.
+constexpr int64_t kPrefetchAhead = 8;
+
+inline float cosine(const float* a, const float* b, uint32_t stride) noexcept {
+  const float norms = std::sqrt(dot(a, a, stride) * dot(b, b, stride));
+  return norms > 0.0f && std::isfinite(norms) ? dot(a, b, stride) / norms : 0.0f;
+}
 
 inline double wall_clock() {
   using namespace std::chrono;

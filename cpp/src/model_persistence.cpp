@@ -9,6 +9,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "model_family.hpp"
 #include "rtrec/hash.hpp"
 
 namespace rtrec {
@@ -48,6 +49,16 @@ ModelCounters Model::StateAccess::counters() const {
   c.clock = m_.clock();
   c.source_position = m_.source_position_;  // guarded by the persistence lock we hold
   return c;
+}
+
+const DenseTower* Model::StateAccess::tower() const noexcept { return m_.family_->tower(); }
+
+uint32_t Model::StateAccess::history(uint32_t user, uint32_t* out) const noexcept {
+  return m_.family_->recent_items(user, out);
+}
+
+void Model::Import::set_history(uint32_t user, const uint32_t* items, uint32_t n) {
+  target_.family_->history()->assign(user, items, n);
 }
 
 const EmbeddingTable& Model::StateAccess::feature_table(bool items) const noexcept {
@@ -211,7 +222,7 @@ void Model::Import::set_features(bool items, uint32_t id_row, const std::vector<
 }
 
 void Model::Import::set_tower(const float* parameters) {
-  DenseTower& t = *target_.tower_;
+  DenseTower& t = *target_.family_->tower();
   std::copy(parameters, parameters + t.parameter_count(), t.parameters());
 }
 

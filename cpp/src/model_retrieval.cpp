@@ -7,6 +7,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "model_family.hpp"
 #include "model_internal.hpp"
 #include "rtrec/epoch.hpp"
 #include "rtrec/hash.hpp"
@@ -345,46 +346,13 @@ bool Model::knows_user(uint64_t user_key, const std::string* user_name) const {
 
 // ---------------------------------------------------------------------------- query vectors
 
+float Model::user_query(uint32_t user, float* out) const noexcept { return family_->user_query(user, out); }
+
 void Model::history_query(const uint32_t* rows, const float* weights, uint32_t n, float* out) const {
   const uint32_t stride = users_.stride();
   std::fill(out, out + stride, 0.0f);
   if (n == 0) return;
-  if (two_tower()) {
-    // The encoding of a user with no ID row and no features: the tower and the history pool
-    // only, over the last `history` items as a user's ring would hold them.
-    thread_local std::vector<Part> pool;
-    thread_local std::vector<float> scratch;
-    pool.clear();
-    const uint32_t used = std::min(n, config_.history);
-    if (weights == nullptr) {
-      history_parts(rows, used, pool);
-    } else {
-      double total = 0.0;
-      for (uint32_t j = 0; j < used; ++j) total += weights[j];
-      if (total <= 0.0) return;
-      const bool ada = items_.has_accumulators();
-      for (uint32_t j = 0; j < used; ++j)
-        pool.push_back(Part{RowRef{items_.input(rows[j]), ada ? &items_.input_accumulator(rows[j]) : nullptr,
-                                   &items_.bias(rows[j]), nullptr},
-                            static_cast<float>(weights[j] / total)});
-    }
-    const EncoderInput in{Parts{nullptr, 0}, Parts{pool.data(), uint32_t(pool.size())}};
-    encode(*tower_, in, stride, out, scratch);
-    return;
-  }
-  // mf: sum_j w_j q_j / sqrt(sum_j w_j), the items' effective vectors.
-  std::vector<float> q(stride);
-  double total = 0.0;
-  for (uint32_t j = 0; j < n; ++j) {
-    const float w = weights != nullptr ? weights[j] : 1.0f;
-    if (w == 0.0f) continue;
-    effective(items_, item_features_, rows[j], q.data());
-    for (uint32_t d = 0; d < stride; ++d) out[d] += w * q[d];
-    total += w;
-  }
-  if (total <= 0.0) return;
-  const float scale = static_cast<float>(1.0 / std::sqrt(total));
-  for (uint32_t d = 0; d < stride; ++d) out[d] *= scale;
+  family_->history_query(rows, weights, n, out);
 }
 
 // ---------------------------------------------------------------------------- hidden items

@@ -1,19 +1,18 @@
-// Model: the two_tower family's user encoding and training (the rest of the machinery —
-// tables, seen sets, features, admission, eviction, top-K, snapshots — is shared with mf).
+// The two_tower family: the user encoding, its training (the steps themselves are in
+// two_tower_step.cpp), its anonymous-history query and its explanations. The rest of the
+// machinery (tables, seen sets, features, admission, eviction, top-K, snapshots) is Model's.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 
-#include "model_internal.hpp"
+#include "model_family.hpp"
 #include "rtrec/epoch.hpp"
-#include "rtrec/model.hpp"
 #include "rtrec/parallel.hpp"
 
 namespace rtrec {
 using namespace model_detail;
 namespace {
 
-constexpr uint64_t kSequenceStream = 5;  // shuffles and negatives of two_tower fit epochs
 // Events a fit thread trains as one block (see two_tower_block): the tower's work becomes
 // small matrix products and its shared weights are written once per block instead of per
 // event, which keeps threads off each other's cache lines, at the cost of steps that see
@@ -22,7 +21,7 @@ constexpr uint32_t kTowerBatch = 32;
 
 }  // namespace
 
-uint32_t Model::recent_items(uint32_t user, uint32_t* out) const noexcept {
+uint32_t Model::TwoTowerFamily::recent_items(uint32_t user, uint32_t* out) const noexcept {
   const uint32_t found = history_->recent(user, out);
   // An item evicted since it was remembered leaves a hole only once recycled; until then
   // its row is skipped here (and it may not be reused before no reader holds it).
@@ -34,7 +33,7 @@ uint32_t Model::recent_items(uint32_t user, uint32_t* out) const noexcept {
   return kept;
 }
 
-void Model::history_parts(const uint32_t* items, uint32_t n, std::vector<Part>& out) const {
+void Model::TwoTowerFamily::history_parts(const uint32_t* items, uint32_t n, std::vector<Part>& out) const {
   if (n == 0) return;
   // Recency weights recency^k, normalised: a pool of one item is that item's input vector,
   // whatever the history length. recency_[k] = recency^k, recency_[H + n - 1] = 1 / the sum
@@ -50,8 +49,7 @@ void Model::history_parts(const uint32_t* items, uint32_t n, std::vector<Part>& 
   }
 }
 
-float Model::user_query(uint32_t user, float* out) const noexcept {
-  if (!two_tower()) return effective(users_, user_features_, user, out);
+float Model::TwoTowerFamily::user_query(uint32_t user, float* out) const noexcept {
   thread_local std::vector<Part> user_parts, pool_parts;
   thread_local std::vector<uint32_t> recent;
   thread_local std::vector<float> scratch;
@@ -59,7 +57,7 @@ float Model::user_query(uint32_t user, float* out) const noexcept {
     user_parts.clear();
     pool_parts.clear();
     recent.resize(config_.history);
-    parts_of(users_, user_features_, user, user_parts);
+    m_.parts_of(users_, user_features_, user, user_parts);
     history_parts(recent.data(), recent_items(user, recent.data()), pool_parts);
     const EncoderInput in{Parts{user_parts.data(), uint32_t(user_parts.size())},
                           Parts{pool_parts.data(), uint32_t(pool_parts.size())}};
@@ -72,7 +70,7 @@ float Model::user_query(uint32_t user, float* out) const noexcept {
 
 // Events gathered for one two_tower_block call: their parts live in flat arrays (filled
 // first, pointed into once complete, so no pointer dangles when an array grows).
-struct Model::TwoTowerBlock {
+struct Model::TwoTowerFamily::Block {
   struct Span {
     uint32_t user_begin, user_size, history_begin, history_size, candidates_begin, n_candidates, log_q_begin;
     float label, weight;
@@ -96,20 +94,20 @@ struct Model::TwoTowerBlock {
   uint32_t size() const noexcept { return static_cast<uint32_t>(spans.size()); }
 };
 
-bool Model::add_two_tower_event(TwoTowerBlock& b, const Resolved& e, const uint32_t* history, uint32_t n_history,
+bool Model::TwoTowerFamily::add_event(Block& b, const Resolved& e, const uint32_t* history, uint32_t n_history,
                                 const uint32_t* negatives) const {
-  const bool sampled = sampled_loss();
+  const bool sampled = m_.sampled_loss();
   if (sampled && !(e.label > 0.0f)) return false;  // softmax and BPR learn from positives only
   uint32_t n_negatives = 0;
   if (sampled) {
     for (uint32_t s = 0; s < config_.negatives; ++s) n_negatives += negatives[s] != kNoRow;
     if (n_negatives == 0) return false;  // nothing to contrast the positive with
   }
-  TwoTowerBlock::Span span;
+  Block::Span span;
   span.label = e.label;
   span.weight = e.weight;
   span.user_begin = uint32_t(b.parts.size());
-  parts_of(users_, user_features_, e.user, b.parts);
+  m_.parts_of(users_, user_features_, e.user, b.parts);
   span.user_size = uint32_t(b.parts.size()) - span.user_begin;
   span.history_begin = uint32_t(b.parts.size());
   history_parts(history, n_history, b.parts);
@@ -122,7 +120,7 @@ bool Model::add_two_tower_event(TwoTowerBlock& b, const Resolved& e, const uint3
   const bool correct = config_.loss == Loss::kSoftmax && config_.popularity_negatives();
   auto add_candidate = [&](uint32_t row) {
     const size_t before = b.parts.size();
-    parts_of(items_, item_features_, row, b.parts);
+    m_.parts_of(items_, item_features_, row, b.parts);
     b.candidate_sizes.push_back(uint32_t(b.parts.size() - before));
     b.candidate_rows.push_back(row);
     if (correct) b.log_q.push_back(std::log(float(std::max<uint32_t>(items_.update_count(row), 1))));
@@ -135,14 +133,14 @@ bool Model::add_two_tower_event(TwoTowerBlock& b, const Resolved& e, const uint3
   return true;
 }
 
-void Model::train_two_tower_block(TwoTowerBlock& b, uint64_t& applied, uint64_t& skipped) noexcept {
+void Model::TwoTowerFamily::train_block(Block& b, uint64_t& applied, uint64_t& skipped) noexcept {
   const uint32_t n = b.size();
   if (n == 0) return;
   try {
     b.candidates.clear();
     b.events.clear();
     // Each event's candidates follow its user and history parts in `parts`, in order.
-    for (const TwoTowerBlock::Span& span : b.spans) {
+    for (const Block::Span& span : b.spans) {
       const Part* next = b.parts.data() + span.history_begin + span.history_size;
       for (uint32_t j = 0; j < span.n_candidates; ++j) {
         const uint32_t size = b.candidate_sizes[span.candidates_begin + j];
@@ -152,7 +150,7 @@ void Model::train_two_tower_block(TwoTowerBlock& b, uint64_t& applied, uint64_t&
     }
     size_t c = 0;
     const bool correct = config_.loss == Loss::kSoftmax && config_.popularity_negatives();
-    for (const TwoTowerBlock::Span& span : b.spans) {
+    for (const Block::Span& span : b.spans) {
       TwoTowerEvent ev;
       ev.in = EncoderInput{Parts{b.parts.data() + span.user_begin, span.user_size},
                            Parts{b.parts.data() + span.history_begin, span.history_size}};
@@ -164,30 +162,17 @@ void Model::train_two_tower_block(TwoTowerBlock& b, uint64_t& applied, uint64_t&
       b.events.push_back(ev);
       c += span.n_candidates;
     }
-    const uint32_t done = two_tower_block(step_config(), config_.loss, offset(), *tower_, b.events.data(), n, b.scratch);
+    const uint32_t done = two_tower_block(m_.step_config(), config_.loss, m_.offset(), *tower_, b.events.data(), n, b.scratch);
     applied += done;
     skipped += n - done;
-    for (uint32_t row : b.candidate_rows) sync_item(row);  // into the compact shadow
+    for (uint32_t row : b.candidate_rows) m_.sync_item(row);  // into the compact shadow
   } catch (...) {  // out of memory for the event lists: the block is skipped, like bad steps
     skipped += n;
   }
   b.clear();
 }
 
-void Model::train_two_tower(const Resolved& e, const uint32_t* history, uint32_t n_history, const uint32_t* negatives,
-                            uint64_t& applied, uint64_t& skipped) noexcept {
-  thread_local TwoTowerBlock block;
-  try {
-    if (!add_two_tower_event(block, e, history, n_history, negatives)) return;
-  } catch (...) {  // out of memory for the event's lists: skipped, like a bad step
-    block.clear();
-    ++skipped;
-    return;
-  }
-  train_two_tower_block(block, applied, skipped);
-}
-
-void Model::fit_two_tower(const std::vector<Resolved>& events, const EventBatch& batch, uint32_t epochs, int threads,
+void Model::TwoTowerFamily::fit_sequences(const std::vector<Resolved>& events, const EventBatch& batch, uint32_t epochs, int threads,
                           uint64_t call) {
   // 1. The learned events in time order (timestamps, ties and no timestamps: batch order),
   // grouped by user with that order kept.
@@ -228,12 +213,12 @@ void Model::fit_two_tower(const std::vector<Resolved>& events, const EventBatch&
   }
 
   // 3. Hogwild epochs.
-  if (sampled_loss() && config_.popularity_negatives() && !sequenced.empty()) {
+  if (m_.sampled_loss() && config_.popularity_negatives() && !sequenced.empty()) {
     SplitMix64 pool_rng(derive_seed(config_.seed, kSequenceStream, call, 0xf00d));
     const uint64_t n = std::min<uint64_t>(kPoolSize, sequenced.size());
     for (uint64_t s = 0; s < n; ++s)
-      pool_[s].store(sequenced[pool_rng.below(uint32_t(sequenced.size()))].item, std::memory_order_relaxed);
-    if (pool_written_.load(std::memory_order_relaxed) < n) pool_written_.store(n, std::memory_order_release);
+      m_.pool_[s].store(sequenced[pool_rng.below(uint32_t(sequenced.size()))].item, std::memory_order_relaxed);
+    if (m_.pool_written_.load(std::memory_order_relaxed) < n) m_.pool_written_.store(n, std::memory_order_release);
   }
   const int parts = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, sequenced.size() / 1024)));
   const std::vector<int64_t> bounds = parts > 1 ? partition_by_item(sequenced, items_.size(), parts)
@@ -246,9 +231,9 @@ void Model::fit_two_tower(const std::vector<Resolved>& events, const EventBatch&
       history_->push(span.user, sequence[k]);
 }
 
-void Model::train_sequence_epoch(std::vector<SequenceEvent>& events, const std::vector<int64_t>& bounds,
+void Model::TwoTowerFamily::train_sequence_epoch(std::vector<SequenceEvent>& events, const std::vector<int64_t>& bounds,
                                  const std::vector<uint32_t>& sequence, uint64_t call, uint32_t epoch) {
-  const uint32_t n_neg = sampled_loss() ? config_.negatives : 0;
+  const uint32_t n_neg = m_.sampled_loss() ? config_.negatives : 0;
   const uint32_t n_items = items_.size();
   const int parts = static_cast<int>(bounds.size()) - 1;
   uint64_t applied = 0, skipped = 0;
@@ -263,7 +248,7 @@ void Model::train_sequence_epoch(std::vector<SequenceEvent>& events, const std::
       constexpr int64_t kAhead = 2, kSlots = kAhead + 1;
       std::vector<uint32_t> ring(size_t(kSlots) * std::max<uint32_t>(n_neg, 1));
       std::vector<uint32_t> history(config_.history);
-      TwoTowerBlock block;
+      Block block;
       for (int part = t; part < parts; part += team_size()) {
         const int64_t begin = bounds[part], end = bounds[part + 1];
         SplitMix64 rng(derive_seed(config_.seed, kSequenceStream, call * 65536 + epoch, part));
@@ -271,7 +256,7 @@ void Model::train_sequence_epoch(std::vector<SequenceEvent>& events, const std::
         auto stage = [&](int64_t j) {
           const SequenceEvent& e = events[j];
           uint32_t* neg = ring.data() + (j % kSlots) * n_neg;
-          if (n_neg > 0) draw_negatives(e.item, n_items, rng, neg);
+          if (n_neg > 0) m_.draw_negatives(e.item, n_items, rng, neg);
           users_.prefetch(e.user);
           items_.prefetch(e.item);
           for (uint32_t s = 0; s < n_neg; ++s)
@@ -283,17 +268,151 @@ void Model::train_sequence_epoch(std::vector<SequenceEvent>& events, const std::
           if (i + kAhead < end) stage(i + kAhead);  // fills another slot than event i's
           const SequenceEvent& e = events[i];
           for (uint32_t k = 0; k < e.history_length; ++k) history[k] = sequence[e.history_end - 1 - k];  // most recent first
-          add_two_tower_event(block, Resolved{e.user, e.item, e.label, e.weight}, history.data(), e.history_length,
+          add_event(block, Resolved{e.user, e.item, e.label, e.weight}, history.data(), e.history_length,
                               ring.data() + (i % kSlots) * n_neg);
-          if (block.size() == kTowerBatch) train_two_tower_block(block, applied, skipped);
+          if (block.size() == kTowerBatch) train_block(block, applied, skipped);
         }
       }
-      train_two_tower_block(block, applied, skipped);
+      train_block(block, applied, skipped);
     });
   }
   failure.rethrow();
-  updates_.fetch_add(applied, std::memory_order_relaxed);
-  skipped_.fetch_add(skipped, std::memory_order_relaxed);
+  m_.updates_.fetch_add(applied, std::memory_order_relaxed);
+  m_.skipped_.fetch_add(skipped, std::memory_order_relaxed);
+}
+
+
+Model::TwoTowerFamily::TwoTowerFamily(Model& model) : ModelFamily(model) {
+  const ModelConfig& c = config_;
+  // The tower reads [user vector ; pooled history] and writes a query of the item vectors' size.
+  tower_ = std::make_unique<DenseTower>(2 * c.dim, c.tower, c.dim, c.optimizer == Optimizer::kAdagrad,
+                                        derive_seed(c.seed, 0x7077));
+  history_ = std::make_unique<HistoryStore>(c.history);
+  recency_.resize(2 * size_t(c.history));
+  double w = 1.0, total = 0.0;
+  for (uint32_t k = 0; k < c.history; ++k, w *= c.recency) {
+    recency_[k] = static_cast<float>(w);
+    total += w;
+    recency_[c.history + k] = static_cast<float>(1.0 / total);
+  }
+}
+
+void Model::TwoTowerFamily::fit(std::vector<Resolved>& events, const EventBatch& batch, uint32_t epochs, int threads,
+                                uint64_t call) {
+  fit_sequences(events, batch, epochs, threads, call);  // orders the batch in time first
+  events.erase(std::remove_if(events.begin(), events.end(), [](const Resolved& r) { return !(r.weight > 0.0f); }),
+               events.end());
+}
+
+uint32_t Model::TwoTowerFamily::learn(const StepConfig&, const Resolved& r, uint64_t, uint64_t,
+                                      const uint32_t* negatives, float*, uint32_t* recent, uint64_t& applied,
+                                      uint64_t& skipped) {
+  // The event's input is the history before it; then it joins the history, so the user's
+  // next encoding (in any thread) already reflects it.
+  const uint32_t n_recent = recent_items(r.user, recent);
+  // Start fetching every row the step reads (random rows: cache misses) at once, so the
+  // misses overlap instead of arriving one row after another.
+  for (uint32_t k = 0; k < n_recent; ++k) items_.prefetch_input(recent[k]);
+  if (m_.sampled_loss())
+    for (uint32_t s = 0; s < config_.negatives; ++s)
+      if (negatives[s] != kNoRow) items_.prefetch(negatives[s]);
+  items_.prefetch(r.item);
+  users_.prefetch(r.user);
+  thread_local Block block;
+  try {
+    if (add_event(block, r, recent, n_recent, negatives)) train_block(block, applied, skipped);
+  } catch (...) {  // out of memory for the event's lists: skipped, like a bad step
+    block.clear();
+    ++skipped;
+  }
+  if (consumed(config_.loss, r.label, r.weight)) history_->push(r.user, r.item);
+  return n_recent;  // their input vectors took part in the step
+}
+
+void Model::TwoTowerFamily::history_query(const uint32_t* rows, const float* weights, uint32_t n, float* out) const {
+  const uint32_t stride = users_.stride();
+  // The encoding of a user with no ID row and no features: the tower and the history pool
+  // only, over the last `history` items as a user's ring would hold them.
+  thread_local std::vector<Part> pool;
+  thread_local std::vector<float> scratch;
+  pool.clear();
+  const uint32_t used = std::min(n, config_.history);
+  if (weights == nullptr) {
+    history_parts(rows, used, pool);
+  } else {
+    double total = 0.0;
+    for (uint32_t j = 0; j < used; ++j) total += weights[j];
+    if (total <= 0.0) return;
+    const bool ada = items_.has_accumulators();
+    for (uint32_t j = 0; j < used; ++j)
+      pool.push_back(Part{RowRef{items_.input(rows[j]), ada ? &items_.input_accumulator(rows[j]) : nullptr,
+                                 &items_.bias(rows[j]), nullptr},
+                          static_cast<float>(weights[j] / total)});
+  }
+  const EncoderInput in{Parts{nullptr, 0}, Parts{pool.data(), uint32_t(pool.size())}};
+  encode(*tower_, in, stride, out, scratch);
+}
+
+void Model::TwoTowerFamily::forget(const std::vector<uint32_t>& users, const std::vector<uint8_t>& dead_items) {
+  for (uint32_t u : users) history_->clear(u);
+  if (!dead_items.empty()) history_->remove_items(dead_items);
+}
+
+float Model::TwoTowerFamily::encoded_score(const std::vector<Part>& user_parts, const uint32_t* history, uint32_t n,
+                                           const float* item, std::vector<float>& query) const {
+  thread_local std::vector<Part> pool_parts;
+  thread_local std::vector<float> scratch;
+  pool_parts.clear();
+  history_parts(history, n, pool_parts);
+  const EncoderInput in{Parts{user_parts.data(), uint32_t(user_parts.size())},
+                        Parts{pool_parts.data(), uint32_t(pool_parts.size())}};
+  encode(*tower_, in, users_.stride(), query.data(), scratch);
+  return dot(query.data(), item, users_.stride());
+}
+
+void Model::TwoTowerFamily::explain(uint32_t user, uint32_t item, const float* item_vector, const float* query,
+                                    std::vector<Reason>& reasons) const {
+  const uint32_t stride = items_.stride();
+  std::vector<float> other(stride);
+  const FeatureList* item_list = item_features_.lists.get(item);
+  const FeatureList* user_list = user_features_.lists.get(user);
+  // two_tower: score contributions. Leave-one-out through the encoder for what the user
+  // side is made of (each distinct history item, each user feature): the score minus the
+  // score without it. An item feature adds its own term to the item vector, so its
+  // contribution is that term's score, scale * (b_f + <c_u, v_f>).
+  std::vector<uint32_t> recent(config_.history), without(config_.history);
+  const uint32_t n_recent = recent_items(user, recent.data());
+  std::vector<Part> user_parts;
+  m_.parts_of(users_, user_features_, user, user_parts);
+  const float full = encoded_score(user_parts, recent.data(), n_recent, item_vector, other);
+  // History items are weighed with the user's ID row left out of the encoding: that row
+  // learned from the same items (a user whose only event is A has an ID row that points
+  // at A's neighbours), so with it in, removing A from the history would hide that A is
+  // what the row learned from.
+  std::vector<Part> history_only(user_parts);
+  history_only[0].weight = 0.0f;
+  const float from_history = encoded_score(history_only, recent.data(), n_recent, item_vector, other);
+  std::vector<uint32_t> distinct(recent.begin(), recent.begin() + n_recent);
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  for (uint32_t row : distinct) {
+    uint32_t kept = 0;
+    for (uint32_t k = 0; k < n_recent; ++k)
+      if (recent[k] != row) without[kept++] = recent[k];
+    reasons.push_back(m_.item_reason(row, from_history - encoded_score(history_only, without.data(), kept, item_vector, other)));
+  }
+  for (uint32_t k = 0; user_list != nullptr && k < user_list->size; ++k) {
+    std::vector<Part> fewer(user_parts);
+    fewer.erase(fewer.begin() + 1 + k);  // parts_of lists the ID row, then the features in order
+    const float weight = full - encoded_score(fewer, recent.data(), n_recent, item_vector, other);
+    reasons.push_back(Reason{true, 0, user_features_.table.name(user_list->rows[k]), weight});
+  }
+  for (uint32_t k = 0; item_list != nullptr && k < item_list->size; ++k) {
+    const uint32_t f = item_list->rows[k];
+    const EmbeddingTable& t = item_features_.table;
+    const float weight = item_list->scale * (t.bias(f) + dot(query, t.vector(f), stride));
+    reasons.push_back(Reason{true, 0, t.name(f), weight});
+  }
 }
 
 }  // namespace rtrec

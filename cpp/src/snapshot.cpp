@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "rtrec/epoch.hpp"
+#include "model_family.hpp"
 #include "snapshot_format.hpp"
 
 namespace rtrec {
@@ -35,7 +36,7 @@ FileImage read_file(Reader& r, uint32_t kind) {
   const bool row_wise = c.family == Family::kTwoTower || f.header.version >= 5;
   const RowShape plain{c.dim, c.optimizer == Optimizer::kAdagrad, row_wise, false};
   RowShape items = plain;
-  items.inputs = c.family == Family::kTwoTower;
+  items.inputs = family_shape(c.family).item_inputs;
   f.users = read_rows(r, plain, "users");
   f.items = read_rows(r, items, "items");
   f.seen = read_seen(r, f.users.rows);

@@ -119,6 +119,9 @@ void for_each_param(F&& f, Config&... configs) {
 #undef RTREC_PARAM_VISIT
 }
 
+// Whether a parameter applies to the config's family (a kTwoTowerOnly one does not to mf).
+bool param_applies(const ParamInfo& p, const ModelConfig& c) noexcept;
+
 // Whether two configs are the same family with the same value of every parameter.
 bool same_config(const ModelConfig& a, const ModelConfig& b);
 

@@ -81,11 +81,13 @@ class Model {
   static constexpr uint32_t kMaxSourcePosition = 1024;  // bytes of a source position
 
   explicit Model(const ModelConfig& config);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
 
   const ModelConfig& config() const noexcept { return config_; }
   const EmbeddingTable& users() const noexcept { return users_; }
   const EmbeddingTable& items() const noexcept { return items_; }
-  bool two_tower() const noexcept { return config_.family == Family::kTwoTower; }
 
   // Hogwild epochs over the batch (shuffled each epoch), continuing from the current state.
   void fit(const EventBatch& events, uint32_t epochs, int num_threads);
@@ -260,9 +262,8 @@ class Model {
   // the MMR picks for `diversity` (model_diversity.cpp); returns how many.
   uint32_t diversify(ScoredRow* pool, uint32_t found, uint32_t k, float diversity, std::vector<float>& vectors,
                      std::vector<float>& scratch) const;
-  // two_tower: <encoding, item vector> for user parts and history rows (explain's leave-one-out).
-  float encoded_score(const std::vector<Part>& user_parts, const uint32_t* history, uint32_t n, const float* item,
-                      std::vector<float>& query) const;
+  // An explain() reason naming an item row (its key, and its name for string IDs).
+  Reason item_reason(uint32_t row, float weight) const;
   // Copies k results' keys, names and scores (in predict's units) into `out` at `at`.
   void emit(const ScoredRow* best, uint32_t found, float base, const RecommendOutput& out, size_t at) const;
 
@@ -331,41 +332,12 @@ class Model {
   }
   static constexpr uint32_t kNoCompactRow = EmbeddingTable::kNotFound;
 
-  // ---- two_tower (model_two_tower.cpp).
-  // An event of a fit with its input history: positions [history_end - history_length,
-  // history_end) of the fit's sequence array, the user's positives before it, oldest first.
-  struct SequenceEvent {
-    uint32_t user, item;
-    float label, weight;
-    uint32_t history_end, history_length;
-  };
-  // The user's recent positives that are still live items, most recent first, into `out`
-  // (history capacity entries); returns how many.
-  uint32_t recent_items(uint32_t user, uint32_t* out) const noexcept;
-  // Parts of the pool of these item rows' input vectors (most recent first, recency-weighted).
-  void history_parts(const uint32_t* items, uint32_t n, std::vector<Part>& out) const;
-  // Events trained together by one two_tower_block call (model_two_tower.cpp).
-  struct TwoTowerBlock;
-  // Adds an event to `block` (`history`: the user's positives before it, most recent first;
-  // `negatives`: config_.negatives draws, kNoRow where unusable); false when the event has
-  // nothing to learn (a non-positive under softmax/bpr, no usable negative).
-  bool add_two_tower_event(TwoTowerBlock& block, const Resolved& e, const uint32_t* history, uint32_t n_history,
-                           const uint32_t* negatives) const;
-  // Trains the block's events (see two_tower_block), counts them, empties the block.
-  void train_two_tower_block(TwoTowerBlock& block, uint64_t& applied, uint64_t& skipped) noexcept;
-  // One event on its own (the real-time path).
-  void train_two_tower(const Resolved& e, const uint32_t* history, uint32_t n_history, const uint32_t* negatives,
-                       uint64_t& applied, uint64_t& skipped) noexcept;
-  // The epochs of fit(): `events` holds one entry per batch event (kNoRow rows and weight 0
-  // for events that are not learned); each event's input history is its user's positives
-  // before it in time order (timestamps, else batch order), after those already remembered.
-  void fit_two_tower(const std::vector<Resolved>& events, const EventBatch& batch, uint32_t epochs, int threads,
-                     uint64_t call);
-  void train_sequence_epoch(std::vector<SequenceEvent>& events, const std::vector<int64_t>& bounds,
-                            const std::vector<uint32_t>& sequence, uint64_t call, uint32_t epoch);
-  std::unique_ptr<DenseTower> tower_;      // two_tower only: shared, Hogwild
-  std::unique_ptr<HistoryStore> history_;  // two_tower only
-  std::vector<float> recency_;             // two_tower: recency^k, then 1 / sum of the first n (history_parts)
+  // ---- the family (model_family.hpp): what differs between mf and two_tower, behind one
+  // interface. The shared machinery above and below calls through family_.
+  class ModelFamily;
+  class MfFamily;
+  class TwoTowerFamily;
+  std::unique_ptr<ModelFamily> family_;  // made in the constructor, never replaced
 
   // Side features of one table's IDs.
   struct FeatureSide {

@@ -86,8 +86,8 @@ class Model::StateAccess {
   void seen_items(uint32_t user, std::vector<uint32_t>& out) const { m_.seen_.collect(user, out); }
   // two_tower: the tower (null for mf) and a user's remembered positives that are still
   // live items, most recent first, into `out` (config().history entries); returns how many.
-  const DenseTower* tower() const noexcept { return m_.tower_.get(); }
-  uint32_t history(uint32_t user, uint32_t* out) const noexcept { return m_.recent_items(user, out); }
+  const DenseTower* tower() const noexcept;
+  uint32_t history(uint32_t user, uint32_t* out) const noexcept;
   // The popularity-negative pool: how many items were ever written to it, and slot i.
   uint64_t pool_written() const noexcept { return m_.pool_written_.load(std::memory_order_relaxed); }
   uint32_t pool_item(uint64_t i) const noexcept { return m_.pool_[i].load(std::memory_order_relaxed); }
@@ -185,7 +185,7 @@ class Model::Import : public Model::StateAccess {
   // The feature rows of an ID row (replacing its list; empty: none).
   void set_features(bool items, uint32_t id_row, const std::vector<uint32_t>& feature_rows);
   // A two_tower user's history, oldest first.
-  void set_history(uint32_t user, const uint32_t* items, uint32_t n) { target_.history_->assign(user, items, n); }
+  void set_history(uint32_t user, const uint32_t* items, uint32_t n);
   // A two_tower model's tower parameters (tower()->parameter_count() floats).
   void set_tower(const float* parameters);
   // The popularity-negative pool (item rows, at most kPoolSize) and how many were written.
