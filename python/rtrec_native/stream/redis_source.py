@@ -209,6 +209,7 @@ class RedisStreamSource(EventSource):
             if self._cursor != ">":
                 if not raw:
                     self._cursor = ">"  # our pending entries are done: new ones from here
+                    self._ack_learned_pending()
                     continue
                 self._cursor = _text(raw[-1][0])
                 raw = self._keep(raw)
@@ -400,9 +401,29 @@ class RedisStreamSource(EventSource):
         reply = self._r.xrange(self.stream, "-" if position is None else f"({position}", "+", count=1)
         return _text(reply[0][0]) if reply else None
 
+    def _ack_learned_pending(self) -> None:
+        """Acknowledge the group's pending entries at or before the model's position: they are
+        learned (one trainer per group), but their XACK may have been lost with an outage after
+        the last re-read of this consumer's pending entries, and nothing else would send it
+        again. Bounded: at most one call's worth per range."""
+        if self._after is None:
+            return
+        upto = f"{self._after[0]}-{self._after[1]}"
+        while True:
+            pending = self._r.xpending_range(self.stream, self.group, "-", upto, 10_000)
+            if not pending:
+                return
+            ids = [p["message_id"] for p in pending]
+            self._r.xack(self.stream, self.group, *ids)
+            if len(ids) < 10_000:
+                return
+
     def close(self) -> None:
         self._drop_prefetch()
         try:
             self.drain_acks()
+            if self._unacked == [] and self._reack == []:
+                with contextlib.suppress(Exception):  # best effort: a restart does the same
+                    self._ack_learned_pending()
         finally:
             self._r.close()
