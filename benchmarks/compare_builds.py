@@ -60,7 +60,8 @@ def _child(family: str, calls: int, events: int) -> dict:
         start = clock()
         update_one(u[k], i[k])
         timings[k] = clock() - start
-    return {"update_one_p50_ns": float(np.median(timings)), "fit_s": fit_seconds, "fingerprint": digest.hexdigest()[:16]}
+    return {"update_one_p50_ns": float(np.median(timings)), "fit_s": fit_seconds,
+            "fingerprint": digest.hexdigest()[:16]}
 
 
 def _run(build: str, family: str, calls: int, events: int) -> dict:
@@ -100,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         c_ns = statistics.median(x["update_one_p50_ns"] for x in cand)
         b_fit = statistics.median(x["fit_s"] for x in base)
         c_fit = statistics.median(x["fit_s"] for x in cand)
-        same = {x["fingerprint"] for x in base} == {x["fingerprint"] for x in cand} and len({x["fingerprint"] for x in base}) == 1
+        prints = {x["fingerprint"] for x in base}
+        same = len(prints) == 1 and prints == {x["fingerprint"] for x in cand}
         print(f"| {family} | {b_ns:,.0f} ns | {c_ns:,.0f} ns | {c_ns / b_ns:.3f} | {b_fit:.3f} s | {c_fit:.3f} s | "
               f"{c_fit / b_fit:.3f} | {'yes' if same else 'NO'} |")
     return 0

@@ -64,6 +64,8 @@ void write_header(Writer& w, const SnapshotHeader& h);
 // Refuses another magic, another version (before reading anything else) or another kind
 // than `expected_kind`.
 SnapshotHeader read_header(Reader& r, uint32_t expected_kind);
+// The counters every version's header holds in this order, from label_sum to update_events.
+void read_learning_counters(Reader& r, ModelCounters& c);
 // The rest of a version 4, 5 or 6 header, after its magic and version.
 SnapshotHeader read_header_v4_to_v6(Reader& r, uint32_t version, uint32_t expected_kind, bool delta);
 

@@ -136,6 +136,16 @@ ModelConfig read_config(Reader& r) {
 
 }  // namespace
 
+void read_learning_counters(Reader& r, ModelCounters& c) {
+  c.label_sum = r.value<double>();
+  c.weight_sum = r.value<double>();
+  c.global_bias = r.value<float>();
+  c.updates = r.value<uint64_t>();
+  c.skipped = r.value<uint64_t>();
+  c.calls = r.value<uint64_t>();
+  c.update_events = r.value<uint64_t>();
+}
+
 void write_header(Writer& w, const SnapshotHeader& h) {
   w.bytes(h.kind == kDelta ? kDeltaMagic : kMagic, sizeof kMagic);
   w.value<uint32_t>(kVersion);
@@ -184,13 +194,7 @@ SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   if (h.kind != (expected_kind == kAnyKind ? (delta ? kDelta : kFullSnapshot) : expected_kind))
     r.fail("corrupted file (bad header)");
   h.config = read_config(r);
-  h.counters.label_sum = r.value<double>();
-  h.counters.weight_sum = r.value<double>();
-  h.counters.global_bias = r.value<float>();
-  h.counters.updates = r.value<uint64_t>();
-  h.counters.skipped = r.value<uint64_t>();
-  h.counters.calls = r.value<uint64_t>();
-  h.counters.update_events = r.value<uint64_t>();
+  read_learning_counters(r, h.counters);
   h.counters.deduplicated = r.value<uint64_t>();
   h.counters.rate_limited = r.value<uint64_t>();
   h.counters.evicted_users = r.value<uint64_t>();

@@ -22,13 +22,7 @@ SnapshotHeader read_header_v4_to_v6(Reader& r, uint32_t version, uint32_t expect
   c.grad_clip = r.value<float>();
   c.init_std = r.value<float>();
   c.seed = r.value<uint64_t>();
-  h.counters.label_sum = r.value<double>();
-  h.counters.weight_sum = r.value<double>();
-  h.counters.global_bias = r.value<float>();
-  h.counters.updates = r.value<uint64_t>();
-  h.counters.skipped = r.value<uint64_t>();
-  h.counters.calls = r.value<uint64_t>();
-  h.counters.update_events = r.value<uint64_t>();
+  read_learning_counters(r, h.counters);
   h.position.lineage = r.value<uint64_t>();
   h.position.sequence = r.value<uint64_t>();
   h.follows = r.value<uint64_t>();

@@ -121,6 +121,13 @@ DIVERSITY_HELP = ("re-rank for diversity: 0 is the plain top-k, up to 1 trades r
 # =========================================================================== parser
 
 
+def _saved_model_query(commands: Any, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+    """A command that answers from a saved model: its parser with the saved-model options."""
+    parser = commands.add_parser(name, help=summary, description=description)
+    _add_saved_model_options(parser)
+    return parser
+
+
 def _add_saved_model_options(parser: argparse.ArgumentParser) -> None:
     """What every query of a saved model takes: the file, k and the output form."""
     parser.add_argument("--model", type=Path, required=True, metavar="PATH", help="model snapshot file")
@@ -201,12 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="temporal: fraction of events in the test part (default: %(default)s)")
     _add_output_options(evaluate)
 
-    recommend = commands.add_parser(
-        "recommend", help="top-k items for a user from a saved model",
-        description="Load a snapshot written by 'rtrec train' and print the user's top-k items. "
+    recommend = _saved_model_query(
+        commands, "recommend", "top-k items for a user from a saved model",
+        "Load a snapshot written by 'rtrec train' and print the user's top-k items. "
         "An unknown user gets the items with the highest learned bias (the popular ones).",
     )
-    _add_saved_model_options(recommend)
     who = recommend.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", metavar="ID",
                      help="user ID (an integer, or a string for models trained on string IDs)")
@@ -220,12 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "features that weigh most, from Recommender.explain)")
     add_filter_options(recommend)
 
-    similar = commands.add_parser(
-        "similar", help="the items most similar to an item, from a saved model",
-        description="Load a snapshot and print the k items most similar to --item: those the model ranks "
+    similar = _saved_model_query(
+        commands, "similar", "the items most similar to an item, from a saved model",
+        "Load a snapshot and print the k items most similar to --item: those the model ranks "
         "first for a visitor whose session holds that item alone (never the item itself).",
     )
-    _add_saved_model_options(similar)
     similar.add_argument("--item", required=True, metavar="ID", help="item ID")
     add_filter_options(similar)
 
