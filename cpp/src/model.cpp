@@ -162,40 +162,6 @@ Model::Resolved Model::resolve(const EventBatch& e, size_t i, double now) {
   return r;
 }
 
-void Model::draw_negatives(uint32_t positive, uint32_t n_items, SplitMix64& rng, uint32_t* out) const noexcept {
-  const uint64_t pooled = std::min<uint64_t>(pool_written_.load(std::memory_order_relaxed), kPoolSize);
-  const bool from_pool = config_.popularity_negatives() && pooled > 0;
-  // After evictions, uniform draws pick among the live rows (a table may be mostly free rows
-  // after a big eviction); before, row numbers are the live rows and draw directly, which
-  // keeps seeded runs identical to what they always were.
-  const bool check_live = items_.has_erased();
-  const uint32_t n_live = check_live ? items_.live_count() : n_items;
-  auto draw = [&]() -> uint32_t {
-    if (from_pool) return pool_[rng.below(static_cast<uint32_t>(pooled))].load(std::memory_order_relaxed);
-    if (n_live < 2) return kNoRow;
-    return check_live ? items_.live_row(rng.below(n_live)) : rng.below(n_items);
-  };
-  for (uint32_t s = 0; s < config_.negatives; ++s) {
-    uint32_t negative = draw();
-    if (negative == positive) negative = draw();  // one redraw; a repeat is skipped
-    const bool usable = negative != positive && negative < n_items && (!check_live || items_.is_live(negative));
-    out[s] = usable ? negative : kNoRow;
-  }
-}
-
-void Model::pool_add(uint32_t item) noexcept {
-  const uint64_t at = pool_written_.load(std::memory_order_relaxed);
-  pool_[at % kPoolSize].store(item, std::memory_order_relaxed);
-  pool_written_.store(at + 1, std::memory_order_release);  // concurrent writers may share a slot: harmless
-}
-
-void Model::pool_refill(const std::vector<Resolved>& events, SplitMix64& rng) noexcept {
-  if (events.empty()) return;
-  const uint64_t n = std::min<uint64_t>(kPoolSize, events.size());
-  for (uint64_t s = 0; s < n; ++s) pool_[s].store(events[rng.below(uint32_t(events.size()))].item, std::memory_order_relaxed);
-  if (pool_written_.load(std::memory_order_relaxed) < n) pool_written_.store(n, std::memory_order_release);
-}
-
 void Model::fit(const EventBatch& e, uint32_t epochs, int num_threads) {
   {
     EpochGuard pin;  // rows found here are not recycled before the call ends
@@ -374,8 +340,8 @@ void Model::update_pinned(const EventBatch& e) {
       continue;
     }
     const bool sampled = sampled_loss();
-    if (sampled && r.label > 0.0f && config_.popularity_negatives()) pool_add(r.item);
-    if (sampled) draw_negatives(r.item, items_.size(), rng, negatives);
+    if (sampled && r.label > 0.0f && config_.popularity_negatives()) sampler_.add(r.item);
+    if (sampled) sampler_.draw(items_, r.item, items_.size(), rng, negatives);
     if (compact_ != nullptr) {  // the shadow rows the step will end by writing
       compact_->prefetch(r.item);
       for (uint32_t s = 0; sampled && s < config_.negatives; ++s)

@@ -15,7 +15,7 @@ void Model::MfFamily::fit(std::vector<Resolved>& events, const EventBatch&, uint
                events.end());
   if (m_.sampled_loss() && config_.popularity_negatives()) {
     SplitMix64 pool_rng(derive_seed(config_.seed, kPoolStream, call));
-    m_.pool_refill(events, pool_rng);
+    m_.sampler_.refill(events, pool_rng);
   }
   std::vector<float> scratch(size_t(scratch_floats(users_.stride())) * threads);
   std::vector<uint32_t> negatives(size_t(kPrefetchAhead + 1) * config_.negatives * threads);
@@ -153,7 +153,7 @@ void Model::train_epoch(std::vector<Resolved>& events, const std::vector<int64_t
       auto stage = [&](int64_t j) {  // draw negatives of event j and start fetching its rows
         const Resolved& e = events[j];
         uint32_t* neg = ring + (j % kSlots) * n_neg;
-        if (n_neg > 0) draw_negatives(e.item, n_items, rng, neg);
+        if (n_neg > 0) sampler_.draw(items_, e.item, n_items, rng, neg);
         if (n_neg > 0) users_.prefetch_vector(e.user);  // BPR never reads the user's bias
         else users_.prefetch(e.user);
         items_.prefetch(e.item);

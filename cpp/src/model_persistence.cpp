@@ -227,8 +227,7 @@ void Model::Import::set_tower(const float* parameters) {
 }
 
 void Model::Import::set_pool(const std::vector<uint32_t>& items, uint64_t written) noexcept {
-  for (size_t i = 0; i < items.size() && i < kPoolSize; ++i) target_.pool_[i].store(items[i], std::memory_order_relaxed);
-  target_.pool_written_.store(written, std::memory_order_relaxed);
+  target_.sampler_.restore(items, written);
 }
 
 void Model::Import::set_sketch(bool items, const uint16_t* cells) noexcept {

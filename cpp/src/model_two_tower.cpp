@@ -215,10 +215,7 @@ void Model::TwoTowerFamily::fit_sequences(const std::vector<Resolved>& events, c
   // 3. Hogwild epochs.
   if (m_.sampled_loss() && config_.popularity_negatives() && !sequenced.empty()) {
     SplitMix64 pool_rng(derive_seed(config_.seed, kSequenceStream, call, 0xf00d));
-    const uint64_t n = std::min<uint64_t>(kPoolSize, sequenced.size());
-    for (uint64_t s = 0; s < n; ++s)
-      m_.pool_[s].store(sequenced[pool_rng.below(uint32_t(sequenced.size()))].item, std::memory_order_relaxed);
-    if (m_.pool_written_.load(std::memory_order_relaxed) < n) m_.pool_written_.store(n, std::memory_order_release);
+    m_.sampler_.refill(sequenced, pool_rng);
   }
   const int parts = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, sequenced.size() / 1024)));
   const std::vector<int64_t> bounds = parts > 1 ? partition_by_item(sequenced, items_.size(), parts)
@@ -256,7 +253,7 @@ void Model::TwoTowerFamily::train_sequence_epoch(std::vector<SequenceEvent>& eve
         auto stage = [&](int64_t j) {
           const SequenceEvent& e = events[j];
           uint32_t* neg = ring.data() + (j % kSlots) * n_neg;
-          if (n_neg > 0) m_.draw_negatives(e.item, n_items, rng, neg);
+          if (n_neg > 0) m_.sampler_.draw(items_, e.item, n_items, rng, neg);
           users_.prefetch(e.user);
           items_.prefetch(e.item);
           for (uint32_t s = 0; s < n_neg; ++s)

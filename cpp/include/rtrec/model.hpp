@@ -29,6 +29,7 @@
 #include "rtrec/history_store.hpp"
 #include "rtrec/item_names.hpp"
 #include "rtrec/kernels.hpp"
+#include "rtrec/negative_sampler.hpp"
 #include "rtrec/noise_guard.hpp"
 #include "rtrec/random.hpp"
 #include "rtrec/retrieval.hpp"
@@ -77,7 +78,7 @@ struct RecommendOutput {
 
 class Model {
  public:
-  static constexpr uint32_t kPoolSize = 1u << 16;  // popularity-negative pool (see pool_)
+  static constexpr uint32_t kPoolSize = NegativeSampler::kPoolSize;  // popularity-negative pool
   static constexpr uint32_t kMaxSourcePosition = 1024;  // bytes of a source position
 
   explicit Model(const ModelConfig& config);
@@ -232,9 +233,6 @@ class Model {
   StepConfig step_config() const noexcept;
   RowRef user_row(uint32_t row) const noexcept;
   RowRef item_row(uint32_t row) const noexcept;
-  // Draws the negatives of one event into `out` (config_.negatives entries; kNoRow where
-  // the draw hit the positive twice).
-  void draw_negatives(uint32_t positive, uint32_t n_items, SplitMix64& rng, uint32_t* out) const noexcept;
   // One event's gradient step(s), `negatives` drawn beforehand (BPR); adds to `applied` /
   // `skipped` (BPR: one per negative).
   void train_one(const StepConfig& step, const Resolved& e, const uint32_t* negatives, float* scratch,
@@ -420,13 +418,8 @@ class Model {
   mutable uint64_t hidden_published_ = 0;  // hidden_version_ of the last delta that carried the set
   std::string source_position_;      // see set_source_position
 
-  // Items of recent positives, for popularity-weighted negatives: a fixed array (it never
-  // moves, so readers need no lock); fit() refills it with a sample of its events and
-  // update() overwrites the oldest slot with each positive's item.
-  std::unique_ptr<std::atomic<uint32_t>[]> pool_{new std::atomic<uint32_t>[kPoolSize]};
-  std::atomic<uint64_t> pool_written_{0};
-  void pool_add(uint32_t item) noexcept;
-  void pool_refill(const std::vector<Resolved>& events, SplitMix64& rng) noexcept;
+  // Negatives of the sampled losses, and the pool of recent positives' items they may come from.
+  NegativeSampler sampler_{config_.negatives, config_.popularity_negatives()};
 
  public:
   uint32_t generation() const noexcept { return generation_.load(std::memory_order_relaxed); }

@@ -89,8 +89,8 @@ class Model::StateAccess {
   const DenseTower* tower() const noexcept;
   uint32_t history(uint32_t user, uint32_t* out) const noexcept;
   // The popularity-negative pool: how many items were ever written to it, and slot i.
-  uint64_t pool_written() const noexcept { return m_.pool_written_.load(std::memory_order_relaxed); }
-  uint32_t pool_item(uint64_t i) const noexcept { return m_.pool_[i].load(std::memory_order_relaxed); }
+  uint64_t pool_written() const noexcept { return m_.sampler_.written(); }
+  uint32_t pool_item(uint64_t i) const noexcept { return m_.sampler_.item(i); }
   // The keys of the hidden items (callers are pinned), and the version of that set (bumped
   // by every change; a delta carries the set when it changed since the last delta).
   std::vector<uint64_t> hidden_keys() const;
