@@ -64,11 +64,11 @@ uint64_t Model::evict_rows(const std::vector<uint32_t>& user_rows, const std::ve
     // chooses its rows under it): an eviction is wholly before a cut, in that delta, or
     // wholly after it, in the next one — so a key evicted and then seen again always has
     // its new row in the delta that carries its eviction, or in a later one.
-    std::lock_guard<std::mutex> lock(eviction_log_mutex_);
+    std::lock_guard<std::mutex> lock(eviction_log_.mutex());
     p.users = users_.erase(user_rows);
     p.items = items_.erase(item_rows);
     if (p.users.empty() && p.items.empty()) return 0;
-    if (log && logging_evictions_.load(std::memory_order_relaxed)) log_evictions(p);
+    if (log && eviction_log_.logging()) log_evictions(p);
   }
   if (!p.items.empty()) {  // an evicted item is no longer hidden (see hidden_mutex_)
     std::lock_guard<std::mutex> lock(hidden_mutex_);
@@ -92,21 +92,14 @@ uint64_t Model::evict_rows(const std::vector<uint32_t>& user_rows, const std::ve
 }
 
 void Model::log_evictions(const Pending& p) {
-  // Once a lineage exists, the keys go into the next delta so that replicas drop them (the
-  // rows are erased but not recycled, so their keys are still readable). A model that
-  // evicts a lot and publishes no delta would grow the log without end: past the size of
-  // the live key set, the log is dropped and the next delta lists the live keys instead
-  // (replicas drop every key not in it), so the log never outgrows the index.
-  if (evictions_overflowed_) return;
-  const uint64_t limit = std::max<uint64_t>(65536, uint64_t(users_.live_count()) + items_.live_count());
-  if (evicted_user_keys_.size() + evicted_item_keys_.size() + p.users.size() + p.items.size() > limit) {
-    evictions_overflowed_ = true;
-    std::vector<uint64_t>().swap(evicted_user_keys_);
-    std::vector<uint64_t>().swap(evicted_item_keys_);
-    return;
-  }
-  for (uint32_t r : p.users) evicted_user_keys_.push_back(users_.key(r));
-  for (uint32_t r : p.items) evicted_item_keys_.push_back(items_.key(r));
+  // The keys go into the next delta so that replicas drop them (the rows are erased but not
+  // recycled, so their keys are still readable).
+  std::vector<uint64_t> users, items;
+  users.reserve(p.users.size());
+  items.reserve(p.items.size());
+  for (uint32_t r : p.users) users.push_back(users_.key(r));
+  for (uint32_t r : p.items) items.push_back(items_.key(r));
+  eviction_log_.record(users, items, uint64_t(users_.live_count()) + items_.live_count());
 }
 
 void Model::recycle() {

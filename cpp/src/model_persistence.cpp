@@ -81,17 +81,14 @@ Model::SnapshotCut::SnapshotCut(const Model& model) : StateAccess(model) {
   m_.lineage_ = fresh_id();
   m_.last_link_ = m_.lineage_;  // the chain starts at the lineage itself
   m_.next_since_ = m_.generation_.fetch_add(1, std::memory_order_seq_cst) + 1;
-  m_.logging_evictions_.store(true);
+  m_.eviction_log_.start();
 }
 
 Model::SnapshotCut::~SnapshotCut() {
   if (committed_ || !started_lineage_) return;
   // Nothing was written: no lineage, no delta can follow.
-  std::lock_guard<std::mutex> log_lock(m_.eviction_log_mutex_);
-  m_.logging_evictions_.store(false);
-  m_.evicted_user_keys_.clear();
-  m_.evicted_item_keys_.clear();
-  m_.evictions_overflowed_ = false;
+  std::lock_guard<std::mutex> log_lock(m_.eviction_log_.mutex());
+  m_.eviction_log_.stop();
   m_.lineage_ = 0;
   m_.last_link_ = 0;
 }
@@ -108,18 +105,16 @@ const DeltaContents& Model::DeltaCut::cut() {
   {
     // The log is taken and the rows chosen under the log's lock, so that no eviction falls
     // between the two (see Model::evict_rows).
-    std::lock_guard<std::mutex> log_lock(m_.eviction_log_mutex_);
-    d.evicted.users.swap(m_.evicted_user_keys_);
-    d.evicted.items.swap(m_.evicted_item_keys_);
+    std::lock_guard<std::mutex> log_lock(m_.eviction_log_.mutex());
+    const bool overflowed = m_.eviction_log_.take(d.evicted.users, d.evicted.items);
     d.n_users = m_.users_.size();
     d.n_items = m_.items_.size();
     d.users = m_.users_.rows_marked_since(d.n_users, d.since);
     d.items = m_.items_.rows_marked_since(d.n_items, d.since);
-    if (m_.evictions_overflowed_) {
+    if (overflowed) {
       d.evicted.membership = true;
       d.evicted.live_users = m_.users_.live_keys(d.n_users);
       d.evicted.live_items = m_.items_.live_keys(d.n_items);
-      m_.evictions_overflowed_ = false;
     }
   }
   // The hidden set, whole, when it changed since the last delta (version read first: a
@@ -153,17 +148,11 @@ void Model::DeltaCut::commit() noexcept {
 
 Model::DeltaCut::~DeltaCut() {
   if (!cut_ || committed_) return;
-  // The next delta carries these evictions (ahead of any logged since: order matters only
-  // for a key evicted twice, and evicting it twice is the same as once), or the live keys
-  // again if this one was to list them. Its rows stay marked >= next_since_.
+  // The next delta carries these evictions, or the live keys again if this one was to list
+  // them (EvictionLog::give_back). Its rows stay marked >= next_since_.
   const EvictedKeys& e = contents_.evicted;
-  std::lock_guard<std::mutex> log_lock(m_.eviction_log_mutex_);
-  if (e.membership) {
-    m_.evictions_overflowed_ = true;
-  } else {
-    m_.evicted_user_keys_.insert(m_.evicted_user_keys_.begin(), e.users.begin(), e.users.end());
-    m_.evicted_item_keys_.insert(m_.evicted_item_keys_.begin(), e.items.begin(), e.items.end());
-  }
+  std::lock_guard<std::mutex> log_lock(m_.eviction_log_.mutex());
+  m_.eviction_log_.give_back(e.users, e.items, e.membership);
 }
 
 // ------------------------------------------------------------------------ import
@@ -258,7 +247,7 @@ void Model::Import::continue_from(const LineagePosition& p, bool loaded) {
   target_.last_link_ = p.link;
   if (loaded) {
     target_.next_since_ = 1;
-    target_.logging_evictions_.store(true);
+    target_.eviction_log_.start();
   }
 }
 

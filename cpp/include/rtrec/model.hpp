@@ -24,6 +24,7 @@
 #include "rtrec/count_sketch.hpp"
 #include "rtrec/diversity.hpp"
 #include "rtrec/embedding_table.hpp"
+#include "rtrec/eviction_log.hpp"
 #include "rtrec/feature_lists.hpp"
 #include "rtrec/hidden_rows.hpp"
 #include "rtrec/history_store.hpp"
@@ -277,7 +278,7 @@ class Model {
   // the keys for the next delta.
   uint64_t evict_rows(const std::vector<uint32_t>& users, const std::vector<uint32_t>& items, bool log = true);
   void recycle();  // maintenance_mutex_ held: reuses the pending rows that are safe now
-  void log_evictions(const Pending& p);  // eviction_log_mutex_ held
+  void log_evictions(const Pending& p);  // eviction_log_.mutex() held
   // Evicts the rows of these keys (a replica applying a delta); unknown keys are skipped.
   void evict_keys(const std::vector<uint64_t>& users, const std::vector<uint64_t>& items);
   // Evicts every row whose key is not listed (a delta that lists the trainer's live keys).
@@ -392,12 +393,8 @@ class Model {
   std::vector<Pending> pending_;           // under maintenance_mutex_
   std::atomic<bool> has_pending_{false};
   std::atomic<double> last_ttl_sweep_{0.0};  // clock at the last ttl sweep
-  // Keys evicted since the last delta, for replicas to drop (once a lineage exists).
-  mutable std::mutex eviction_log_mutex_;  // a save (const) takes the log
-  mutable std::vector<uint64_t> evicted_user_keys_, evicted_item_keys_;
-  mutable std::atomic<bool> logging_evictions_{false};
-  // The log outgrew the live keys and was dropped: the next delta lists the live keys.
-  mutable bool evictions_overflowed_ = false;  // under eviction_log_mutex_
+  // Keys evicted since the last delta, for replicas to drop (a save, const, takes them).
+  mutable EvictionLog eviction_log_;
   std::unique_ptr<CountMinSketch> user_sketch_, item_sketch_;  // only when min_count > 1
 
   // Persistence. Every change marks its rows with the current generation; a delta cuts a
