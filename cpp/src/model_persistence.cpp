@@ -30,7 +30,7 @@ uint64_t fresh_id() {
 // ------------------------------------------------------------------------ read access
 
 LineagePosition Model::StateAccess::position() const noexcept {
-  return LineagePosition{m_.lineage_, m_.sequence_, m_.last_link_};
+  return m_.lineage_.at;
 }
 
 ModelCounters Model::StateAccess::counters() const {
@@ -47,7 +47,7 @@ ModelCounters Model::StateAccess::counters() const {
   c.deduplicated = m_.deduplicated_.load(std::memory_order_relaxed);
   c.rate_limited = m_.rate_limited_.load(std::memory_order_relaxed);
   c.clock = m_.clock();
-  c.source_position = m_.source_position_;  // guarded by the persistence lock we hold
+  c.source_position = m_.lineage_.source_position;  // guarded by the lineage lock we hold
   return c;
 }
 
@@ -76,11 +76,9 @@ const FeatureList* Model::StateAccess::feature_list(bool items, uint32_t id_row)
 // ------------------------------------------------------------------------ full snapshots
 
 Model::SnapshotCut::SnapshotCut(const Model& model) : StateAccess(model) {
-  if (m_.lineage_ != 0) return;
+  if (m_.lineage_.started()) return;
   started_lineage_ = true;
-  m_.lineage_ = fresh_id();
-  m_.last_link_ = m_.lineage_;  // the chain starts at the lineage itself
-  m_.next_since_ = m_.generation_.fetch_add(1, std::memory_order_seq_cst) + 1;
+  m_.lineage_.start(fresh_id(), m_.generation_.fetch_add(1, std::memory_order_seq_cst) + 1);
   m_.eviction_log_.start();
 }
 
@@ -89,19 +87,18 @@ Model::SnapshotCut::~SnapshotCut() {
   // Nothing was written: no lineage, no delta can follow.
   std::lock_guard<std::mutex> log_lock(m_.eviction_log_.mutex());
   m_.eviction_log_.stop();
-  m_.lineage_ = 0;
-  m_.last_link_ = 0;
+  m_.lineage_.abandon();
 }
 
 // ------------------------------------------------------------------------ deltas
 
 const DeltaContents& Model::DeltaCut::cut() {
   // Writers re-mark a row if a cut lands while they mark it (EmbeddingTable::mark), so
-  // every change since the previous cut carries a generation >= next_since_.
+  // every change since the previous cut carries a generation >= lineage_.next_since.
   generation_ = m_.generation_.fetch_add(1, std::memory_order_seq_cst);
   cut_ = true;
   DeltaContents& d = contents_;
-  d.since = m_.next_since_;
+  d.since = m_.lineage_.next_since;
   {
     // The log is taken and the rows chosen under the log's lock, so that no eviction falls
     // between the two (see Model::evict_rows).
@@ -121,10 +118,10 @@ const DeltaContents& Model::DeltaCut::cut() {
   // change racing the cut is carried again by the next delta, and a set applied twice is
   // the same set).
   hidden_version_ = hidden_version();
-  d.hidden_changed = hidden_version_ != m_.hidden_published_;
+  d.hidden_changed = hidden_version_ != m_.lineage_.hidden_published;
   if (d.hidden_changed) d.hidden = hidden_keys();
-  d.position = LineagePosition{m_.lineage_, m_.sequence_ + 1, fresh_id()};
-  d.follows = m_.last_link_;
+  d.position = LineagePosition{m_.lineage_.at.lineage, m_.lineage_.at.sequence + 1, fresh_id()};
+  d.follows = m_.lineage_.at.link;
   return d;
 }
 
@@ -140,16 +137,14 @@ std::vector<uint64_t> Model::StateAccess::hidden_keys() const {
 void Model::DeltaCut::commit() noexcept {
   // Only after success: a failed delta leaves the next one to carry its rows.
   committed_ = true;
-  m_.sequence_ = contents_.position.sequence;
-  m_.last_link_ = contents_.position.link;
-  m_.next_since_ = generation_ + 1;
-  if (contents_.hidden_changed) m_.hidden_published_ = hidden_version_;
+  m_.lineage_.advance(contents_.position, generation_ + 1);
+  if (contents_.hidden_changed) m_.lineage_.hidden_published = hidden_version_;
 }
 
 Model::DeltaCut::~DeltaCut() {
   if (!cut_ || committed_) return;
   // The next delta carries these evictions, or the live keys again if this one was to list
-  // them (EvictionLog::give_back). Its rows stay marked >= next_since_.
+  // them (EvictionLog::give_back). Its rows stay marked >= lineage_.next_since.
   const EvictedKeys& e = contents_.evicted;
   std::lock_guard<std::mutex> log_lock(m_.eviction_log_.mutex());
   m_.eviction_log_.give_back(e.users, e.items, e.membership);
@@ -238,15 +233,13 @@ void Model::Import::restore(const ModelCounters& c) {
   m.deduplicated_.store(c.deduplicated);
   m.rate_limited_.store(c.rate_limited);
   m.advance_clock(c.clock);
-  m.source_position_ = c.source_position;
+  m.lineage_.source_position = c.source_position;
 }
 
 void Model::Import::continue_from(const LineagePosition& p, bool loaded) {
-  target_.lineage_ = p.lineage;
-  target_.sequence_ = p.sequence;
-  target_.last_link_ = p.link;
+  target_.lineage_.at = p;
   if (loaded) {
-    target_.next_since_ = 1;
+    target_.lineage_.next_since = 1;
     target_.eviction_log_.start();
   }
 }

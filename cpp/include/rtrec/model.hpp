@@ -22,6 +22,7 @@
 #include "rtrec/compact_rows.hpp"
 #include "rtrec/config.hpp"
 #include "rtrec/count_sketch.hpp"
+#include "rtrec/delta_lineage.hpp"
 #include "rtrec/diversity.hpp"
 #include "rtrec/embedding_table.hpp"
 #include "rtrec/eviction_log.hpp"
@@ -407,13 +408,7 @@ class Model {
   // reads it before cutting a delta and sees no change since its last delta has nothing to
   // write (one relaxed add per call, not per row).
   std::atomic<uint64_t> changes_{0};
-  mutable std::mutex persist_mutex_;  // one save/apply at a time; guards the fields below
-  mutable uint32_t next_since_ = 0;  // the next delta holds rows marked >= this
-  mutable uint64_t lineage_ = 0;     // 0 until the first full snapshot is saved or loaded
-  mutable uint64_t sequence_ = 0;    // last delta saved or applied in that lineage
-  mutable uint64_t last_link_ = 0;   // id of that delta (the lineage id before the first)
-  mutable uint64_t hidden_published_ = 0;  // hidden_version_ of the last delta that carried the set
-  std::string source_position_;      // see set_source_position
+  mutable DeltaLineage lineage_;  // a save (const) cuts the next delta
 
   // Negatives of the sampled losses, and the pool of recent positives' items they may come from.
   NegativeSampler sampler_{config_.negatives, config_.popularity_negatives()};
@@ -422,12 +417,12 @@ class Model {
   uint32_t generation() const noexcept { return generation_.load(std::memory_order_relaxed); }
   uint64_t change_count() const noexcept { return changes_.load(std::memory_order_acquire); }
   uint64_t lineage() const {
-    std::lock_guard<std::mutex> lock(persist_mutex_);
-    return lineage_;
+    std::lock_guard<std::mutex> lock(lineage_.mutex);
+    return lineage_.at.lineage;
   }
   uint64_t sequence() const {
-    std::lock_guard<std::mutex> lock(persist_mutex_);
-    return sequence_;
+    std::lock_guard<std::mutex> lock(lineage_.mutex);
+    return lineage_.at.sequence;
   }
   // Where the model's input stream stood when it last changed, as the feeder records it (a
   // stream entry ID, an offset): saved in every snapshot and delta and restored with them,
@@ -437,12 +432,12 @@ class Model {
   void set_source_position(const std::string& position) {
     if (position.size() > kMaxSourcePosition)
       throw std::invalid_argument("a source position is at most " + std::to_string(kMaxSourcePosition) + " bytes");
-    std::lock_guard<std::mutex> lock(persist_mutex_);
-    source_position_ = position;
+    std::lock_guard<std::mutex> lock(lineage_.mutex);
+    lineage_.source_position = position;
   }
   std::string source_position() const {
-    std::lock_guard<std::mutex> lock(persist_mutex_);
-    return source_position_;
+    std::lock_guard<std::mutex> lock(lineage_.mutex);
+    return lineage_.source_position;
   }
 };
 

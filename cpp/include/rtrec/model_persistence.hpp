@@ -34,11 +34,6 @@ struct ModelCounters {
 };
 
 // A model's place in its lineage of deltas.
-struct LineagePosition {
-  uint64_t lineage = 0;   // 0 until the first full snapshot is saved or loaded
-  uint64_t sequence = 0;  // last delta saved or applied in that lineage
-  uint64_t link = 0;      // id of that delta (the lineage id before the first)
-};
 
 // Keys evicted since the previous delta (empty in full snapshots). When the trainer's
 // eviction log overflowed (see Model::log_evictions), `membership` is set and `live_users` /
@@ -99,7 +94,7 @@ class Model::StateAccess {
   const CountMinSketch* sketch(bool items) const noexcept { return (items ? m_.item_sketch_ : m_.user_sketch_).get(); }
 
  protected:
-  explicit StateAccess(const Model& model) : m_(model), lock_(model.persist_mutex_) {}
+  explicit StateAccess(const Model& model) : m_(model), lock_(model.lineage_.mutex) {}
 
   const Model& m_;
 
@@ -149,7 +144,7 @@ class Model::DeltaCut : public Model::StateAccess {
   ~DeltaCut();
 
   // A delta needs a base: a full snapshot saved or loaded first.
-  bool has_lineage() const noexcept { return m_.lineage_ != 0; }
+  bool has_lineage() const noexcept { return m_.lineage_.started(); }
   const DeltaContents& cut();
   void commit() noexcept;
 
