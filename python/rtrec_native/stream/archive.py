@@ -290,6 +290,7 @@ class EventArchive:
     def _write_file(self, table: Any, first: int) -> None:
         now = int(time.time())
         name = f"events-{first:012d}-{first + table.num_rows:012d}-{now}.parquet"
+        table = table.replace_schema_metadata(None)  # the journal's bookkeeping, not the data's
         tmp = self.directory / f".{name}.tmp"
         try:
             self._pa.parquet.write_table(table, tmp)
