@@ -34,7 +34,7 @@ def start(tmp_path, entries, rec=None, **archive_args) -> Consumer:
 def test_round_trip_every_learned_event_once_with_its_entry(tmp_path):
     entries = events(1000)
     entries.insert(500, ("500-5", {"user": "not-a-number", "item": "1"}))  # a dead letter: not learned, not archived
-    entries.insert(700, ("700-5", {"op": "hide", "items": "3"}))  # a control entry: no event
+    entries.insert(700, ("700-5", {"op": "hide", "items": "[3]"}))  # a control entry: no event
     consumer = start(tmp_path, entries)
     drain(consumer)
     consumer.flush()
