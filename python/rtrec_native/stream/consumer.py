@@ -339,6 +339,8 @@ class Consumer:
         self.flush()
         if self.refit is not None:
             self.refit.abandon()  # a refit under way is dropped; the next run starts it again
+        if self.archive is not None:
+            self.archive.rotate(force=True)  # a clean stop leaves every archived event in a finished file
         self.source.drain_acks()
 
     def close(self) -> None:

@@ -89,7 +89,8 @@ class Refitter:
     snapshot takes the snapshot directory over). A refit that fails is logged, counted in
     ``failures`` and retried after ``retry_after`` seconds; the live model goes on. A
     process that stops during a refit drops it; the schedule is kept in the archive
-    directory (``_refit.json``), so the next start refits at once when one is overdue.
+    directory (``_refit.json``), so the next start refits at once when one was under way
+    or is overdue.
 
     Carried over: the log position, the ``learned``/``dead`` counts, the ID kinds (the same
     events), side features of every item and of every user in the fitted events, item names
@@ -135,10 +136,15 @@ class Refitter:
         self._consumer = consumer
         self._state_path = consumer.archive.directory / _STATE
         try:
-            self.last_refit = float(json.loads(self._state_path.read_text())["last_refit"])
-        except (OSError, ValueError, KeyError, TypeError):
-            self.last_refit = None
-        self._next_at = (time.time() if self.last_refit is None else self.last_refit) + self.every
+            state = json.loads(self._state_path.read_text())
+        except (OSError, ValueError):
+            state = {}
+        last, unfinished = state.get("last_refit"), state.get("started")
+        self.last_refit = float(last) if isinstance(last, (int, float)) else None
+        if isinstance(unfinished, (int, float)):  # the process stopped during a refit: retry it now
+            self._next_at = time.time()
+        else:
+            self._next_at = (time.time() if self.last_refit is None else self.last_refit) + self.every
 
     @property
     def in_progress(self) -> bool:
@@ -187,6 +193,7 @@ class Refitter:
         job.thread = threading.Thread(target=self._run, args=(job, params, live, items, named, since),
                                       name="rtrec-refit", daemon=True)
         self._job, self._thread = job, job.thread
+        self._save_state(started=time.time())
         log.info("refit started: a new model fitted on the %d events archived before the cut%s (%s epochs, %d "
                  "threads); the live model keeps learning", job.cut,
                  "" if self.window is None else f" within the last {self.window:g} s",
@@ -251,10 +258,11 @@ class Refitter:
         log.info("refit swapped in after %.1f s: a model fitted on %d events, caught up to %d (lineage %d)",
                  time.monotonic() - job.started, job.cut, job.caught_up, consumer.model.snapshot_position[0])
 
-    def _save_state(self) -> None:
+    def _save_state(self, started: float | None = None) -> None:
+        """The schedule: the last swap's time, and ``started`` while a refit runs."""
         tmp = self._state_path.with_name(_STATE + ".tmp")
         try:
-            tmp.write_text(json.dumps({"last_refit": self.last_refit}))
+            tmp.write_text(json.dumps({"last_refit": self.last_refit, "started": started}))
             os.replace(tmp, self._state_path)
         except OSError as exc:  # the schedule only: a restart refits sooner than due
             log.warning("could not record the refit's time in %s: %s", self._state_path, exc)
