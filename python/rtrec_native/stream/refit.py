@@ -168,6 +168,10 @@ class Refitter:
         elif job.done.is_set():
             self._finish(job)
 
+    def request(self) -> None:
+        """Refit at the consumer's next poll (unless one is under way), whatever the schedule."""
+        self._next_at = 0.0
+
     def abandon(self) -> None:
         """Drop a refit under way (its thread stops at its next step; ``fit`` itself runs to
         its end in the background, so a process that exits does not wait for it)."""
