@@ -48,6 +48,8 @@ _FRAME = struct.Struct("<QI")  # payload length, crc32 of the payload
 #: Columns of every file, in this order; label and timestamp are null where an event had none,
 #: weight is null where the event had no weight (it was learned with weight 1).
 COLUMNS = ("user", "item", "label", "weight", "timestamp", "entry")
+#: The columns a model learns from (what a refit reads: the entry IDs would only cost memory).
+LEARNED = ["user", "item", "label", "weight", "timestamp"]
 
 
 def _pyarrow() -> Any:
@@ -85,18 +87,19 @@ def archive_files(directory: str | os.PathLike) -> list[ArchiveFile]:
 
 
 def read_archive(directory: str | os.PathLike, start: int = 0, end: int | None = None,
-                 since: float | None = None) -> Any:
+                 since: float | None = None, columns: list[str] | None = None) -> Any:
     """The archived events numbered ``start`` .. ``end - 1`` (None: all) as one pyarrow Table
-    with the columns of :data:`COLUMNS`, in learning order; ``since``: only files archived at
-    or after this Unix time (a refit's window). Raises ValueError for a file that cannot be
-    read (a corrupt file: the refit that reads it fails and is retried)."""
+    with the columns of :data:`COLUMNS` (or ``columns``), in learning order, None when there
+    are none; ``since``: only files archived at or after this Unix time (a refit's window).
+    Raises ValueError for a file that cannot be read (a corrupt file: the refit that reads it
+    fails and is retried)."""
     pa = _pyarrow()
     tables = []
     for f in archive_files(directory):
         if f.end <= start or (end is not None and f.first >= end) or (since is not None and f.archived < since):
             continue
         try:
-            table = pa.parquet.read_table(f.path)
+            table = pa.parquet.read_table(f.path, columns=columns)
         except (pa.ArrowException, OSError) as exc:
             raise ValueError(f"archive file {f.path} cannot be read: {exc}") from exc
         if table.num_rows != f.end - f.first:
@@ -112,7 +115,8 @@ def read_archive(directory: str | os.PathLike, start: int = 0, end: int | None =
 def table_columns(table: Any) -> tuple[Any, Any, Any, Any, Any]:
     """``(users, items, labels, weights, timestamps)`` of an archive table, for
     ``Recommender.fit``/``update``: a column that is null throughout is None (as the events
-    were learned); missing weights within a column are 1."""
+    were learned), and so are weights that are all 1 (the same steps, 8 bytes an event less);
+    missing weights within a column are 1."""
     def ids(name: str) -> np.ndarray:
         return table.column(name).to_numpy(zero_copy_only=False)
 
@@ -124,7 +128,10 @@ def table_columns(table: Any) -> tuple[Any, Any, Any, Any, Any]:
             column = column.fill_null(fill)
         return column.to_numpy(zero_copy_only=False).astype(np.float64)
 
-    return ids("user"), ids("item"), numbers("label", None), numbers("weight", 1.0), numbers("timestamp", None)
+    weights = numbers("weight", 1.0)
+    if weights is not None and bool(np.all(weights == 1.0)):
+        weights = None
+    return ids("user"), ids("item"), numbers("label", None), weights, numbers("timestamp", None)
 
 
 class EventArchive:

@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import _validation as check
 from ..recommender import Recommender
-from .archive import read_archive, table_columns
+from .archive import LEARNED, read_archive, table_columns
 
 __all__ = ["Refitter", "parse_duration"]
 
@@ -214,7 +214,7 @@ class Refitter:
                 rec.set_item_names([i for i, _ in named], [n for _, n in named])
             if items:
                 rec.set_item_features([i for i, _ in items], [f for _, f in items])
-            table = read_archive(directory, 0, job.cut, since=since)
+            table = read_archive(directory, 0, job.cut, since=since, columns=LEARNED)
             if table is not None:
                 users = _features(live.user_features, np.unique(table.column("user").to_numpy(zero_copy_only=False)))
                 if users:
@@ -275,7 +275,7 @@ class Refitter:
 def _catch_up(job: _Job, directory: Any) -> None:
     """Learn the archived events from ``job.caught_up`` on, in order, into the job's model."""
     while not job.abandoned.is_set():
-        table = read_archive(directory, job.caught_up, job.caught_up + _CATCH_UP_CHUNK)
+        table = read_archive(directory, job.caught_up, job.caught_up + _CATCH_UP_CHUNK, columns=LEARNED)
         if table is None or table.num_rows == 0:
             return
         job.model.update(*table_columns(table))
