@@ -233,3 +233,24 @@ def test_the_archive_columns_feed_update_as_learned(tmp_path):
     assert labels is None and users.dtype == items.dtype == np.int64
     assert stamps.tolist() == [1_000_000.0 + k for k in range(100)]
     assert weights is None  # all 1: learned the same without the column
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--refit-every", "0", "--archive", "A"], "argument --refit-every: a duration must be > 0 seconds, got '0'"),
+    (["--refit-every=-5", "--archive", "A"], "argument --refit-every: a duration must be > 0 seconds, got '-5'"),
+    (["--refit-every", "soon", "--archive", "A"], "argument --refit-every: a duration must be a number of seconds"),
+    (["--refit-every", "1h"], "--refit-every needs --archive DIR"),
+    (["--refit-epochs", "3", "--archive", "A"], "--refit-epochs needs --refit-every"),
+    (["--archive-days", "3"], "--archive-days needs --archive DIR"),
+    (["--archive", "FILE"], "--archive FILE: not a directory"),
+    (["--archive", "missing/A"], "--archive missing/A: its parent directory missing does not exist"),
+])
+def test_bad_refit_options_are_one_line(tmp_path, monkeypatch, capsys, options, message):
+    from rtrec_native.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "FILE").write_text("not a directory")
+    code = main(["consume", "--redis", "redis://127.0.0.1:1/0", "--snapshot-dir", "snap", *options])
+    err = capsys.readouterr().err
+    assert code != 0 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "A").exists()  # nothing was created

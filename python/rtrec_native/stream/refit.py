@@ -37,7 +37,7 @@ __all__ = ["Refitter", "parse_duration"]
 
 log = logging.getLogger("rtrec_native.stream")
 
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([smhd]?)\s*$")
+_DURATION = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _STATE = "_refit.json"  # the last successful refit's time, so a restart keeps the schedule
 _CATCH_UP_CHUNK = 1_000_000  # events read back and learned per update call
