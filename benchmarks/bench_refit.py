@@ -147,7 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer events and rounds")
     parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--rate", type=float, default=2000.0, help="events per second fed to the trainer")
+    parser.add_argument("--rate", type=float, default=500.0, help="events per second fed to the trainer")
     parser.add_argument("--family", default="two_tower")
     parser.add_argument("--refit-threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="write the figures here too")
@@ -185,6 +185,15 @@ def main() -> None:
     json.loads(replica.stdout.readline())
     switches: list[str] = []
     threading.Thread(target=lambda: switches.extend(replica.stdout), daemon=True).start()
+    swaps: list[tuple[float, float]] = []  # (start, end) of each Consumer.swap: the snapshot appears within it
+    plain_swap = consumer.swap
+
+    def timed_swap(model):
+        began = time.time()
+        plain_swap(model)
+        swaps.append((began, time.time()))
+
+    consumer.swap = timed_swap
     trainer = threading.Thread(target=train, daemon=True)
     trainer.start()
     rng = np.random.default_rng(1)
@@ -208,13 +217,14 @@ def main() -> None:
                 during = serve_window(consumer, served, lambda b=before: refit.refits > b or errors, rng)
             refit_seconds = time.monotonic() - began
             model_ratio = consumer.model.stats()["memory_bytes"] / live.stats()["memory_bytes"]
-            swapped_at = (work / "snap" / "snapshot-00000000.rtrec").stat().st_mtime
+            swap_began, swapped_at = swaps[-1]
             lineage = consumer.model.snapshot_position[0]
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and not any(json.loads(s).get("lineage") == lineage for s in switches):
                 time.sleep(0.005)
             seen = [json.loads(s) for s in switches if json.loads(s).get("lineage") == lineage]
-            switch = seen[0]["at"] - swapped_at if seen else float("nan")
+            switch = seen[0]["at"] - swapped_at if seen else float("nan")  # from the snapshot in place
+            swap_pause = swapped_at - swap_began
             end = time.monotonic() + refit_seconds
             without = serve_window(consumer, served, lambda e=end: time.monotonic() >= e or errors, rng)
             if errors:
@@ -224,24 +234,26 @@ def main() -> None:
                          "p99_without_ms": p99_without * 1e3, "p99_during_ms": p99_with * 1e3,
                          "p99_ratio": p99_with / p99_without, "p50_without_ms": np.median(without) * 1e3,
                          "p50_during_ms": np.median(during) * 1e3, "replica_switch_s": switch,
-                         "live_bytes": live_bytes, "refit_extra_bytes": sampler.peak - base_rss,
+                         "swap_s": swap_pause, "live_bytes": live_bytes, "refit_extra_bytes": sampler.peak - base_rss,
                          "memory_ratio": (live_bytes + sampler.peak - base_rss) / live_bytes,
                          "new_model_over_live": model_ratio,
                          "requests": (len(during), len(without))})
             print(f"round {r + 1}: refit {refit_seconds:.1f} s, p99 {p99_without * 1e3:.3f} -> "
                   f"{p99_with * 1e3:.3f} ms, replica switch {switch:.3f} s, memory "
-                  f"x{rows[-1]['memory_ratio']:.2f}", flush=True)
+                  f"x{rows[-1]['memory_ratio']:.2f} (new model x{model_ratio:.2f}), swap {swap_pause:.3f} s",
+                  flush=True)
     finally:
         stop.set()
         trainer.join()
         replica.kill()
         replica.wait()
     print()
-    print_table(["round", "refit s", "p50 without ms", "p50 during ms", "p99 without ms", "p99 during ms",
-                 "p99 ratio", "replica switch s", "memory ratio"],
-                [[r["round"], f"{r['refit_s']:.1f}", f"{r['p50_without_ms']:.3f}", f"{r['p50_during_ms']:.3f}",
-                  f"{r['p99_without_ms']:.3f}", f"{r['p99_during_ms']:.3f}", f"{r['p99_ratio']:.2f}",
-                  f"{r['replica_switch_s']:.3f}", f"{r['memory_ratio']:.2f}"] for r in rows])
+    print_table(["round", "events", "refit s", "p50 without ms", "p50 during ms", "p99 without ms",
+                 "p99 during ms", "p99 ratio", "swap s", "replica switch s", "memory ratio"],
+                [[r["round"], f"{r['learned']:,}", f"{r['refit_s']:.1f}", f"{r['p50_without_ms']:.3f}",
+                  f"{r['p50_during_ms']:.3f}", f"{r['p99_without_ms']:.3f}", f"{r['p99_during_ms']:.3f}",
+                  f"{r['p99_ratio']:.2f}", f"{r['swap_s']:.3f}", f"{r['replica_switch_s']:.3f}",
+                  f"{r['memory_ratio']:.2f}"] for r in rows])
     summary = {"p99_ratio_median": statistics.median(r["p99_ratio"] for r in rows),
                "replica_switch_s_median": statistics.median(r["replica_switch_s"] for r in rows),
                "replica_switch_s_max": max(r["replica_switch_s"] for r in rows),
