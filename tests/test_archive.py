@@ -184,3 +184,24 @@ def test_misuse_is_refused(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     with pytest.raises(ImportError, match="needs pyarrow: pip install"):
         EventArchive(tmp_path / "c")
+
+
+def test_a_model_restored_from_an_older_file_drops_the_later_archived_events(tmp_path):
+    entries = events(600)
+    consumer = start(tmp_path, entries)
+    for _ in range(5):
+        consumer.poll(0.0)
+    consumer.flush()
+    older = tmp_path / "older.rtrec"
+    consumer.model.save(older)  # 185 events
+    drain(consumer)
+    consumer.flush()
+    consumer.archive.rotate(force=True)
+    assert len(pd.read_parquet(tmp_path / "archive")) == 600
+    rec = rt.Recommender.load(older, num_threads=1)
+    again = start(tmp_path, entries, rec=rec)
+    assert again.learned == 185 and len(pd.read_parquet(tmp_path / "archive")) == 185
+    drain(again)
+    again.flush()
+    again.archive.rotate(force=True)
+    assert pd.read_parquet(tmp_path / "archive")["entry"].tolist() == [eid for eid, _ in entries]

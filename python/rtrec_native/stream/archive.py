@@ -179,7 +179,8 @@ class EventArchive:
         """Called once when the consumer starts, with the number of events its (restored)
         model learned: the journal keeps those events and drops any past them, and becomes
         a finished file at once. Events after ``durable`` in finished files (which the
-        protocol never writes) would be dropped too."""
+        protocol never writes; a model restored from an older file would) are dropped too.
+        An archive added to a model that learned before starts at its count."""
         self._pending, self._pending_rows = [], 0
         finished_end = max((f.end for f in archive_files(self.directory)), default=0)
         kept = []
@@ -188,8 +189,12 @@ class EventArchive:
             hi = min(durable - first, table.num_rows)
             if hi > lo:
                 kept.append(table.slice(lo, hi - lo))
-        for f in archive_files(self.directory):  # never written past a durable delta; kept honest anyway
+        for f in archive_files(self.directory):  # never written past a durable delta (but a model rolled back)
             if f.first >= durable:
+                f.path.unlink()
+            elif f.end > durable:
+                table = self._pa.parquet.read_table(f.path).slice(0, durable - f.first)
+                self._write_file(table, f.first)
                 f.path.unlink()
         self._next = durable
         if kept:

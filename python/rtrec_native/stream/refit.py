@@ -182,7 +182,8 @@ class Refitter:
     # ------------------------------------------------------------------ the refit
 
     def start(self) -> None:
-        """Start a refit now (the schedule's next one counts from its swap)."""
+        """Start a refit now, from the consumer's thread (elsewhere: :meth:`request`); the
+        schedule's next one counts from its swap."""
         consumer = self._consumer
         consumer.flush()  # everything learned is durable and in the journal ...
         consumer.archive.rotate(force=True)  # ... and in finished files: the cut is a file boundary
