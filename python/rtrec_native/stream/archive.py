@@ -116,7 +116,7 @@ def table_columns(table: Any) -> tuple[Any, Any, Any, Any, Any]:
     """``(users, items, labels, weights, timestamps)`` of an archive table, for
     ``Recommender.fit``/``update``: a column that is null throughout is None (as the events
     were learned), and so are weights that are all 1 (the same steps, 8 bytes an event less);
-    missing weights within a column are 1."""
+    missing weights and labels within a column are 1."""
     def ids(name: str) -> np.ndarray:
         return table.column(name).to_numpy(zero_copy_only=False)
 
@@ -129,9 +129,11 @@ def table_columns(table: Any) -> tuple[Any, Any, Any, Any, Any]:
         return column.to_numpy(zero_copy_only=False).astype(np.float64)
 
     weights = numbers("weight", 1.0)
+    # A label missing among labels: an entry learned on its own without one, which counted
+    # as a positive (label 1: the rule of the losses that take labels as optional).
     if weights is not None and bool(np.all(weights == 1.0)):
         weights = None
-    return ids("user"), ids("item"), numbers("label", None), weights, numbers("timestamp", None)
+    return ids("user"), ids("item"), numbers("label", 1.0), weights, numbers("timestamp", None)
 
 
 class EventArchive:
