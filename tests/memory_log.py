@@ -3,6 +3,9 @@ resumable from any entry ID (as the EventSource contract asks)."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
 import numpy as np
 
 from rtrec_native.stream import EventSource
@@ -50,3 +53,24 @@ def drain(consumer, until=None, limit: int = 1_000_000) -> None:
             return
         consumer.poll(0.0)
     raise AssertionError("the consumer did not finish")
+
+
+@contextlib.contextmanager
+def logged(name: str = "rtrec_native.stream"):
+    """The messages of logger ``name`` while the block runs (an in-process ``rtrec consume``
+    earlier in the session stops its loggers from propagating to pytest's capture)."""
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger, handler = logging.getLogger(name), Keep()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

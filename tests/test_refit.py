@@ -5,14 +5,12 @@ restarts switching to it."""
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pytest
 
 import rtrec_native as rt
 from conftest import model_state, wait_for
-from memory_log import ListSource, drain, events
+from memory_log import ListSource, drain, events, logged
 from rtrec_native.replication import Publisher, restore_latest
 from rtrec_native.stream import Consumer, EventArchive, Refitter, read_archive
 from rtrec_native.stream.archive import archive_files, table_columns
@@ -68,17 +66,17 @@ def test_durations():
         Refitter("1h", threads=0)
 
 
-def test_a_refit_mid_stream_is_the_offline_replay_bit_for_bit(tmp_path, caplog):
+def test_a_refit_mid_stream_is_the_offline_replay_bit_for_bit(tmp_path):
     entries = events(4000)
     consumer = start(tmp_path, entries)
-    with caplog.at_level(logging.INFO, logger="rtrec_native.stream"):
+    with logged() as lines:
         cut = refit_at(consumer, 1500)
         drain(consumer)
         swapped(consumer)
     drain(consumer)
     consumer.flush()
-    assert sum(r.message.startswith("refit started") for r in caplog.records) == 1
-    assert sum(r.message.startswith("refit swapped in") for r in caplog.records) == 1
+    assert sum(line.startswith("refit started") for line in lines) == 1
+    assert sum(line.startswith("refit swapped in") for line in lines) == 1
 
     users, items, stamps = arrays(entries)
     offline = rt.Recommender(**PARAMS)
@@ -170,7 +168,7 @@ def test_a_crash_mid_takeover_restores_the_staged_model(tmp_path):
     assert restore_latest(tmp_path).snapshot_position[0] == new.snapshot_position[0]
 
 
-def test_a_failing_refit_is_counted_and_retried_while_the_live_model_goes_on(tmp_path, caplog):
+def test_a_failing_refit_is_counted_and_retried_while_the_live_model_goes_on(tmp_path):
     entries = events(3000)
     consumer = start(tmp_path, entries, refit=Refitter(1e9, epochs=2, retry_after=0.01))
     poll_until(consumer, lambda: consumer.learned >= 800)
@@ -180,10 +178,11 @@ def test_a_failing_refit_is_counted_and_retried_while_the_live_model_goes_on(tmp
     good = first.read_bytes()
     first.write_bytes(b"PAR1 this is not a parquet file PAR1")
     live = consumer.model
-    with caplog.at_level(logging.ERROR, logger="rtrec_native.stream"):
+    with logged() as lines:
         consumer.refit.start()
         poll_until(consumer, lambda: consumer.refit.failures == 1)
-    assert consumer.model is live and "refit failed" in caplog.text and "retrying" in caplog.text
+    assert consumer.model is live
+    assert any(line.startswith("refit failed") and "retrying" in line for line in lines), lines
     first.write_bytes(good)
     poll_until(consumer, lambda: consumer.refit.refits == 1)
     assert consumer.model is not live
@@ -222,6 +221,15 @@ def test_the_schedule_survives_a_restart(tmp_path):
                   refit=Refitter(3600, epochs=1))
     assert again.refit.last_refit == pytest.approx(last)
     assert again.learned == 500
+
+
+def test_a_label_missing_among_labels_reads_as_1():
+    import pyarrow as pa
+
+    table = pa.table({"user": [1, 2], "item": [3, 4], "label": [0.5, None], "weight": [None, None],
+                      "timestamp": [1.0, 2.0]})
+    _, _, labels, weights, _ = table_columns(table)
+    assert labels.tolist() == [0.5, 1.0] and weights is None
 
 
 def test_the_archive_columns_feed_update_as_learned(tmp_path):
