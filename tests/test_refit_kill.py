@@ -143,3 +143,33 @@ def test_sigterm_during_a_refit_exits_0_with_the_last_delta(redis_url, tmp_path)
     assert json.loads(out)["learned"] == 11_000
     assert not trainer.said("refit swapped in")
     assert learned_on_disk(tmp_path) == 11_000
+
+
+def test_a_replica_following_redis_switches_to_the_swapped_model(redis_url, tmp_path):
+    import rtrec_native as rt
+    from memory_log import ListSource, drain, events
+    from rtrec_native.stream import Consumer, EventArchive, RedisAnnouncer, Refitter
+
+    announce = RedisAnnouncer(redis_url, "refit:deltas")
+    consumer = Consumer(rt.Recommender(model="mf", dim=8, loss="bpr", num_threads=1, seed=0),
+                        ListSource(events(3000)), tmp_path / "snap", archive=EventArchive(tmp_path / "archive"),
+                        refit=Refitter(1e9, epochs=2), announce=announce, batch_size=50, interval=0.001)
+    for _ in range(10):
+        consumer.poll(0.0)
+    consumer.flush()
+    replica = rt.Replica(tmp_path / "snap", redis=redis_url, deltas_stream="refit:deltas", timeout=30)
+    try:
+        before = replica.position[0]
+        consumer.refit.start()
+        for _ in range(200_000):
+            if consumer.refit.refits or consumer.refit.failures:
+                break
+            consumer.poll(0.0)
+        assert consumer.refit.refits == 1
+        drain(consumer)
+        consumer.flush()
+        assert consumer.model.snapshot_position[0] != before
+        assert wait_for(lambda: replica.position == consumer.model.snapshot_position, timeout=10)
+        assert np.array_equal(replica.predict([1, 2], [3, 4]), consumer.model.predict([1, 2], [3, 4]))
+    finally:
+        replica.close()
