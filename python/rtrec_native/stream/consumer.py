@@ -344,9 +344,14 @@ class Consumer:
         self.source.drain_acks()
 
     def close(self) -> None:
-        """Write the last delta, commit, and release the log."""
+        """Write the last delta, commit, close the archive's journal into a file, and
+        release the log."""
         try:
             self.flush()
+            if self.refit is not None:
+                self.refit.abandon()
+            if self.archive is not None:
+                self.archive.rotate(force=True)
         finally:
             self.source.close()
 
