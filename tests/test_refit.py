@@ -262,3 +262,23 @@ def test_bad_refit_options_are_one_line(tmp_path, monkeypatch, capsys, options, 
     err = capsys.readouterr().err
     assert code != 0 and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "A").exists()  # nothing was created
+
+
+def test_a_refit_with_string_ids(tmp_path):
+    entries = [(f"{k + 1}-0", {"user": f"u{k % 13}", "item": f"i{k % 11}", "ts": repr(1e6 + k)}) for k in range(900)]
+    rec = rt.Recommender(**PARAMS)
+    rec.set_item_features(["i1"], [["genre:x"]])
+    consumer = start(tmp_path, entries, rec=rec)
+    cut = refit_at(consumer, 300)
+    drain(consumer)
+    swapped(consumer)
+    drain(consumer)
+    assert consumer.model.item_id_kind == "str" and consumer.model.item_features("i1") == ["genre:x"]
+    offline = rt.Recommender(**PARAMS)
+    offline.set_item_features(["i1"], [["genre:x"]])
+    users = [f["user"] for _, f in entries]
+    items = [f["item"] for _, f in entries]
+    stamps = np.array([float(f["ts"]) for _, f in entries])
+    offline.fit(users[:cut], items[:cut], epochs=3, timestamps=stamps[:cut])
+    offline.update(users[cut:], items[cut:], timestamps=stamps[cut:])
+    assert model_state(consumer.model) == model_state(offline)
