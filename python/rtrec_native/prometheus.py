@@ -24,6 +24,10 @@ rtrec_seconds_since_last_delta      consumer: since everything learned was last 
                                     written, or nothing new to write); grows when writes fail
 rtrec_stream_pending_entries        consumer: entries learned, waiting for a durable delta
 rtrec_dead_letters_total            consumer: entries copied to the dead-letter stream
+rtrec_refits_total                  consumer ``--refit-every``: refits swapped in
+rtrec_refit_failures_total          consumer: refits that failed (the live model went on; retried)
+rtrec_refit_in_progress             consumer: 1 while a refit is being fitted or caught up
+rtrec_seconds_since_last_refit      consumer: since the last refit was swapped in (NaN: none yet)
 ==================================  =========================================================
 """
 
@@ -105,6 +109,9 @@ class ServerMetrics:
                          "Seconds since everything learned was last in a durable delta.")):
                     value = lag.get(key)
                     yield GaugeMetricFamily(name, text, value=float("nan") if value is None else value)
+                refit = getattr(consumer, "refit", None)
+                if refit is not None:
+                    yield from _refit_metrics(refit, CounterMetricFamily, GaugeMetricFamily)
 
         self.registry.register(_Collector(collect))
         self._prom = prom
@@ -128,6 +135,18 @@ class ServerMetrics:
         which has no HTTP server of its own); returns the server (``.server_port``)."""
         started = self._prom.start_http_server(port, addr=host, registry=self.registry)
         return started[0] if started else None  # (server, thread) since prometheus-client 0.20
+
+
+def _refit_metrics(refit: Any, counter: Any, gauge: Any) -> Iterator[Any]:
+    """The consumer's scheduled refits (``rtrec consume --refit-every``)."""
+    yield counter("rtrec_refits", "Refits swapped in for the live model.", value=refit.refits)
+    yield counter("rtrec_refit_failures", "Refits that failed (the live model went on; retried).",
+                  value=refit.failures)
+    yield gauge("rtrec_refit_in_progress", "1 while a refit is being fitted or caught up.",
+                value=1 if refit.in_progress else 0)
+    since = refit.seconds_since_last_refit()
+    yield gauge("rtrec_seconds_since_last_refit", "Seconds since the last refit was swapped in (NaN: none yet).",
+                value=float("nan") if since is None else since)
 
 
 class _Collector:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -66,12 +67,14 @@ def cmd_consume(args: argparse.Namespace) -> int:
     if catalog is not None:
         catalog.apply(rec)
         origin += f"; {catalog.describe()}"
+    archive, refit = _archive_and_refit(args, catalog)
     with _redis_errors(args.redis):
         source = RedisStreamSource(args.redis, args.stream, args.group, args.consumer, dead_maxlen=args.dead_maxlen)
         announce = RedisAnnouncer(args.redis, args.stream + ":deltas", maxlen=args.announce_maxlen)
         consumer = Consumer(rec, source, args.snapshot_dir, ids=args.ids, event_weights=args.event_weights,
                             interval=args.snapshot_interval, batch_size=args.batch_size,
-                            compact_every=args.compact_every, announce=announce, trim=args.trim)
+                            compact_every=args.compact_every, announce=announce, trim=args.trim,
+                            archive=archive, refit=refit)
     metrics_url = _start_metrics(args, consumer)
     where = f" at entry {consumer.state.entry}" if consumer.state.entry else ""
     log.info("%s%s (%d events learned, %d dead letters so far); reading %s as %s/%s from %s%s", origin, where,
@@ -86,16 +89,56 @@ def cmd_consume(args: argparse.Namespace) -> int:
             consumer.run(stop, idle_exit=args.idle_exit, max_entries=args.max_entries)
         finally:
             source.close()
+    rec = consumer.model  # a refit may have replaced it
     summary = {**consumer.stats(), "learned_now": consumer.learned - learned_before,
                "dead_letters_now": consumer.dead - dead_before, "snapshot_dir": str(args.snapshot_dir),
                "lineage": rec.snapshot_position[0], "sequence": rec.snapshot_position[1]}
+    if refit is not None:
+        summary["refits"], summary["refit_failures"] = refit.refits, refit.failures
     if args.json:
         print_json(summary)
     else:
         print(f"learned {summary['learned_now']:,} events ({summary['dead_letters_now']:,} dead letters) in this run; "
               f"{consumer.learned:,} in all, up to entry {consumer.state.entry}; model in {args.snapshot_dir} "
               f"at delta {rec.snapshot_position[1]}")
+    if refit is not None and refit.running():
+        # A refit's fit was abandoned mid-way (SIGTERM): its thread is in native code, which
+        # interpreter shutdown would race with. Everything is durable by now: leave at once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
+
+
+def _archive_and_refit(args: argparse.Namespace, catalog: Any) -> tuple[Any, Any]:
+    """``--archive`` and ``--refit-*``: the EventArchive and the Refitter (None when off)."""
+    from ..stream import EventArchive, Refitter  # noqa: PLC0415
+
+    given = (("--refit-epochs", args.refit_epochs), ("--refit-window", args.refit_window))
+    refit_flags = [flag for flag, value in given if value is not None]
+    if args.refit_every is None and refit_flags:
+        raise CliError(f"{', '.join(refit_flags)} needs --refit-every")
+    if args.archive is None:
+        if args.refit_every is not None:
+            raise CliError("--refit-every needs --archive DIR: refits are fitted on the archived events")
+        if args.archive_days is not None:
+            raise CliError("--archive-days needs --archive DIR")
+        return None, None
+    if args.archive.exists() and not args.archive.is_dir():
+        raise CliError(f"--archive {args.archive}: not a directory")
+    if not args.archive.exists() and not args.archive.parent.is_dir():
+        raise CliError(f"--archive {args.archive}: its parent directory {args.archive.parent} does not exist")
+    try:
+        archive = EventArchive(args.archive, retention_days=args.archive_days)
+    except ImportError as exc:
+        raise CliError(one_line(str(exc))) from None
+    except OSError as exc:
+        raise CliError(f"--archive {args.archive}: {one_line(exc.strerror or str(exc))}") from None
+    if args.refit_every is None:
+        return archive, None
+    refit = Refitter(args.refit_every, epochs=args.refit_epochs, window=args.refit_window,
+                     threads=args.refit_threads, prepare=None if catalog is None else catalog.apply)
+    return archive, refit
 
 
 def _start_metrics(args: argparse.Namespace, consumer: Any) -> str | None:

@@ -35,6 +35,36 @@ def _event_weights(text: str) -> dict[str, float]:
     return out
 
 
+def _duration(text: str) -> float:
+    """An argparse type: 24h, 15m, 15s, 90d or a plain number of seconds, > 0."""
+    from ..stream.refit import parse_duration  # noqa: PLC0415
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_refit_options(consume: argparse.ArgumentParser) -> None:
+    r = consume.add_argument_group("archive and refits")
+    r.add_argument("--archive", type=Path, default=None, metavar="DIR",
+                   help="append every learned event, exactly once, to Parquet files under DIR (created if missing; "
+                   "columns user, item, label, weight, timestamp, entry; pandas.read_parquet(DIR) and 'rtrec train "
+                   "--data DIR' read it). Needs pyarrow")
+    r.add_argument("--archive-days", type=positive_float, default=None, metavar="N",
+                   help="--archive: remove archive files older than N days (default: keep them)")
+    r.add_argument("--refit-every", type=_duration, default=None, metavar="DURATION",
+                   help="refit a fresh model on the archive every DURATION (24h, 15m, 15s or seconds) in the "
+                   "background, catch it up with the events learned meanwhile and swap it in (needs --archive)")
+    r.add_argument("--refit-epochs", type=positive_int, default=None, metavar="N",
+                   help="--refit-every: epochs of each refit (default: the family's default)")
+    r.add_argument("--refit-window", type=_duration, default=None, metavar="DURATION",
+                   help="--refit-every: fit only the archive files of the last DURATION, e.g. 90d (default: all)")
+    r.add_argument("--refit-threads", type=positive_int, default=1, metavar="T",
+                   help="--refit-every: threads of each refit's fit (leave a core to the live model) "
+                   "(default: %(default)s)")
+
+
 def add_consume_parser(commands: Any) -> None:
     consume = commands.add_parser(
         "consume", help="the trainer: learn from a Redis stream, exactly once, and publish deltas",
@@ -94,6 +124,7 @@ def add_consume_parser(commands: Any) -> None:
     p.add_argument("--log-level", choices=("error", "warning", "info"), default="info",
                    help="what goes to stderr: info adds the start and the dead letters' summary (default: "
                    "%(default)s)")
+    _add_refit_options(consume)
     _add_model_options(consume)
     _add_output_options(consume)
 

@@ -137,7 +137,7 @@ def _read_file(
     if not path.exists():
         raise FileNotFoundError(f"events file not found: {path}")
     if path.is_dir():
-        raise ValueError(f"{path}: is a directory, expected a CSV or Parquet file")
+        return _read_parquet_directory(path), str(path), False
     if path.stat().st_size == 0:
         raise ValueError(f"{path}: file is empty")
     with path.open("rb") as fh:
@@ -196,6 +196,20 @@ def _read_csv(
         raise ValueError(f"{path}: could not be parsed as CSV: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+
+
+def _read_parquet_directory(path: Path) -> pd.DataFrame:
+    """A directory of Parquet files (e.g. ``rtrec consume --archive DIR``): every finished
+    file (names starting with ``.`` or ``_`` are files being written, and skipped), in name
+    order. A column null throughout (an archive's labels or timestamps when the events
+    carried none) is dropped."""
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in _PARQUET_SUFFIXES and p.name[0] not in "._")
+    if not files:
+        raise ValueError(f"{path}: is a directory without Parquet files, expected a CSV or Parquet file or a "
+                         "directory of Parquet files")
+    frame = _read_parquet(path)
+    empty = [name for name in frame.columns if frame[name].isna().all()]
+    return frame.drop(columns=empty) if len(frame) else frame
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

@@ -17,15 +17,19 @@
 The entry format is in :mod:`rtrec_native.stream.entries` (one event per entry) and
 :mod:`rtrec_native.stream.packed` (many, ``Producer(..., pack=N)``); the exactly-once contract a source
 keeps is :class:`EventSource`'s (a Kafka source would implement the same five methods).
+:class:`EventArchive` keeps every learned event in Parquet files and :class:`Refitter` refits
+the model on them on a schedule (``Consumer(..., archive=..., refit=...)``).
 Needs the ``[stream]`` extra (the ``redis`` client), imported only when a Redis class is used.
 """
 
+from .archive import EventArchive, read_archive
 from .consumer import Consumer, ConsumerState
 from .entries import FIELDS, REASONS, EntryError, EntryParser
 from .fanout import DeltaFeed, RedisAnnouncer
 from .packed import encode as encode_packed
 from .producer import Producer
 from .redis_source import DEAD_SUFFIX, RedisStreamSource
+from .refit import Refitter
 from .source import Entry, EventSource, StreamLost
 
 __all__ = [
@@ -38,10 +42,13 @@ __all__ = [
     "Entry",
     "EntryError",
     "EntryParser",
+    "EventArchive",
     "EventSource",
     "Producer",
     "RedisAnnouncer",
     "RedisStreamSource",
+    "Refitter",
     "StreamLost",
     "encode_packed",
+    "read_archive",
 ]

@@ -123,9 +123,10 @@ class BulkParser:
         if not isinstance(fields, dict):
             fields = dict(zip(fields[0::2], fields[1::2], strict=False))
         user, item, label, weight, ts = self._parser.parse(entry_id, fields)
-        str_ids = (self._parser.kind("user") == "str", self._parser.kind("item") == "str")
-        return _Piece([user] if str_ids[0] else np.array([user], dtype=np.int64),
-                      [item] if str_ids[1] else np.array([item], dtype=np.int64),
+        # The parsed value's type, not the side's kind: before the model's first ID (--ids
+        # auto) the kind is unknown and this entry's text decides it.
+        return _Piece([user] if isinstance(user, str) else np.array([user], dtype=np.int64),
+                      [item] if isinstance(item, str) else np.array([item], dtype=np.int64),
                       None if label is None else np.array([label], dtype=np.float32),
                       np.array([weight], dtype=np.float32), np.array([ts], dtype=np.float64))
 

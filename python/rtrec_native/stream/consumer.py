@@ -13,8 +13,11 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from ..recommender import Recommender
 from ..replication import Publisher
+from .archive import EventArchive
 from .bulk import BulkParser
 from .entries import EntryError, EntryParser, entry_time, is_control, parse_control
 from .source import Entry, EventSource, StreamLost
@@ -87,12 +90,17 @@ class Consumer:
         trim_interval: least seconds between trims (>= 0): a trim follows the commit after a
             delta, at most this often (0, the default: after every commit, so that the log holds
             what some reader still needs and no more).
+        archive: an :class:`~rtrec_native.stream.EventArchive` that every learned event is
+            appended to, exactly once (its journal is synced before each delta, and rotated
+            into a finished Parquet file after one).
+        refit: a :class:`~rtrec_native.stream.Refitter` (needs ``archive``): scheduled full
+            refits on the archive that replace the model (see :attr:`model`).
     """
 
     def __init__(self, rec: Recommender, source: EventSource, directory: str | os.PathLike, *, ids: str = "auto",
                  event_weights: Mapping[str, float] | None = None, interval: float = 0.1, batch_size: int = 1000,
                  compact_every: int = 600, announce: Callable[..., None] | None = None, trim: bool = False,
-                 trim_interval: float = 0.0) -> None:
+                 trim_interval: float = 0.0, archive: EventArchive | None = None, refit: Any = None) -> None:
         if not isinstance(rec, Recommender):
             raise TypeError(f"rec must be a Recommender, got {type(rec).__name__}")
         if not isinstance(source, EventSource):
@@ -103,17 +111,29 @@ class Consumer:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value < float("inf") \
                     or not (value >= 0 if zero else value > 0):
                 raise ValueError(f"{name} must be a number of seconds {'>=' if zero else '>'} 0, got {value!r}")
+        if archive is not None and not isinstance(archive, EventArchive):
+            raise TypeError(f"archive must be an EventArchive, got {type(archive).__name__}")
+        if refit is not None and archive is None:
+            raise ValueError("refit needs an archive: the refits are fitted on the archived events")
         self._rec, self.source = rec, source
+        # The model is read through self: a refit replaces it.
         self._parser = EntryParser(rec.get_params()["loss"], ids, event_weights,
-                                   user_kind=lambda: rec.user_id_kind, item_kind=lambda: rec.item_id_kind)
+                                   user_kind=lambda: self._rec.user_id_kind, item_kind=lambda: self._rec.item_id_kind)
         self._bulk = BulkParser(self._parser)
         self.state = ConsumerState.decode(rec.source_position, source.identity)
+        self.archive = archive
+        if archive is not None:
+            archive.recover(self.state.learned)  # drops what it holds past the model's durable position
         self._interval, self._batch = float(interval), batch_size
         self._trim, self._trim_interval = bool(trim), float(trim_interval)
         source.open(self.state.entry)
         # No publisher thread: deltas are cut here, between batches, so a delta never holds
         # an event without the position that says so (or the other way round).
         self.publisher = Publisher(rec, directory, interval=None, compact_every=compact_every, announce=announce)
+        self._publishing = {"directory": directory, "compact_every": compact_every, "announce": announce}
+        self.refit = refit
+        if refit is not None:
+            refit.attach(self)
         self._backlog: list[Entry] = []  # read but not learned (a batch cut short by an error)
         self._held: str | None = None  # the last entry learned and not yet committed
         now = time.monotonic()
@@ -155,6 +175,8 @@ class Consumer:
         done = self._learn(entries) if entries else 0
         if time.monotonic() >= self._due:
             self.flush()
+        if self.refit is not None:
+            self.refit.step()
         return done
 
     def _recover_lost_stream(self) -> None:
@@ -188,6 +210,9 @@ class Consumer:
                 self._rec.update(*parsed.columns)
             except (ValueError, TypeError):  # the model refused an event: nothing changed; find which, one by one
                 return self._learn_each(entries, 0, {position for position, _ in parsed.failures}, began)
+            if self.archive is not None:
+                ids = [_text(entry[0]) for entry in entries]
+                self.archive.append(state.learned, *parsed.columns, np.repeat(ids, np.diff(parsed.bounds)))
         self._learned(entries, len(entries), parsed.n, began)
         return len(entries)
 
@@ -212,6 +237,9 @@ class Consumer:
                     try:
                         piece = entry_of(_text(entry[0]), entry[1])
                         rec.update(piece.users, piece.items, piece.labels, piece.weights, piece.timestamps)
+                        if self.archive is not None:
+                            self.archive.append(self.state.learned + learned, piece.users, piece.items, piece.labels,
+                                                piece.weights, piece.timestamps, [_text(entry[0])] * piece.n)
                         learned += piece.n
                     except EntryError as exc:
                         self._dead_letter(entry, exc.reason, str(exc), exc.index)
@@ -253,6 +281,8 @@ class Consumer:
         """Write a delta of what was learned (durable when this returns), then commit the
         entries it holds."""
         held = self._held
+        if self.archive is not None:
+            self.archive.sync()  # the events before the delta that records them (see stream.archive)
         self.publisher.flush()
         self._durable_at = time.monotonic()
         self._due = self._durable_at + self._interval
@@ -263,7 +293,19 @@ class Consumer:
             if self._trim and self._durable_at >= self._trim_due:
                 self._trim_due = self._durable_at + self._trim_interval
                 self.trimmed += self.source.trim()
+        if self.archive is not None:
+            self.archive.rotate()
 
+    def swap(self, rec: Recommender) -> None:
+        """Replace the model with ``rec`` (a refit that learned every event this one did):
+        it takes the consumer's position and counts, and a full snapshot of it takes the
+        directory over (see :class:`~rtrec_native.replication.Publisher`), so replicas and
+        :func:`~rtrec_native.replication.restore_latest` switch to it. Call between polls,
+        after :meth:`flush`. If the snapshot cannot be written, the old model stays."""
+        rec.source_position = self.state.encode()
+        publisher = Publisher(rec, interval=None, **self._publishing)
+        self._rec, self.publisher = rec, publisher
+        self._durable_at = time.monotonic()
     def run(self, stop: threading.Event | None = None, *, idle_exit: float | None = None,
             max_entries: int | None = None) -> None:
         """Poll until ``stop`` is set (or ``idle_exit`` seconds pass with nothing to read, or
@@ -295,12 +337,21 @@ class Consumer:
             elif idle_exit is not None and now - idle_since >= idle_exit:
                 break
         self.flush()
+        if self.refit is not None:
+            self.refit.abandon()  # a refit under way is dropped; the next run starts it again
+        if self.archive is not None:
+            self.archive.rotate(force=True)  # a clean stop leaves every archived event in a finished file
         self.source.drain_acks()
 
     def close(self) -> None:
-        """Write the last delta, commit, and release the log."""
+        """Write the last delta, commit, close the archive's journal into a file, and
+        release the log."""
         try:
             self.flush()
+            if self.refit is not None:
+                self.refit.abandon()
+            if self.archive is not None:
+                self.archive.rotate(force=True)
         finally:
             self.source.close()
 
