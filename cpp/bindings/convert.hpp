@@ -264,4 +264,43 @@ struct RankedBatch {
   }
 };
 
+// ---- shared rows (Model::SharedRows) <-> a dict of numpy arrays: item_keys (uint64, or
+// item_names for string IDs), items (rows x record width, float32), feature_names, features,
+// tower (float32), label_sum and weight_sum.
+inline py::dict shared_to_dict(const Model::SharedRows& s, uint32_t width, uint32_t feature_width) {
+  py::dict d;
+  d["item_keys"] = py::array_t<uint64_t>(s.item_keys.size(), s.item_keys.data());
+  d["item_names"] = s.item_names.empty() ? py::object(py::none()) : py::object(py::cast(s.item_names));
+  py::array_t<float> items({s.item_keys.size(), size_t(width)});
+  std::copy(s.items.begin(), s.items.end(), items.mutable_data());
+  d["items"] = items;
+  d["feature_names"] = py::cast(s.feature_names);
+  py::array_t<float> features({s.feature_names.size(), size_t(feature_width)});
+  std::copy(s.features.begin(), s.features.end(), features.mutable_data());
+  d["features"] = features;
+  d["tower"] = py::array_t<float>(s.tower.size(), s.tower.data());
+  d["label_sum"] = s.label_sum;
+  d["weight_sum"] = s.weight_sum;
+  return d;
+}
+
+inline Model::SharedRows shared_from_dict(const py::dict& d) {
+  for (const char* key : {"item_keys", "item_names", "items", "feature_names", "features", "tower", "label_sum", "weight_sum"})
+    if (!d.contains(key)) throw py::key_error(std::string("shared rows need '") + key + "'");
+  Model::SharedRows s;
+  const KeyArray keys = py::cast<KeyArray>(d["item_keys"]);
+  s.item_keys.assign(keys.data(), keys.data() + keys.size());
+  if (!d["item_names"].is_none()) s.item_names = d["item_names"].cast<std::vector<std::string>>();
+  const FloatArray items = py::cast<FloatArray>(d["items"]);
+  s.items.assign(items.data(), items.data() + items.size());
+  s.feature_names = d["feature_names"].cast<std::vector<std::string>>();
+  const FloatArray features = py::cast<FloatArray>(d["features"]);
+  s.features.assign(features.data(), features.data() + features.size());
+  const FloatArray tower = py::cast<FloatArray>(d["tower"]);
+  s.tower.assign(tower.data(), tower.data() + tower.size());
+  s.label_sum = d["label_sum"].cast<double>();
+  s.weight_sum = d["weight_sum"].cast<double>();
+  return s;
+}
+
 }  // namespace rtrec_binding

@@ -28,6 +28,20 @@ PYBIND11_MODULE(_core, m) {
   m.def("default_threads", [] { return rtrec::resolve_threads(0); },
         "Threads used when num_threads is None: OMP_NUM_THREADS if set, else all cores.");
   m.def("hash_string_id", [](const std::string& s) { return rtrec::hash_string_id(s); });
+  m.def(
+      "partition_of",
+      [](const py::object& users, uint32_t partitions) {
+        if (partitions == 0 || partitions > rtrec::kMaxPartitions)
+          throw py::value_error("partitions must be between 1 and " + std::to_string(rtrec::kMaxPartitions) + ", got " +
+                                std::to_string(partitions));
+        const Ids ids = to_ids(users, "users");
+        py::array_t<uint32_t> out(ids.batch.size);
+        uint32_t* p = out.mutable_data();
+        for (size_t i = 0; i < ids.batch.size; ++i) p[i] = rtrec::partition_of(ids.batch.keys[i], partitions);
+        return out;
+      },
+      py::arg("users"), py::arg("partitions"),
+      "The partition of each user key (uint64 keys or a list of str) among `partitions` (the core's rule).");
   m.def("defaults", [](const std::string& model) { return config_to_dict(rtrec::default_config(rtrec::parse_family(model))); },
         py::arg("model"), "The default constructor arguments of a model family ('mf' or 'two_tower').");
   m.def("default_epochs", [](const std::string& model) { return rtrec::default_epochs(rtrec::parse_family(model)); },
@@ -71,6 +85,7 @@ PYBIND11_MODULE(_core, m) {
     limits["max_filter_ids"] = rtrec::kMaxFilterIds;
     limits["max_filter_tags"] = rtrec::kMaxFilterTags;
     limits["max_query_history"] = rtrec::kMaxQueryHistory;
+    limits["max_partitions"] = rtrec::kMaxPartitions;
     m.attr("limits") = limits;
   }
   m.def(
@@ -427,6 +442,33 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("n_items", [](const Model& m) { return m.items().live_count(); })
       .def_property_readonly("user_id_kind", [](const Model& m) { return kind_name(m.users().kind()); })
       .def_property_readonly("item_id_kind", [](const Model& m) { return kind_name(m.items().kind()); })
+      .def("shared_rows",
+           [](const Model& m) {
+             Model::SharedRows s;
+             {
+               py::gil_scoped_release release;
+               s = m.shared_rows();
+             }
+             return shared_to_dict(s, m.shared_record_width(false), m.shared_record_width(true));
+           })
+      .def("shared_increment",
+           [](const Model& m, const py::dict& base) {
+             const Model::SharedRows b = shared_from_dict(base);
+             Model::SharedRows s;
+             {
+               py::gil_scoped_release release;
+               s = m.shared_increment(b);
+             }
+             return shared_to_dict(s, m.shared_record_width(false), m.shared_record_width(true));
+           },
+           py::arg("base"))
+      .def("add_shared",
+           [](Model& m, const py::dict& increment) {
+             const Model::SharedRows inc = shared_from_dict(increment);
+             py::gil_scoped_release release;
+             m.add_shared(inc);
+           },
+           py::arg("increment"))
       .def("stats", [](const Model& m) {
         const rtrec::ModelStats s = m.stats();
         py::dict d;

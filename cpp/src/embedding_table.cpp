@@ -96,31 +96,29 @@ void EmbeddingTable::initialise_row(Chunk* c, uint32_t o, uint64_t key, bool ran
   // thread creates it and in whatever order, which keeps multi-threaded fits comparable and
   // single-threaded ones bit-for-bit reproducible. Uniform(-a, a) with a = std*sqrt(3).
   float* v = c->vectors + size_t(o) * stride_;
+  float* in = with_inputs_ ? c->inputs + size_t(o) * stride_ : nullptr;
   std::memset(v, 0, sizeof(float) * stride_);
-  if (random_init) {
-    SplitMix64 rng(derive_seed(seed_, kInitStream, key));
-    const float a = init_std_ * 1.7320508f;
-    for (uint32_t k = 0; k < dim_; ++k) v[k] = (2.0f * rng.uniform() - 1.0f) * a;
-  }
+  if (in != nullptr) std::memset(in, 0, sizeof(float) * stride_);
+  if (random_init) initial_vectors(key, v, in);
   c->bias[o] = 0.0f;
   if (with_accumulators_) {
     std::memset(c->accumulators + size_t(o) * accumulator_stride_, 0, sizeof(float) * accumulator_stride_);
     if (!row_accumulators_) c->bias_accumulator[o] = 0.0f;
   }
-  if (with_inputs_) {
-    float* in = c->inputs + size_t(o) * stride_;
-    std::memset(in, 0, sizeof(float) * stride_);
-    if (random_init) {
-      SplitMix64 rng(derive_seed(seed_, kInputInitStream, key));
-      const float a = init_std_ * 1.7320508f;
-      for (uint32_t k = 0; k < dim_; ++k) in[k] = (2.0f * rng.uniform() - 1.0f) * a;
-    }
-    if (with_accumulators_) c->input_accumulators[o] = 0.0f;
-  }
+  if (with_inputs_ && with_accumulators_) c->input_accumulators[o] = 0.0f;
   c->keys[o] = key;
   c->meta[o].update_count.store(0, std::memory_order_relaxed);
   c->meta[o].last_update.store(time, std::memory_order_relaxed);
   c->meta[o].generation.store(0, std::memory_order_relaxed);
+}
+
+void EmbeddingTable::initial_vectors(uint64_t key, float* vector, float* input) const noexcept {
+  const float a = init_std_ * 1.7320508f;
+  SplitMix64 rng(derive_seed(seed_, kInitStream, key));
+  for (uint32_t k = 0; k < dim_; ++k) vector[k] = (2.0f * rng.uniform() - 1.0f) * a;
+  if (input == nullptr || !with_inputs_) return;
+  SplitMix64 input_rng(derive_seed(seed_, kInputInitStream, key));
+  for (uint32_t k = 0; k < dim_; ++k) input[k] = (2.0f * input_rng.uniform() - 1.0f) * a;
 }
 
 namespace {

@@ -402,3 +402,61 @@ STRESS_CASE(an_item_evicted_and_readded_during_a_scan_is_listed_once) {
   CHECK(scans.load() > 0);
   CHECK_EQ(duplicates.load(), 0u);
 }
+
+STRESS_CASE(shared_rows_merge_while_the_model_trains_and_serves) {
+  // Partitioned training: a peer's increments (new items among them) are added while this
+  // trainer learns its own users and readers recommend. Structure must hold, and every item
+  // the peer created must end up known here.
+  for (const rtrec::Family family : {rtrec::Family::kMf, rtrec::Family::kTwoTower}) {
+    ModelConfig c = capped(family);
+    c.max_rows = 0;  // every peer item stays
+    Model model(c), peer(c);
+    Model::SharedRows base = peer.shared_rows();
+    std::atomic<bool> done{false};
+    std::thread merger([&] {
+      for (uint64_t round = 0; round < 40; ++round) {
+        Batch b;
+        for (uint64_t i = 0; i < 50; ++i) {
+          b.users.push_back(100000 + i);
+          b.items.push_back(kItemBase + 5000 + round * 50 + i);
+          b.labels.push_back(1.0f);
+          b.times.push_back(double(round));
+        }
+        peer.update(b.batch());
+        const Model::SharedRows inc = peer.shared_increment(base);
+        base = peer.shared_rows();
+        model.add_shared(inc);
+      }
+      done.store(true);
+    });
+    std::thread trainer([&] {
+      std::mt19937_64 rng(5);
+      while (!done.load()) {
+        Batch b;
+        for (int i = 0; i < 20; ++i) {
+          b.users.push_back(rng() % 300);
+          b.items.push_back(kItemBase + rng() % 400);
+          b.labels.push_back(1.0f);
+          b.times.push_back(1.0);
+        }
+        model.update(b.batch());
+      }
+    });
+    auto reader = [&](uint64_t seed) {
+      std::mt19937_64 rng(seed);
+      std::vector<uint64_t> keys(10);
+      std::vector<float> scores(10);
+      while (!done.load()) {
+        const uint32_t found =
+            model.recommend(rng() % 300, nullptr, 10, true, 1, rtrec::RecommendOutput{keys.data(), nullptr, scores.data()});
+        check_result(keys.data(), scores.data(), found, kItemBase + 5000 + 40 * 50);
+      }
+    };
+    std::thread r1(reader, 1), r2(reader, 2);
+    merger.join();
+    trainer.join();
+    r1.join();
+    r2.join();
+    for (uint64_t i = 0; i < 40 * 50; ++i) CHECK(model.items().find(kItemBase + 5000 + i) != rtrec::EmbeddingTable::kNotFound);
+  }
+}

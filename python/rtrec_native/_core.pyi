@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['DeltaOrderError', 'IdKindError', 'MissingFileError', 'Model', 'SnapshotError', 'check_config', 'compact_kernel', 'consumed', 'default_epochs', 'default_threads', 'defaults', 'hash_string_id', 'limits', 'losses', 'needs_labels', 'openmp_enabled', 'parameters', 'peek_snapshot', 'rating_loss', 'samples_negatives']
+__all__: list[str] = ['DeltaOrderError', 'IdKindError', 'MissingFileError', 'Model', 'SnapshotError', 'check_config', 'compact_kernel', 'consumed', 'default_epochs', 'default_threads', 'defaults', 'hash_string_id', 'limits', 'losses', 'needs_labels', 'openmp_enabled', 'parameters', 'partition_of', 'peek_snapshot', 'rating_loss', 'samples_negatives']
 class IdKindError(TypeError):
     pass
 class SnapshotError(ValueError):
@@ -23,6 +23,8 @@ class Model:
     def load(path: str) -> Model:
         ...
     def __init__(self, config: dict) -> None:
+        ...
+    def add_shared(self, increment: dict) -> None:
         ...
     def apply_delta(self, path: str) -> None:
         ...
@@ -57,6 +59,10 @@ class Model:
     def set_features(self, items: bool, ids: typing.Any, features: list) -> None:
         ...
     def set_item_names(self, ids: typing.Any, names: list) -> None:
+        ...
+    def shared_increment(self, base: dict) -> dict:
+        ...
+    def shared_rows(self) -> dict:
         ...
     def similar_items(self, items: typing.Any, k: typing.SupportsInt | typing.SupportsIndex, num_threads: typing.SupportsInt | typing.SupportsIndex, allow: typing.Any = None, exclude: typing.Any = None, tags: typing.Any = None) -> tuple:
         ...
@@ -137,6 +143,10 @@ def parameters() -> list:
     """
     The model parameters, in table order: name, kind, choices, range, doc and each family's default.
     """
+def partition_of(users: typing.Any, partitions: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.uint32]:
+    """
+    The partition of each user key (uint64 keys or a list of str) among `partitions` (the core's rule).
+    """
 def peek_snapshot(path: str) -> tuple[str, int, int]:
     """
     (kind, lineage, sequence) from a snapshot or delta file's verified header.
@@ -149,5 +159,5 @@ def samples_negatives(loss: str) -> bool:
     """
     Whether this loss learns implicit positives against sampled items (labels optional; a label <= 0 teaches nothing).
     """
-limits: dict = {'max_dim': 65536, 'max_features_per_id': 1024, 'max_min_count': 65535, 'max_rows': 268435456, 'max_negatives': 4096, 'max_tower_layers': 8, 'max_tower_width': 8192, 'max_history': 1024, 'max_diversity': 1.0, 'diversity_pool_factor': 5, 'diversity_pool_min': 50, 'max_dedup_window': 31622400.0, 'max_user_rate': 1000000.0, 'max_filter_ids': 1000000, 'max_filter_tags': 64, 'max_query_history': 10000}
+limits: dict = {'max_dim': 65536, 'max_features_per_id': 1024, 'max_min_count': 65535, 'max_rows': 268435456, 'max_negatives': 4096, 'max_tower_layers': 8, 'max_tower_width': 8192, 'max_history': 1024, 'max_diversity': 1.0, 'diversity_pool_factor': 5, 'diversity_pool_min': 50, 'max_dedup_window': 31622400.0, 'max_user_rate': 1000000.0, 'max_filter_ids': 1000000, 'max_filter_tags': 64, 'max_query_history': 10000, 'max_partitions': 4096}
 openmp_enabled: bool = True

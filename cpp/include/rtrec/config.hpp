@@ -43,6 +43,7 @@ constexpr uint32_t kMaxTowerWidth = 8192;            // units per hidden layer
 constexpr uint32_t kMaxHistory = 1024;               // recent positives kept per user
 constexpr double kMaxDedupWindow = 366.0 * 86400.0;  // a year: a window is about retries, not history
 constexpr double kMaxUserRate = 1e6;                 // events per second per user
+constexpr uint32_t kMaxPartitions = 4096;            // trainers a model's users may be split over
 
 // A parameter that is a list of widths (two_tower's hidden layers).
 using Widths = std::vector<uint32_t>;

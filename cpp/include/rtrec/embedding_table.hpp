@@ -127,6 +127,10 @@ class EmbeddingTable {
   // is set and integers if not, cannot join this table. No ID yet: either kind joins.
   void check_kind(const std::string* names, size_t n) const;
 
+  // The random start of a row of `key` (dim floats; `input`: its input vector too, tables with
+  // inputs only): what find_or_insert with random_init gives it, a function of (seed, key).
+  void initial_vectors(uint64_t key, float* vector, float* input) const noexcept;
+
   float* vector(uint32_t row) const noexcept { return chunk(row)->vectors + offset(row) * stride_; }
   float* accumulator(uint32_t row) const noexcept { return chunk(row)->accumulators + offset(row) * accumulator_stride_; }
   float* input(uint32_t row) const noexcept { return chunk(row)->inputs + offset(row) * stride_; }

@@ -31,4 +31,12 @@ inline uint64_t hash_string_id(std::string_view s) noexcept {
   return mix64(h ^ s.size());
 }
 
+// The partition of a user when a model's users are split over `partitions` trainers: the
+// splitmix64 finaliser (mix64) of the user's table key (an integer ID as its 64-bit two's
+// complement, a string ID as hash_string_id of its UTF-8 bytes), modulo the partition count.
+// Any producer in any language can compute the same (docs/streaming.md).
+inline uint32_t partition_of(uint64_t key, uint32_t partitions) noexcept {
+  return static_cast<uint32_t>(mix64(key) % partitions);
+}
+
 }  // namespace rtrec

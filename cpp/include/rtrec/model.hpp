@@ -209,6 +209,34 @@ class Model {
 
   ModelStats stats() const noexcept;
 
+  // ---- shared rows (model_shared.cpp): what every trainer of a user-partitioned model learns
+  // from its own events and merges from the others' (items: vector, bias, accumulators, input
+  // vector; item features; the tower's parameters with their accumulators; the label sums).
+  // Each row is one flat record of record_width() floats; `items` and `features` hold the
+  // records of item_keys / feature_names in order. An increment has the same form: what a
+  // trainer's own learning added since a base. Adding increments is how every copy ends the
+  // same whatever the order they arrive in (AdaGrad accumulators are added too, so a row's
+  // step size shrinks with the gradients of every partition, as one trainer's would).
+  struct SharedRows {
+    std::vector<uint64_t> item_keys;
+    std::vector<std::string> item_names;  // string item IDs only
+    std::vector<float> items;
+    std::vector<std::string> feature_names;
+    std::vector<float> features;
+    std::vector<float> tower;  // two_tower only
+    double label_sum = 0.0, weight_sum = 0.0;
+  };
+  // The shared rows as they are now (Hogwild-consistent, like a snapshot).
+  SharedRows shared_rows() const;
+  // What the shared rows gained since `base` (a shared_rows() of this model): rows that are
+  // not in `base` count from their random start, which every trainer of one seed shares.
+  SharedRows shared_increment(const SharedRows& base) const;
+  // Adds an increment: unknown items and features get their rows (random start) first. The
+  // rows are marked for the next delta. Throws std::invalid_argument (changing nothing) when
+  // its shape does not fit this model.
+  void add_shared(const SharedRows& increment);
+  uint32_t shared_record_width(bool features) const noexcept;
+
   // Persistence (model_persistence.hpp): the state a snapshot or delta holds is read through
   // StateAccess, written back through Import, and cut into lineage steps by SnapshotCut and
   // DeltaCut. The file format (snapshot.hpp) uses only these and the public views above; the

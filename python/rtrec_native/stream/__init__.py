@@ -27,6 +27,7 @@ from .consumer import Consumer, ConsumerState
 from .entries import FIELDS, REASONS, EntryError, EntryParser
 from .fanout import DeltaFeed, RedisAnnouncer
 from .packed import encode as encode_packed
+from .partitions import MAX_PARTITIONS, partition_of
 from .producer import Producer
 from .redis_source import DEAD_SUFFIX, RedisStreamSource
 from .refit import Refitter
@@ -35,6 +36,7 @@ from .source import Entry, EventSource, StreamLost
 __all__ = [
     "DEAD_SUFFIX",
     "FIELDS",
+    "MAX_PARTITIONS",
     "REASONS",
     "Consumer",
     "ConsumerState",
@@ -50,5 +52,6 @@ __all__ = [
     "Refitter",
     "StreamLost",
     "encode_packed",
+    "partition_of",
     "read_archive",
 ]

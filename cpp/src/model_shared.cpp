@@ -1,0 +1,171 @@
+// Model: the shared rows of a user-partitioned model (see Model::SharedRows): read, diffed
+// against a base, and added.
+#include <cstring>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "model_family.hpp"
+#include "rtrec/epoch.hpp"
+#include "rtrec/hash.hpp"
+#include "shared_values.hpp"
+
+namespace rtrec {
+using namespace model_detail;
+namespace {
+
+// A row's record: vector, bias, then (AdaGrad) the accumulators, then (tables with inputs)
+// the input vector and its accumulator.
+uint32_t record_width(const EmbeddingTable& t) noexcept {
+  const uint32_t dim = t.dim();
+  uint32_t w = dim + 1;
+  if (t.has_accumulators()) w += t.has_row_accumulators() ? 2 : dim + 1;
+  if (t.has_inputs()) w += dim + (t.has_accumulators() ? 1 : 0);
+  return w;
+}
+
+// Visits the contiguous runs of a row's record in order: f(float* values, uint32_t n).
+template <class F>
+void each_run(const EmbeddingTable& t, uint32_t row, F&& f) {
+  const uint32_t dim = t.dim();
+  f(t.vector(row), dim);
+  f(&t.bias(row), 1);
+  if (t.has_accumulators()) {
+    if (t.has_row_accumulators()) {
+      f(t.accumulator(row), 2);  // the row's and the bias's, side by side
+    } else {
+      f(t.accumulator(row), dim);
+      f(&t.bias_accumulator(row), 1);
+    }
+  }
+  if (t.has_inputs()) {
+    f(t.input(row), dim);
+    if (t.has_accumulators()) f(&t.input_accumulator(row), 1);
+  }
+}
+
+void read_record(const EmbeddingTable& t, uint32_t row, float* out) {
+  each_run(t, row, [&](float* values, uint32_t n) {
+    copy_values(out, values, n);
+    out += n;
+  });
+}
+
+void add_record(const EmbeddingTable& t, uint32_t row, const float* increment) {
+  each_run(t, row, [&](float* values, uint32_t n) {
+    add_values(values, increment, n);
+    increment += n;
+  });
+}
+
+// The record of a row of `key` at its start (random vectors, zero bias and accumulators).
+void start_record(const EmbeddingTable& t, uint64_t key, bool random, float* out) {
+  std::memset(out, 0, sizeof(float) * record_width(t));
+  if (!random) return;
+  const uint32_t dim = t.dim();
+  float* input = t.has_inputs() ? out + record_width(t) - dim - (t.has_accumulators() ? 1 : 0) : nullptr;
+  t.initial_vectors(key, out, input);
+}
+
+}  // namespace
+
+uint32_t Model::shared_record_width(bool features) const noexcept {
+  return record_width(features ? item_features_.table : items_);
+}
+
+Model::SharedRows Model::shared_rows() const {
+  EpochGuard pin;  // the rows read stay these IDs
+  SharedRows s;
+  const bool strings = items_.kind() == IdKind::kString;
+  const uint32_t width = record_width(items_);
+  for (uint32_t r = 0, n = items_.size(); r < n; ++r) {
+    if (!items_.is_live(r)) continue;
+    s.item_keys.push_back(items_.key(r));
+    if (strings) s.item_names.push_back(items_.name(r));
+    s.items.resize(s.items.size() + width);
+    read_record(items_, r, s.items.data() + s.items.size() - width);
+  }
+  const EmbeddingTable& f = item_features_.table;
+  const uint32_t feature_width = record_width(f);
+  for (uint32_t r = 0, n = f.size(); r < n; ++r) {
+    if (!f.is_live(r)) continue;
+    s.feature_names.push_back(f.name(r));
+    s.features.resize(s.features.size() + feature_width);
+    read_record(f, r, s.features.data() + s.features.size() - feature_width);
+  }
+  if (const DenseTower* tower = family_->tower(); tower != nullptr) {
+    s.tower.resize(tower->parameter_count());
+    copy_values(s.tower.data(), tower->parameters(), s.tower.size());
+  }
+  s.label_sum = label_sum_.load(std::memory_order_relaxed);
+  s.weight_sum = weight_sum_.load(std::memory_order_relaxed);
+  return s;
+}
+
+Model::SharedRows Model::shared_increment(const SharedRows& base) const {
+  SharedRows now = shared_rows();
+  const uint32_t width = record_width(items_), feature_width = record_width(item_features_.table);
+  if (base.items.size() != base.item_keys.size() * width || base.features.size() != base.feature_names.size() * feature_width ||
+      (!base.tower.empty() && base.tower.size() != now.tower.size()))
+    throw std::invalid_argument("shared_increment: the base does not have this model's shape");
+  std::unordered_map<uint64_t, size_t> at;
+  for (size_t i = 0; i < base.item_keys.size(); ++i) at.emplace(base.item_keys[i], i);
+  std::vector<float> start(width);
+  for (size_t i = 0; i < now.item_keys.size(); ++i) {
+    float* value = now.items.data() + i * width;
+    const auto found = at.find(now.item_keys[i]);
+    const float* before = start.data();
+    if (found != at.end()) before = base.items.data() + found->second * width;
+    else start_record(items_, now.item_keys[i], true, start.data());
+    for (uint32_t k = 0; k < width; ++k) value[k] -= before[k];
+  }
+  std::unordered_map<std::string, size_t> feature_at;
+  for (size_t i = 0; i < base.feature_names.size(); ++i) feature_at.emplace(base.feature_names[i], i);
+  for (size_t i = 0; i < now.feature_names.size(); ++i) {
+    const auto found = feature_at.find(now.feature_names[i]);
+    if (found == feature_at.end()) continue;  // feature rows start at zero: the value is the increment
+    float* value = now.features.data() + i * feature_width;
+    const float* before = base.features.data() + found->second * feature_width;
+    for (uint32_t k = 0; k < feature_width; ++k) value[k] -= before[k];
+  }
+  for (size_t k = 0; k < base.tower.size(); ++k) now.tower[k] -= base.tower[k];
+  now.label_sum -= base.label_sum;
+  now.weight_sum -= base.weight_sum;
+  return now;
+}
+
+void Model::add_shared(const SharedRows& inc) {
+  const uint32_t width = record_width(items_), feature_width = record_width(item_features_.table);
+  const DenseTower* tower = family_->tower();
+  if (inc.items.size() != inc.item_keys.size() * width ||
+      inc.features.size() != inc.feature_names.size() * feature_width ||
+      (!inc.item_names.empty() && inc.item_names.size() != inc.item_keys.size()) ||
+      (!inc.tower.empty() && (tower == nullptr || inc.tower.size() != tower->parameter_count())))
+    throw std::invalid_argument("add_shared: the increment does not have this model's shape");
+  const std::string* names = inc.item_names.empty() ? nullptr : inc.item_names.data();
+  items_.check_kind(names, inc.item_keys.size());
+  items_.check_batch(inc.item_keys.data(), names, inc.item_keys.size());
+  {
+    EpochGuard pin;
+    const double now = clock();
+    for (size_t i = 0; i < inc.item_keys.size(); ++i) {
+      const uint32_t row = items_.find_or_insert(inc.item_keys[i], names != nullptr ? &names[i] : nullptr, true, now);
+      add_record(items_, row, inc.items.data() + i * width);
+      sync_item(row);
+      items_.mark(row, generation_);
+    }
+    EmbeddingTable& features = item_features_.table;
+    for (size_t i = 0; i < inc.feature_names.size(); ++i) {
+      const std::string& name = inc.feature_names[i];
+      const uint32_t row = features.find_or_insert(hash_string_id(name), &name, false, now);
+      add_record(features, row, inc.features.data() + i * feature_width);
+      features.mark(row, generation_);
+    }
+  }
+  if (!inc.tower.empty()) {
+    add_values(family_->tower()->parameters(), inc.tower.data(), inc.tower.size());
+  }
+  record_labels(inc.label_sum, inc.weight_sum);
+  changes_.fetch_add(1, std::memory_order_release);
+}
+
+}  // namespace rtrec

@@ -1,0 +1,123 @@
+"""The building blocks of user-partitioned training: the partition rule every producer shares,
+and the shared rows (items, item features, the tower, the label sums) that trainers take as
+increments and add to each other."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rtrec_native as rt
+from rtrec_native.stream.partitions import MAX_PARTITIONS, partition_of
+
+M64 = (1 << 64) - 1
+
+
+def _mix64(x: int) -> int:
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & M64
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & M64
+    return x ^ (x >> 31)
+
+
+def _string_key(s: str) -> int:
+    h = 0xCBF29CE484222325
+    data = s.encode()
+    for byte in data:
+        h = ((h ^ byte) * 0x100000001B3) & M64
+    return _mix64(h ^ len(data))
+
+
+def test_the_partition_rule_is_the_documented_one():
+    # Written again here from docs/streaming.md's words, as a producer in another language would.
+    ints = [0, 1, 2, 12345, -7, 2**62]
+    expected = [_mix64(u & M64) % 5 for u in ints]
+    assert partition_of(ints, 5).tolist() == expected
+    strs = ["alice", "bob", "", "ünïcode"]
+    assert partition_of(strs, 3).tolist() == [_mix64(_string_key(s)) % 3 for s in strs]
+    assert partition_of(7, 4).tolist() == [_mix64(7) % 4]
+
+
+def test_partitions_are_balanced_and_one_partition_is_everyone():
+    counts = np.bincount(partition_of(np.arange(40_000), 4), minlength=4)
+    assert counts.min() > 9_500
+    assert set(partition_of(np.arange(100), 1).tolist()) == {0}
+
+
+def test_bad_partition_counts_and_ids_are_refused():
+    with pytest.raises(ValueError, match="partitions"):
+        partition_of([1, 2], 0)
+    with pytest.raises(ValueError, match="partitions"):
+        partition_of([1, 2], MAX_PARTITIONS + 1)
+    with pytest.raises(TypeError, match="all int or all str"):
+        partition_of([1, "a"], 2)
+    with pytest.raises(ValueError, match="whole numbers"):
+        partition_of([1.5], 2)
+
+
+def _events(seed: int, users: range, n: int = 300):
+    rng = np.random.default_rng(seed)
+    return rng.choice(list(users), n), rng.integers(0, 40, n)
+
+
+def _sorted_shared(rec: rt.Recommender) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    s = rec._model.shared_rows()
+    order = np.argsort(s["item_keys"])
+    return s["item_keys"][order], s["items"][order], s["tower"]
+
+
+@pytest.mark.parametrize("family", ["mf", "two_tower"])
+def test_trainers_that_add_each_others_increments_end_with_the_same_shared_rows(family):
+    trainers = [rt.Recommender(model=family, dim=8, num_threads=1, seed=3) for _ in range(3)]
+    bases = [t._model.shared_rows() for t in trainers]
+    for k, t in enumerate(trainers):  # each learns its own users only
+        users, items = _events(k, range(100 * k, 100 * k + 50))
+        t.update(users, items)
+    increments = [t._model.shared_increment(b) for t, b in zip(trainers, bases, strict=True)]
+    # In different orders: trainer 0 adds 1 then 2, trainer 1 adds 2 then 0, trainer 2 adds 0 then 1.
+    for k, t in enumerate(trainers):
+        for other in ((k + 1) % 3, (k + 2) % 3):
+            t._model.add_shared(increments[other])
+    keys0, items0, tower0 = _sorted_shared(trainers[0])
+    for t in trainers[1:]:
+        keys, values, tower = _sorted_shared(t)
+        np.testing.assert_array_equal(keys, keys0)
+        np.testing.assert_allclose(values, items0, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(tower, tower0, rtol=1e-5, atol=1e-6)
+    # Users stay with their own trainer: trainer 0 never saw trainer 1's users.
+    assert not trainers[0].knows_user(100)
+    assert trainers[1].knows_user(int(_events(1, range(100, 150))[0][0]))
+
+
+def test_an_item_only_a_peer_has_arrives_with_the_peers_values():
+    a = rt.Recommender(model="mf", dim=4, num_threads=1, seed=1)
+    b = rt.Recommender(model="mf", dim=4, num_threads=1, seed=1)
+    base = a._model.shared_rows()
+    a.update([1, 2, 1], [500, 501, 501])
+    b._model.add_shared(a._model.shared_increment(base))
+    assert b.n_items == 2
+    np.testing.assert_allclose(b.predict([9, 9], [500, 501]), a.predict([9, 9], [500, 501]), rtol=1e-6)
+
+
+def test_an_unchanged_model_has_a_zero_increment():
+    rec = rt.Recommender(model="two_tower", dim=4, num_threads=1)
+    rec.update([1, 2], [10, 11])
+    base = rec._model.shared_rows()
+    inc = rec._model.shared_increment(base)
+    assert not inc["items"].any() and not inc["tower"].any()
+    assert inc["label_sum"] == 0.0 and inc["weight_sum"] == 0.0
+
+
+def test_an_increment_of_another_shape_is_refused_and_changes_nothing():
+    small = rt.Recommender(model="mf", dim=4, num_threads=1)
+    other = rt.Recommender(model="mf", dim=8, num_threads=1)
+    base = other._model.shared_rows()
+    other.update([1], [2])
+    before = small._model.shared_rows()
+    with pytest.raises(ValueError, match="shape"):
+        small._model.add_shared(other._model.shared_increment(base))
+    after = small._model.shared_rows()
+    assert after["item_keys"].size == before["item_keys"].size == 0
+    with pytest.raises(KeyError, match="item_names"):
+        small._model.add_shared({"item_keys": np.zeros(0, np.uint64)})
