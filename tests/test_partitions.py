@@ -121,3 +121,45 @@ def test_an_increment_of_another_shape_is_refused_and_changes_nothing():
     assert after["item_keys"].size == before["item_keys"].size == 0
     with pytest.raises(KeyError, match="item_names"):
         small._model.add_shared({"item_keys": np.zeros(0, np.uint64)})
+
+
+def test_a_partitioned_producer_sends_each_event_to_its_users_stream(redis_url):
+    import redis
+
+    from rtrec_native.stream import Producer
+
+    client = redis.Redis.from_url(redis_url)
+    producer = Producer(redis_url, "ev", partitions=3)
+    users = [1, 2, 3, 4, 5, 6, 7, 8, 9, 1]
+    producer.send_many(users, [10 + k for k in range(10)], labels=[1.0] * 10)
+    producer.send(2, 99)
+    producer.send_hide([10])
+    expected = partition_of(users + [2], 3)
+    seen = {}
+    for p in range(3):
+        entries = client.xrange(f"ev:{p}")
+        events = [(int(f[b"user"]), int(f[b"item"])) for _, f in entries if b"user" in f]
+        seen[p] = events
+        assert sum(1 for _, f in entries if b"user" not in f) == 1  # the hide reached every partition
+    for k, user in enumerate(users + [2]):
+        item = 99 if k == len(users) else 10 + k
+        assert (user, item) in seen[int(expected[k])]
+    # Each partition keeps its events in the order they were sent.
+    assert seen[int(expected[0])][0] == (1, 10)
+    assert sum(len(v) for v in seen.values()) == 11
+    assert not client.exists("ev")
+
+
+def test_a_partitioned_producer_checks_every_event_before_sending_any(redis_url):
+    import redis
+
+    from rtrec_native.stream import Producer
+
+    producer = Producer(redis_url, "ev", partitions=2)
+    with pytest.raises(ValueError, match="event 3"):
+        producer.send_many([1, 2, 3, 4], [1, 2, 3, 4], labels=[1.0, 1.0, 1.0, float("nan")])
+    client = redis.Redis.from_url(redis_url)
+    assert not client.exists("ev:0") and not client.exists("ev:1")
+    with pytest.raises(ValueError, match="partitions"):
+        Producer(redis_url, "ev", partitions=0)
+    assert Producer(redis_url, "ev", partitions=1).stream_of(5) == "ev"  # one partition: today's stream

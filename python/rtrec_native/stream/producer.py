@@ -7,9 +7,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
+from .. import _validation as check
 from ._redis import connect
 from .entries import control_fields
 from .packed import MAX_EVENTS, encode
+from .partitions import MAX_PARTITIONS, partition_of
 
 __all__ = ["Producer"]
 
@@ -55,17 +59,37 @@ class Producer:
             only well beyond what the trainer lags by: a trimmed entry is never learned
             (``rtrec consume`` trims what it has made durable by itself).
         pack: most events per entry (1 to 100000).
+        partitions: split the events over this many streams by user, ``<stream>:0`` to
+            ``<stream>:<partitions - 1>``, each event to the stream of
+            :func:`~rtrec_native.stream.partition_of` its user (the rule any producer in any
+            language can follow); control entries (``send_hide``) go to every one. None or 1:
+            the one stream ``stream``.
     """
 
-    def __init__(self, redis: Any, stream: str = "rtrec:events", maxlen: int | None = None, pack: int = 1) -> None:
+    def __init__(self, redis: Any, stream: str = "rtrec:events", maxlen: int | None = None, pack: int = 1,
+                 partitions: int | None = None) -> None:
         if not isinstance(stream, str) or not stream:
             raise ValueError(f"stream: expected a non-empty name, got {stream!r}")
         if maxlen is not None and (isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 1):
             raise ValueError(f"maxlen: expected an int >= 1 or None, got {maxlen!r}")
         if isinstance(pack, bool) or not isinstance(pack, int) or not 1 <= pack <= MAX_EVENTS:
             raise ValueError(f"pack: expected an int from 1 to {MAX_EVENTS} (events per entry), got {pack!r}")
+        if partitions is not None:
+            partitions = check.positive_int(partitions, "partitions", high=MAX_PARTITIONS)
         self._r = connect(redis)
         self.stream, self._maxlen, self.pack = stream, maxlen, pack
+        self.partitions = partitions if partitions is not None and partitions > 1 else None
+
+    def stream_of(self, user: int | str) -> str:
+        """The stream an event of ``user`` goes to."""
+        if self.partitions is None:
+            return self.stream
+        return f"{self.stream}:{int(partition_of(user, self.partitions)[0])}"
+
+    def _streams(self) -> list[str]:
+        if self.partitions is None:
+            return [self.stream]
+        return [f"{self.stream}:{p}" for p in range(self.partitions)]
 
     @staticmethod
     def fields(user: int | str, item: int | str, label: float | None = None, weight: float | None = None,
@@ -87,8 +111,8 @@ class Producer:
     def send(self, user: int | str, item: int | str, label: float | None = None, weight: float | None = None,
              ts: float | None = None, type: str | None = None) -> str:
         """Append one event; returns its entry ID."""
-        entry = self._r.xadd(self.stream, self.fields(user, item, label, weight, ts, type), maxlen=self._maxlen,
-                             approximate=True)
+        fields = self.fields(user, item, label, weight, ts, type)
+        entry = self._r.xadd(self.stream_of(user), fields, maxlen=self._maxlen, approximate=True)
         return entry.decode()
 
     def send_many(self, users: Sequence[Any], items: Sequence[Any], labels: Sequence[Any] | None = None,
@@ -102,6 +126,8 @@ class Producer:
         for name, values in columns.items():
             if values is not None and len(values) != n:
                 raise ValueError(f"{name}: expected {n} values like users, got {len(values)}")
+        if self.partitions is not None:
+            return self._send_partitioned(users, columns, chunk)
         if self.pack > 1:
             packed = []
             for start in range(0, n, self.pack):
@@ -125,21 +151,53 @@ class Producer:
                 raise type(exc)(f"event {k}: {exc}") from None
         return self.send_fields(entries, chunk=chunk)
 
+    def _send_partitioned(self, users: Sequence[Any], columns: dict[str, Sequence[Any] | None],
+                          chunk: int) -> list[str]:
+        """send_many over the partition streams: every event checked first, then each
+        partition's events sent in their order (through a Producer of that one stream)."""
+        for k in range(len(users)):  # nothing is sent while any event is bad
+            try:
+                self.fields(users[k], *(None if v is None else v[k] for v in columns.values()))
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"event {k}: {exc}") from None
+        routes = partition_of(users if isinstance(users, np.ndarray) else list(users), self.partitions)
+        ids: list[str] = []
+        for p in range(self.partitions):
+            at = np.flatnonzero(routes == p)
+            if at.size == 0:
+                continue
+            one = Producer(self._r, f"{self.stream}:{p}", self._maxlen, self.pack)
+
+            def pick(values: Sequence[Any] | None, at: np.ndarray = at) -> Any:
+                return None if values is None else [values[k] for k in at]
+
+            ids.extend(one.send_many(pick(users), pick(columns["items"]), pick(columns["labels"]),
+                                     pick(columns["weights"]), pick(columns["timestamps"]), pick(columns["types"]),
+                                     chunk=chunk))
+        return ids
+
     def send_hide(self, items: Sequence[int | str], hidden: bool = True) -> str:
         """Append a control entry that hides (or, with ``hidden=False``, shows again) these
         items on the trainer, in log order with the events around it (see
-        :func:`~rtrec_native.stream.entries.is_control`); returns its entry ID."""
+        :func:`~rtrec_native.stream.entries.is_control`); returns its entry ID (with
+        partitions: the entry is appended to every partition's stream, and the last ID is
+        returned)."""
         fields = control_fields("hide" if hidden else "unhide", items)
-        return self._r.xadd(self.stream, fields, maxlen=self._maxlen, approximate=True).decode()
+        entry = b""
+        for stream in self._streams():
+            entry = self._r.xadd(stream, fields, maxlen=self._maxlen, approximate=True)
+        return entry.decode()
 
     def send_fields(self, entries: Sequence[dict[str, Any]], chunk: int = 1000) -> list[str]:
         """Append entries given as field dicts, as they are (no checks: this is how a test or a
-        benchmark plants malformed entries), pipelined; returns their entry IDs."""
+        benchmark plants malformed entries), pipelined, to the stream (the first partition's
+        with partitions); returns their entry IDs."""
         ids: list[str] = []
+        stream = self._streams()[0]
         for start in range(0, len(entries), chunk):
             pipe = self._r.pipeline(transaction=False)
             for fields in entries[start:start + chunk]:
-                pipe.xadd(self.stream, fields, maxlen=self._maxlen, approximate=True)
+                pipe.xadd(stream, fields, maxlen=self._maxlen, approximate=True)
             ids.extend(entry.decode() for entry in pipe.execute())
         return ids
 
