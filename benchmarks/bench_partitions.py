@@ -88,14 +88,18 @@ def replay(rt, family: str, events, n: int, partitions: int, merge_every: int, b
     return hits, trials, time.perf_counter() - began
 
 
+def _load(path: Path):
+    from rtrec_native.data import load_events
+
+    return load_events(path)[0]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     rt, code = C.rtrec_on_data(args.data)
     if rt is None:
         return code
-    from rtrec_native.data import load_events
-
-    events, _ = load_events(args.data)
+    events = _load(args.data)
     n = min(args.events or len(events.users), len(events.users))
     C.print_env(C.env_report())
     print(f"\n{n:,} events, warm-up {int(0.2 * n):,}, micro-batches of {args.batch}; HitRate@10 of positives")

@@ -9,16 +9,8 @@ import pytest
 
 import rtrec_native as rt
 from rtrec_native.stream.partitions import MAX_PARTITIONS, partition_of
-
-M64 = (1 << 64) - 1
-
-
-def _mix64(x: int) -> int:
-    x ^= x >> 30
-    x = (x * 0xBF58476D1CE4E5B9) & M64
-    x ^= x >> 27
-    x = (x * 0x94D049BB133111EB) & M64
-    return x ^ (x >> 31)
+from snapshot_bytes import M64
+from snapshot_bytes import mix64 as _mix64
 
 
 def _string_key(s: str) -> int:

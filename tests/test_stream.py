@@ -10,6 +10,7 @@ import pytest
 
 import rtrec_native as rt
 from conftest import model_state
+from memory_log import logged
 from rtrec_native.replication import restore_latest
 from rtrec_native.stream import Consumer, EntryParser, Producer, RedisStreamSource
 
@@ -35,29 +36,6 @@ def produce(url: str, n: int, seed: int = 0, malformed_every: int = 97) -> tuple
             entries.append(bad[len(malformed_at) % len(bad)])
     ids = Producer(url, STREAM).send_fields(entries)
     return ids, [ids[k] for k in malformed_at]
-
-
-@contextlib.contextmanager
-def logged(name: str):
-    """The messages of logger ``name`` while the block runs (the CLI's loggers do not
-    propagate to pytest's capture)."""
-    import logging
-
-    lines: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            lines.append(record.getMessage())
-
-    logger, handler = logging.getLogger(name), Keep()
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def model(family: str = "mf") -> rt.Recommender:

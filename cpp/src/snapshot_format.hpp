@@ -66,6 +66,8 @@ void write_header(Writer& w, const SnapshotHeader& h);
 SnapshotHeader read_header(Reader& r, uint32_t expected_kind);
 // The counters every version's header holds in this order, from label_sum to update_events.
 void read_learning_counters(Reader& r, ModelCounters& c);
+// The source position and the popularity pool, which every version's header holds in this order.
+void read_source_position_and_pool(Reader& r, SnapshotHeader& h);
 // The rest of a version 4, 5 or 6 header, after its magic and version.
 SnapshotHeader read_header_v4_to_v6(Reader& r, uint32_t version, uint32_t expected_kind, bool delta);
 

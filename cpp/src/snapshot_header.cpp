@@ -146,6 +146,19 @@ void read_learning_counters(Reader& r, ModelCounters& c) {
   c.update_events = r.value<uint64_t>();
 }
 
+void read_source_position_and_pool(Reader& r, SnapshotHeader& h) {
+  const uint32_t position_bytes = r.value<uint32_t>();
+  if (position_bytes > Model::kMaxSourcePosition) r.fail("corrupted file (bad source position)");
+  h.counters.source_position.resize(position_bytes);
+  r.bytes(&h.counters.source_position[0], position_bytes);
+  h.pool_written = r.value<uint64_t>();
+  const uint32_t pool_size = r.value<uint32_t>();
+  if (pool_size > Model::kPoolSize) r.fail("corrupted file (bad header)");
+  r.expect_room(pool_size, 4, "pool");
+  h.pool.resize(pool_size);
+  r.bytes(h.pool.data(), size_t(pool_size) * 4);
+}
+
 void write_header(Writer& w, const SnapshotHeader& h) {
   w.bytes(h.kind == kDelta ? kDeltaMagic : kMagic, sizeof kMagic);
   w.value<uint32_t>(kVersion);
@@ -205,16 +218,7 @@ SnapshotHeader read_header(Reader& r, uint32_t expected_kind) {
   h.position.sequence = r.value<uint64_t>();
   h.follows = r.value<uint64_t>();
   h.position.link = r.value<uint64_t>();
-  const uint32_t position_bytes = r.value<uint32_t>();
-  if (position_bytes > Model::kMaxSourcePosition) r.fail("corrupted file (bad source position)");
-  h.counters.source_position.resize(position_bytes);
-  r.bytes(&h.counters.source_position[0], position_bytes);
-  h.pool_written = r.value<uint64_t>();
-  const uint32_t pool_size = r.value<uint32_t>();
-  if (pool_size > Model::kPoolSize) r.fail("corrupted file (bad header)");
-  r.expect_room(pool_size, 4, "pool");
-  h.pool.resize(pool_size);
-  r.bytes(h.pool.data(), size_t(pool_size) * 4);
+  read_source_position_and_pool(r, h);
   r.end_section("header");
   return h;
 }

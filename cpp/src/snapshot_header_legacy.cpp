@@ -42,15 +42,8 @@ SnapshotHeader read_header_v4_to_v6(Reader& r, uint32_t version, uint32_t expect
   c.family = static_cast<Family>(family);
   c.tower.resize(layers);
   r.bytes(c.tower.data(), layers * sizeof(uint32_t));
-  const uint32_t position_bytes = r.value<uint32_t>();
-  if (position_bytes > Model::kMaxSourcePosition) r.fail("corrupted file (bad source position)");
-  h.counters.source_position.resize(position_bytes);
-  r.bytes(&h.counters.source_position[0], position_bytes);
-  h.pool_written = r.value<uint64_t>();
-  const uint32_t pool_size = r.value<uint32_t>();
-  r.expect_room(pool_size, 4, "pool");
-  h.pool.resize(pool_size);
-  r.bytes(h.pool.data(), size_t(pool_size) * 4);
+  read_source_position_and_pool(r, h);
+  const uint32_t pool_size = static_cast<uint32_t>(h.pool.size());
   c.negative_sampling = popularity == 1 ? NegativeSampling::kPopularity : NegativeSampling::kUniform;
   uint32_t adaptive = 0;
   if (version >= 5) {

@@ -52,3 +52,12 @@ def _apply_following(rec: Recommender, directory: Path) -> int:
         except FileNotFoundError:
             return applied
         applied += 1
+
+
+def fsync_directory(directory: Path) -> None:
+    """Makes the renames and removals made in ``directory`` durable (POSIX: fsync the directory)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -43,6 +43,9 @@ from typing import Any
 
 import numpy as np
 
+#: The relevant items of each user: one iterable of item IDs per user (or a 2-D array).
+Relevant = Sequence[Iterable[Any]] | np.ndarray
+
 __all__ = [
     "accuracy",
     "auc",
@@ -344,13 +347,7 @@ def _mean_over_users(per_user: np.ndarray, n_relevant: np.ndarray) -> float:
     return float(per_user[valid].mean())
 
 
-def precision_at_k(
-    recommended: ArrayLike,
-    relevant: Sequence[Iterable[Any]] | np.ndarray,
-    k: int | None = None,
-    *,
-    pad: object = -1,
-) -> float:
+def precision_at_k(recommended: ArrayLike, relevant: Relevant, k: int | None = None, *, pad: object = -1) -> float:
     """Precision@K: ``mean_u |top_k(u) ∩ rel(u)| / k``.
 
     Padding slots count as misses (the denominator stays ``k``). Users with an empty
@@ -360,13 +357,7 @@ def precision_at_k(
     return _mean_over_users(np.asarray(hits.sum(axis=1) / hits.shape[1]), n_rel)
 
 
-def recall_at_k(
-    recommended: ArrayLike,
-    relevant: Sequence[Iterable[Any]] | np.ndarray,
-    k: int | None = None,
-    *,
-    pad: object = -1,
-) -> float:
+def recall_at_k(recommended: ArrayLike, relevant: Relevant, k: int | None = None, *, pad: object = -1) -> float:
     """Recall@K: ``mean_u |top_k(u) ∩ rel(u)| / |rel(u)|``.
 
     Users with an empty relevant set are excluded from the mean.
@@ -376,13 +367,7 @@ def recall_at_k(
     return _mean_over_users(per_user, n_rel)
 
 
-def ndcg_at_k(
-    recommended: ArrayLike,
-    relevant: Sequence[Iterable[Any]] | np.ndarray,
-    k: int | None = None,
-    *,
-    pad: object = -1,
-) -> float:
+def ndcg_at_k(recommended: ArrayLike, relevant: Relevant, k: int | None = None, *, pad: object = -1) -> float:
     """NDCG@K with binary relevance and a log2 discount.
 
     ``DCG(u) = sum_{j=1..k} hit(u, j) / log2(j + 1)``,
@@ -402,13 +387,7 @@ def ndcg_at_k(
     return _mean_over_users(per_user, n_rel)
 
 
-def hit_rate_at_k(
-    recommended: ArrayLike,
-    relevant: Sequence[Iterable[Any]] | np.ndarray,
-    k: int | None = None,
-    *,
-    pad: object = -1,
-) -> float:
+def hit_rate_at_k(recommended: ArrayLike, relevant: Relevant, k: int | None = None, *, pad: object = -1) -> float:
     """HitRate@K: ``mean_u [top_k(u) ∩ rel(u) is not empty]``.
 
     Users with an empty relevant set are excluded from the mean.
@@ -417,13 +396,7 @@ def hit_rate_at_k(
     return _mean_over_users(np.asarray(hits.any(axis=1), dtype=np.float64), n_rel)
 
 
-def mrr(
-    recommended: ArrayLike,
-    relevant: Sequence[Iterable[Any]] | np.ndarray,
-    k: int | None = None,
-    *,
-    pad: object = -1,
-) -> float:
+def mrr(recommended: ArrayLike, relevant: Relevant, k: int | None = None, *, pad: object = -1) -> float:
     """Mean reciprocal rank within the top K: ``mean_u 1 / rank_u``.
 
     ``rank_u`` is the 1-based position of the first relevant item in ``top_k(u)``; a

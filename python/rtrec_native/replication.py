@@ -36,6 +36,7 @@ import numpy as np
 
 from . import _core
 from ._snapshot_dir import _DELTA, _SNAPSHOT, STAGED, _apply_following, _delta_name, _listing, _snapshot_name
+from ._snapshot_dir import fsync_directory as _fsync_dir
 from .recommender import Recommender
 from .replica import Replica
 
@@ -235,11 +236,3 @@ class Publisher:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -40,6 +40,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._snapshot_dir import fsync_directory as _fsync_dir
+
 __all__ = ["ArchiveFile", "EventArchive", "archive_files", "read_archive"]
 
 _FILE = re.compile(r"^events-(\d{12})-(\d{12})-(\d+)\.parquet$")
@@ -336,11 +338,3 @@ def _ids(pa: Any, values: Any) -> Any:
     if array.dtype.kind in "iu":
         return pa.array(array.astype(np.int64, copy=False))
     return pa.array([str(v) for v in array.tolist()] if array.dtype.kind != "U" else array, pa.string())
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
