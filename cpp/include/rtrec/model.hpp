@@ -1,6 +1,7 @@
-// The recommender model, learned online or in Hogwild epochs, served by exact top-K. Two
-// families share every piece of machinery (tables, seen sets, features, admission,
-// eviction, top-K, snapshots) and differ in how a user's query vector is made:
+// The recommender model, learned online or in Hogwild epochs, served by top-K. Two families
+// share every piece of machinery (tables, seen sets, features, admission, eviction, top-K,
+// snapshots) and differ, behind ModelFamily (cpp/src/model_family.hpp), in how a user's
+// query vector is made and how a step flows back:
 //  * mf:        score(u, i) = mu + b_u + b_i + <p_u, q_i>, p_u the user's effective vector;
 //  * two_tower: score(u, i) = mu + b_i + <c_u, q_i>, c_u = tower([p_u ; h_u]) + p_u + h_u,
 //               h_u the pool of the input vectors of u's last `history` positives
@@ -263,6 +264,7 @@ class Model {
   StepConfig step_config() const noexcept;
   RowRef user_row(uint32_t row) const noexcept;
   RowRef item_row(uint32_t row) const noexcept;
+  // ---- mf's steps (model_mf.cpp, model_warp.cpp, model_features.cpp), called by MfFamily.
   // One event's gradient step(s), `negatives` drawn beforehand (BPR); adds to `applied` /
   // `skipped` (BPR: one per negative).
   void train_one(const StepConfig& step, const Resolved& e, const uint32_t* negatives, float* scratch,
