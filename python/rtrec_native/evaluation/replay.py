@@ -5,8 +5,10 @@ See :func:`prequential`; the package docstring describes the protocol and its me
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,8 +41,8 @@ __all__ = ["POLICIES", "prequential"]
 #: warm-up (static), and both at once (hybrid: the periodic refits, with every event learned
 #: in between, as a trainer that refits on a schedule and hands over to live learning).
 POLICIES: tuple[str, ...] = ("realtime", "periodic", "static", "hybrid")
-#: The policies ``rtrec demo`` and ``rtrec evaluate`` compare when none are named.
-DEFAULT_POLICIES: tuple[str, ...] = ("realtime", "periodic", "static")
+#: The policies ``rtrec demo`` and ``rtrec evaluate`` compare when none are named: all four.
+DEFAULT_POLICIES: tuple[str, ...] = POLICIES
 _REFITS = ("periodic", "hybrid")  # policies that refit from scratch on the schedule
 _LEARNS = ("realtime", "hybrid")  # policies that learn every event
 
@@ -98,6 +100,42 @@ class _Recorder:
         self._next_trial += top.shape[0]
 
 
+class _SharedRefits:
+    """The refits of one replay, shared by the policies that refit.
+
+    Periodic and hybrid refit the same fresh model at the same points (same events,
+    parameters, seed and epochs), so the first policy to reach a point fits it and keeps a
+    snapshot; the other starts from a copy of it (``Recommender.load`` keeps training exactly
+    like the saved model) and is charged the fit's seconds, as if it had fitted it itself.
+    Models that cannot be saved (a custom factory's) are fitted by each policy.
+    """
+
+    def __init__(self) -> None:
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._saved: dict[int, tuple[str, float, int | None]] = {}
+
+    def fit(self, at: int, fit: Callable[[], Recommender]) -> tuple[Recommender, float, bool]:
+        """The model refitted on the events before ``at``, the seconds its fit took and
+        whether it is a copy of another policy's refit."""
+        if at in self._saved:
+            path, seconds, threads = self._saved[at]
+            return Recommender.load(path, num_threads=threads), seconds, True
+        t0 = time.perf_counter()
+        model = fit()
+        seconds = time.perf_counter() - t0
+        if isinstance(model, Recommender):
+            if self._dir is None:
+                self._dir = tempfile.TemporaryDirectory(prefix="rtrec-refits-")
+            path = f"{self._dir.name}/refit-{at}.rtrec"
+            model.save(path)
+            self._saved[at] = (path, seconds, model.get_params()["num_threads"])
+        return model, seconds, False
+
+    def close(self) -> None:
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+        self._saved.clear()
 
 
 def _batches(start: int, n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -177,6 +215,7 @@ def _replay(
     *,
     batch_size: int,
     epochs: int,
+    refit_epochs: int,
     k: int,
     retrain_every: int | None,
     retrain_period: float | None,
@@ -185,28 +224,33 @@ def _replay(
     features: _FeatureCatalogue | None = None,
     diversity: float = 0.0,
     start: Callable[[], Recommender] | None = None,
-) -> tuple[_Recorder, list[float], float, list[int], Recommender]:
+    refits: _SharedRefits | None = None,
+) -> tuple[_Recorder, list[float], float, list[int], list[float], Recommender]:
     """Run one policy over the stream after the warm-up.
 
     Returns the recorder, the duration of each model refresh (update call or refit), the
-    wall time of the replay, the stream positions of the periodic refits and the model at the end.
+    wall time of the replay (a refit copied from ``refits`` counts with its fit's seconds),
+    the stream positions of the refits, their durations and the model at the end.
     """
     events = stream.events
     catalogue = features or _FeatureCatalogue()
+    shared = refits or _SharedRefits()
 
-    def fresh(hi: int) -> Recommender:
+    def fresh(hi: int, passes: int) -> Recommender:
         """A new model, given the features of the IDs seen before `hi`, fitted on them."""
         model = make()
         catalogue.register(model, events, 0, hi, fresh=True)
-        return model.fit(**learn_args(events, 0, hi), epochs=epochs)
+        return model.fit(**learn_args(events, 0, hi), epochs=passes)
 
-    rec = fresh(warmup) if start is None else start()
+    rec = fresh(warmup, epochs) if start is None else start()
     recorder = _Recorder(stream, warmup, k)
     learned = warmup  # the model has learned the stream up to here
     last_fit = warmup  # where the last fit from scratch stopped (the refit schedule counts from it)
     refresh_seconds: list[float] = []
     refits_at: list[int] = []
+    refit_seconds: list[float] = []
     began = time.perf_counter()
+    charged = 0.0  # seconds of shared refits this policy copied instead of fitting
     trial_lo = 0
     # Events per item in the stream so far: the popularity novelty is measured against.
     item_counts = np.bincount(stream.item[:warmup], minlength=stream.item_ids.size)
@@ -214,8 +258,12 @@ def _replay(
         if policy in _REFITS and _refit_due(stream, lo, last_fit, retrain_every, retrain_period):
             t0 = time.perf_counter()
             # A fresh model on everything so far: what a nightly batch job does.
-            rec = fresh(lo)
-            refresh_seconds.append(time.perf_counter() - t0)
+            rec, fit_seconds, copied = shared.fit(lo, functools.partial(fresh, lo, refit_epochs))
+            if copied:  # it has its IDs' features already: the catalogue tracks it from here
+                catalogue.register(rec, events, 0, lo, fresh=True)
+            charged += max(0.0, fit_seconds - (time.perf_counter() - t0))
+            refresh_seconds.append(fit_seconds)
+            refit_seconds.append(fit_seconds)
             refits_at.append(lo)
             learned = last_fit = lo
         # IDs appearing for the first time bring their features (published with them).
@@ -238,7 +286,7 @@ def _replay(
             learned = hi
         if progress is not None:
             progress(policy, hi - lo, total)
-    return recorder, refresh_seconds, time.perf_counter() - began, refits_at, rec
+    return recorder, refresh_seconds, time.perf_counter() - began + charged, refits_at, refit_seconds, rec
 
 
 def _summarise(
@@ -298,6 +346,7 @@ def prequential(
     batch_size: int = 10,
     warmup: float = 0.2,
     epochs: int = 5,
+    refit_epochs: int | None = None,
     retrain_every: int | None = 10_000,
     retrain_period: float | None = None,
     k: int = 10,
@@ -326,7 +375,9 @@ def prequential(
             (hybrid: the periodic refits, every event learned in between).
         batch_size: events per micro-batch (1 = exact per-event test-then-train).
         warmup: fraction of the stream used for the initial fit, in (0, 1).
-        epochs: passes of the warm-up fit and of every periodic refit.
+        epochs: passes of the warm-up fit.
+        refit_epochs: passes of every refit of the periodic and hybrid policies (the same
+            refits: each is fitted once and copied for the other policy); ``None``: ``epochs``.
         retrain_every: periodic refit every this many events (``None``: only by period).
         retrain_period: periodic refit at every boundary of this many seconds of event
             time, counted from the first event (86400: nightly); ``None``: only by count.
@@ -364,6 +415,7 @@ def prequential(
     policies = _check_policies(policies)
     batch_size = check.positive_int(batch_size, "batch_size")
     epochs = check.positive_int(epochs, "epochs")
+    refit_epochs = epochs if refit_epochs is None else check.positive_int(refit_epochs, "refit_epochs")
     k = check.positive_int(k, "k")
     n_windows = check.positive_int(n_windows, "n_windows")
     diversity = check.number(diversity, "diversity")
@@ -397,12 +449,16 @@ def prequential(
     results: dict[str, PolicyResult] = {}
     n_scored = stream.n - n_warmup
     catalogue = _FeatureCatalogue(item_features, user_features)
-    for policy in policies:
-        recorder, refresh_seconds, seconds, refits_at, final = _replay(
-            policy, make, stream, n_warmup, batch_size=batch_size, epochs=epochs, k=k,
+    refits = _SharedRefits()
+    try:
+        runs = {policy: _replay(
+            policy, make, stream, n_warmup, batch_size=batch_size, epochs=epochs, refit_epochs=refit_epochs, k=k,
             retrain_every=retrain_every, retrain_period=retrain_period, progress=progress,
-            total=len(policies) * n_scored, features=catalogue, diversity=diversity, start=start,
-        )
+            total=len(policies) * n_scored, features=catalogue, diversity=diversity, start=start, refits=refits,
+        ) for policy in policies}
+    finally:
+        refits.close()
+    for policy, (recorder, refresh_seconds, seconds, refits_at, refit_seconds, final) in runs.items():
         seconds = max(seconds, 1e-9)  # a finite events/s even on a coarse clock
         results[policy] = PolicyResult(
             name=policy,
@@ -414,6 +470,7 @@ def prequential(
             n_updates=len(refresh_seconds),
             seconds=seconds,
             refits_at=refits_at,
+            refit_seconds=refit_seconds,
             model=final,
         )
     params = make().get_params()
@@ -422,6 +479,7 @@ def prequential(
         "warmup": warmup_fraction,
         "n_warmup": n_warmup,
         "epochs": epochs,
+        "refit_epochs": refit_epochs,
         "retrain_every": retrain_every,
         "retrain_period": retrain_period,
         "k": k,
