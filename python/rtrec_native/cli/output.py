@@ -128,7 +128,7 @@ def write_plot(report: Any, path: Path, data_info: dict[str, Any] | None = None)
             ax.plot(x, y, styles.get(name, "-"), markersize=3, label=name)
         for i, when in enumerate(at(refits) if refits else []):
             ax.axvline(when, color="dimgrey", alpha=0.7, linewidth=1.0, linestyle="--",
-                       label="periodic refit" if i == 0 else None)
+                       label=f"refit ({', '.join(refitting)})" if i == 0 else None)
         ax.set_ylabel(metric.replace("hitrate", "HitRate").replace("ndcg", "NDCG"))
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best", fontsize=8)
