@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -323,6 +324,22 @@ def test_hybrid_starts_each_refit_from_a_copy_of_periodic_and_scores_as_if_it_ha
     assert hybrid.refits_at == periodic.refits_at == [1200, 1800, 2400]
     assert hybrid.refit_seconds == periodic.refit_seconds
     assert all(seconds > 0 for seconds in hybrid.refit_seconds)
+
+
+def test_shared_refits_leave_no_files_and_one_refitting_policy_saves_nothing(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    saved = []
+    original = rt.Recommender.save
+    monkeypatch.setattr(rt.Recommender, "save", lambda self, path: (saved.append(path), original(self, path)))
+    events = drifting_stream()[:2000]
+    options = {"model": {"dim": 4, "num_threads": 1}, "batch_size": 50, "retrain_every": 500, "epochs": 1}
+    prequential(events, policies=["realtime", "periodic"], **options)
+    assert saved == []  # nobody to share with
+    prequential(events, policies=["periodic", "static", "hybrid"], **options)
+    assert len(saved) == 3 and all(Path(path).parent.parent == tmp_path for path in saved)
+    assert list(tmp_path.iterdir()) == []  # every snapshot deleted once copied, the directory too
 
 
 def test_refit_epochs_change_the_refits_only():
