@@ -28,8 +28,8 @@ Two protocols, both over time-ordered :class:`~rtrec_native.data.Events`:
   scored on exactly the same events after it. Scoring is **test-then-train per
   micro-batch of B events**: the B events of a batch are scored together (one ``predict``
   call and one ``recommend_batch`` call) by the model as it was before the batch, then
-  a refit happens if one is due (periodic, hybrid) and the batch is learned (realtime,
-  hybrid). With
+  the batch is learned (realtime, hybrid); a refit that is due (periodic, hybrid)
+  replaces the model before the next batch is scored. With
   ``batch_size=1`` this is exact per-event prequential evaluation; a larger batch only
   delays what the realtime model has learned by less than B events, so it understates
   the real-time advantage rather than inflating it.
