@@ -54,7 +54,8 @@ a label > 0 (or no label).
 
 The parts: :mod:`.split` (temporal split and its evaluation), :mod:`.replay` (prequential
 replay), :mod:`.reports` (the replay's report types), :mod:`._ranking` (top-K without
-consumed items) and :mod:`._common` (checks and defaults both protocols share).
+consumed items), :mod:`._refits` (the refits periodic and hybrid share) and :mod:`._common`
+(checks and defaults both protocols share).
 """
 
 from __future__ import annotations
