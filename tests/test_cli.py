@@ -19,7 +19,7 @@ needs_movielens = pytest.mark.skipif(not RATINGS.exists(), reason=f"MovieLens no
 
 # A demo small enough for a test: a few thousand events, small model, no progress bar.
 TINY = ["--events", "3000", "--users", "100", "--items", "80", "--dim", "8", "--epochs", "2", "--no-progress"]
-CONTRACT = ("realtime", "periodic", "static")
+CONTRACT = ("realtime", "periodic", "static", "hybrid")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -56,11 +56,18 @@ def test_demo_runs_end_to_end_and_writes_the_report_and_the_plot(tmp_path, capsy
     for word in ("HitRate@10", "NDCG@10", "AUC", "events/s", "update latency", *CONTRACT):
         assert word in stdout
     report = json.loads((out / "report.json").read_text())
-    assert set(report["policies"]) == set(CONTRACT)
+    assert list(report["policies"]) == list(CONTRACT)
+    metric_keys = {*report["metric_names"], "n_scored", "n_ranked"}
     for name in CONTRACT:
         metrics = report["policies"][name]
-        assert {"hitrate@10", "ndcg@10", "auc"} <= set(metrics)
+        assert {"hitrate@10", "ndcg@10", "auc"} <= metric_keys <= set(metrics)
         assert 0.0 <= metrics["hitrate@10"] <= 1.0 and 0.0 <= metrics["auc"] <= 1.0
+    # hybrid refits where periodic does (nightly on the synthetic stream) and learns in between
+    hybrid, periodic = report["policies"]["hybrid"], report["policies"]["periodic"]
+    assert hybrid["refits_at"] == periodic["refits_at"] and hybrid["refits_at"]
+    assert hybrid["n_updates"] == len(hybrid["refits_at"]) + report["policies"]["realtime"]["n_updates"]
+    hybrid_row = next(line for line in stdout.splitlines() if line.startswith("hybrid "))
+    assert f"({len(hybrid['refits_at'])} refits) + " in hybrid_row and "ms per update" in hybrid_row
     assert report["data"]["source"] == "synthetic" and report["stream"]["n_events"] == 3000
     assert (out / "prequential.png").read_bytes()[:8] == PNG_MAGIC
 

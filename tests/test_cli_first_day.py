@@ -217,6 +217,6 @@ def test_demo_with_a_catalog_names_what_each_policy_recommends_at_the_end(tmp_pa
     assert "ranked events: a new positive is an event with label >= " in stdout  # the label rule
     assert "the stream's last" in stdout and ", the sequel" in stdout
     now = json.loads((out / "report.json").read_text())["now"]
-    assert set(now["policies"]) == {"realtime", "periodic", "static"}
+    assert set(now["policies"]) == {"realtime", "periodic", "static", "hybrid"}
     assert all(e["name"] == f"Movie {e['item']}, the sequel" for top in now["policies"].values() for e in top)
     assert (out / "prequential.png").read_bytes()[:4] == b"\x89PNG"

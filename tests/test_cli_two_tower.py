@@ -28,7 +28,7 @@ def test_demo_replays_the_stream_with_two_tower(tmp_path, capsys):
     model = report["config"]["model"]
     assert model["model"] == "two_tower" and model["tower"] == [16] and model["history"] == 5
     assert report["stream"]["loss"] == "softmax"  # the family's default loss
-    assert set(report["policies"]) == {"realtime", "periodic", "static"}
+    assert set(report["policies"]) == {"realtime", "periodic", "static", "hybrid"}
 
 
 def test_train_then_recommend_a_two_tower_model(tmp_path, capsys):

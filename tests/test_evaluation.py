@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -307,6 +308,54 @@ def test_hybrid_with_no_refit_due_is_realtime_exactly():
         assert hybrid[name] == realtime[name], name
 
 
+def test_hybrid_starts_each_refit_from_a_copy_of_periodic_and_scores_as_if_it_had_fitted_it():
+    events = drifting_stream()[:3000]
+    item_ids = np.unique(events.items)
+    features = (item_ids, [[f"group={int(i) % 5}"] for i in item_ids])  # copies must keep them
+    options = {"model": {"dim": 4, "num_threads": 1, "seed": 0}, "batch_size": 50, "warmup": 0.2,
+               "retrain_every": 600, "epochs": 1, "refit_epochs": 2, "item_features": features}
+    both = prequential(events, policies=["periodic", "hybrid"], **options)
+    alone = prequential(events, policies=["hybrid"], **options).policies["hybrid"]
+    periodic, hybrid = both.policies["periodic"], both.policies["hybrid"]
+    # One thread: the copied refit trains on exactly like a fit of its own.
+    for name in (*both.metric_names, "n_ranked"):
+        assert hybrid.metrics[name] == alone.metrics[name], name
+    # The copy is charged the fit's time: the same refit durations as periodic's.
+    assert hybrid.refits_at == periodic.refits_at == [1200, 1800, 2400]
+    assert hybrid.refit_seconds == periodic.refit_seconds
+    assert all(seconds > 0 for seconds in hybrid.refit_seconds)
+
+
+def test_shared_refits_leave_no_files_and_one_refitting_policy_saves_nothing(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    saved = []
+    original = rt.Recommender.save
+    monkeypatch.setattr(rt.Recommender, "save", lambda self, path: (saved.append(path), original(self, path)))
+    events = drifting_stream()[:2000]
+    options = {"model": {"dim": 4, "num_threads": 1}, "batch_size": 50, "retrain_every": 500, "epochs": 1}
+    prequential(events, policies=["realtime", "periodic"], **options)
+    assert saved == []  # nobody to share with
+    prequential(events, policies=["periodic", "static", "hybrid"], **options)
+    assert len(saved) == 3 and all(Path(path).parent.parent == tmp_path for path in saved)
+    assert list(tmp_path.iterdir()) == []  # every snapshot deleted once copied, the directory too
+
+
+def test_refit_epochs_change_the_refits_only():
+    events = drifting_stream()[:3000]
+    options = {"model": {"dim": 4, "num_threads": 1, "seed": 0}, "policies": ["realtime", "periodic"],
+               "batch_size": 50, "warmup": 0.2, "retrain_every": 600, "epochs": 2}
+    same = prequential(events, **options)  # refit epochs default to the warm-up's
+    explicit = prequential(events, refit_epochs=2, **options)
+    more = prequential(events, refit_epochs=6, **options)
+    assert same.config["refit_epochs"] == 2 and more.config["refit_epochs"] == 6
+    for name in ("hitrate@10", "auc"):
+        assert same.policies["periodic"].metrics[name] == explicit.policies["periodic"].metrics[name]
+        assert same.policies["realtime"].metrics[name] == more.policies["realtime"].metrics[name]
+    assert same.policies["periodic"].metrics["auc"] != more.policies["periodic"].metrics["auc"]
+
+
 def test_periodic_refits_at_each_period_boundary():
     day = 86_400.0
     ts = np.r_[np.linspace(0, 0.9, 50), np.linspace(1.1, 1.9, 50), np.linspace(2.1, 4.5, 50)] * day
@@ -354,6 +403,7 @@ def test_progress_is_reported_for_every_scored_event():
         ({"policies": ["live"]}, "unknown"),
         ({"policies": "realtime"}, "policies"),
         ({"retrain_every": None}, "periodic and hybrid policies need"),
+        ({"refit_epochs": 0}, "refit_epochs"),
         ({"retrain_period": -1.0}, "retrain_period"),
         ({"k": 0}, "k"),
         ({"model": {"dim": 0}}, "dim"),

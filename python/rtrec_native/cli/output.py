@@ -25,7 +25,11 @@ def _refresh_text(name: str, result: Any, config: dict[str, Any]) -> str:
     if name == "periodic":
         return f"{result.update_latency_ms:,.1f} ms per refit ({result.n_updates} refits)"
     if name == "hybrid":
-        return f"{len(result.refits_at)} refits, every event learned in between"
+        refits = result.refit_seconds  # the refits, then the update calls between them
+        refit_ms = 1e3 * sum(refits) / len(refits) if refits else 0.0
+        update_ms = (result.update_latency_ms * result.n_updates - 1e3 * sum(refits)) / max(1, result.n_updates
+                                                                                              - len(refits))
+        return f"{refit_ms:,.1f} ms per refit ({len(refits)} refits) + {update_ms:.3f} ms per update"
     return "never updated"
 
 
@@ -124,7 +128,7 @@ def write_plot(report: Any, path: Path, data_info: dict[str, Any] | None = None)
             ax.plot(x, y, styles.get(name, "-"), markersize=3, label=name)
         for i, when in enumerate(at(refits) if refits else []):
             ax.axvline(when, color="dimgrey", alpha=0.7, linewidth=1.0, linestyle="--",
-                       label="periodic refit" if i == 0 else None)
+                       label=f"refit ({', '.join(refitting)})" if i == 0 else None)
         ax.set_ylabel(metric.replace("hitrate", "HitRate").replace("ndcg", "NDCG"))
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best", fontsize=8)
@@ -136,8 +140,8 @@ def write_plot(report: Any, path: Path, data_info: dict[str, Any] | None = None)
     model = report.config["model"]
     source = "synthetic stream" if not data_info or data_info.get("source") == "synthetic" \
         else Path(str(data_info["source"])).name
-    axes[0].set_title(f"{source}: model={model['model']}, loss={report.stream['loss']} — real-time vs periodic "
-                      "vs static learning", fontsize=10)
+    axes[0].set_title(f"{source}: model={model['model']}, loss={report.stream['loss']} — "
+                      + " vs ".join(report.policies) + " learning", fontsize=10)
     fig.text(0.01, 0.0, _caption(report), fontsize=7.5, ha="left", va="bottom", wrap=True)
     fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))
     fig.savefig(path, dpi=110)

@@ -18,12 +18,18 @@ Two protocols, both over time-ordered :class:`~rtrec_native.data.Events`:
       ``retrain_every`` events (and/or every ``retrain_period`` seconds of event time).
   ``static``
       fitted once on the warm-up prefix, then frozen.
+  ``hybrid``
+      both: the periodic refits (``refit_epochs`` passes each), with every event learned
+      in between, as a trainer that refits on a schedule and hands over to live learning.
+      Periodic and hybrid share each refit: it is fitted once and the other policy starts
+      from a snapshot of it.
 
-  All three start from the same warm-up fit (same data, parameters and seed) and are
+  All four start from the same warm-up fit (same data, parameters and seed) and are
   scored on exactly the same events after it. Scoring is **test-then-train per
   micro-batch of B events**: the B events of a batch are scored together (one ``predict``
   call and one ``recommend_batch`` call) by the model as it was before the batch, then
-  the batch is learned (realtime) or a refit happens if one is due (periodic). With
+  the batch is learned (realtime, hybrid); a refit that is due (periodic, hybrid)
+  replaces the model before the next batch is scored. With
   ``batch_size=1`` this is exact per-event prequential evaluation; a larger batch only
   delays what the realtime model has learned by less than B events, so it understates
   the real-time advantage rather than inflating it.
@@ -48,7 +54,8 @@ a label > 0 (or no label).
 
 The parts: :mod:`.split` (temporal split and its evaluation), :mod:`.replay` (prequential
 replay), :mod:`.reports` (the replay's report types), :mod:`._ranking` (top-K without
-consumed items) and :mod:`._common` (checks and defaults both protocols share).
+consumed items), :mod:`._refits` (the refits periodic and hybrid share) and :mod:`._common`
+(checks and defaults both protocols share).
 """
 
 from __future__ import annotations

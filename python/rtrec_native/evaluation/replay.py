@@ -5,6 +5,7 @@ See :func:`prequential`; the package docstring describes the protocol and its me
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -30,6 +31,7 @@ from ._common import (
     time_order,
 )
 from ._ranking import ConsumedIndex, top_k_unconsumed
+from ._refits import SharedRefits
 from .reports import PolicyResult, PrequentialReport, WindowSpan
 
 __all__ = ["POLICIES", "prequential"]
@@ -39,8 +41,8 @@ __all__ = ["POLICIES", "prequential"]
 #: warm-up (static), and both at once (hybrid: the periodic refits, with every event learned
 #: in between, as a trainer that refits on a schedule and hands over to live learning).
 POLICIES: tuple[str, ...] = ("realtime", "periodic", "static", "hybrid")
-#: The policies ``rtrec demo`` and ``rtrec evaluate`` compare when none are named.
-DEFAULT_POLICIES: tuple[str, ...] = ("realtime", "periodic", "static")
+#: The policies ``rtrec demo`` and ``rtrec evaluate`` compare when none are named: all four.
+DEFAULT_POLICIES: tuple[str, ...] = POLICIES
 _REFITS = ("periodic", "hybrid")  # policies that refit from scratch on the schedule
 _LEARNS = ("realtime", "hybrid")  # policies that learn every event
 
@@ -96,8 +98,6 @@ class _Recorder:
             self.self_information[rows] = metrics.list_self_information(
                 np.where(top != PAD, top, -1), metrics.popularity_probability(item_counts))
         self._next_trial += top.shape[0]
-
-
 
 
 def _batches(start: int, n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -177,6 +177,7 @@ def _replay(
     *,
     batch_size: int,
     epochs: int,
+    refit_epochs: int,
     k: int,
     retrain_every: int | None,
     retrain_period: float | None,
@@ -185,28 +186,33 @@ def _replay(
     features: _FeatureCatalogue | None = None,
     diversity: float = 0.0,
     start: Callable[[], Recommender] | None = None,
-) -> tuple[_Recorder, list[float], float, list[int], Recommender]:
+    refits: SharedRefits | None = None,
+) -> tuple[_Recorder, list[float], float, list[int], list[float], Recommender]:
     """Run one policy over the stream after the warm-up.
 
     Returns the recorder, the duration of each model refresh (update call or refit), the
-    wall time of the replay, the stream positions of the periodic refits and the model at the end.
+    wall time of the replay (a refit copied from ``refits`` counts with its fit's seconds),
+    the stream positions of the refits, their durations and the model at the end.
     """
     events = stream.events
     catalogue = features or _FeatureCatalogue()
+    shared = refits or SharedRefits(n_policies=1)
 
-    def fresh(hi: int) -> Recommender:
+    def fresh(hi: int, passes: int) -> Recommender:
         """A new model, given the features of the IDs seen before `hi`, fitted on them."""
         model = make()
         catalogue.register(model, events, 0, hi, fresh=True)
-        return model.fit(**learn_args(events, 0, hi), epochs=epochs)
+        return model.fit(**learn_args(events, 0, hi), epochs=passes)
 
-    rec = fresh(warmup) if start is None else start()
+    rec = fresh(warmup, epochs) if start is None else start()
     recorder = _Recorder(stream, warmup, k)
     learned = warmup  # the model has learned the stream up to here
     last_fit = warmup  # where the last fit from scratch stopped (the refit schedule counts from it)
     refresh_seconds: list[float] = []
     refits_at: list[int] = []
+    refit_seconds: list[float] = []
     began = time.perf_counter()
+    charged = 0.0  # seconds of shared refits this policy copied instead of fitting
     trial_lo = 0
     # Events per item in the stream so far: the popularity novelty is measured against.
     item_counts = np.bincount(stream.item[:warmup], minlength=stream.item_ids.size)
@@ -214,8 +220,12 @@ def _replay(
         if policy in _REFITS and _refit_due(stream, lo, last_fit, retrain_every, retrain_period):
             t0 = time.perf_counter()
             # A fresh model on everything so far: what a nightly batch job does.
-            rec = fresh(lo)
-            refresh_seconds.append(time.perf_counter() - t0)
+            rec, fit_seconds, copied = shared.fit(lo, functools.partial(fresh, lo, refit_epochs))
+            if copied:  # it has its IDs' features already: the catalogue tracks it from here
+                catalogue.register(rec, events, 0, lo, fresh=True)
+            charged += max(0.0, fit_seconds - (time.perf_counter() - t0))
+            refresh_seconds.append(fit_seconds)
+            refit_seconds.append(fit_seconds)
             refits_at.append(lo)
             learned = last_fit = lo
         # IDs appearing for the first time bring their features (published with them).
@@ -238,7 +248,7 @@ def _replay(
             learned = hi
         if progress is not None:
             progress(policy, hi - lo, total)
-    return recorder, refresh_seconds, time.perf_counter() - began, refits_at, rec
+    return recorder, refresh_seconds, time.perf_counter() - began + charged, refits_at, refit_seconds, rec
 
 
 def _summarise(
@@ -298,6 +308,7 @@ def prequential(
     batch_size: int = 10,
     warmup: float = 0.2,
     epochs: int = 5,
+    refit_epochs: int | None = None,
     retrain_every: int | None = 10_000,
     retrain_period: float | None = None,
     k: int = 10,
@@ -326,7 +337,9 @@ def prequential(
             (hybrid: the periodic refits, every event learned in between).
         batch_size: events per micro-batch (1 = exact per-event test-then-train).
         warmup: fraction of the stream used for the initial fit, in (0, 1).
-        epochs: passes of the warm-up fit and of every periodic refit.
+        epochs: passes of the warm-up fit.
+        refit_epochs: passes of every refit of the periodic and hybrid policies (the same
+            refits: each is fitted once and copied for the other policy); ``None``: ``epochs``.
         retrain_every: periodic refit every this many events (``None``: only by period).
         retrain_period: periodic refit at every boundary of this many seconds of event
             time, counted from the first event (86400: nightly); ``None``: only by count.
@@ -364,6 +377,7 @@ def prequential(
     policies = _check_policies(policies)
     batch_size = check.positive_int(batch_size, "batch_size")
     epochs = check.positive_int(epochs, "epochs")
+    refit_epochs = epochs if refit_epochs is None else check.positive_int(refit_epochs, "refit_epochs")
     k = check.positive_int(k, "k")
     n_windows = check.positive_int(n_windows, "n_windows")
     diversity = check.number(diversity, "diversity")
@@ -397,12 +411,16 @@ def prequential(
     results: dict[str, PolicyResult] = {}
     n_scored = stream.n - n_warmup
     catalogue = _FeatureCatalogue(item_features, user_features)
-    for policy in policies:
-        recorder, refresh_seconds, seconds, refits_at, final = _replay(
-            policy, make, stream, n_warmup, batch_size=batch_size, epochs=epochs, k=k,
+    refits = SharedRefits(n_policies=len(set(_REFITS) & set(policies)))
+    try:
+        runs = {policy: _replay(
+            policy, make, stream, n_warmup, batch_size=batch_size, epochs=epochs, refit_epochs=refit_epochs, k=k,
             retrain_every=retrain_every, retrain_period=retrain_period, progress=progress,
-            total=len(policies) * n_scored, features=catalogue, diversity=diversity, start=start,
-        )
+            total=len(policies) * n_scored, features=catalogue, diversity=diversity, start=start, refits=refits,
+        ) for policy in policies}
+    finally:
+        refits.close()
+    for policy, (recorder, refresh_seconds, seconds, refits_at, refit_seconds, final) in runs.items():
         seconds = max(seconds, 1e-9)  # a finite events/s even on a coarse clock
         results[policy] = PolicyResult(
             name=policy,
@@ -414,6 +432,7 @@ def prequential(
             n_updates=len(refresh_seconds),
             seconds=seconds,
             refits_at=refits_at,
+            refit_seconds=refit_seconds,
             model=final,
         )
     params = make().get_params()
@@ -422,6 +441,7 @@ def prequential(
         "warmup": warmup_fraction,
         "n_warmup": n_warmup,
         "epochs": epochs,
+        "refit_epochs": refit_epochs,
         "retrain_every": retrain_every,
         "retrain_period": retrain_period,
         "k": k,

@@ -30,18 +30,21 @@ class PolicyResult:
     """What one policy scored, and what it cost.
 
     Attributes:
-        name: ``"realtime"``, ``"periodic"`` or ``"static"``.
+        name: ``"realtime"``, ``"periodic"``, ``"static"`` or ``"hybrid"``.
         metrics: overall metrics over every scored event (see :class:`PrequentialReport`).
         windows: the same metrics per window, in window order.
         events_per_s: scored events per second of this policy's replay, everything
             included (scoring, updates, refits; not the shared warm-up fit).
         update_latency_ms: mean duration of one model refresh — one ``update`` call on a
-            micro-batch (realtime) or one full refit (periodic); 0 for static.
+            micro-batch (realtime) or one full refit (periodic); for hybrid the mean over
+            both kinds (see ``refit_seconds``); 0 for static.
         update_us_per_event: total refresh time divided by the scored events (amortised
             cost of freshness per event).
         n_updates: refreshes done (update calls or refits).
         seconds: wall time of the replay.
-        refits_at: stream positions (event index) where a periodic refit happened.
+        refits_at: stream positions (event index) where a refit (periodic, hybrid) happened.
+        refit_seconds: the duration of each of those refits (a refit the policy copied from
+            another policy's identical one counts with that fit's duration).
         model: the policy's model at the end of the replay (not in :meth:`to_dict`).
     """
 
@@ -54,6 +57,7 @@ class PolicyResult:
     n_updates: int
     seconds: float
     refits_at: list[int] = field(default_factory=list)
+    refit_seconds: list[float] = field(default_factory=list)
     model: Any = field(default=None, repr=False, compare=False)  # the policy's model at the end
 
     def to_dict(self) -> dict[str, Any]:
