@@ -151,12 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="replay a stream through realtime / periodic / static models and compare them",
+        help="replay a stream through realtime / periodic / static / hybrid models and compare them",
         description="Replay a time-ordered stream (the built-in synthetic stream with taste "
-        "drift, or --data) test-then-train through three policies: realtime (learns every "
+        "drift, or --data) test-then-train through four policies: realtime (learns every "
         "micro-batch of events right after scoring it), periodic (a fresh model refitted on "
-        "all data so far every --retrain-every events or --retrain-period seconds) and "
-        "static (fitted on the warm-up prefix, then frozen). Prints a table, writes "
+        "all data so far every --retrain-every events or --retrain-period seconds), "
+        "static (fitted on the warm-up prefix, then frozen) and hybrid (the periodic refits, "
+        "every micro-batch learned in between). Prints a table, writes "
         "prequential.png and report.json to --out.",
     )
     _add_data_options(demo)
@@ -452,10 +453,10 @@ def _add_replay_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--warmup", type=fraction, default=defaults["warmup"], metavar="F",
                    help="fraction of the stream every policy is first fitted on (default: %(default)s)")
     g.add_argument("--retrain-every", type=positive_int, default=None, metavar="N",
-                   help="periodic policy: refit every N events (default: daily for the synthetic "
+                   help="periodic and hybrid policies: refit every N events (default: daily for the synthetic "
                    "stream, else every tenth of the stream)")
     g.add_argument("--retrain-period", type=positive_float, default=None, metavar="SECONDS",
-                   help="periodic policy: refit at each boundary of SECONDS of event time, e.g. "
+                   help="periodic and hybrid policies: refit at each boundary of SECONDS of event time, e.g. "
                    "86400 for nightly (combinable with --retrain-every)")
     g.add_argument("-k", type=positive_int, default=defaults["k"],
                    help="cut-off of HitRate@k / NDCG@k (default: %(default)s)")
