@@ -51,16 +51,15 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     rt, code = C.rtrec_on_data(args.data)
     if rt is None:
         return code
-    from _baselines import ItemCooccurrence
     from rtrec_native import evaluation
     from rtrec_native.data import load_events
 
-    events, _ = load_events(args.data)
+    events = load_events(args.data)[0]
     order = np.argsort(events.timestamps, kind="stable")
     tuning = events[order][: int(len(events) * args.fraction)]
     schedules = {n: int(len(tuning) * 0.8 / (n + 1)) + 1 for n in args.refits}
@@ -99,6 +98,8 @@ def main(argv=None) -> int:
             rows.append([family, f"{epochs}", label, f"{hits / n:.4f}", f"{hits / n / base:.3f}",
                          " ".join(f"{v:.4f}" for v in results[f"{family}/{label}"])])
     if not args.no_cooccurrence:
+        from _baselines import ItemCooccurrence
+
         cooc = evaluation.prequential(tuning, model=ItemCooccurrence, policies=["realtime"], positive_threshold=4.0)
         rows.append(["item co-occurrence", "", "realtime", f"{cooc.policies['realtime'].metrics['hitrate@10']:.4f}",
                      "", ""])
