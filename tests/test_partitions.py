@@ -155,3 +155,45 @@ def test_a_partitioned_producer_checks_every_event_before_sending_any(redis_url)
     with pytest.raises(ValueError, match="partitions"):
         Producer(redis_url, "ev", partitions=0)
     assert Producer(redis_url, "ev", partitions=1).stream_of(5) == "ev"  # one partition: today's stream
+
+
+def _equal_shared(a: rt.Recommender, b: rt.Recommender) -> None:
+    ka, va, ta = _sorted_shared(a)
+    kb, vb, tb = _sorted_shared(b)
+    np.testing.assert_array_equal(ka, kb)
+    np.testing.assert_allclose(va, vb, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ta, tb, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["mf", "two_tower"])
+def test_a_kept_base_takes_only_the_trainers_own_learning(family):
+    a, b = (rt.Recommender(model=family, dim=8, num_threads=1, seed=2) for _ in range(2))
+    for t in (a, b):
+        t._model.reset_shared_base()
+    for step in range(3):  # rounds of learning and merging in both directions
+        a.update(*_events(10 + step, range(0, 50)))
+        b._model.add_shared(a._model.take_shared_increment())  # moves b's base too
+        b.update(*_events(20 + step, range(50, 100)))
+        a._model.add_shared(b._model.take_shared_increment())  # b's increment holds none of a's
+    _equal_shared(a, b)
+
+
+def test_an_increment_published_before_a_crash_joins_the_restored_base(tmp_path):
+    a, b = (rt.Recommender(model="two_tower", dim=8, num_threads=1, seed=2) for _ in range(2))
+    for t in (a, b):
+        t._model.reset_shared_base()
+    a.save(tmp_path / "a")  # the last durable state of trainer a (its base is its rows then)
+    users, items = _events(1, range(0, 50))
+    a.update(users, items)
+    published = a._model.take_shared_increment()
+    b._model.add_shared(published)  # b saw it; then a crashed before saving
+    restored = rt.Recommender.load(tmp_path / "a", num_threads=1)
+    restored._model.reset_shared_base()
+    restored._model.add_to_shared_base(published)  # found again in its own increments stream
+    restored.update(users, items)  # the same events, learned again from the log
+    again = restored._model.take_shared_increment()
+    assert np.abs(again["items"]).max() < 1e-5  # its learning was all in what b already has
+    b._model.add_shared(again)
+    _equal_shared(restored, b)
+    with pytest.raises(Exception, match="base"):
+        rt.Recommender(model="mf", dim=4)._model.take_shared_increment()

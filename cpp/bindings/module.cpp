@@ -469,6 +469,27 @@ PYBIND11_MODULE(_core, m) {
              m.add_shared(inc);
            },
            py::arg("increment"))
+      .def("reset_shared_base",
+           [](Model& m) {
+             py::gil_scoped_release release;
+             m.reset_shared_base();
+           })
+      .def("take_shared_increment",
+           [](Model& m) {
+             Model::SharedRows s;
+             {
+               py::gil_scoped_release release;
+               s = m.take_shared_increment();
+             }
+             return shared_to_dict(s, m.shared_record_width(false), m.shared_record_width(true));
+           })
+      .def("add_to_shared_base",
+           [](Model& m, const py::dict& increment) {
+             const Model::SharedRows inc = shared_from_dict(increment);
+             py::gil_scoped_release release;
+             m.add_to_shared_base(inc);
+           },
+           py::arg("increment"))
       .def("stats", [](const Model& m) {
         const rtrec::ModelStats s = m.stats();
         py::dict d;

@@ -8,6 +8,7 @@
 #include "rtrec/parallel.hpp"
 #include "model_family.hpp"
 #include "model_internal.hpp"
+#include "shared_base.hpp"
 
 namespace rtrec {
 using namespace model_detail;

@@ -7,6 +7,7 @@
 #include "model_family.hpp"
 #include "rtrec/epoch.hpp"
 #include "rtrec/hash.hpp"
+#include "shared_base.hpp"
 #include "shared_values.hpp"
 
 namespace rtrec {
@@ -133,6 +134,59 @@ Model::SharedRows Model::shared_increment(const SharedRows& base) const {
   return now;
 }
 
+void Model::reset_shared_base() {
+  auto base = std::make_unique<SharedBase>();
+  base->rows = shared_rows();
+  base->index();
+  std::lock_guard<std::mutex> lock(shared_base_mutex_);
+  shared_base_ = std::move(base);
+}
+
+Model::SharedRows Model::take_shared_increment() {
+  std::lock_guard<std::mutex> lock(shared_base_mutex_);
+  if (shared_base_ == nullptr) throw std::logic_error("take_shared_increment: no base (call reset_shared_base first)");
+  SharedRows increment = shared_increment(shared_base_->rows);
+  shared_base_->rows = shared_rows();  // nothing learns meanwhile (see the header)
+  shared_base_->index();
+  return increment;
+}
+
+void Model::add_to_shared_base(const SharedRows& inc) {
+  const uint32_t width = record_width(items_), feature_width = record_width(item_features_.table);
+  std::lock_guard<std::mutex> lock(shared_base_mutex_);
+  if (shared_base_ == nullptr) throw std::logic_error("add_to_shared_base: no base (call reset_shared_base first)");
+  SharedRows& base = shared_base_->rows;
+  if (inc.items.size() != inc.item_keys.size() * width || inc.features.size() != inc.feature_names.size() * feature_width ||
+      (!inc.tower.empty() && inc.tower.size() != base.tower.size()))
+    throw std::invalid_argument("add_to_shared_base: the increment does not have this model's shape");
+  const bool strings = !inc.item_names.empty();
+  for (size_t i = 0; i < inc.item_keys.size(); ++i) {
+    auto found = shared_base_->item_at.find(inc.item_keys[i]);
+    if (found == shared_base_->item_at.end()) {  // a row this copy makes from its random start
+      found = shared_base_->item_at.emplace(inc.item_keys[i], base.item_keys.size()).first;
+      base.item_keys.push_back(inc.item_keys[i]);
+      if (strings) base.item_names.push_back(inc.item_names[i]);
+      base.items.resize(base.items.size() + width);
+      start_record(items_, inc.item_keys[i], true, base.items.data() + base.items.size() - width);
+    }
+    float* value = base.items.data() + found->second * width;
+    for (uint32_t k = 0; k < width; ++k) value[k] += inc.items[i * width + k];
+  }
+  for (size_t i = 0; i < inc.feature_names.size(); ++i) {
+    auto found = shared_base_->feature_at.find(inc.feature_names[i]);
+    if (found == shared_base_->feature_at.end()) {  // feature rows start at zero
+      found = shared_base_->feature_at.emplace(inc.feature_names[i], base.feature_names.size()).first;
+      base.feature_names.push_back(inc.feature_names[i]);
+      base.features.resize(base.features.size() + feature_width, 0.0f);
+    }
+    float* value = base.features.data() + found->second * feature_width;
+    for (uint32_t k = 0; k < feature_width; ++k) value[k] += inc.features[i * feature_width + k];
+  }
+  for (size_t k = 0; k < inc.tower.size(); ++k) base.tower[k] += inc.tower[k];
+  base.label_sum += inc.label_sum;
+  base.weight_sum += inc.weight_sum;
+}
+
 void Model::add_shared(const SharedRows& inc) {
   const uint32_t width = record_width(items_), feature_width = record_width(item_features_.table);
   const DenseTower* tower = family_->tower();
@@ -166,6 +220,12 @@ void Model::add_shared(const SharedRows& inc) {
   }
   record_labels(inc.label_sum, inc.weight_sum);
   changes_.fetch_add(1, std::memory_order_release);
+  bool has_base = false;
+  {
+    std::lock_guard<std::mutex> lock(shared_base_mutex_);
+    has_base = shared_base_ != nullptr;
+  }
+  if (has_base) add_to_shared_base(inc);  // a peer's learning, not this trainer's own
 }
 
 }  // namespace rtrec

@@ -237,6 +237,16 @@ class Model {
   // its shape does not fit this model.
   void add_shared(const SharedRows& increment);
   uint32_t shared_record_width(bool features) const noexcept;
+  // The base a partitioned trainer takes its own increments against, kept here: reset to the
+  // shared rows as they are (after a restore), taken (the increment since the base, and the
+  // base moves to now), and moved by what peers add (add_shared adds to the base too, once a
+  // base exists: a peer's increment is not this trainer's own learning) or by an increment
+  // this trainer published before a crash (add_to_shared_base). Call them between the
+  // learning calls of the one thread that learns: an event learned while an increment is
+  // taken would be in neither the increment nor the base.
+  void reset_shared_base();
+  SharedRows take_shared_increment();
+  void add_to_shared_base(const SharedRows& increment);
 
   // Persistence (model_persistence.hpp): the state a snapshot or delta holds is read through
   // StateAccess, written back through Import, and cut into lineage steps by SnapshotCut and
@@ -361,6 +371,12 @@ class Model {
     }
   }
   static constexpr uint32_t kNoCompactRow = EmbeddingTable::kNotFound;
+
+  // The base of take_shared_increment (null until reset_shared_base), its key -> record
+  // index, and the lock that orders its users.
+  struct SharedBase;
+  std::unique_ptr<SharedBase> shared_base_;
+  std::mutex shared_base_mutex_;
 
   // ---- the family (model_family.hpp): what differs between mf and two_tower, behind one
   // interface. The shared machinery above and below calls through family_.
