@@ -92,20 +92,24 @@ def test_an_item_only_a_peer_has_arrives_with_the_peers_values():
     np.testing.assert_allclose(b.predict([9, 9], [500, 501]), a.predict([9, 9], [500, 501]), rtol=1e-6)
 
 
-def test_an_unchanged_model_has_a_zero_increment():
-    rec = rt.Recommender(model="two_tower", dim=4, num_threads=1)
-    rec.update([1, 2], [10, 11])
+def test_an_increment_carries_only_the_rows_that_moved():
+    rec = rt.Recommender(model="mf", loss="squared", dim=4, num_threads=1)
+    rec.update([1, 2, 3], [10, 11, 12], [4.0, 3.0, 5.0])
     base = rec._model.shared_rows()
     inc = rec._model.shared_increment(base)
-    assert not inc["items"].any() and not inc["tower"].any()
+    assert inc["item_keys"].size == 0 and inc["items"].shape == (0, base["items"].shape[1])
     assert inc["label_sum"] == 0.0 and inc["weight_sum"] == 0.0
+    rec.update([1], [11], [2.0])
+    inc = rec._model.shared_increment(base)
+    assert inc["item_keys"].tolist() == [11] and inc["items"].any()
+    assert inc["label_sum"] == 2.0 and inc["weight_sum"] == 1.0
 
 
 def test_an_increment_of_another_shape_is_refused_and_changes_nothing():
     small = rt.Recommender(model="mf", dim=4, num_threads=1)
     other = rt.Recommender(model="mf", dim=8, num_threads=1)
     base = other._model.shared_rows()
-    other.update([1], [2])
+    other.update([1, 1, 2, 2], [2, 3, 4, 5])
     before = small._model.shared_rows()
     with pytest.raises(ValueError, match="shape"):
         small._model.add_shared(other._model.shared_increment(base))

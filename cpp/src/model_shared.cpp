@@ -67,6 +67,41 @@ void start_record(const EmbeddingTable& t, uint64_t key, bool random, float* out
   t.initial_vectors(key, out, input);
 }
 
+// Removes the records that are all zeros (rows the increment did not move), in place.
+void drop_unchanged(Model::SharedRows& s, uint32_t width, uint32_t feature_width) {
+  auto moved = [](const float* record, uint32_t n) {
+    for (uint32_t k = 0; k < n; ++k)
+      if (record[k] != 0.0f) return true;
+    return false;
+  };
+  size_t kept = 0;
+  const bool names = !s.item_names.empty();
+  for (size_t i = 0; i < s.item_keys.size(); ++i) {
+    if (!moved(s.items.data() + i * width, width)) continue;
+    if (kept != i) {
+      s.item_keys[kept] = s.item_keys[i];
+      if (names) s.item_names[kept] = std::move(s.item_names[i]);
+      std::memmove(s.items.data() + kept * width, s.items.data() + i * width, width * sizeof(float));
+    }
+    ++kept;
+  }
+  s.item_keys.resize(kept);
+  if (names) s.item_names.resize(kept);
+  s.items.resize(kept * width);
+  kept = 0;
+  for (size_t i = 0; i < s.feature_names.size(); ++i) {
+    if (!moved(s.features.data() + i * feature_width, feature_width)) continue;
+    if (kept != i) {
+      s.feature_names[kept] = std::move(s.feature_names[i]);
+      std::memmove(s.features.data() + kept * feature_width, s.features.data() + i * feature_width,
+                   feature_width * sizeof(float));
+    }
+    ++kept;
+  }
+  s.feature_names.resize(kept);
+  s.features.resize(kept * feature_width);
+}
+
 }  // namespace
 
 uint32_t Model::shared_record_width(bool features) const noexcept {
@@ -131,6 +166,7 @@ Model::SharedRows Model::shared_increment(const SharedRows& base) const {
   for (size_t k = 0; k < base.tower.size(); ++k) now.tower[k] -= base.tower[k];
   now.label_sum -= base.label_sum;
   now.weight_sum -= base.weight_sum;
+  drop_unchanged(now, width, feature_width);  // an increment carries only the rows that moved
   return now;
 }
 

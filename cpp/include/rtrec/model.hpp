@@ -230,7 +230,8 @@ class Model {
   // The shared rows as they are now (Hogwild-consistent, like a snapshot).
   SharedRows shared_rows() const;
   // What the shared rows gained since `base` (a shared_rows() of this model): rows that are
-  // not in `base` count from their random start, which every trainer of one seed shares.
+  // not in `base` count from their random start, which every trainer of one seed shares;
+  // rows that did not move are left out.
   SharedRows shared_increment(const SharedRows& base) const;
   // Adds an increment: unknown items and features get their rows (random start) first. The
   // rows are marked for the next delta. Throws std::invalid_argument (changing nothing) when
