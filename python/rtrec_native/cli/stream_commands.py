@@ -54,6 +54,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
     _logging(args.log_level)
     log = logging.getLogger("rtrec_native.stream")
+    _partition(args)  # --partitions K --partition P: this trainer's stream and directory
     catalog = load_catalog(args)
     started = start_model(args.model, args.snapshot_dir, args.threads)  # --model: a warm start
     if started is None:
@@ -71,10 +72,15 @@ def cmd_consume(args: argparse.Namespace) -> int:
     with _redis_errors(args.redis):
         source = RedisStreamSource(args.redis, args.stream, args.group, args.consumer, dead_maxlen=args.dead_maxlen)
         announce = RedisAnnouncer(args.redis, args.stream + ":deltas", maxlen=args.announce_maxlen)
+        shared = None
+        if args.partitions > 1:
+            from ..stream import SharedExchange  # noqa: PLC0415
+
+            shared = SharedExchange(args.redis, args.events_stream, args.partitions, args.partition)
         consumer = Consumer(rec, source, args.snapshot_dir, ids=args.ids, event_weights=args.event_weights,
                             interval=args.snapshot_interval, batch_size=args.batch_size,
                             compact_every=args.compact_every, announce=announce, trim=args.trim,
-                            archive=archive, refit=refit)
+                            archive=archive, refit=refit, shared=shared)
     metrics_url = _start_metrics(args, consumer)
     where = f" at entry {consumer.state.entry}" if consumer.state.entry else ""
     log.info("%s%s (%d events learned, %d dead letters so far); reading %s as %s/%s from %s%s", origin, where,
@@ -108,6 +114,29 @@ def cmd_consume(args: argparse.Namespace) -> int:
         sys.stderr.flush()
         os._exit(0)
     return 0
+
+
+def _partition(args: argparse.Namespace) -> None:
+    """--partitions K --partition P: checked (one line each), then this trainer reads the
+    stream NAME:P and keeps its files in DIR/partition-P (``args.stream`` and
+    ``args.snapshot_dir`` become those; ``args.events_stream`` keeps NAME). K = 1 is the one
+    trainer: stream NAME, files in DIR."""
+    from ..stream import MAX_PARTITIONS  # noqa: PLC0415
+
+    k, p = args.partitions, args.partition
+    args.events_stream = args.stream
+    if k > MAX_PARTITIONS:
+        raise CliError(f"--partitions {k}: at most {MAX_PARTITIONS}")
+    if k == 1:
+        if p not in (None, 0):
+            raise CliError(f"--partition {p}: out of range for --partitions 1 (the one partition is 0)")
+        return
+    if p is None:
+        raise CliError(f"--partitions {k} needs --partition P, 0 to {k - 1}: which partition this trainer learns")
+    if p >= k:
+        raise CliError(f"--partition {p}: out of range for --partitions {k} (0 to {k - 1})")
+    args.stream = f"{args.stream}:{p}"
+    args.snapshot_dir = Path(args.snapshot_dir) / f"partition-{p}"
 
 
 def _archive_and_refit(args: argparse.Namespace, catalog: Any) -> tuple[Any, Any]:

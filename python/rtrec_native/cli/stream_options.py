@@ -88,6 +88,13 @@ def add_consume_parser(commands: Any) -> None:
                    help="the consumer group (one trainer per group) (default: %(default)s)")
     g.add_argument("--consumer", type=_name, default="trainer", metavar="NAME",
                    help="this trainer's name in the group (default: %(default)s)")
+    g.add_argument("--partitions", type=positive_int, default=1, metavar="K",
+                   help="the users are split over K trainers by rtrec_native.stream.partition_of (producers: "
+                   "Producer(..., partitions=K)); this one reads NAME:P, writes its files to DIR/partition-P, and "
+                   "exchanges the shared rows (items, features, tower) with the others through NAME:shared:Q "
+                   "(default: %(default)s: one trainer, stream NAME, files in DIR)")
+    g.add_argument("--partition", type=nonnegative_int, default=None, metavar="P",
+                   help="which of the K partitions this trainer learns, 0 to K-1 (needed when K > 1)")
     g.add_argument("--ids", choices=("auto", "int", "str"), default="auto",
                    help="ID text: auto reads a base-10 int64 as an integer ID and anything else as a string (a "
                    "side keeps the kind it started with); int or str force one kind (default: %(default)s)")

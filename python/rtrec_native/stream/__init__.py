@@ -31,6 +31,7 @@ from .partitions import MAX_PARTITIONS, partition_of
 from .producer import Producer
 from .redis_source import DEAD_SUFFIX, RedisStreamSource
 from .refit import Refitter
+from .shared import SharedExchange
 from .source import Entry, EventSource, StreamLost
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "RedisAnnouncer",
     "RedisStreamSource",
     "Refitter",
+    "SharedExchange",
     "StreamLost",
     "encode_packed",
     "partition_of",

@@ -20,6 +20,7 @@ from ..replication import Publisher
 from .archive import EventArchive
 from .bulk import BulkParser
 from .entries import EntryError, EntryParser, entry_time, is_control, parse_control
+from .shared import SharedExchange
 from .source import Entry, EventSource, StreamLost
 
 __all__ = ["Consumer", "ConsumerState"]
@@ -31,14 +32,24 @@ class ConsumerState:
     """What a consumer records in the model's ``source_position`` (and so in every snapshot
     and delta, atomically with the rows): the log it reads, the last entry it holds, and how
     many events it learned and dead-lettered — counts that travel with the model, so they
-    never count an event twice across restarts."""
+    never count an event twice across restarts. A partitioned trainer (see
+    :mod:`rtrec_native.stream.shared`) also records its partition (``partitions``, the K it
+    was started with, and ``partition``), how many shared-row increments it has published,
+    and per other partition the last increment it has added."""
 
-    def __init__(self, source: str, entry: str | None = None, learned: int = 0, dead: int = 0) -> None:
+    def __init__(self, source: str, entry: str | None = None, learned: int = 0, dead: int = 0, *,
+                 partitions: int | None = None, partition: int | None = None, published: int = 0,
+                 applied: dict[str, int] | None = None) -> None:
         self.source, self.entry, self.learned, self.dead = source, entry, learned, dead
+        self.partitions, self.partition, self.published = partitions, partition, published
+        self.applied = dict(applied or {})
 
     def encode(self) -> str:
-        return json.dumps({"source": self.source, "entry": self.entry, "learned": self.learned, "dead": self.dead},
-                          separators=(",", ":"))
+        data: dict[str, Any] = {"source": self.source, "entry": self.entry, "learned": self.learned, "dead": self.dead}
+        if self.partitions is not None:  # one trainer: today's position, bit for bit
+            data.update(partitions=self.partitions, partition=self.partition, published=self.published,
+                        applied=self.applied)
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def decode(cls, text: str, source: str) -> ConsumerState:
@@ -48,8 +59,11 @@ class ConsumerState:
             return cls(source)
         try:
             data = json.loads(text)
-            state = cls(data["source"], data["entry"], int(data["learned"]), int(data["dead"]))
-        except (ValueError, KeyError, TypeError):
+            state = cls(data["source"], data["entry"], int(data["learned"]), int(data["dead"]),
+                        partitions=data.get("partitions"), partition=data.get("partition"),
+                        published=int(data.get("published", 0)),
+                        applied={str(k): int(v) for k, v in data.get("applied", {}).items()})
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise ValueError(f"the model's source position {text[:80]!r} was not written by a stream consumer") \
                 from None
         if state.source != source:
@@ -95,12 +109,16 @@ class Consumer:
             into a finished Parquet file after one).
         refit: a :class:`~rtrec_native.stream.Refitter` (needs ``archive``): scheduled full
             refits on the archive that replace the model (see :attr:`model`).
+        shared: a :class:`~rtrec_native.stream.SharedExchange`: this trainer is one partition
+            of a user-partitioned model, and at each delta it adds the other partitions'
+            shared-row increments and publishes its own (exactly once each, across restarts).
     """
 
     def __init__(self, rec: Recommender, source: EventSource, directory: str | os.PathLike, *, ids: str = "auto",
                  event_weights: Mapping[str, float] | None = None, interval: float = 0.1, batch_size: int = 1000,
                  compact_every: int = 600, announce: Callable[..., None] | None = None, trim: bool = False,
-                 trim_interval: float = 0.0, archive: EventArchive | None = None, refit: Any = None) -> None:
+                 trim_interval: float = 0.0, archive: EventArchive | None = None, refit: Any = None,
+                 shared: SharedExchange | None = None) -> None:
         if not isinstance(rec, Recommender):
             raise TypeError(f"rec must be a Recommender, got {type(rec).__name__}")
         if not isinstance(source, EventSource):
@@ -115,12 +133,17 @@ class Consumer:
             raise TypeError(f"archive must be an EventArchive, got {type(archive).__name__}")
         if refit is not None and archive is None:
             raise ValueError("refit needs an archive: the refits are fitted on the archived events")
+        if refit is not None and shared is not None:
+            raise ValueError("refits of a partitioned model are not supported yet: use refit or shared, not both")
         self._rec, self.source = rec, source
         # The model is read through self: a refit replaces it.
         self._parser = EntryParser(rec.get_params()["loss"], ids, event_weights,
                                    user_kind=lambda: self._rec.user_id_kind, item_kind=lambda: self._rec.item_id_kind)
         self._bulk = BulkParser(self._parser)
         self.state = ConsumerState.decode(rec.source_position, source.identity)
+        self.shared = shared
+        if shared is not None:
+            self._join_partitions(shared)
         self.archive = archive
         if archive is not None:
             archive.recover(self.state.learned)  # drops what it holds past the model's durable position
@@ -148,6 +171,43 @@ class Consumer:
     @property
     def model(self) -> Recommender:
         return self._rec
+
+    def _join_partitions(self, shared: SharedExchange) -> None:
+        """Checks the model was started as this partition of as many, sets the base its
+        increments are taken against (its shared rows as restored: every delta is written
+        right after an increment is taken), and adopts into that base the increments it
+        published after its last delta (peers have them; its rows learn those events again)."""
+        state = self.state
+        if state.partitions is not None and state.partitions != shared.partitions:
+            raise ValueError(f"the model in this directory was trained with {state.partitions} partitions, not "
+                             f"{shared.partitions}: use --partitions {state.partitions}, or a new --snapshot-dir")
+        if state.partition is not None and state.partition != shared.partition:
+            raise ValueError(f"the model in this directory is partition {state.partition}, not {shared.partition}")
+        state.partitions, state.partition = shared.partitions, shared.partition
+        core = self._rec._model
+        core.reset_shared_base()
+        for sequence, inc in shared.own_after(state.published):
+            core.add_to_shared_base(inc)
+            state.published = sequence
+        self._rec.source_position = state.encode()
+
+    def _exchange_shared(self) -> None:
+        """Between batches, before a delta: add the peers' new increments (rows and base),
+        then take and publish this trainer's own; both recorded in the position the delta
+        holds. A failed publish puts the increment back into what the next one takes."""
+        shared, state, core = self.shared, self.state, self._rec._model
+        for partition, sequence, inc in shared.peers_after(state.applied):
+            core.add_shared(inc)
+            state.applied[str(partition)] = sequence
+        inc = core.take_shared_increment()
+        if inc["item_keys"].size or inc["feature_names"] or inc["tower"].any() or inc["weight_sum"]:
+            try:
+                shared.publish(state.published + 1, inc)
+            except BaseException:
+                core.add_to_shared_base(_negated(inc))  # not published: the next increment takes it again
+                raise
+            state.published += 1
+        self._rec.source_position = state.encode()
 
     @property
     def learned(self) -> int:
@@ -281,6 +341,8 @@ class Consumer:
         """Write a delta of what was learned (durable when this returns), then commit the
         entries it holds."""
         held = self._held
+        if self.shared is not None:
+            self._exchange_shared()  # published before the delta that records it (see stream.shared)
         if self.archive is not None:
             self.archive.sync()  # the events before the delta that records them (see stream.archive)
         self.publisher.flush()
@@ -404,6 +466,11 @@ class _Rate:
             if t <= now - self._window:
                 base_time, base = t, count
         return (learned - base) / (now - base_time) if now > base_time else 0.0
+
+
+def _negated(inc: dict[str, Any]) -> dict[str, Any]:
+    return {**inc, "items": -inc["items"], "features": -inc["features"], "tower": -inc["tower"],
+            "label_sum": -inc["label_sum"], "weight_sum": -inc["weight_sum"]}
 
 
 def _text(value: bytes | str) -> str:
