@@ -187,3 +187,45 @@ def test_partition_trainers_killed_with_sigkill_learn_and_exchange_everything_on
     keys1, rows1 = _shared(models[1])
     np.testing.assert_array_equal(keys0, keys1)
     np.testing.assert_allclose(rows0, rows1, rtol=1e-3, atol=1e-4)
+
+
+def test_a_partition_replica_answers_421_for_another_partitions_user(redis_url, tmp_path):
+    import json
+
+    from asgi_client import Asgi
+    from rtrec_native.replication import Replica
+    from rtrec_native.serving import create_app
+
+    users, _ = _produce(redis_url, 400, seed=6)
+    trainer = _trainer(redis_url, tmp_path / "p0", 0)
+    trainer.run(idle_exit=0.3)
+    trainer.close()
+    replica = Replica(tmp_path / "p0", num_threads=1)
+    client = Asgi(create_app(replica, forward=Producer(redis_url, STREAM, partitions=2), partition=(2, 0)))
+    try:
+        routes = partition_of(users.tolist(), 2)
+        mine, other = int(users[routes == 0][0]), int(users[routes == 1][0])
+        status, _, body = client.request("GET", "/recommend", query=f"user={mine}&k=3".encode())
+        assert status == 200 and "fallback" not in json.loads(body)
+        status, _, body = client.request("GET", "/recommend", query=f"user={other}&k=3".encode())
+        assert status == 421 and "partition 1 of 2" in json.loads(body)["detail"]
+        status, _, body = client.request("POST", "/recommend", body=json.dumps({"users": [mine, other]}).encode())
+        assert status == 421 and "partition 1" in json.loads(body)["detail"]
+        status, _, _ = client.request("POST", "/feedback",
+                                      body=json.dumps({"events": [{"user": other, "item": 7}]}).encode())
+        assert status in (200, 202)
+        import redis
+
+        last = redis.Redis.from_url(redis_url).xrevrange(f"{STREAM}:1", count=1)[0][1]
+        assert int(last[b"user"]) == other  # the feedback went to its user's partition stream
+    finally:
+        client.close()
+        replica.close()
+
+
+def test_serve_takes_partitions_only_with_follow(tmp_path, capsys):
+    from rtrec_native.cli import main
+
+    code = main(["serve", "--partitions", "2", "--partition", "0", "--port", "0"])
+    err = capsys.readouterr().err
+    assert code != 0 and "--partitions and --partition go with --follow" in err and err.count("\n") == 1, err

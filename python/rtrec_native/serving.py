@@ -257,11 +257,14 @@ def _metrics_for(rec: Recommender | Replica) -> Any:
 
 def create_app(rec: Recommender | Replica, *, publisher: Any = None, forward: Any = None,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_k: int = DEFAULT_MAX_K,
-               max_events: int = DEFAULT_MAX_EVENTS) -> Any:
+               max_events: int = DEFAULT_MAX_EVENTS, partition: tuple[int, int] | None = None) -> Any:
     """A FastAPI app serving `rec` (a model that learns from POST /feedback, or a
     :class:`~rtrec_native.Replica`, which needs `forward`). `publisher` (optional) is closed
     on shutdown, which writes the last delta. `forward` (a
-    :class:`~rtrec_native.stream.Producer`) receives the feedback a replica cannot learn."""
+    :class:`~rtrec_native.stream.Producer`) receives the feedback a replica cannot learn.
+    `partition` ``(K, P)``: `rec` holds the users of partition P of K only (see
+    :func:`~rtrec_native.stream.partition_of`); a query for another partition's user is
+    answered 421 naming the partition that holds it."""
     _import_fastapi()
     from fastapi import FastAPI, HTTPException, Query, Request  # noqa: PLC0415
     from fastapi.exceptions import RequestValidationError  # noqa: PLC0415
@@ -407,14 +410,27 @@ def create_app(rec: Recommender | Replica, *, publisher: Any = None, forward: An
             return {}
         return {"names": current.item_names(items)}
 
+    def own_user(uid: Any) -> None:
+        """421 for a user another partition holds (this model knows nothing of them)."""
+        if partition is None:
+            return
+        from .stream.partitions import partition_of  # noqa: PLC0415
+
+        k, p = partition
+        owner = int(partition_of(uid, k)[0])
+        if owner != p:
+            raise HTTPException(status_code=421, detail=f"user {uid!r} belongs to partition {owner} of {k}, not "
+                                f"{p}: ask the replica of partition {owner}")
+
     add_retrieval_routes(app, rec=rec, replica=replica, forward=forward, metrics=metrics, max_k=max_k,
                          max_events=max_events, parse_id=user_id, unprocessable=unprocessable,
-                         finite_or_none=finite_or_none, named=named)
+                         finite_or_none=finite_or_none, named=named, own_user=own_user)
 
     @app.get("/explain")
     def explain(user: str = Query(..., min_length=1, max_length=512),
                 item: str = Query(..., min_length=1, max_length=512), n: int = Query(3, ge=1, le=max_k)) -> Any:
         uid, iid = user_id(user), user_id(item, "item")
+        own_user(uid)
         try:
             reasons = rec.explain(uid, iid, n=n)
         except KeyError as exc:

@@ -32,10 +32,12 @@ def add_retrieval_routes(app: Any, *, rec: Any, replica: Any, forward: Any, metr
                          max_events: int, parse_id: Callable[[str, str], Any],
                          unprocessable: Callable[[Exception], Exception],
                          finite_or_none: Callable[[Any], list],
-                         named: Callable[[list], dict[str, Any]]) -> None:
+                         named: Callable[[list], dict[str, Any]],
+                         own_user: Callable[[Any], None] = lambda uid: None) -> None:
     """Adds the retrieval endpoints to `app` (see the module docs). `parse_id(text, side)`
     turns query-string text into an ID of the model's kind; `named(items)` gives the reply's
-    ``{"names": [...]}`` when the model has item names (else {})."""
+    ``{"names": [...]}`` when the model has item names (else {}); `own_user(uid)` raises the
+    HTTP error for a user this model does not hold (another partition's)."""
     from fastapi import HTTPException, Query  # noqa: PLC0415
     from fastapi.responses import JSONResponse  # noqa: PLC0415
     from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr  # noqa: PLC0415
@@ -100,6 +102,7 @@ def add_retrieval_routes(app: Any, *, rec: Any, replica: Any, forward: Any, metr
         deny-list; `tags`: comma-separated item features an item must all carry. A user
         without a row gets the popular items and `"fallback": "popular"`."""
         uid = parse_id(user, "user")
+        own_user(uid)
         ids, scores = ranked(lambda: rec.recommend(uid, k=k, exclude_seen=exclude_seen, diversity=diversity,
                                                    items=id_list(items), exclude=id_list(exclude),
                                                    tags=tag_list(tags)))
@@ -120,6 +123,8 @@ def add_retrieval_routes(app: Any, *, rec: Any, replica: Any, forward: Any, metr
             return {"results": [one_list(ids, scores, user=None)]}
         if body.weights is not None:
             raise HTTPException(status_code=422, detail="weights go with a history, not with users")
+        for user in body.users:
+            own_user(user)
         batch = ranked(lambda: rec.recommend_batch(body.users, k=body.k, exclude_seen=body.exclude_seen,
                                                    diversity=body.diversity, **filters))
         results = [for_user(user, one_list(row_ids, row_scores, user=user))

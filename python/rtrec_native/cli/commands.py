@@ -265,6 +265,8 @@ def _follow_app(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def _serving_app(args: argparse.Namespace) -> tuple[Any, str]:
+    if args.partitions != 1 or args.partition is not None:
+        raise CliError("--partitions and --partition go with --follow: a replica of one partition's trainer")
     from ..recommender import Recommender  # noqa: PLC0415
     from ..replication import Publisher  # noqa: PLC0415
     from ..serving import create_app  # noqa: PLC0415

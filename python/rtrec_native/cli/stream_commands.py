@@ -132,7 +132,7 @@ def _partition(args: argparse.Namespace) -> None:
             raise CliError(f"--partition {p}: out of range for --partitions 1 (the one partition is 0)")
         return
     if p is None:
-        raise CliError(f"--partitions {k} needs --partition P, 0 to {k - 1}: which partition this trainer learns")
+        raise CliError(f"--partitions {k} needs --partition P, 0 to {k - 1}: which partition this process handles")
     if p >= k:
         raise CliError(f"--partition {p}: out of range for --partitions {k} (0 to {k - 1})")
     args.stream = f"{args.stream}:{p}"
@@ -199,13 +199,16 @@ def follow_app(args: argparse.Namespace) -> tuple[Any, str]:
         raise CliError("--follow serves the trainer's model; --model cannot be given with it")
     if args.item_features is not None or args.user_features is not None:
         raise CliError("--follow serves the trainer's model: give side features to the trainer, not a replica")
+    _partition(args)  # --partitions K --partition P: that partition's directory and stream
     if not Path(args.snapshot_dir).is_dir():
         raise CliError(f"--snapshot-dir {args.snapshot_dir}: not a directory")
+    partitioned = args.partitions > 1
     with _redis_errors(args.follow):
         replica = Replica(args.snapshot_dir, timeout=30.0, num_threads=args.threads, redis=args.follow,
                           deltas_stream=args.stream + ":deltas")
-        forward = Producer(args.follow, args.stream)
-    app = create_app(replica, forward=forward, max_body_bytes=args.max_body_bytes, max_k=args.max_k)
+        forward = Producer(args.follow, args.events_stream, partitions=args.partitions if partitioned else None)
+    app = create_app(replica, forward=forward, max_body_bytes=args.max_body_bytes, max_k=args.max_k,
+                     partition=(args.partitions, args.partition) if partitioned else None)
     app.router.on_shutdown.append(replica.close)
     lineage, sequence = replica.position
     return app, (f"replica of {args.snapshot_dir} (lineage {lineage}, delta {sequence}) following "

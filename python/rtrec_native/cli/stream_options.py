@@ -167,3 +167,10 @@ def add_follow_options(serve: argparse.ArgumentParser) -> None:
     g.add_argument("--stream", type=_name, default=DEFAULT_STREAM, metavar="NAME",
                    help="--follow: the trainer's events stream (announcements on NAME:deltas) (default: "
                    "%(default)s)")
+    g.add_argument("--partitions", type=positive_int, default=1, metavar="K",
+                   help="--follow: the trainers split the users over K partitions ('rtrec consume --partitions "
+                   "K'); this replica serves partition --partition P from DIR/partition-P, answers 421 naming "
+                   "the right partition for another partition's user, and forwards feedback to each user's "
+                   "partition stream (default: %(default)s)")
+    g.add_argument("--partition", type=nonnegative_int, default=None, metavar="P",
+                   help="--follow with --partitions K: which partition this replica serves, 0 to K-1")

@@ -4,6 +4,7 @@ or packed entries of up to ``pack`` events each: :mod:`rtrec_native.stream.packe
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -190,10 +191,33 @@ class Producer:
 
     def send_fields(self, entries: Sequence[dict[str, Any]], chunk: int = 1000) -> list[str]:
         """Append entries given as field dicts, as they are (no checks: this is how a test or a
-        benchmark plants malformed entries), pipelined, to the stream (the first partition's
-        with partitions); returns their entry IDs."""
+        benchmark plants malformed entries), pipelined; returns their entry IDs. With
+        partitions, an entry goes to the stream of its ``user`` field (read as the trainer's
+        ``--ids auto`` reads it: a base-10 int64 is an integer ID), and an entry without one
+        (a control) to every partition's stream (its ID: the last partition's)."""
+        if self.partitions is None:
+            return self._append(self.stream, entries, chunk)
+        streams = self._streams()
+        routes: list[list[int]] = [[] for _ in streams]
+        for k, fields in enumerate(entries):
+            user = fields.get("user", fields.get(b"user"))
+            for p in (range(len(streams)) if user is None else [self._partition_of_text(user)]):
+                routes[p].append(k)
+        ids = [""] * len(entries)
+        for stream, at in zip(streams, routes, strict=True):
+            for k, entry_id in zip(at, self._append(stream, [entries[k] for k in at], chunk), strict=True):
+                ids[k] = entry_id
+        return ids
+
+    def _partition_of_text(self, user: Any) -> int:
+        text = user.decode() if isinstance(user, bytes) else str(user)
+        value: int | str = text
+        if re.fullmatch(r"-?[0-9]+", text) and _INT64[0] <= int(text) <= _INT64[1]:
+            value = int(text)  # as entries.EntryParser reads it under --ids auto
+        return int(partition_of([value], self.partitions)[0])
+
+    def _append(self, stream: str, entries: Sequence[dict[str, Any]], chunk: int) -> list[str]:
         ids: list[str] = []
-        stream = self._streams()[0]
         for start in range(0, len(entries), chunk):
             pipe = self._r.pipeline(transaction=False)
             for fields in entries[start:start + chunk]:
