@@ -16,7 +16,9 @@ STREAM = "ev"
 def _produce(url: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     users, items = rng.integers(0, 200, n), rng.integers(0, 60, n)
-    Producer(url, STREAM, partitions=2).send_many(users.tolist(), items.tolist())
+    producer = Producer(url, STREAM, partitions=2)
+    producer.send_many(users.tolist(), items.tolist())
+    producer.close()
     return users, items
 
 
@@ -83,6 +85,8 @@ def test_a_crash_after_publishing_neither_loses_nor_repeats_an_increment(redis_u
     assert restarted.state.published == published  # increment 2 found again and adopted
     restarted.run(idle_exit=0.3)
     _settle([restarted, peer])
+    crashing.source.close()  # the crashed process's connections
+    crashing.shared.close()
     client = __import__("redis").Redis.from_url(redis_url)
     for p, t in ((0, restarted), (1, peer)):
         ids = [int(e[0].decode().split("-")[1]) for e in client.xrange(f"{STREAM}:shared:{p}")]
@@ -94,6 +98,7 @@ def test_a_crash_after_publishing_neither_loses_nor_repeats_an_increment(redis_u
     np.testing.assert_allclose(rows0, rows1, rtol=1e-4, atol=1e-5)
     for t in (restarted, peer):
         t.close()
+    client.close()
 
 
 def test_a_model_of_another_partition_count_is_refused(redis_url, tmp_path):
@@ -102,8 +107,11 @@ def test_a_model_of_another_partition_count_is_refused(redis_url, tmp_path):
     first.close()
     rec = restore_latest(tmp_path / "p0", num_threads=1)
     source = RedisStreamSource(redis_url, f"{STREAM}:0", "trainers")
+    shared = SharedExchange(redis_url, STREAM, 3, 0)
     with pytest.raises(ValueError, match="2 partitions, not 3"):
-        Consumer(rec, source, tmp_path / "p0", shared=SharedExchange(redis_url, STREAM, 3, 0))
+        Consumer(rec, source, tmp_path / "p0", shared=shared)
+    source.close()
+    shared.close()
 
 
 @pytest.mark.parametrize(("options", "message"), [
@@ -183,6 +191,12 @@ def test_partition_trainers_killed_with_sigkill_learn_and_exchange_everything_on
         assert ids == list(range(1, state["published"] + 1))  # published once each, in order
         assert state["applied"][str(1 - p)] <= client.xlen(f"{STREAM}:shared:{1 - p}")
         models.append(rec)
+    client.close()
+    # Every user lives in its owner's model only.
+    routes = partition_of(users.tolist(), 2)
+    for p, rec in enumerate(models):
+        assert all(rec.knows_user(int(u)) for u in users[routes == p][:100])
+        assert not any(rec.knows_user(int(u)) for u in users[routes != p][:100])
     keys0, rows0 = _shared(models[0])
     keys1, rows1 = _shared(models[1])
     np.testing.assert_array_equal(keys0, keys1)
@@ -201,7 +215,8 @@ def test_a_partition_replica_answers_421_for_another_partitions_user(redis_url, 
     trainer.run(idle_exit=0.3)
     trainer.close()
     replica = Replica(tmp_path / "p0", num_threads=1)
-    client = Asgi(create_app(replica, forward=Producer(redis_url, STREAM, partitions=2), partition=(2, 0)))
+    forward = Producer(redis_url, STREAM, partitions=2)
+    client = Asgi(create_app(replica, forward=forward, partition=(2, 0)))
     try:
         routes = partition_of(users.tolist(), 2)
         mine, other = int(users[routes == 0][0]), int(users[routes == 1][0])
@@ -216,11 +231,14 @@ def test_a_partition_replica_answers_421_for_another_partitions_user(redis_url, 
         assert status in (200, 202)
         import redis
 
-        last = redis.Redis.from_url(redis_url).xrevrange(f"{STREAM}:1", count=1)[0][1]
+        reader = redis.Redis.from_url(redis_url)
+        last = reader.xrevrange(f"{STREAM}:1", count=1)[0][1]
+        reader.close()
         assert int(last[b"user"]) == other  # the feedback went to its user's partition stream
     finally:
         client.close()
         replica.close()
+        forward.close()
 
 
 def test_serve_takes_partitions_only_with_follow(tmp_path, capsys):
@@ -229,3 +247,49 @@ def test_serve_takes_partitions_only_with_follow(tmp_path, capsys):
     code = main(["serve", "--partitions", "2", "--partition", "0", "--port", "0"])
     err = capsys.readouterr().err
     assert code != 0 and "--partitions and --partition go with --follow" in err and err.count("\n") == 1, err
+
+
+def test_a_malformed_or_foreign_increment_is_dead_lettered_and_never_applied(redis_url, tmp_path):
+    import redis
+
+    from rtrec_native.stream.shared import encode_increment
+
+    client = redis.Redis.from_url(redis_url)
+    client.xadd(f"{STREAM}:shared:1", {"header": "not json"}, id="0-1")
+    other = rt.Recommender(model="mf", dim=4, num_threads=1)
+    other._model.reset_shared_base()
+    other.update([1, 1, 2], [5, 6, 7])
+    client.xadd(f"{STREAM}:shared:1", encode_increment(other._model.take_shared_increment()), id="0-2")
+    trainer = _trainer(redis_url, tmp_path / "p0", 0)
+    before = trainer.model._model.shared_rows()
+    trainer.flush()
+    assert trainer.shared.dead == 2 and trainer.state.applied == {"1": 2}
+    assert client.xlen(f"{STREAM}:shared:dead") == 2
+    after = trainer.model._model.shared_rows()
+    assert after["item_keys"].size == before["item_keys"].size == 0  # nothing of them was added
+    trainer.close()
+    client.close()
+
+
+def test_one_partition_is_todays_path_bit_for_bit(redis_url, tmp_path):
+    from conftest import model_state
+    from rtrec_native.cli import main
+
+    rng = np.random.default_rng(8)
+    users, items = rng.integers(0, 50, 500).tolist(), rng.integers(0, 30, 500).tolist()
+    for stream in ("plain", "one"):  # event times given: without them each run stamps its own clock
+        producer = Producer(redis_url, stream)
+        producer.send_many(users, items, timestamps=[1e6 + k for k in range(500)])
+        producer.close()
+    common = ["--family", "mf", "--dim", "8", "--threads", "1", "--idle-exit", "0.3"]
+    assert main(["consume", "--redis", redis_url, "--stream", "plain", "--snapshot-dir", str(tmp_path / "a"),
+                 *common]) == 0
+    assert main(["consume", "--redis", redis_url, "--stream", "one", "--partitions", "1", "--partition", "0",
+                 "--snapshot-dir", str(tmp_path / "b"), *common]) == 0
+    a, b = (restore_latest(tmp_path / d, num_threads=1) for d in ("a", "b"))
+    import json
+
+    pa, pb = json.loads(a.source_position), json.loads(b.source_position)
+    assert set(pa) == set(pb) == {"source", "entry", "learned", "dead"}  # no partition fields
+    assert pa["learned"] == pb["learned"] == 500
+    assert model_state(a) == model_state(b)

@@ -95,6 +95,8 @@ def cmd_consume(args: argparse.Namespace) -> int:
             consumer.run(stop, idle_exit=args.idle_exit, max_entries=args.max_entries)
         finally:
             source.close()
+            if shared is not None:
+                shared.close()
     rec = consumer.model  # a refit may have replaced it
     summary = {**consumer.stats(), "learned_now": consumer.learned - learned_before,
                "dead_letters_now": consumer.dead - dead_before, "snapshot_dir": str(args.snapshot_dir),

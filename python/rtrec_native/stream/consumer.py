@@ -187,7 +187,8 @@ class Consumer:
         core = self._rec._model
         core.reset_shared_base()
         for sequence, inc in shared.own_after(state.published):
-            core.add_to_shared_base(inc)
+            if inc is not None:
+                core.add_to_shared_base(inc)
             state.published = sequence
         self._rec.source_position = state.encode()
 
@@ -197,7 +198,11 @@ class Consumer:
         holds. A failed publish puts the increment back into what the next one takes."""
         shared, state, core = self.shared, self.state, self._rec._model
         for partition, sequence, inc in shared.peers_after(state.applied):
-            core.add_shared(inc)
+            if inc is not None:
+                try:
+                    core.add_shared(inc)  # checked whole first: a refused one changes nothing
+                except (ValueError, TypeError) as exc:  # another model's shape or ID kind
+                    shared.dead_letter(partition, sequence, str(exc))
             state.applied[str(partition)] = sequence
         inc = core.take_shared_increment()
         if inc["item_keys"].size or inc["feature_names"] or inc["tower"].any() or inc["weight_sum"]:
@@ -416,6 +421,8 @@ class Consumer:
                 self.archive.rotate(force=True)
         finally:
             self.source.close()
+            if self.shared is not None:
+                self.shared.close()
 
     def stats(self) -> dict[str, Any]:
         """Counters and lag: ``learned``, ``dead_letters``, ``read``, ``position``,

@@ -80,6 +80,10 @@ class SharedExchange:
     def __init__(self, redis: Any, stream: str, partitions: int, partition: int) -> None:
         self._r = connect(redis)
         self.stream, self.partitions, self.partition = stream, partitions, partition
+        self.dead = 0  # increments dead-lettered by this process
+
+    def close(self) -> None:
+        self._r.close()
 
     def key(self, partition: int) -> str:
         return f"{self.stream}:shared:{partition}"
@@ -97,12 +101,12 @@ class SharedExchange:
             log.warning("increment %d of partition %d was already in %s: kept as it is", sequence, self.partition,
                         self.key(self.partition))
 
-    def own_after(self, sequence: int) -> list[tuple[int, dict[str, Any]]]:
+    def own_after(self, sequence: int) -> list[tuple[int, dict[str, Any] | None]]:
         """This trainer's increments numbered above ``sequence`` (published before a crash,
         after its last delta), in order."""
         return self._after(self.partition, sequence)
 
-    def peers_after(self, applied: dict[str, int]) -> list[tuple[int, int, dict[str, Any]]]:
+    def peers_after(self, applied: dict[str, int]) -> list[tuple[int, int, dict[str, Any] | None]]:
         """The other partitions' increments not added yet (``applied``: partition -> the last
         one added), as (partition, sequence, increment), each partition's in order."""
         out = []
@@ -111,12 +115,28 @@ class SharedExchange:
                 out.extend((q, n, inc) for n, inc in self._after(q, applied.get(str(q), 0)))
         return out
 
-    def _after(self, partition: int, sequence: int) -> list[tuple[int, dict[str, Any]]]:
-        out: list[tuple[int, dict[str, Any]]] = []
+    def _after(self, partition: int, sequence: int) -> list[tuple[int, dict[str, Any] | None]]:
+        """Increments numbered above ``sequence``; a malformed entry comes as None (see
+        :meth:`dead_letter`)."""
+        out: list[tuple[int, dict[str, Any] | None]] = []
         start = f"(0-{sequence}"
         while True:
             entries = self._r.xrange(self.key(partition), start, "+", count=_READ_COUNT)
-            out.extend((_sequence(entry_id), decode_increment(fields)) for entry_id, fields in entries)
+            for entry_id, fields in entries:
+                try:
+                    out.append((_sequence(entry_id), decode_increment(fields)))
+                except ValueError as exc:
+                    self.dead_letter(partition, _sequence(entry_id), str(exc))
+                    out.append((_sequence(entry_id), None))
             if len(entries) < _READ_COUNT:
                 return out
             start = f"({entries[-1][0].decode()}"
+
+    def dead_letter(self, partition: int, sequence: int, reason: str) -> None:
+        """An increment that cannot be added (malformed, or of another model's shape) is
+        copied to ``<stream>:shared:dead`` with the reason, counted, and skipped."""
+        self.dead += 1
+        log.warning("increment %d of partition %d cannot be added (%s): dead-lettered, not applied", sequence,
+                    partition, reason)
+        self._r.xadd(f"{self.stream}:shared:dead", {"partition": str(partition), "sequence": str(sequence),
+                                                    "reason": reason[:500]}, maxlen=10_000, approximate=True)
