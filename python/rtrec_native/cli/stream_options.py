@@ -88,13 +88,11 @@ def add_consume_parser(commands: Any) -> None:
                    help="the consumer group (one trainer per group) (default: %(default)s)")
     g.add_argument("--consumer", type=_name, default="trainer", metavar="NAME",
                    help="this trainer's name in the group (default: %(default)s)")
-    g.add_argument("--partitions", type=positive_int, default=1, metavar="K",
-                   help="the users are split over K trainers by rtrec_native.stream.partition_of (producers: "
-                   "Producer(..., partitions=K)); this one reads NAME:P, writes its files to DIR/partition-P, and "
-                   "exchanges the shared rows (items, features, tower) with the others through NAME:shared:Q "
-                   "(default: %(default)s: one trainer, stream NAME, files in DIR)")
-    g.add_argument("--partition", type=nonnegative_int, default=None, metavar="P",
-                   help="which of the K partitions this trainer learns, 0 to K-1 (needed when K > 1)")
+    _add_partition_options(g, "the users are split over K trainers by rtrec_native.stream.partition_of (producers: "
+                           "Producer(..., partitions=K)); this one reads NAME:P, writes its files to DIR/partition-P, "
+                           "and exchanges the shared rows (items, features, tower) with the others through "
+                           "NAME:shared:Q (default: %(default)s: one trainer, stream NAME, files in DIR)",
+                           "which of the K partitions this trainer learns, 0 to K-1 (needed when K > 1)")
     g.add_argument("--ids", choices=("auto", "int", "str"), default="auto",
                    help="ID text: auto reads a base-10 int64 as an integer ID and anything else as a string (a "
                    "side keeps the kind it started with); int or str force one kind (default: %(default)s)")
@@ -158,6 +156,12 @@ def add_export_parser(commands: Any) -> None:
     export.add_argument("--json", action="store_true", help="print JSON on stdout instead of a summary line")
 
 
+def _add_partition_options(g: Any, partitions_help: str, partition_help: str) -> None:
+    """--partitions K and --partition P (checked together by the command: cli/stream_commands.py)."""
+    g.add_argument("--partitions", type=positive_int, default=1, metavar="K", help=partitions_help)
+    g.add_argument("--partition", type=nonnegative_int, default=None, metavar="P", help=partition_help)
+
+
 def add_follow_options(serve: argparse.ArgumentParser) -> None:
     g = serve.add_argument_group("replica (follow a trainer through Redis)")
     g.add_argument("--follow", metavar="URL",
@@ -167,10 +171,8 @@ def add_follow_options(serve: argparse.ArgumentParser) -> None:
     g.add_argument("--stream", type=_name, default=DEFAULT_STREAM, metavar="NAME",
                    help="--follow: the trainer's events stream (announcements on NAME:deltas) (default: "
                    "%(default)s)")
-    g.add_argument("--partitions", type=positive_int, default=1, metavar="K",
-                   help="--follow: the trainers split the users over K partitions ('rtrec consume --partitions "
-                   "K'); this replica serves partition --partition P from DIR/partition-P, answers 421 naming "
-                   "the right partition for another partition's user, and forwards feedback to each user's "
-                   "partition stream (default: %(default)s)")
-    g.add_argument("--partition", type=nonnegative_int, default=None, metavar="P",
-                   help="--follow with --partitions K: which partition this replica serves, 0 to K-1")
+    _add_partition_options(g, "--follow: the trainers split the users over K partitions ('rtrec consume "
+                           "--partitions K'); this replica serves partition --partition P from DIR/partition-P, "
+                           "answers 421 naming the right partition for another partition's user, and forwards "
+                           "feedback to each user's partition stream (default: %(default)s)",
+                           "--follow with --partitions K: which partition this replica serves, 0 to K-1")
