@@ -80,8 +80,6 @@ PYBIND11_MODULE(_core, m) {
     limits["max_diversity"] = rtrec::kMaxDiversity;
     limits["diversity_pool_factor"] = rtrec::kDiversityPoolFactor;
     limits["diversity_pool_min"] = rtrec::kDiversityPoolMin;
-    limits["max_dedup_window"] = rtrec::kMaxDedupWindow;
-    limits["max_user_rate"] = rtrec::kMaxUserRate;
     limits["max_filter_ids"] = rtrec::kMaxFilterIds;
     limits["max_filter_tags"] = rtrec::kMaxFilterTags;
     limits["max_query_history"] = rtrec::kMaxQueryHistory;

@@ -165,5 +165,5 @@ def samples_negatives(loss: str) -> bool:
     """
     Whether this loss learns implicit positives against sampled items (labels optional; a label <= 0 teaches nothing).
     """
-limits: dict = {'max_dim': 65536, 'max_features_per_id': 1024, 'max_min_count': 65535, 'max_rows': 268435456, 'max_negatives': 4096, 'max_tower_layers': 8, 'max_tower_width': 8192, 'max_history': 1024, 'max_diversity': 1.0, 'diversity_pool_factor': 5, 'diversity_pool_min': 50, 'max_dedup_window': 31622400.0, 'max_user_rate': 1000000.0, 'max_filter_ids': 1000000, 'max_filter_tags': 64, 'max_query_history': 10000, 'max_partitions': 4096}
+limits: dict = {'max_dim': 65536, 'max_features_per_id': 1024, 'max_min_count': 65535, 'max_rows': 268435456, 'max_negatives': 4096, 'max_tower_layers': 8, 'max_tower_width': 8192, 'max_history': 1024, 'max_diversity': 1.0, 'diversity_pool_factor': 5, 'diversity_pool_min': 50, 'max_filter_ids': 1000000, 'max_filter_tags': 64, 'max_query_history': 10000, 'max_partitions': 4096}
 openmp_enabled: bool = True
