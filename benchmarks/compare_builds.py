@@ -81,21 +81,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--calls", type=int, default=30_000, help="timed update_one calls per run")
     p.add_argument("--events", type=int, default=60_000, help="events of each fit")
+    p.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
     p.add_argument("--quick", action="store_true", help="3 rounds, fewer calls and events")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.calls, args.events = 3, 5_000, 10_000
     builds = {"baseline": args.baseline, "candidate": args.candidate}
-    results: dict = {(b, f): [] for b in builds for f in FAMILIES}
+    results: dict = {(b, f): [] for b in builds for f in args.families}
     for r in range(args.rounds):
         order = list(builds) if r % 2 == 0 else list(reversed(builds))
-        for family in FAMILIES:
+        for family in args.families:
             for name in order:
                 results[(name, family)].append(_run(builds[name], family, args.calls, args.events))
     print(f"{args.rounds} rounds, {args.calls:,} update_one calls and a {args.events:,}-event fit (1 thread) each")
     print("| family | update_one p50 baseline | candidate | ratio | fit baseline | candidate | ratio | same model |")
     print("|---|---|---|---|---|---|---|---|")
-    for family in FAMILIES:
+    for family in args.families:
         base, cand = results[("baseline", family)], results[("candidate", family)]
         b_ns = statistics.median(x["update_one_p50_ns"] for x in base)
         c_ns = statistics.median(x["update_one_p50_ns"] for x in cand)

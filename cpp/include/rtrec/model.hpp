@@ -373,12 +373,6 @@ class Model {
   }
   static constexpr uint32_t kNoCompactRow = EmbeddingTable::kNotFound;
 
-  // The base of take_shared_increment (null until reset_shared_base), its key -> record
-  // index, and the lock that orders its users.
-  struct SharedBase;
-  std::unique_ptr<SharedBase> shared_base_;
-  std::mutex shared_base_mutex_;
-
   // ---- the family (model_family.hpp): what differs between mf and two_tower, behind one
   // interface. The shared machinery above and below calls through family_.
   class ModelFamily;
@@ -459,6 +453,13 @@ class Model {
 
   // Negatives of the sampled losses, and the pool of recent positives' items they may come from.
   NegativeSampler sampler_{config_.negatives, config_.popularity_negatives()};
+
+  // The base of take_shared_increment (null until reset_shared_base), its key -> record
+  // index, and the lock that orders its users. Last: partitioned training only, off the
+  // cache lines the per-event path reads.
+  struct SharedBase;
+  std::unique_ptr<SharedBase> shared_base_;
+  std::mutex shared_base_mutex_;
 
  public:
   uint32_t generation() const noexcept { return generation_.load(std::memory_order_relaxed); }
