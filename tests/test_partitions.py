@@ -144,6 +144,8 @@ def test_a_partitioned_producer_sends_each_event_to_its_users_stream(redis_url):
     assert seen[int(expected[0])][0] == (1, 10)
     assert sum(len(v) for v in seen.values()) == 11
     assert not client.exists("ev")
+    client.close()
+    producer.close()
 
 
 def test_a_partitioned_producer_checks_every_event_before_sending_any(redis_url):
@@ -156,9 +158,13 @@ def test_a_partitioned_producer_checks_every_event_before_sending_any(redis_url)
         producer.send_many([1, 2, 3, 4], [1, 2, 3, 4], labels=[1.0, 1.0, 1.0, float("nan")])
     client = redis.Redis.from_url(redis_url)
     assert not client.exists("ev:0") and not client.exists("ev:1")
+    client.close()
+    producer.close()
     with pytest.raises(ValueError, match="partitions"):
         Producer(redis_url, "ev", partitions=0)
-    assert Producer(redis_url, "ev", partitions=1).stream_of(5) == "ev"  # one partition: today's stream
+    one = Producer(redis_url, "ev", partitions=1)
+    assert one.stream_of(5) == "ev"  # one partition: today's stream
+    one.close()
 
 
 def _equal_shared(a: rt.Recommender, b: rt.Recommender) -> None:
@@ -201,3 +207,13 @@ def test_an_increment_published_before_a_crash_joins_the_restored_base(tmp_path)
     _equal_shared(restored, b)
     with pytest.raises(Exception, match="base"):
         rt.Recommender(model="mf", dim=4)._model.take_shared_increment()
+
+
+def test_a_producer_routes_a_user_as_the_trainer_reads_it(redis_url):
+    from rtrec_native.stream import Producer
+
+    producer = Producer(redis_url, "ev", partitions=4)
+    # The text "123" is the integer ID 123 to a trainer reading IDs as auto (the default).
+    assert producer.stream_of("123") == producer.stream_of(123) == f"ev:{partition_of([123], 4)[0]}"
+    assert producer.stream_of("alice") == f"ev:{partition_of(['alice'], 4)[0]}"
+    producer.close()

@@ -93,12 +93,14 @@ def cmd_consume(args: argparse.Namespace) -> int:
     with _redis_errors(args.redis):
         try:
             consumer.run(stop, idle_exit=args.idle_exit, max_entries=args.max_entries)
+            stats = consumer.stats()  # while the log is open (lag asks Redis)
         finally:
             source.close()
+            announce.close()
             if shared is not None:
                 shared.close()
     rec = consumer.model  # a refit may have replaced it
-    summary = {**consumer.stats(), "learned_now": consumer.learned - learned_before,
+    summary = {**stats, "learned_now": consumer.learned - learned_before,
                "dead_letters_now": consumer.dead - dead_before, "snapshot_dir": str(args.snapshot_dir),
                "lineage": rec.snapshot_position[0], "sequence": rec.snapshot_position[1]}
     if refit is not None:

@@ -64,6 +64,9 @@ class RedisAnnouncer:
             fields["data"] = Path(path).read_bytes()
         self._r.xadd(self.stream, fields, maxlen=self._maxlen, approximate=True)
 
+    def close(self) -> None:
+        self._r.close()
+
 
 class Announcement:
     """One announcement as a replica reads it."""

@@ -82,10 +82,11 @@ class Producer:
         self.partitions = partitions if partitions is not None and partitions > 1 else None
 
     def stream_of(self, user: int | str) -> str:
-        """The stream an event of ``user`` goes to."""
+        """The stream an event of ``user`` goes to: the partition of the user as the trainer
+        reads the entry's text (``--ids auto``, the default: "123" is the integer ID 123)."""
         if self.partitions is None:
             return self.stream
-        return f"{self.stream}:{int(partition_of(user, self.partitions)[0])}"
+        return f"{self.stream}:{self._partition_of_text(_id_text(user, 'user'))}"
 
     def _streams(self) -> list[str]:
         if self.partitions is None:
@@ -161,7 +162,7 @@ class Producer:
                 self.fields(users[k], *(None if v is None else v[k] for v in columns.values()))
             except (TypeError, ValueError) as exc:
                 raise type(exc)(f"event {k}: {exc}") from None
-        routes = partition_of(users if isinstance(users, np.ndarray) else list(users), self.partitions)
+        routes = np.array([self._partition_of_text(_id_text(user, "user")) for user in users])
         ids: list[str] = []
         for p in range(self.partitions):
             at = np.flatnonzero(routes == p)
