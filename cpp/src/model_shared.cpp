@@ -137,8 +137,9 @@ Model::SharedRows Model::shared_rows() const {
   return s;
 }
 
-Model::SharedRows Model::shared_increment(const SharedRows& base) const {
-  SharedRows now = shared_rows();
+Model::SharedRows Model::shared_increment(const SharedRows& base) const { return increment_between(shared_rows(), base); }
+
+Model::SharedRows Model::increment_between(SharedRows now, const SharedRows& base) const {
   const uint32_t width = record_width(items_), feature_width = record_width(item_features_.table);
   if (base.items.size() != base.item_keys.size() * width || base.features.size() != base.feature_names.size() * feature_width ||
       (!base.tower.empty() && base.tower.size() != now.tower.size()))
@@ -181,8 +182,9 @@ void Model::reset_shared_base() {
 Model::SharedRows Model::take_shared_increment() {
   std::lock_guard<std::mutex> lock(shared_base_mutex_);
   if (shared_base_ == nullptr) throw std::logic_error("take_shared_increment: no base (call reset_shared_base first)");
-  SharedRows increment = shared_increment(shared_base_->rows);
-  shared_base_->rows = shared_rows();  // nothing learns meanwhile (see the header)
+  SharedRows now = shared_rows();  // read once: nothing learns meanwhile (see the header)
+  SharedRows increment = increment_between(now, shared_base_->rows);
+  shared_base_->rows = std::move(now);
   shared_base_->index();
   return increment;
 }

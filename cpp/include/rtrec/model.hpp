@@ -303,6 +303,8 @@ class Model {
   // the MMR picks for `diversity` (model_diversity.cpp); returns how many.
   uint32_t diversify(ScoredRow* pool, uint32_t found, uint32_t k, float diversity, std::vector<float>& vectors,
                      std::vector<float>& scratch) const;
+  // `now` (shared rows read from this model) minus `base`, rows that did not move left out.
+  SharedRows increment_between(SharedRows now, const SharedRows& base) const;
   // An explain() reason naming an item row (its key, and its name for string IDs).
   Reason item_reason(uint32_t row, float weight) const;
   // Copies k results' keys, names and scores (in predict's units) into `out` at `at`.
